@@ -1,0 +1,200 @@
+//! swtpm instances for tests.
+
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use tempfile::TempDir;
+
+/// A local certificate authority (swtpm_localca) that signs EK certificates.
+///
+/// The root and intermediate are created on first use, in a temporary directory.
+pub struct TestCa {
+    dir: TempDir,
+}
+
+impl TestCa {
+    /// A fresh CA, distinct from every other one (for "untrusted CA" tests).
+    pub fn new() -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("assay-ca-").tempdir()?;
+        let d = dir.path();
+        std::fs::write(
+            d.join("swtpm-localca.conf"),
+            format!(
+                "statedir = {0}\nsigningkey = {0}/signkey.pem\nissuercert = {0}/issuercert.pem\ncertserial = {0}/certserial\n",
+                d.display()
+            ),
+        )?;
+        std::fs::write(
+            d.join("swtpm_setup.conf"),
+            format!(
+                "create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = {}/swtpm-localca.conf\ncreate_certs_tool_options = /etc/swtpm-localca.options\nactive_pcr_banks = sha256\n",
+                d.display()
+            ),
+        )?;
+        let ca = Self { dir };
+        // Make the CA now, with a throwaway TPM, so that parallel users never race to create it.
+        let scratch = tempfile::Builder::new().prefix("assay-ca-init-").tempdir()?;
+        ca.manufacture(scratch.path())?;
+        if !ca.root_cert_path().exists() || !ca.issuer_cert_path().exists() {
+            bail!("swtpm_localca did not create its CA in {}", ca.dir.path().display());
+        }
+        Ok(ca)
+    }
+
+    /// One CA shared by every test in this process.
+    pub fn shared() -> &'static TestCa {
+        static CA: OnceLock<TestCa> = OnceLock::new();
+        CA.get_or_init(|| TestCa::new().expect("creating the shared swtpm test CA (is swtpm-tools installed?)"))
+    }
+
+    /// The self-signed root certificate (PEM).
+    pub fn root_cert_path(&self) -> PathBuf {
+        self.dir.path().join("swtpm-localca-rootca-cert.pem")
+    }
+
+    /// The intermediate certificate that signs EK certificates (PEM).
+    pub fn issuer_cert_path(&self) -> PathBuf {
+        self.dir.path().join("issuercert.pem")
+    }
+
+    /// Runs swtpm_setup: TPM 2.0 state with RSA + ECC EKs and their certificates.
+    fn manufacture(&self, state: &Path) -> Result<()> {
+        let out = Command::new("swtpm_setup")
+            .args(["--tpm2", "--create-ek-cert", "--create-platform-cert", "--lock-nvram", "--overwrite"])
+            .arg("--tpmstate")
+            .arg(state)
+            .arg("--config")
+            .arg(self.dir.path().join("swtpm_setup.conf"))
+            .output()
+            .context("running swtpm_setup (apt-get install swtpm swtpm-tools)")?;
+        if !out.status.success() {
+            bail!(
+                "swtpm_setup failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A running swtpm on 127.0.0.1, killed and removed on drop.
+pub struct Swtpm {
+    child: Child,
+    port: u16,
+    state: TempDir,
+}
+
+impl Swtpm {
+    /// A TPM whose EK certificates are signed by the shared test CA.
+    pub fn start() -> Result<Self> {
+        Self::start_with_ca(TestCa::shared())
+    }
+
+    /// A TPM whose EK certificates are signed by `ca`.
+    pub fn start_with_ca(ca: &TestCa) -> Result<Self> {
+        let state = tempfile::Builder::new().prefix("assay-swtpm-").tempdir()?;
+        ca.manufacture(state.path())?;
+        // Ports are picked free and then handed to swtpm, so another process can take
+        // them in between: retry a bounded number of times.
+        let mut last_err = None;
+        for _ in 0..20 {
+            let port = free_port_pair()?;
+            let mut child = Command::new("swtpm")
+                .args(["socket", "--tpm2", "--flags", "not-need-init,startup-clear"])
+                .arg("--tpmstate")
+                .arg(format!("dir={}", state.path().display()))
+                .arg("--server")
+                .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+                .arg("--ctrl")
+                .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("starting swtpm")?;
+            match wait_listening(&mut child, port, Duration::from_secs(10)) {
+                Ok(()) => return Ok(Self { child, port, state }),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("swtpm did not start")))
+    }
+
+    /// The TCTI string for tss-esapi / tpm2-tools (`swtpm:host=127.0.0.1,port=P`).
+    pub fn tcti(&self) -> String {
+        format!("swtpm:host=127.0.0.1,port={}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        self.state.path()
+    }
+
+    /// Runs a tpm2-tools command against this TPM and returns its stdout.
+    pub fn tpm2(&self, tool: &str, args: &[&str]) -> Result<Vec<u8>> {
+        let out = Command::new(tool)
+            .args(args)
+            .env("TPM2TOOLS_TCTI", self.tcti())
+            .output()
+            .with_context(|| format!("running {tool} (apt-get install tpm2-tools)"))?;
+        if !out.status.success() {
+            bail!("{tool} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(out.stdout)
+    }
+}
+
+impl Drop for Swtpm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port P on 127.0.0.1 such that P and P+1 are both free right now.
+pub fn free_port_pair() -> Result<u16> {
+    for _ in 0..100 {
+        let a = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
+        let port = a.local_addr()?.port();
+        if port < u16::MAX && TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port + 1)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free pair of loopback ports found in 100 tries")
+}
+
+/// A free port on 127.0.0.1 right now.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+}
+
+fn wait_listening(child: &mut Child, port: u16, limit: Duration) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = child.try_wait()? {
+            let mut err = String::new();
+            if let Some(mut s) = child.stderr.take() {
+                use std::io::Read;
+                let _ = s.read_to_string(&mut err);
+            }
+            bail!("swtpm exited with {status}: {err}");
+        }
+        if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("swtpm did not listen on port {port} within {limit:?}")
+}
