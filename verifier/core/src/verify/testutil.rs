@@ -1,0 +1,294 @@
+//! Builders for AKs, quotes, signatures and policies, for tests, benches and
+//! fuzzing (`feature = "testutil"`). Keys are seeded, so fixtures are reproducible.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::sync::OnceLock;
+
+use rand::SeedableRng;
+use rand_core::CryptoRngCore;
+use rsa::traits::PublicKeyParts;
+
+use super::*;
+use crate::tpm::attest::{encode_quote_attest, QuoteInfo};
+use crate::tpm::public::{
+    parse_tpm2b_public, ObjectAttributes, TPM_ALG_ECC, TPM_ALG_ECDSA, TPM_ALG_NULL, TPM_ALG_RSA,
+    TPM_ALG_RSAPSS, TPM_ALG_RSASSA, TPM_ECC_NIST_P256,
+};
+
+/// What `tpm2_createak` sets: fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, restricted, sign.
+pub const AK_ATTRIBUTES: u32 = ObjectAttributes::FIXED_TPM
+    | ObjectAttributes::FIXED_PARENT
+    | ObjectAttributes::SENSITIVE_DATA_ORIGIN
+    | ObjectAttributes::USER_WITH_AUTH
+    | ObjectAttributes::RESTRICTED
+    | ObjectAttributes::SIGN;
+
+#[derive(Clone)]
+pub enum SigningKey {
+    Rsa(Box<rsa::RsaPrivateKey>),
+    P256(p256::ecdsa::SigningKey),
+}
+
+/// A software AK and the public-area fields to describe it with.
+#[derive(Clone)]
+pub struct TestAk {
+    pub key: SigningKey,
+    /// Scheme written into the public area (`TPM_ALG_NULL` for none) and used to sign.
+    pub scheme_alg: u16,
+    pub hash: HashAlg,
+    pub name_alg: HashAlg,
+    pub attributes: u32,
+    /// Lie about RSA keyBits in the public area.
+    pub key_bits_override: Option<u16>,
+    /// Lie about the ECC curve in the public area.
+    pub curve_override: Option<u16>,
+}
+
+/// A deterministic RSA key (seeded), for reproducible tests.
+pub fn rsa_key(bits: usize, seed: u64) -> rsa::RsaPrivateKey {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    rsa::RsaPrivateKey::new(&mut rng, bits).expect("RSA key generation")
+}
+
+pub fn shared_rsa_ak() -> &'static TestAk {
+    static AK: OnceLock<TestAk> = OnceLock::new();
+    AK.get_or_init(|| TestAk::rsa(rsa_key(2048, 1), TPM_ALG_RSASSA))
+}
+
+pub fn shared_rsapss_ak() -> &'static TestAk {
+    static AK: OnceLock<TestAk> = OnceLock::new();
+    AK.get_or_init(|| TestAk::rsa(rsa_key(2048, 2), TPM_ALG_RSAPSS))
+}
+
+pub fn shared_p256_ak() -> &'static TestAk {
+    static AK: OnceLock<TestAk> = OnceLock::new();
+    AK.get_or_init(|| {
+        TestAk::p256(p256::ecdsa::SigningKey::random(
+            &mut rand::rngs::StdRng::seed_from_u64(3),
+        ))
+    })
+}
+
+fn tpm2b(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend((b.len() as u16).to_be_bytes());
+    out.extend(b);
+}
+
+impl TestAk {
+    pub fn rsa(key: rsa::RsaPrivateKey, scheme_alg: u16) -> Self {
+        Self::with(SigningKey::Rsa(Box::new(key)), scheme_alg)
+    }
+
+    pub fn p256(key: p256::ecdsa::SigningKey) -> Self {
+        Self::with(SigningKey::P256(key), TPM_ALG_ECDSA)
+    }
+
+    fn with(key: SigningKey, scheme_alg: u16) -> Self {
+        Self {
+            key,
+            scheme_alg,
+            hash: HashAlg::Sha256,
+            name_alg: HashAlg::Sha256,
+            attributes: AK_ATTRIBUTES,
+            key_bits_override: None,
+            curve_override: None,
+        }
+    }
+
+    /// The `TPM2B_PUBLIC` a TPM would report for this key.
+    pub fn public_bytes(&self) -> Vec<u8> {
+        let mut t = Vec::new();
+        let kind = match self.key {
+            SigningKey::Rsa(_) => TPM_ALG_RSA,
+            SigningKey::P256(_) => TPM_ALG_ECC,
+        };
+        t.extend(kind.to_be_bytes());
+        t.extend(self.name_alg.to_tpm().to_be_bytes());
+        t.extend(self.attributes.to_be_bytes());
+        tpm2b(&mut t, &[]);
+        t.extend(TPM_ALG_NULL.to_be_bytes()); // symmetric
+        t.extend(self.scheme_alg.to_be_bytes());
+        if self.scheme_alg != TPM_ALG_NULL {
+            t.extend(self.hash.to_tpm().to_be_bytes());
+        }
+        match &self.key {
+            SigningKey::Rsa(k) => {
+                let n = k.n().to_bytes_be();
+                let bits = self.key_bits_override.unwrap_or((n.len() * 8) as u16);
+                t.extend(bits.to_be_bytes());
+                t.extend(0u32.to_be_bytes());
+                tpm2b(&mut t, &n);
+            }
+            SigningKey::P256(k) => {
+                t.extend(
+                    self.curve_override
+                        .unwrap_or(TPM_ECC_NIST_P256)
+                        .to_be_bytes(),
+                );
+                t.extend(TPM_ALG_NULL.to_be_bytes()); // kdf
+                let point = k.verifying_key().to_encoded_point(false);
+                tpm2b(&mut t, point.x().unwrap());
+                tpm2b(&mut t, point.y().unwrap());
+            }
+        }
+        let mut out = Vec::new();
+        tpm2b(&mut out, &t);
+        out
+    }
+
+    pub fn public(&self) -> TpmPublic {
+        parse_tpm2b_public(&self.public_bytes()).expect("test AK public area parses")
+    }
+
+    /// A `TPMT_SIGNATURE` over `msg` with this AK's scheme and hash.
+    pub fn sign(&self, rng: &mut impl CryptoRngCore, msg: &[u8]) -> Vec<u8> {
+        let digest = self.hash.digest(msg);
+        let sig = match &self.key {
+            SigningKey::Rsa(k) if self.scheme_alg == TPM_ALG_RSAPSS => {
+                let sig = k
+                    .sign_with_rng(rng, pss(self.hash), &digest)
+                    .expect("PSS signing");
+                TpmSignature::RsaPss {
+                    hash: self.hash,
+                    sig,
+                }
+            }
+            SigningKey::Rsa(k) => {
+                let sig = k.sign(pkcs1(self.hash), &digest).expect("PKCS#1 signing");
+                TpmSignature::RsaSsa {
+                    hash: self.hash,
+                    sig,
+                }
+            }
+            SigningKey::P256(k) => {
+                use p256::ecdsa::signature::hazmat::PrehashSigner;
+                let sig: p256::ecdsa::Signature = k.sign_prehash(&digest).expect("ECDSA signing");
+                let (r, s) = sig.split_bytes();
+                TpmSignature::Ecdsa {
+                    hash: self.hash,
+                    r: r.to_vec(),
+                    s: s.to_vec(),
+                }
+            }
+        };
+        sig.to_bytes()
+    }
+}
+
+fn pkcs1(h: HashAlg) -> rsa::Pkcs1v15Sign {
+    match h {
+        HashAlg::Sha1 => rsa::Pkcs1v15Sign::new::<sha1::Sha1>(),
+        HashAlg::Sha256 => rsa::Pkcs1v15Sign::new::<sha2::Sha256>(),
+        HashAlg::Sha384 => rsa::Pkcs1v15Sign::new::<sha2::Sha384>(),
+        HashAlg::Sha512 => rsa::Pkcs1v15Sign::new::<sha2::Sha512>(),
+    }
+}
+
+fn pss(h: HashAlg) -> rsa::Pss {
+    match h {
+        HashAlg::Sha1 => rsa::Pss::new::<sha1::Sha1>(),
+        HashAlg::Sha256 => rsa::Pss::new::<sha2::Sha256>(),
+        HashAlg::Sha384 => rsa::Pss::new::<sha2::Sha384>(),
+        HashAlg::Sha512 => rsa::Pss::new::<sha2::Sha512>(),
+    }
+}
+
+/// A policy requiring exactly `pcrs` (sha256 bank).
+pub fn policy_for(pcrs: &[(u32, Vec<u8>)]) -> Policy {
+    let mut text = String::from("schema = 0\nname = \"test\"\n[pcrs.sha256]\n");
+    for (i, v) in pcrs {
+        text.push_str(&format!("{i} = \"{}\"\n", hex::encode(v)));
+    }
+    Policy::parse("test.toml", &text).expect("test policy parses")
+}
+
+/// A consistent quote: AK, nonce, PCRs 0, 1, 2, 13, TPMS_ATTEST and a matching policy.
+#[derive(Clone)]
+pub struct Scenario {
+    pub ak: TestAk,
+    pub nonce: Vec<u8>,
+    pub pcrs: Vec<(u32, Vec<u8>)>,
+    pub attest: Attest,
+    pub policy: Policy,
+    pub previous_clock: Option<ClockInfo>,
+}
+
+impl Scenario {
+    pub fn new(ak: &TestAk) -> Self {
+        let pcrs: Vec<(u32, Vec<u8>)> = [0u32, 1, 2, 13]
+            .iter()
+            .map(|i| (*i, Sha256::digest(i.to_be_bytes()).to_vec()))
+            .collect();
+        let nonce = vec![0x4e; 32];
+        let values: Vec<&[u8]> = pcrs.iter().map(|(_, v)| v.as_slice()).collect();
+        let public = ak.public();
+        let attest = Attest {
+            qualified_signer: public.name(),
+            extra_data: nonce.clone(),
+            clock_info: ClockInfo {
+                clock: 1_000_000,
+                reset_count: 5,
+                restart_count: 2,
+                safe: true,
+            },
+            firmware_version: 0x2023_0101,
+            quote: QuoteInfo {
+                pcr_select: PcrSelection::sha256_only(&[0, 1, 2, 13]),
+                pcr_digest: pcr_digest(HashAlg::Sha256, &values),
+            },
+        };
+        let policy = policy_for(&pcrs);
+        Self {
+            ak: ak.clone(),
+            nonce,
+            pcrs,
+            attest,
+            policy,
+            previous_clock: None,
+        }
+    }
+
+    pub fn attest_bytes(&self) -> Vec<u8> {
+        encode_quote_attest(&self.attest)
+    }
+
+    /// The attest bytes and a signature over them by the scenario's AK.
+    pub fn signed(&self) -> (Vec<u8>, Vec<u8>) {
+        let attest = self.attest_bytes();
+        let sig = self
+            .ak
+            .sign(&mut rand::rngs::StdRng::seed_from_u64(7), &attest);
+        (attest, sig)
+    }
+
+    /// Verifies `attest` + `signature` with the scenario's AK, nonce, PCRs and policy.
+    pub fn verify_bytes(&self, attest: &[u8], signature: &[u8]) -> QuoteOutcome {
+        let ak = self.ak.public();
+        let check = QuoteCheck {
+            ak: &ak,
+            expected_nonce: &self.nonce,
+            previous_clock: self.previous_clock,
+            policy: &self.policy,
+        };
+        verify_quote(
+            &check,
+            &QuoteEvidence {
+                attest,
+                signature,
+                pcrs_sha256: &self.pcrs,
+            },
+        )
+    }
+
+    /// Signs the scenario's attest and verifies it.
+    pub fn verify(&self) -> QuoteOutcome {
+        let (attest, sig) = self.signed();
+        self.verify_bytes(&attest, &sig)
+    }
+}
