@@ -1,0 +1,102 @@
+//! EK certificates from TPM NV storage (TCG EK Credential Profile indices).
+
+use tss_esapi::abstraction::nv;
+use tss_esapi::constants::CapabilityType;
+use tss_esapi::handles::{NvIndexTpmHandle, TpmHandle};
+use tss_esapi::interface_types::resource_handles::NvAuth;
+use tss_esapi::structures::CapabilityData;
+use tss_esapi::Context;
+
+use super::TpmError;
+
+/// RSA 2048 EK certificate.
+pub(crate) const RSA_EK_CERT_INDEX: u32 = 0x01c0_0002;
+/// ECC NIST P-256 EK certificate (low range).
+pub(crate) const ECC_P256_EK_CERT_INDEX: u32 = 0x01c0_000a;
+/// ECC NIST P-384 EK certificate (high range; where swtpm_setup puts its ECC EK certificate).
+pub(crate) const ECC_P384_EK_CERT_INDEX: u32 = 0x01c0_0016;
+
+/// Whether an NV index is defined.
+pub(crate) fn index_defined(ctx: &mut Context, index: u32) -> Result<bool, TpmError> {
+    let (data, _) = ctx
+        .execute_without_session(|c| c.get_capability(CapabilityType::Handles, index, 1))
+        .map_err(TpmError::tss("GetCapability(handles)"))?;
+    Ok(match data {
+        CapabilityData::Handles(list) => list
+            .iter()
+            .any(|h| matches!(h, TpmHandle::NvIndex(nv) if u32::from(*nv) == index)),
+        _ => false,
+    })
+}
+
+/// Reads a whole NV index (authorised by the index itself, empty auth) and cuts the
+/// NV padding after the DER certificate. `None` if the index is not defined.
+pub(crate) fn read_der_certificate(
+    ctx: &mut Context,
+    index: u32,
+) -> Result<Option<Vec<u8>>, TpmError> {
+    if !index_defined(ctx, index)? {
+        return Ok(None);
+    }
+    let nv_index = NvIndexTpmHandle::new(index).map_err(TpmError::tss("NV index handle"))?;
+    // An ESYS handle only (no TPM object): NvReaderWriter closes it when the read is done.
+    let handle = ctx
+        .execute_without_session(|c| c.tr_from_tpm_public(TpmHandle::NvIndex(nv_index)))
+        .map_err(TpmError::tss("TR_FromTPMPublic(NV index)"))?;
+    let read = ctx.execute_with_nullauth_session(|c| {
+        nv::read_full(c, NvAuth::NvIndex(handle.into()), nv_index)
+    });
+    let bytes = read.map_err(TpmError::tss("NV_Read(EK certificate)"))?;
+    let len = der_len(&bytes).map_err(|reason| TpmError::EkCertificate { index, reason })?;
+    Ok(bytes.get(..len).map(<[u8]>::to_vec))
+}
+
+/// Total length (header + contents) of the DER SEQUENCE at the start of `b`,
+/// checked to fit within `b`.
+pub(crate) fn der_len(b: &[u8]) -> Result<usize, String> {
+    let (tag, first, rest) = match b {
+        [t, f, rest @ ..] => (*t, *f, rest),
+        _ => return Err(format!("only {} bytes", b.len())),
+    };
+    if tag != 0x30 {
+        return Err(format!("starts with tag {tag:#04x}, not a SEQUENCE (0x30)"));
+    }
+    let (header, content) = if first < 0x80 {
+        (2, usize::from(first))
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return Err(format!("unsupported DER length form {first:#04x}"));
+        }
+        let bytes = rest.get(..n).ok_or("truncated DER length")?;
+        (
+            2 + n,
+            bytes
+                .iter()
+                .fold(0usize, |acc, x| (acc << 8) | usize::from(*x)),
+        )
+    };
+    let total = header + content;
+    if total > b.len() {
+        return Err(format!(
+            "DER says {total} bytes but the index holds {}",
+            b.len()
+        ));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::der_len;
+
+    #[test]
+    fn der_length_forms() {
+        assert_eq!(der_len(&[0x30, 0x01, 0x05, 0xff, 0xff]), Ok(3));
+        assert_eq!(der_len(&[0x30, 0x82, 0x00, 0x01, 0x05, 0x00]), Ok(5));
+        assert!(der_len(&[0x30, 0x82, 0x01, 0x00, 0x05]).is_err());
+        assert!(der_len(&[0x04, 0x01, 0x05]).is_err());
+        assert!(der_len(&[0xff; 4]).is_err());
+        assert!(der_len(&[0x30, 0x80]).is_err());
+    }
+}
