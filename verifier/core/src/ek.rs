@@ -1,1 +1,680 @@
-//! (being written)
+//! EK certificate validation: the first link of the chain of trust.
+//!
+//! A TPM manufacturer certifies each TPM's endorsement key (EK) with an X.509
+//! certificate (TCG EK Credential Profile 2.x) stored in the TPM's NV index.
+//! The verifier trusts a TPM only if that certificate chains, through
+//! configured intermediates, to a configured root, and every certificate on
+//! the path is within its validity period at the time given by the caller.
+//!
+//! What is checked, and why:
+//! - each signature on the path (`BadSignature`: a forged or altered certificate);
+//! - issuer/subject linkage ending at a configured root (`UntrustedIssuer`: a
+//!   self-made CA, e.g. a software TPM's local CA nobody configured);
+//! - validity of every certificate on the path (`Expired` / `NotYetValid`);
+//! - issuing certificates are CAs allowed to sign certificates, within their
+//!   path length (`NotACa`: a leaf certificate used to mint more EK certificates);
+//! - the EK certificate itself is an end-entity certificate whose key usage, if
+//!   present, allows key encipherment (RSA) or key agreement (ECC)
+//!   (`WrongKeyUsage`);
+//! - unknown *critical* extensions are refused (RFC 5280 §4.2) (`Malformed`);
+//! - paths are at most [`MAX_CHAIN_DEPTH`] certificates above the EK
+//!   (`ChainTooLong`), and inputs are size-bounded.
+//!
+//! Revocation (CRLs) is not checked here; see the closing note of issue 2.
+
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::ParsedExtension;
+use x509_parser::pem::Pem;
+use x509_parser::prelude::FromDer;
+use x509_parser::public_key::PublicKey;
+
+/// Largest certificate accepted (EK certificates are 1–2 KiB; NV indices hold at most a few KiB).
+pub const MAX_CERT_LEN: usize = 16 * 1024;
+/// Certificates above the EK certificate on a path: intermediates plus the root.
+pub const MAX_CHAIN_DEPTH: usize = 6;
+/// Largest PEM file of trust anchors accepted.
+pub const MAX_PEM_LEN: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EkError {
+    #[error("malformed certificate: {0}")]
+    Malformed(String),
+    #[error("issuer `{issuer}` is not a configured EK root or intermediate CA")]
+    UntrustedIssuer { issuer: String },
+    #[error("certificate `{subject}` expired at unix time {not_after}")]
+    Expired { subject: String, not_after: i64 },
+    #[error("certificate `{subject}` is not valid before unix time {not_before}")]
+    NotYetValid { subject: String, not_before: i64 },
+    #[error("signature on certificate `{subject}` does not verify with the key of `{issuer}`")]
+    BadSignature { subject: String, issuer: String },
+    #[error("EK certificate key usage does not permit {0}")]
+    WrongKeyUsage(String),
+    #[error("certificate `{0}` is not a CA permitted to issue certificates (basicConstraints / keyUsage / pathLen)")]
+    NotACa(String),
+    #[error("certificate chain is longer than {MAX_CHAIN_DEPTH} certificates, or loops")]
+    ChainTooLong,
+}
+
+/// The public key in an EK certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EkPublicKey {
+    /// Big-endian modulus without leading zeros, and public exponent.
+    Rsa { modulus: Vec<u8>, exponent: u32 },
+    /// Named-curve OID (dotted) and the SEC1 point.
+    Ecc { curve_oid: String, point: Vec<u8> },
+}
+
+/// A validated EK certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EkCertificate {
+    pub subject: String,
+    pub issuer: String,
+    pub serial_hex: String,
+    pub not_after_unix: i64,
+    pub public_key: EkPublicKey,
+    /// Subjects of the issuing certificates, from the EK's issuer up to the root.
+    pub chain: Vec<String>,
+}
+
+/// Configured EK roots and intermediates (DER). Roots end a path; intermediates
+/// may only appear on a path that ends at a root.
+#[derive(Debug, Clone, Default)]
+pub struct TrustAnchors {
+    roots: Vec<Vec<u8>>,
+    intermediates: Vec<Vec<u8>>,
+}
+
+impl TrustAnchors {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds every certificate in a PEM file as a root. Returns how many were added.
+    pub fn add_roots_pem(&mut self, pem: &[u8]) -> Result<usize, EkError> {
+        let certs = parse_pem_certs(pem)?;
+        let n = certs.len();
+        self.roots.extend(certs);
+        Ok(n)
+    }
+
+    /// Adds every certificate in a PEM file as an intermediate. Returns how many were added.
+    pub fn add_intermediates_pem(&mut self, pem: &[u8]) -> Result<usize, EkError> {
+        let certs = parse_pem_certs(pem)?;
+        let n = certs.len();
+        self.intermediates.extend(certs);
+        Ok(n)
+    }
+
+    /// Adds one DER root.
+    pub fn add_root_der(&mut self, der: &[u8]) -> Result<(), EkError> {
+        parse_der(der)?;
+        self.roots.push(der.to_vec());
+        Ok(())
+    }
+
+    /// Adds one DER intermediate.
+    pub fn add_intermediate_der(&mut self, der: &[u8]) -> Result<(), EkError> {
+        parse_der(der)?;
+        self.intermediates.push(der.to_vec());
+        Ok(())
+    }
+
+    pub fn roots_len(&self) -> usize {
+        self.roots.len()
+    }
+
+    pub fn intermediates_len(&self) -> usize {
+        self.intermediates.len()
+    }
+}
+
+fn parse_pem_certs(pem: &[u8]) -> Result<Vec<Vec<u8>>, EkError> {
+    if pem.len() > MAX_PEM_LEN {
+        return Err(EkError::Malformed(format!(
+            "PEM file larger than {MAX_PEM_LEN} bytes"
+        )));
+    }
+    let mut out = Vec::new();
+    for block in Pem::iter_from_buffer(pem) {
+        let block = block.map_err(|e| EkError::Malformed(format!("PEM: {e}")))?;
+        if block.label != "CERTIFICATE" {
+            continue;
+        }
+        parse_der(&block.contents)?;
+        out.push(block.contents);
+    }
+    if out.is_empty() {
+        return Err(EkError::Malformed(
+            "no CERTIFICATE block in PEM input".into(),
+        ));
+    }
+    Ok(out)
+}
+
+fn parse_der(der: &[u8]) -> Result<X509Certificate<'_>, EkError> {
+    if der.len() > MAX_CERT_LEN {
+        return Err(EkError::Malformed(format!(
+            "certificate is {} bytes (limit {MAX_CERT_LEN})",
+            der.len()
+        )));
+    }
+    let (rest, cert) =
+        X509Certificate::from_der(der).map_err(|e| EkError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(EkError::Malformed(format!(
+            "{} bytes after the certificate",
+            rest.len()
+        )));
+    }
+    for ext in cert.extensions() {
+        if ext.critical
+            && matches!(
+                ext.parsed_extension(),
+                ParsedExtension::UnsupportedExtension { .. }
+            )
+        {
+            return Err(EkError::Malformed(format!(
+                "unsupported critical extension {}",
+                ext.oid
+            )));
+        }
+        if let ParsedExtension::ParseError { error } = ext.parsed_extension() {
+            return Err(EkError::Malformed(format!(
+                "extension {}: {error}",
+                ext.oid
+            )));
+        }
+    }
+    Ok(cert)
+}
+
+fn check_time(cert: &X509Certificate<'_>, now_unix: i64) -> Result<(), EkError> {
+    let v = cert.validity();
+    if now_unix < v.not_before.timestamp() {
+        return Err(EkError::NotYetValid {
+            subject: cert.subject().to_string(),
+            not_before: v.not_before.timestamp(),
+        });
+    }
+    if now_unix > v.not_after.timestamp() {
+        return Err(EkError::Expired {
+            subject: cert.subject().to_string(),
+            not_after: v.not_after.timestamp(),
+        });
+    }
+    Ok(())
+}
+
+/// `issuer` may sign certificates, with `below` CA certificates between it and the EK.
+fn check_ca(issuer: &X509Certificate<'_>, below: u32, is_root: bool) -> Result<(), EkError> {
+    let not_ca = || EkError::NotACa(issuer.subject().to_string());
+    let bc = issuer
+        .basic_constraints()
+        .map_err(|e| EkError::Malformed(e.to_string()))?;
+    match bc {
+        Some(bc) => {
+            if !bc.value.ca {
+                return Err(not_ca());
+            }
+            if let Some(max) = bc.value.path_len_constraint {
+                if below > max {
+                    return Err(not_ca());
+                }
+            }
+        }
+        // A configured root without basicConstraints (X.509 v1) is accepted because the
+        // operator placed it there; an intermediate must say it is a CA.
+        None if is_root => {}
+        None => return Err(not_ca()),
+    }
+    if let Some(ku) = issuer
+        .key_usage()
+        .map_err(|e| EkError::Malformed(e.to_string()))?
+    {
+        if !ku.value.key_cert_sign() {
+            return Err(not_ca());
+        }
+    }
+    Ok(())
+}
+
+fn ek_public_key(cert: &X509Certificate<'_>) -> Result<EkPublicKey, EkError> {
+    let spki = cert.public_key();
+    match spki
+        .parsed()
+        .map_err(|e| EkError::Malformed(format!("EK public key: {e}")))?
+    {
+        PublicKey::RSA(rsa) => {
+            let modulus = strip_leading_zeros(rsa.modulus).to_vec();
+            let e = strip_leading_zeros(rsa.exponent);
+            if e.is_empty() || e.len() > 4 || modulus.is_empty() {
+                return Err(EkError::Malformed(
+                    "EK RSA key has an invalid modulus or exponent".into(),
+                ));
+            }
+            let exponent = e.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
+            Ok(EkPublicKey::Rsa { modulus, exponent })
+        }
+        PublicKey::EC(point) => {
+            let curve_oid = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|o| o.to_id_string())
+                .ok_or_else(|| EkError::Malformed("EK ECC key without a named curve".into()))?;
+            Ok(EkPublicKey::Ecc {
+                curve_oid,
+                point: point.data().to_vec(),
+            })
+        }
+        _ => Err(EkError::Malformed(format!(
+            "EK key algorithm {} is neither RSA nor ECC",
+            spki.algorithm.algorithm
+        ))),
+    }
+}
+
+fn strip_leading_zeros(b: &[u8]) -> &[u8] {
+    let n = b.iter().take_while(|x| **x == 0).count();
+    &b[n..]
+}
+
+/// Validates an EK certificate (DER) against `anchors` at time `now_unix`.
+pub fn validate_ek_certificate(
+    der: &[u8],
+    anchors: &TrustAnchors,
+    now_unix: i64,
+) -> Result<EkCertificate, EkError> {
+    let leaf = parse_der(der)?;
+    check_time(&leaf, now_unix)?;
+    if leaf
+        .basic_constraints()
+        .map_err(|e| EkError::Malformed(e.to_string()))?
+        .is_some_and(|bc| bc.value.ca)
+    {
+        return Err(EkError::WrongKeyUsage(
+            "use as an EK: it is a CA certificate".into(),
+        ));
+    }
+    let public_key = ek_public_key(&leaf)?;
+    if let Some(ku) = leaf
+        .key_usage()
+        .map_err(|e| EkError::Malformed(e.to_string()))?
+    {
+        let ok = match public_key {
+            EkPublicKey::Rsa { .. } => ku.value.key_encipherment(),
+            EkPublicKey::Ecc { .. } => ku.value.key_agreement(),
+        };
+        if !ok {
+            return Err(EkError::WrongKeyUsage(format!(
+                "key encipherment / agreement (it allows: {})",
+                ku.value
+            )));
+        }
+    }
+
+    let roots: Vec<X509Certificate<'_>> = anchors
+        .roots
+        .iter()
+        .filter_map(|d| parse_der(d).ok())
+        .collect();
+    let inters: Vec<X509Certificate<'_>> = anchors
+        .intermediates
+        .iter()
+        .filter_map(|d| parse_der(d).ok())
+        .collect();
+
+    let mut chain = Vec::new();
+    let mut current: &X509Certificate<'_> = &leaf;
+    let mut used: Vec<*const X509Certificate<'_>> = Vec::new();
+    for depth in 0..MAX_CHAIN_DEPTH {
+        let wanted = current.issuer();
+        let mut bad_sig = false;
+        // Roots first: the shortest path wins.
+        let found = roots
+            .iter()
+            .map(|c| (c, true))
+            .chain(inters.iter().map(|c| (c, false)))
+            .filter(|(c, _)| c.subject() == wanted && !used.contains(&(*c as *const _)))
+            .find(|(c, _)| {
+                let ok = current.verify_signature(Some(c.public_key())).is_ok();
+                bad_sig |= !ok;
+                ok
+            });
+        let Some((issuer, is_root)) = found else {
+            if bad_sig {
+                return Err(EkError::BadSignature {
+                    subject: current.subject().to_string(),
+                    issuer: wanted.to_string(),
+                });
+            }
+            return Err(EkError::UntrustedIssuer {
+                issuer: wanted.to_string(),
+            });
+        };
+        check_time(issuer, now_unix)?;
+        check_ca(issuer, depth as u32, is_root)?;
+        chain.push(issuer.subject().to_string());
+        if is_root {
+            return Ok(EkCertificate {
+                subject: leaf.subject().to_string(),
+                issuer: leaf.issuer().to_string(),
+                serial_hex: leaf.raw_serial_as_string().replace(':', ""),
+                not_after_unix: leaf.validity().not_after.timestamp(),
+                public_key,
+                chain,
+            });
+        }
+        used.push(issuer as *const _);
+        current = issuer;
+    }
+    Err(EkError::ChainTooLong)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair,
+        KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256,
+    };
+
+    // 2026-11-22T00:00:00Z; the test certificates are valid 2025..2035.
+    const NOW: i64 = 1_795_305_600;
+
+    struct Ca {
+        params: CertificateParams,
+        key: KeyPair,
+        cert: rcgen::Certificate,
+    }
+
+    fn params(cn: &str, ca: IsCa) -> CertificateParams {
+        let mut p = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, cn);
+        p.distinguished_name = dn;
+        p.not_before = rcgen::date_time_ymd(2025, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2035, 1, 1);
+        if matches!(ca, IsCa::Ca(_)) {
+            p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        }
+        p.is_ca = ca;
+        p
+    }
+
+    fn root(cn: &str) -> Ca {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let params = params(cn, IsCa::Ca(BasicConstraints::Unconstrained));
+        let cert = params.clone().self_signed(&key).unwrap();
+        Ca { params, key, cert }
+    }
+
+    fn sub(cn: &str, parent: &Ca, ca: IsCa) -> Ca {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let params = self::params(cn, ca);
+        let cert = params
+            .clone()
+            .signed_by(&key, &parent.cert, &parent.key)
+            .unwrap();
+        Ca { params, key, cert }
+    }
+
+    /// An RSA EK certificate as TPM vendors issue them: end entity, keyEncipherment.
+    fn ek_params() -> CertificateParams {
+        let mut p = params("tpm-ek", IsCa::ExplicitNoCa);
+        p.key_usages = vec![KeyUsagePurpose::KeyEncipherment];
+        p
+    }
+
+    fn rsa_key() -> KeyPair {
+        // rcgen cannot generate RSA keys; use the rsa crate and import as PKCS#8.
+        use rand::SeedableRng;
+        use rsa::pkcs8::EncodePrivateKey;
+        let k = rsa::RsaPrivateKey::new(&mut rand::rngs::StdRng::seed_from_u64(1), 2048).unwrap();
+        let der = k.to_pkcs8_der().unwrap();
+        KeyPair::from_pkcs8_der_and_sign_algo(&der.as_bytes().into(), &PKCS_RSA_SHA256).unwrap()
+    }
+
+    fn ek_cert(params: CertificateParams, issuer: &Ca) -> Vec<u8> {
+        params
+            .signed_by(&rsa_key(), &issuer.cert, &issuer.key)
+            .unwrap()
+            .der()
+            .to_vec()
+    }
+
+    fn anchors(roots: &[&Ca], inters: &[&Ca]) -> TrustAnchors {
+        let mut a = TrustAnchors::new();
+        for r in roots {
+            a.add_roots_pem(r.cert.pem().as_bytes()).unwrap();
+        }
+        for i in inters {
+            a.add_intermediates_pem(i.cert.pem().as_bytes()).unwrap();
+        }
+        a
+    }
+
+    #[test]
+    fn accepts_ek_under_intermediate_under_root() {
+        let r = root("Vendor Root");
+        let i = sub(
+            "Vendor EK CA",
+            &r,
+            IsCa::Ca(BasicConstraints::Constrained(0)),
+        );
+        let ek = ek_cert(ek_params(), &i);
+        let c = validate_ek_certificate(&ek, &anchors(&[&r], &[&i]), NOW).unwrap();
+        assert_eq!(c.subject, "CN=tpm-ek");
+        assert_eq!(c.issuer, "CN=Vendor EK CA");
+        assert_eq!(
+            c.chain,
+            vec!["CN=Vendor EK CA".to_string(), "CN=Vendor Root".to_string()]
+        );
+        match c.public_key {
+            EkPublicKey::Rsa { modulus, exponent } => {
+                assert_eq!(modulus.len(), 256);
+                assert_eq!(exponent, 65537);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn refuses_unconfigured_issuer() {
+        // Attack: a software TPM with its own local CA tries to enroll.
+        let r = root("Vendor Root");
+        let rogue = root("Rogue CA");
+        let ek = ek_cert(ek_params(), &rogue);
+        let e = validate_ek_certificate(&ek, &anchors(&[&r], &[]), NOW).unwrap_err();
+        assert_eq!(
+            e,
+            EkError::UntrustedIssuer {
+                issuer: "CN=Rogue CA".into()
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_intermediate_without_root() {
+        // Intermediates alone are not trust anchors.
+        let r = root("Vendor Root");
+        let i = sub(
+            "Vendor EK CA",
+            &r,
+            IsCa::Ca(BasicConstraints::Unconstrained),
+        );
+        let ek = ek_cert(ek_params(), &i);
+        let e = validate_ek_certificate(&ek, &anchors(&[], &[&i]), NOW).unwrap_err();
+        assert_eq!(
+            e,
+            EkError::UntrustedIssuer {
+                issuer: "CN=Vendor Root".into()
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_same_name_different_key() {
+        // Attack: a CA impersonating the vendor root's name with its own key.
+        let r = root("Vendor Root");
+        let fake = root("Vendor Root");
+        let ek = ek_cert(ek_params(), &fake);
+        let e = validate_ek_certificate(&ek, &anchors(&[&r], &[]), NOW).unwrap_err();
+        assert!(matches!(e, EkError::BadSignature { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn refuses_tampered_certificate() {
+        let r = root("Vendor Root");
+        let mut ek = ek_cert(ek_params(), &r);
+        // Flip a byte inside the RSA modulus (swap in another key): the signature no longer covers it.
+        let pos = ek.len() / 2;
+        ek[pos] ^= 0x01;
+        let e = validate_ek_certificate(&ek, &anchors(&[&r], &[]), NOW).unwrap_err();
+        assert!(
+            matches!(e, EkError::BadSignature { .. } | EkError::Malformed(_)),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn refuses_expired_and_not_yet_valid() {
+        let r = root("Vendor Root");
+        let ek = ek_cert(ek_params(), &r);
+        let a = anchors(&[&r], &[]);
+        assert!(matches!(
+            validate_ek_certificate(&ek, &a, 2_200_000_000),
+            Err(EkError::Expired { .. })
+        ));
+        assert!(matches!(
+            validate_ek_certificate(&ek, &a, 1_600_000_000),
+            Err(EkError::NotYetValid { .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_expired_intermediate() {
+        let r = root("Vendor Root");
+        let mut p = params("Old EK CA", IsCa::Ca(BasicConstraints::Unconstrained));
+        p.not_after = rcgen::date_time_ymd(2026, 1, 1);
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = p.clone().signed_by(&key, &r.cert, &r.key).unwrap();
+        let i = Ca {
+            params: p,
+            key,
+            cert,
+        };
+        let ek = ek_cert(ek_params(), &i);
+        let e = validate_ek_certificate(&ek, &anchors(&[&r], &[&i]), NOW).unwrap_err();
+        assert!(
+            matches!(e, EkError::Expired { ref subject, .. } if subject == "CN=Old EK CA"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn refuses_leaf_used_as_issuer() {
+        // Attack: an end-entity certificate (here another EK-like cert) signs an EK certificate.
+        let r = root("Vendor Root");
+        let leaf = sub("Not A CA", &r, IsCa::ExplicitNoCa);
+        let ek = ek_cert(ek_params(), &leaf);
+        let e = validate_ek_certificate(&ek, &anchors(&[&r], &[&leaf]), NOW).unwrap_err();
+        assert_eq!(e, EkError::NotACa("CN=Not A CA".into()));
+    }
+
+    #[test]
+    fn refuses_path_length_violation() {
+        let r = root("Vendor Root");
+        let i1 = sub("CA level 1", &r, IsCa::Ca(BasicConstraints::Constrained(0)));
+        let i2 = sub(
+            "CA level 2",
+            &i1,
+            IsCa::Ca(BasicConstraints::Constrained(0)),
+        );
+        let ek = ek_cert(ek_params(), &i2);
+        let e = validate_ek_certificate(&ek, &anchors(&[&r], &[&i1, &i2]), NOW).unwrap_err();
+        assert_eq!(e, EkError::NotACa("CN=CA level 1".into()));
+    }
+
+    #[test]
+    fn refuses_ca_certificate_as_ek_and_wrong_key_usage() {
+        let r = root("Vendor Root");
+        let mut p = ek_params();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let e = validate_ek_certificate(&ek_cert(p, &r), &anchors(&[&r], &[]), NOW).unwrap_err();
+        assert!(matches!(e, EkError::WrongKeyUsage(_)), "{e:?}");
+
+        let mut p = ek_params();
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let e = validate_ek_certificate(&ek_cert(p, &r), &anchors(&[&r], &[]), NOW).unwrap_err();
+        assert!(matches!(e, EkError::WrongKeyUsage(_)), "{e:?}");
+    }
+
+    #[test]
+    fn refuses_too_long_chain() {
+        let r = root("R");
+        let mut cas = vec![sub("C0", &r, IsCa::Ca(BasicConstraints::Unconstrained))];
+        for n in 1..=MAX_CHAIN_DEPTH {
+            let c = sub(
+                &format!("C{n}"),
+                cas.last().unwrap(),
+                IsCa::Ca(BasicConstraints::Unconstrained),
+            );
+            cas.push(c);
+        }
+        let ek = ek_cert(ek_params(), cas.last().unwrap());
+        let refs: Vec<&Ca> = cas.iter().collect();
+        let e = validate_ek_certificate(&ek, &anchors(&[&r], &refs), NOW).unwrap_err();
+        assert_eq!(e, EkError::ChainTooLong);
+    }
+
+    #[test]
+    fn refuses_truncated_oversized_and_garbage() {
+        let r = root("Vendor Root");
+        let ek = ek_cert(ek_params(), &r);
+        let a = anchors(&[&r], &[]);
+        for n in [0, 1, 10, ek.len() / 2, ek.len() - 1] {
+            assert!(
+                matches!(
+                    validate_ek_certificate(&ek[..n], &a, NOW),
+                    Err(EkError::Malformed(_))
+                ),
+                "len {n}"
+            );
+        }
+        let mut trailing = ek.clone();
+        trailing.push(0);
+        assert!(matches!(
+            validate_ek_certificate(&trailing, &a, NOW),
+            Err(EkError::Malformed(_))
+        ));
+        let big = vec![0x30; MAX_CERT_LEN + 1];
+        assert!(matches!(
+            validate_ek_certificate(&big, &a, NOW),
+            Err(EkError::Malformed(_))
+        ));
+        assert!(matches!(
+            validate_ek_certificate(b"not a certificate", &a, NOW),
+            Err(EkError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn pem_loading_errors_are_clear() {
+        let mut a = TrustAnchors::new();
+        assert!(matches!(
+            a.add_roots_pem(b"nothing here"),
+            Err(EkError::Malformed(_))
+        ));
+        assert!(a
+            .add_roots_pem(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+            .is_err());
+        let r = root("R1");
+        let r2 = root("R2");
+        let both = format!("{}{}", r.cert.pem(), r2.cert.pem());
+        assert_eq!(a.add_roots_pem(both.as_bytes()).unwrap(), 2);
+        assert_eq!(a.roots_len(), 2);
+        let _ = (&r.params, &r.key);
+    }
+}

@@ -14,6 +14,7 @@
 //! offline re-verification of stored evidence.
 
 pub mod ek;
+pub mod enroll;
 pub mod policy;
 pub mod reader;
 pub mod tpm;

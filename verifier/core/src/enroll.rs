@@ -1,0 +1,105 @@
+//! Enrollment checks: the EK certificate chains to a trusted root, the EK public
+//! area the node presents is the key in that certificate and a proper TCG EK,
+//! and the AK is a restricted signing key the TPM made. What passes here may be
+//! sent a credential (`tpm::credential::make_credential`); the AK is trusted only
+//! once the node proves it recovered that credential.
+
+use crate::ek::{validate_ek_certificate, EkCertificate, EkError, EkPublicKey, TrustAnchors};
+use crate::reader::WireError;
+use crate::tpm::public::{check_ak_attributes, parse_tpm2b_public, AkError, PublicKey, TpmPublic};
+
+/// TPM_ALG_AES / TPM_ALG_CFB: the symmetric definition of the TCG default RSA EK template.
+const TPM_ALG_AES: u16 = 0x0006;
+const TPM_ALG_CFB: u16 = 0x0043;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    #[error("EK certificate refused: {0}")]
+    EkCertificate(#[from] EkError),
+    #[error("EK public area is malformed: {0}")]
+    EkPublic(WireError),
+    #[error("the EK public area is not the key in the EK certificate (a different TPM's EK, or a software key)")]
+    EkMismatch,
+    #[error("EK is not usable for credential activation: {0}")]
+    EkUnsupported(String),
+    #[error("AK public area is malformed: {0}")]
+    AkPublic(WireError),
+    #[error("AK refused: {0}")]
+    Ak(#[from] AkError),
+}
+
+/// What enrollment established, ready for MakeCredential.
+#[derive(Debug)]
+pub struct CheckedEnrollment {
+    pub ek_certificate: EkCertificate,
+    pub ek_key: rsa::RsaPublicKey,
+    pub ak: TpmPublic,
+    pub ak_name: Vec<u8>,
+}
+
+/// Checks an enrollment request. `now_unix` is the time certificate validity is judged at.
+pub fn check_enrollment(
+    ek_cert_der: &[u8],
+    ek_public: &[u8],
+    ak_public: &[u8],
+    anchors: &TrustAnchors,
+    now_unix: i64,
+) -> Result<CheckedEnrollment, EnrollError> {
+    let ek_certificate = validate_ek_certificate(ek_cert_der, anchors, now_unix)?;
+    let ek = parse_tpm2b_public(ek_public).map_err(EnrollError::EkPublic)?;
+    let (
+        PublicKey::Rsa { modulus, exponent },
+        EkPublicKey::Rsa {
+            modulus: cert_mod,
+            exponent: cert_exp,
+        },
+    ) = (&ek.key, &ek_certificate.public_key)
+    else {
+        return Err(EnrollError::EkUnsupported(
+            "only RSA EKs are supported for credential activation".into(),
+        ));
+    };
+    // TPM exponent 0 means the default 65537.
+    let exponent = if *exponent == 0 { 65_537 } else { *exponent };
+    if strip_zeros(modulus) != strip_zeros(cert_mod) || exponent != *cert_exp {
+        return Err(EnrollError::EkMismatch);
+    }
+    let a = &ek.attributes;
+    if !(a.fixed_tpm() && a.fixed_parent() && a.restricted() && a.decrypt()) || a.sign() {
+        return Err(EnrollError::EkUnsupported(format!(
+            "EK attributes {:#010x} are not those of a restricted storage key (fixedTPM, fixedParent, restricted, decrypt)",
+            a.0
+        )));
+    }
+    if ek.name_alg != crate::tpm::public::HashAlg::Sha256 {
+        return Err(EnrollError::EkUnsupported(format!(
+            "EK nameAlg {} (only sha256 is supported)",
+            ek.name_alg
+        )));
+    }
+    match &ek.symmetric {
+        Some(s) if s.alg == TPM_ALG_AES && s.key_bits == 128 && s.mode == TPM_ALG_CFB => {}
+        other => {
+            return Err(EnrollError::EkUnsupported(format!(
+                "EK symmetric definition {other:?} (only AES-128-CFB, the TCG default template, is supported)"
+            )))
+        }
+    }
+    let ek_key = ek
+        .rsa_public_key()
+        .ok_or_else(|| EnrollError::EkUnsupported("EK RSA key is invalid".into()))?;
+    let ak = parse_tpm2b_public(ak_public).map_err(EnrollError::AkPublic)?;
+    check_ak_attributes(&ak)?;
+    let ak_name = ak.name();
+    Ok(CheckedEnrollment {
+        ek_certificate,
+        ek_key,
+        ak,
+        ak_name,
+    })
+}
+
+fn strip_zeros(b: &[u8]) -> &[u8] {
+    let n = b.iter().take_while(|x| **x == 0).count();
+    b.get(n..).unwrap_or_default()
+}
