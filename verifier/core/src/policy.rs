@@ -31,11 +31,22 @@ pub const SCHEMA_VERSION: u32 = 0;
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error("{source_name}: policy is {len} bytes, more than the {max}-byte limit")]
-    TooLarge { source_name: String, len: usize, max: usize },
+    TooLarge {
+        source_name: String,
+        len: usize,
+        max: usize,
+    },
     #[error("{source_name}: {message}")]
-    Syntax { source_name: String, message: String },
+    Syntax {
+        source_name: String,
+        message: String,
+    },
     #[error("{source_name}: line {line}: {reason}")]
-    Invalid { source_name: String, line: usize, reason: String },
+    Invalid {
+        source_name: String,
+        line: usize,
+        reason: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -71,10 +82,16 @@ impl Policy {
     pub fn parse(source_name: &str, text: &str) -> Result<Self, PolicyError> {
         let src = || source_name.to_string();
         if text.len() > MAX_POLICY_BYTES {
-            return Err(PolicyError::TooLarge { source_name: src(), len: text.len(), max: MAX_POLICY_BYTES });
+            return Err(PolicyError::TooLarge {
+                source_name: src(),
+                len: text.len(),
+                max: MAX_POLICY_BYTES,
+            });
         }
-        let raw: RawPolicy = toml::from_str(text)
-            .map_err(|e| PolicyError::Syntax { source_name: src(), message: e.to_string().trim_end().to_string() })?;
+        let raw: RawPolicy = toml::from_str(text).map_err(|e| PolicyError::Syntax {
+            source_name: src(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
         let invalid = |needle: &str, reason: String| PolicyError::Invalid {
             source_name: src(),
             line: line_of(text, needle),
@@ -92,22 +109,39 @@ impl Policy {
         let mut sha256_pcrs = BTreeMap::new();
         for (key, value) in &raw.pcrs.sha256 {
             let index: u32 = key.parse().map_err(|_| {
-                invalid(&format!("{key} ="), format!("PCR index `{key}` is not a number from 0 to {MAX_PCR_INDEX}"))
+                invalid(
+                    &format!("{key} ="),
+                    format!("PCR index `{key}` is not a number from 0 to {MAX_PCR_INDEX}"),
+                )
             })?;
             if index > MAX_PCR_INDEX {
-                return Err(invalid(&format!("{key} ="), format!("PCR index {index} is above {MAX_PCR_INDEX}")));
+                return Err(invalid(
+                    &format!("{key} ="),
+                    format!("PCR index {index} is above {MAX_PCR_INDEX}"),
+                ));
             }
             let bytes = hex::decode(value.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b).ok()).ok_or_else(|| {
                 invalid(value, format!("PCR {index}: value must be 64 hex digits (a SHA-256 digest), got `{value}`"))
             })?;
             if sha256_pcrs.insert(index, bytes).is_some() {
-                return Err(invalid(&format!("{key} ="), format!("PCR {index} is listed twice")));
+                return Err(invalid(
+                    &format!("{key} ="),
+                    format!("PCR {index} is listed twice"),
+                ));
             }
         }
         if sha256_pcrs.is_empty() {
-            return Err(invalid("[pcrs", "the policy requires no PCR values; list at least one under [pcrs.sha256]".into()));
+            return Err(invalid(
+                "[pcrs",
+                "the policy requires no PCR values; list at least one under [pcrs.sha256]".into(),
+            ));
         }
-        Ok(Self { name: raw.name, description: raw.description, sha256_pcrs, digest: Sha256::digest(text.as_bytes()).into() })
+        Ok(Self {
+            name: raw.name,
+            description: raw.description,
+            sha256_pcrs,
+            digest: Sha256::digest(text.as_bytes()).into(),
+        })
     }
 
     /// SHA-256 of the policy file's bytes.
@@ -133,7 +167,9 @@ impl Policy {
 
 /// 1-based line of the first occurrence of `needle`, or 1 if it is not found.
 fn line_of(text: &str, needle: &str) -> usize {
-    text.find(needle).map(|pos| text[..pos].matches('\n').count() + 1).unwrap_or(1)
+    text.find(needle)
+        .map(|pos| text[..pos].matches('\n').count() + 1)
+        .unwrap_or(1)
 }
 
 #[cfg(test)]
@@ -143,7 +179,10 @@ mod tests {
     const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
     fn good() -> String {
-        format!("schema = 0\nname = \"t\"\n[pcrs.sha256]\n0 = \"{ZERO}\"\n13 = \"{}\"\n", "ab".repeat(32))
+        format!(
+            "schema = 0\nname = \"t\"\n[pcrs.sha256]\n0 = \"{ZERO}\"\n13 = \"{}\"\n",
+            "ab".repeat(32)
+        )
     }
 
     #[test]
@@ -152,9 +191,16 @@ mod tests {
         let p = Policy::parse("p.toml", &text).unwrap();
         assert_eq!(p.pcr_selection(), vec![0, 13]);
         assert_eq!(p.sha256_pcrs()[&13], [0xab; 32]);
-        assert_eq!(p.digest(), <[u8; 32]>::from(Sha256::digest(text.as_bytes())));
+        assert_eq!(
+            p.digest(),
+            <[u8; 32]>::from(Sha256::digest(text.as_bytes()))
+        );
         let other = Policy::parse("p.toml", &format!("{text}\n# comment\n")).unwrap();
-        assert_ne!(p.digest(), other.digest(), "any byte change changes the digest");
+        assert_ne!(
+            p.digest(),
+            other.digest(),
+            "any byte change changes the digest"
+        );
     }
 
     #[test]
@@ -167,9 +213,20 @@ mod tests {
 
     #[test]
     fn out_of_range_and_non_numeric_indices_are_refused() {
-        let e = Policy::parse("p", &format!("schema = 0\nname = \"t\"\n[pcrs.sha256]\n24 = \"{ZERO}\"\n")).unwrap_err();
-        assert!(e.to_string().contains("line 4") && e.to_string().contains("above 23"), "{e}");
-        let e = Policy::parse("p", &format!("schema = 0\nname = \"t\"\n[pcrs.sha256]\nx = \"{ZERO}\"\n")).unwrap_err();
+        let e = Policy::parse(
+            "p",
+            &format!("schema = 0\nname = \"t\"\n[pcrs.sha256]\n24 = \"{ZERO}\"\n"),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("line 4") && e.to_string().contains("above 23"),
+            "{e}"
+        );
+        let e = Policy::parse(
+            "p",
+            &format!("schema = 0\nname = \"t\"\n[pcrs.sha256]\nx = \"{ZERO}\"\n"),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("not a number"), "{e}");
     }
 
@@ -178,18 +235,34 @@ mod tests {
         let e = Policy::parse("p", "schema = 0\nname = \"t\"\nbogus = 1\n").unwrap_err();
         assert!(matches!(e, PolicyError::Syntax { .. }), "{e}");
         assert!(e.to_string().contains("line 3"), "{e}");
-        let e = Policy::parse("p", &format!("schema = 9\nname = \"t\"\n[pcrs.sha256]\n0 = \"{ZERO}\"\n")).unwrap_err();
-        assert!(e.to_string().contains("line 1") && e.to_string().contains("schema 9"), "{e}");
+        let e = Policy::parse(
+            "p",
+            &format!("schema = 9\nname = \"t\"\n[pcrs.sha256]\n0 = \"{ZERO}\"\n"),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("line 1") && e.to_string().contains("schema 9"),
+            "{e}"
+        );
         let e = Policy::parse("p", "schema = 0\nname = \"t\"\n").unwrap_err();
         assert!(e.to_string().contains("at least one"), "{e}");
     }
 
     #[test]
     fn malformed_and_oversized_input_is_an_error_not_a_panic() {
-        for text in ["", "[", "schema = \"0\"", "\u{0}\u{1}", "schema = 0\nname = \"t\"\n[pcrs.sha256]\n0 = 5\n"] {
+        for text in [
+            "",
+            "[",
+            "schema = \"0\"",
+            "\u{0}\u{1}",
+            "schema = 0\nname = \"t\"\n[pcrs.sha256]\n0 = 5\n",
+        ] {
             assert!(Policy::parse("p", text).is_err(), "{text:?}");
         }
         let big = "#".repeat(MAX_POLICY_BYTES + 1);
-        assert!(matches!(Policy::parse("p", &big), Err(PolicyError::TooLarge { .. })));
+        assert!(matches!(
+            Policy::parse("p", &big),
+            Err(PolicyError::TooLarge { .. })
+        ));
     }
 }

@@ -20,7 +20,12 @@ impl Verdict {
     /// Builds a verdict from claims; `passed` is derived, never set by hand.
     pub fn from_claims(claims: Vec<Claim>, policy_digest: String, evidence_digest: String) -> Self {
         let passed = !claims.is_empty() && claims.iter().all(|c| c.passed);
-        Self { passed, claims, policy_digest, evidence_digest }
+        Self {
+            passed,
+            claims,
+            policy_digest,
+            evidence_digest,
+        }
     }
 
     /// The claims that failed.
@@ -64,6 +69,10 @@ impl Claim {
 impl std::fmt::Display for Claim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mark = if self.passed { "PASS" } else { "FAIL" };
-        write!(f, "{mark} {} ({}): expected {}, got {}", self.id, self.location, self.expected, self.actual)
+        write!(
+            f,
+            "{mark} {} ({}): expected {}, got {}",
+            self.id, self.location, self.expected, self.actual
+        )
     }
 }

@@ -1,0 +1,188 @@
+//! gRPC services: convert protobuf messages to the service's inputs, run the
+//! flow on a blocking thread (it does crypto and durable writes), and map
+//! errors to status codes.
+
+use std::sync::Arc;
+
+use assay_proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::service::{AttestInput, ServiceError, Verifier};
+
+fn status(e: ServiceError) -> Status {
+    let msg = e.to_string();
+    match e {
+        ServiceError::BadRequest(_) => Status::invalid_argument(msg),
+        ServiceError::EnrollRefused(_)
+        | ServiceError::EkChanged(_)
+        | ServiceError::ActivationFailed
+        | ServiceError::Token(_) => Status::permission_denied(msg),
+        ServiceError::EnrollmentUnknown(_) => Status::failed_precondition(msg),
+        ServiceError::NotEnrolled(_) => Status::not_found(msg),
+        ServiceError::Store(_) | ServiceError::Internal(_) => Status::internal(msg),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    v: &Arc<Verifier>,
+    f: impl FnOnce(&Verifier) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, Status> {
+    let v = Arc::clone(v);
+    tokio::task::spawn_blocking(move || f(&v))
+        .await
+        .map_err(|e| Status::internal(format!("worker failed: {e}")))?
+        .map_err(status)
+}
+
+fn claim(c: &assay_core::verdict::Claim) -> pb::Claim {
+    pb::Claim {
+        id: c.id.clone(),
+        passed: c.passed,
+        expected: c.expected.clone(),
+        actual: c.actual.clone(),
+        location: c.location.clone(),
+    }
+}
+
+#[derive(Clone)]
+pub struct Api(pub Arc<Verifier>);
+
+#[tonic::async_trait]
+impl pb::attestation_server::Attestation for Api {
+    async fn enroll(
+        &self,
+        req: Request<pb::EnrollRequest>,
+    ) -> Result<Response<pb::EnrollResponse>, Status> {
+        let r = req.into_inner();
+        let out = blocking(&self.0, move |v| {
+            v.enroll(&r.node_id, &r.ek_certificate, &r.ek_public, &r.ak_public)
+        })
+        .await?;
+        Ok(Response::new(pb::EnrollResponse {
+            enrollment_id: out.enrollment_id,
+            credential_blob: out.credential_blob,
+            encrypted_secret: out.encrypted_secret,
+        }))
+    }
+
+    async fn activate(
+        &self,
+        req: Request<pb::ActivateRequest>,
+    ) -> Result<Response<pb::ActivateResponse>, Status> {
+        let r = req.into_inner();
+        let ak_name = blocking(&self.0, move |v| {
+            v.activate(&r.node_id, &r.enrollment_id, &r.credential)
+        })
+        .await?;
+        Ok(Response::new(pb::ActivateResponse { ak_name }))
+    }
+
+    async fn challenge(
+        &self,
+        req: Request<pb::ChallengeRequest>,
+    ) -> Result<Response<pb::ChallengeResponse>, Status> {
+        let r = req.into_inner();
+        let c = blocking(&self.0, move |v| v.challenge(&r.node_id)).await?;
+        Ok(Response::new(pb::ChallengeResponse {
+            nonce: c.nonce,
+            pcrs_sha256: c.pcrs_sha256,
+            expires_unix: c.expires_unix,
+        }))
+    }
+
+    async fn attest(
+        &self,
+        req: Request<pb::AttestRequest>,
+    ) -> Result<Response<pb::AttestResponse>, Status> {
+        let r = req.into_inner();
+        let input = AttestInput {
+            node_id: r.node_id,
+            nonce: r.nonce,
+            attest: r.attest,
+            signature: r.signature,
+            pcrs_sha256: r
+                .pcrs_sha256
+                .into_iter()
+                .map(|p| (p.index, p.digest))
+                .collect(),
+        };
+        let out = blocking(&self.0, move |v| v.attest(&input)).await?;
+        Ok(Response::new(pb::AttestResponse {
+            verdict: Some(pb::Verdict {
+                passed: out.verdict.passed,
+                claims: out.verdict.claims.iter().map(claim).collect(),
+                policy_name: out.policy_name,
+                policy_digest: out.verdict.policy_digest,
+                evidence_digest: out.verdict.evidence_digest,
+                history_seq: out.history_seq,
+            }),
+            join_token: out.token.map(|(token, expires_unix)| pb::JoinToken {
+                token,
+                expires_unix,
+            }),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::tokens_server::Tokens for Api {
+    async fn redeem(
+        &self,
+        req: Request<pb::RedeemRequest>,
+    ) -> Result<Response<pb::RedeemResponse>, Status> {
+        let r = req.into_inner();
+        let out = blocking(&self.0, move |v| v.redeem(&r.token, &r.node_id)).await?;
+        Ok(Response::new(pb::RedeemResponse {
+            node_id: out.node_id,
+            ak_name: out.ak_name,
+            expires_unix: out.expires_unix,
+        }))
+    }
+
+    async fn jwks(
+        &self,
+        _req: Request<pb::JwksRequest>,
+    ) -> Result<Response<pb::JwksResponse>, Status> {
+        Ok(Response::new(pb::JwksResponse {
+            jwks_json: self.0.tokens.jwks_json(),
+        }))
+    }
+}
+
+/// Most records one history query returns.
+pub const MAX_HISTORY_LIMIT: usize = 10_000;
+
+#[tonic::async_trait]
+impl pb::history_server::History for Api {
+    async fn query(
+        &self,
+        req: Request<pb::HistoryRequest>,
+    ) -> Result<Response<pb::HistoryResponse>, Status> {
+        let r = req.into_inner();
+        let limit = match r.limit {
+            0 => 100,
+            n => (n as usize).min(MAX_HISTORY_LIMIT),
+        };
+        let node = (!r.node_id.is_empty()).then_some(r.node_id);
+        let recs = blocking(&self.0, move |v| {
+            Ok(v.store.history(node.as_deref(), limit)?)
+        })
+        .await?;
+        Ok(Response::new(pb::HistoryResponse {
+            records: recs
+                .into_iter()
+                .map(|h| pb::HistoryRecord {
+                    seq: h.seq,
+                    node_id: h.node_id,
+                    time_unix: h.time_unix,
+                    passed: h.passed,
+                    failed_claims: h.claims.iter().filter(|c| !c.passed).map(claim).collect(),
+                    policy_name: h.policy_name,
+                    policy_digest: h.policy_digest,
+                    evidence_digest: h.evidence_digest,
+                    prev_hash: h.prev_hash,
+                })
+                .collect(),
+        }))
+    }
+}

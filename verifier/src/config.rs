@@ -1,0 +1,235 @@
+//! The verifier's configuration: one typed struct, from defaults < TOML file <
+//! environment (`ASSAY_…`) < command-line flags, validated at start-up with
+//! errors that name the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// The file form: every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub policy: Option<PathBuf>,
+    #[serde(default)]
+    pub tls: FileTls,
+    #[serde(default)]
+    pub trust: FileTrust,
+    pub nonce_ttl_secs: Option<u64>,
+    pub token_ttl_secs: Option<u64>,
+    pub enrollment_ttl_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTls {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTrust {
+    /// PEM files holding trusted EK root CA certificates.
+    #[serde(default)]
+    pub ek_roots: Vec<PathBuf>,
+    /// PEM files holding intermediate CA certificates used to build EK chains.
+    #[serde(default)]
+    pub ek_intermediates: Vec<PathBuf>,
+}
+
+/// Values given on the command line or in the environment (clap fills these).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub policy: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub ek_roots: Vec<PathBuf>,
+    pub ek_intermediates: Vec<PathBuf>,
+    pub nonce_ttl_secs: Option<u64>,
+    pub token_ttl_secs: Option<u64>,
+}
+
+/// The validated configuration the service runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub policy: PathBuf,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub ek_roots: Vec<PathBuf>,
+    pub ek_intermediates: Vec<PathBuf>,
+    pub nonce_ttl: Duration,
+    pub token_ttl: Duration,
+    pub enrollment_ttl: Duration,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/assay-verifier";
+pub const DEFAULT_NONCE_TTL_SECS: u64 = 60;
+pub const DEFAULT_TOKEN_TTL_SECS: u64 = 600;
+pub const DEFAULT_ENROLLMENT_TTL_SECS: u64 = 300;
+
+impl Config {
+    /// Merges defaults < file (if any) < overrides, then validates.
+    pub fn load(file: Option<&Path>, o: Overrides) -> Result<Self, ConfigError> {
+        let f = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let data_dir = o
+            .data_dir
+            .or(f.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let listen = match o.listen.or(f.listen) {
+            Some(l) => l,
+            None => DEFAULT_LISTEN.parse().map_err(|e| ConfigError::Invalid {
+                key: "listen",
+                reason: format!("{e}"),
+            })?,
+        };
+        let pick_list =
+            |flag: Vec<PathBuf>, file: Vec<PathBuf>| if flag.is_empty() { file } else { flag };
+        let cfg = Config {
+            listen,
+            policy: o.policy.or(f.policy).ok_or(ConfigError::Invalid {
+                key: "policy",
+                reason:
+                    "no policy file given; set `policy = \"FILE\"` or pass --policy (see policies/)"
+                        .into(),
+            })?,
+            tls_cert: o
+                .tls_cert
+                .or(f.tls.cert)
+                .unwrap_or_else(|| data_dir.join("tls/server.pem")),
+            tls_key: o
+                .tls_key
+                .or(f.tls.key)
+                .unwrap_or_else(|| data_dir.join("tls/server.key")),
+            ek_roots: pick_list(o.ek_roots, f.trust.ek_roots),
+            ek_intermediates: pick_list(o.ek_intermediates, f.trust.ek_intermediates),
+            nonce_ttl: secs(
+                "nonce_ttl_secs",
+                o.nonce_ttl_secs.or(f.nonce_ttl_secs),
+                DEFAULT_NONCE_TTL_SECS,
+            )?,
+            token_ttl: secs(
+                "token_ttl_secs",
+                o.token_ttl_secs.or(f.token_ttl_secs),
+                DEFAULT_TOKEN_TTL_SECS,
+            )?,
+            enrollment_ttl: secs(
+                "enrollment_ttl_secs",
+                f.enrollment_ttl_secs,
+                DEFAULT_ENROLLMENT_TTL_SECS,
+            )?,
+            data_dir,
+        };
+        if cfg.ek_roots.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "trust.ek_roots",
+                reason: "no EK root CA configured: no TPM could enroll. Add the PEM file of your TPM vendor's EK CA \
+                         (for swtpm: /var/lib/swtpm-localca/swtpm-localca-rootca-cert.pem)"
+                    .into(),
+            });
+        }
+        Ok(cfg)
+    }
+}
+
+fn secs(key: &'static str, v: Option<u64>, default: u64) -> Result<Duration, ConfigError> {
+    let v = v.unwrap_or(default);
+    if v == 0 || v > 86_400 {
+        return Err(ConfigError::Invalid {
+            key,
+            reason: format!("{v} is out of range (1 to 86400 seconds)"),
+        });
+    }
+    Ok(Duration::from_secs(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let f =
+            write("policy = \"/p.toml\"\nnonce_ttl_secs = 30\n[trust]\nek_roots = [\"/r.pem\"]\n");
+        let c = Config::load(
+            Some(f.path()),
+            Overrides {
+                nonce_ttl_secs: Some(5),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.nonce_ttl, Duration::from_secs(5));
+        assert_eq!(c.token_ttl, Duration::from_secs(DEFAULT_TOKEN_TTL_SECS));
+        assert_eq!(c.policy, PathBuf::from("/p.toml"));
+        assert_eq!(c.ek_roots, vec![PathBuf::from("/r.pem")]);
+        assert_eq!(
+            c.tls_cert,
+            PathBuf::from(DEFAULT_DATA_DIR).join("tls/server.pem")
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let f = write("policy = \"/p.toml\"\n");
+        let e = Config::load(Some(f.path()), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("trust.ek_roots"), "{e}");
+        let f =
+            write("policy = \"/p.toml\"\ntoken_ttl_secs = 0\n[trust]\nek_roots = [\"/r.pem\"]\n");
+        let e = Config::load(Some(f.path()), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("token_ttl_secs"), "{e}");
+        let f = write("polcy = 1\n");
+        let e = Config::load(Some(f.path()), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field") && e.contains("polcy"), "{e}");
+        let e = Config::load(None, Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`policy`"), "{e}");
+    }
+}

@@ -1,0 +1,104 @@
+//! Start-up: load trust anchors, policy, store and token key from the config,
+//! then serve the gRPC API over TLS until SIGINT/SIGTERM.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use assay_core::ek::TrustAnchors;
+use assay_core::policy::Policy;
+use assay_proto::v1 as pb;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tracing::info;
+
+use crate::api::Api;
+use crate::config::Config;
+use crate::service::Verifier;
+use crate::store::Store;
+use crate::token::TokenSigner;
+
+/// Largest gRPC message accepted (evidence is a few KiB; logs later stay well below this).
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Builds the verifier from its configuration, checking every file it names.
+pub fn build(config: Config) -> anyhow::Result<Verifier> {
+    let mut anchors = TrustAnchors::new();
+    for p in &config.ek_roots {
+        let pem =
+            std::fs::read(p).with_context(|| format!("trust.ek_roots: reading {}", p.display()))?;
+        anchors
+            .add_roots_pem(&pem)
+            .with_context(|| format!("trust.ek_roots: {}", p.display()))?;
+    }
+    for p in &config.ek_intermediates {
+        let pem = std::fs::read(p)
+            .with_context(|| format!("trust.ek_intermediates: reading {}", p.display()))?;
+        anchors
+            .add_intermediates_pem(&pem)
+            .with_context(|| format!("trust.ek_intermediates: {}", p.display()))?;
+    }
+    let policy_text = std::fs::read_to_string(&config.policy)
+        .with_context(|| format!("policy: reading {}", config.policy.display()))?;
+    let policy = Policy::parse(&config.policy.display().to_string(), &policy_text)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("data_dir {}", config.data_dir.display()))?;
+    let store = Store::open(&config.data_dir.join("db"))?;
+    let tokens = TokenSigner::load_or_create(&config.data_dir.join("token-signing-key.pem"))?;
+    Ok(Verifier {
+        config,
+        anchors,
+        policy,
+        store,
+        tokens,
+    })
+}
+
+/// Serves until SIGINT or SIGTERM. Prints `listening on ADDR` once bound.
+pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
+    let cert = std::fs::read(&verifier.config.tls_cert).with_context(|| {
+        format!(
+            "tls.cert: reading {} (create it with `assay-verifier init`)",
+            verifier.config.tls_cert.display()
+        )
+    })?;
+    let key = std::fs::read(&verifier.config.tls_key)
+        .with_context(|| format!("tls.key: reading {}", verifier.config.tls_key.display()))?;
+    let listener = tokio::net::TcpListener::bind(verifier.config.listen)
+        .await
+        .with_context(|| format!("listen: binding {}", verifier.config.listen))?;
+    let addr = listener.local_addr()?;
+    info!(policy = %verifier.policy.name, policy_digest = %verifier.policy.digest_hex(), %addr, "assay-verifier serving");
+    println!("listening on {addr}");
+    let api = Api(Arc::new(verifier));
+    Server::builder()
+        .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))?
+        .add_service(
+            pb::attestation_server::AttestationServer::new(api.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            pb::tokens_server::TokensServer::new(api.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            pb::history_server::HistoryServer::new(api)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            shutdown(),
+        )
+        .await?;
+    info!("assay-verifier stopped");
+    Ok(())
+}
+
+async fn shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,452 @@
+//! The verifier's flows — enroll, activate, challenge, attest, redeem — as plain
+//! synchronous functions over the store and the pure core. The gRPC layer
+//! (`api.rs`) only converts messages and maps errors to status codes.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use assay_core::ek::TrustAnchors;
+use assay_core::enroll::{check_enrollment, EnrollError};
+use assay_core::policy::Policy;
+use assay_core::tpm::credential::make_credential;
+use assay_core::tpm::public::parse_tpm2b_public;
+use assay_core::verdict::{Claim, Verdict};
+use assay_core::verify::{evidence_digest, verify_quote, QuoteCheck, QuoteEvidence};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::store::{
+    Consumed, HistoryRecord, NodeRecord, NonceRecord, PendingEnrollment, Store, StoreError,
+    TokenRecord,
+};
+use crate::token::{TokenError, TokenSigner};
+
+/// Largest node id accepted.
+pub const MAX_NODE_ID: usize = 253;
+/// Largest EK certificate, TPM2B_PUBLIC, TPMS_ATTEST or TPMT_SIGNATURE accepted.
+pub const MAX_BLOB: usize = 16 * 1024;
+/// Nonce size issued (and the only size accepted back).
+pub const NONCE_LEN: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("invalid request: {0}")]
+    BadRequest(String),
+    #[error("enrollment refused: {0}")]
+    EnrollRefused(#[from] EnrollError),
+    #[error("node `{0}` is already enrolled with a different EK; if this is a replaced TPM, remove the node first (`assay-verifier node remove {0}`)")]
+    EkChanged(String),
+    #[error("enrollment `{0}` is unknown, expired or already completed; enroll again")]
+    EnrollmentUnknown(String),
+    #[error("credential activation failed: the node did not recover the credential, so its AK is not bound to a trusted EK")]
+    ActivationFailed,
+    #[error("node `{0}` is not enrolled (or its AK activation was never completed); run `assay-attestor join` to enroll")]
+    NotEnrolled(String),
+    #[error("join token refused: {0}")]
+    Token(#[from] TokenError),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub struct EnrollOutput {
+    pub enrollment_id: String,
+    pub credential_blob: Vec<u8>,
+    pub encrypted_secret: Vec<u8>,
+}
+
+pub struct ChallengeOutput {
+    pub nonce: Vec<u8>,
+    pub pcrs_sha256: Vec<u32>,
+    pub expires_unix: i64,
+}
+
+pub struct AttestInput {
+    pub node_id: String,
+    pub nonce: Vec<u8>,
+    pub attest: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub pcrs_sha256: Vec<(u32, Vec<u8>)>,
+}
+
+pub struct AttestOutput {
+    pub verdict: Verdict,
+    pub policy_name: String,
+    pub history_seq: u64,
+    /// A join token and its expiry, on a pass only.
+    pub token: Option<(String, i64)>,
+}
+
+pub struct RedeemOutput {
+    pub node_id: String,
+    pub ak_name: String,
+    pub expires_unix: i64,
+}
+
+/// The verifier: configuration, trust anchors, policy, store and token key.
+pub struct Verifier {
+    pub config: Config,
+    pub anchors: TrustAnchors,
+    pub policy: Policy,
+    pub store: Store,
+    pub tokens: TokenSigner,
+}
+
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b
+}
+
+pub fn validate_node_id(id: &str) -> Result<(), ServiceError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_NODE_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ServiceError::BadRequest(format!(
+            "node id `{}` must be 1 to {MAX_NODE_ID} characters of [A-Za-z0-9._-]",
+            id.escape_debug()
+        )))
+    }
+}
+
+fn bounded(what: &str, b: &[u8]) -> Result<(), ServiceError> {
+    if b.is_empty() || b.len() > MAX_BLOB {
+        return Err(ServiceError::BadRequest(format!(
+            "{what} is {} bytes; expected 1 to {MAX_BLOB}",
+            b.len()
+        )));
+    }
+    Ok(())
+}
+
+impl Verifier {
+    /// Step 1 of enrollment: check EK chain, EK/cert match and AK attributes, then protect a
+    /// fresh credential to the EK, bound to the AK's name.
+    pub fn enroll(
+        &self,
+        node_id: &str,
+        ek_cert: &[u8],
+        ek_public: &[u8],
+        ak_public: &[u8],
+    ) -> Result<EnrollOutput, ServiceError> {
+        validate_node_id(node_id)?;
+        bounded("ek_certificate", ek_cert)?;
+        bounded("ek_public", ek_public)?;
+        bounded("ak_public", ak_public)?;
+        let now = now_unix();
+        let checked = check_enrollment(ek_cert, ek_public, ak_public, &self.anchors, now)
+            .inspect_err(|e| {
+                warn!(node_id, reason = %e, "enrollment refused");
+            })?;
+        let ek_cert_sha256 = hex::encode(Sha256::digest(ek_cert));
+        if let Some(existing) = self.store.node(node_id)? {
+            if existing.ek_cert_sha256 != ek_cert_sha256 {
+                warn!(
+                    node_id,
+                    "enrollment refused: EK differs from the enrolled one"
+                );
+                return Err(ServiceError::EkChanged(node_id.into()));
+            }
+        }
+        let credential = random::<32>();
+        let made = make_credential(
+            &checked.ek_key,
+            &checked.ak_name,
+            &credential,
+            &mut rand::rngs::OsRng,
+        )
+        .map_err(|e| ServiceError::Internal(format!("MakeCredential: {e}")))?;
+        let enrollment_id = hex::encode(random::<16>());
+        self.store.put_enrollment(
+            &enrollment_id,
+            &PendingEnrollment {
+                node_id: node_id.into(),
+                ek_cert_sha256,
+                ek_public: hex::encode(ek_public),
+                ak_public: hex::encode(ak_public),
+                ak_name: hex::encode(&checked.ak_name),
+                credential_sha256: hex::encode(Sha256::digest(credential)),
+                expires_unix: now + self.config.enrollment_ttl.as_secs() as i64,
+            },
+        )?;
+        info!(node_id, ek = %checked.ek_certificate.subject, "enrollment started; credential sent");
+        Ok(EnrollOutput {
+            enrollment_id,
+            credential_blob: made.credential_blob,
+            encrypted_secret: made.encrypted_secret,
+        })
+    }
+
+    /// Step 2: the node shows the credential it recovered; only then is its AK bound.
+    pub fn activate(
+        &self,
+        node_id: &str,
+        enrollment_id: &str,
+        credential: &[u8],
+    ) -> Result<String, ServiceError> {
+        validate_node_id(node_id)?;
+        // Taken (removed) whatever the outcome: each credential gets one try.
+        let pending = self
+            .store
+            .take_enrollment(enrollment_id)?
+            .filter(|p| p.node_id == node_id && p.expires_unix >= now_unix())
+            .ok_or_else(|| ServiceError::EnrollmentUnknown(enrollment_id.into()))?;
+        let got: [u8; 32] = Sha256::digest(credential).into();
+        let want = hex::decode(&pending.credential_sha256)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        if !bool::from(got.as_slice().ct_eq(&want)) {
+            warn!(node_id, "credential activation failed");
+            return Err(ServiceError::ActivationFailed);
+        }
+        self.store.put_node(&NodeRecord {
+            node_id: node_id.into(),
+            ek_cert_sha256: pending.ek_cert_sha256,
+            ek_public: pending.ek_public,
+            ak_public: pending.ak_public,
+            ak_name: pending.ak_name.clone(),
+            activated_unix: now_unix(),
+            last_clock: None,
+        })?;
+        info!(node_id, ak_name = %pending.ak_name, "AK bound to EK");
+        Ok(pending.ak_name)
+    }
+
+    /// A single-use nonce bound to the node, with the PCR selection to quote.
+    pub fn challenge(&self, node_id: &str) -> Result<ChallengeOutput, ServiceError> {
+        validate_node_id(node_id)?;
+        if self.store.node(node_id)?.is_none() {
+            return Err(ServiceError::NotEnrolled(node_id.into()));
+        }
+        let nonce = random::<NONCE_LEN>().to_vec();
+        let expires_unix = now_unix() + self.config.nonce_ttl.as_secs() as i64;
+        self.store.put_nonce(
+            &nonce,
+            &NonceRecord {
+                node_id: node_id.into(),
+                expires_unix,
+                used: false,
+            },
+        )?;
+        Ok(ChallengeOutput {
+            nonce,
+            pcrs_sha256: self.policy.pcr_selection(),
+            expires_unix,
+        })
+    }
+
+    /// Verifies a quote and records the verdict; mints a join token on a pass only.
+    pub fn attest(&self, input: &AttestInput) -> Result<AttestOutput, ServiceError> {
+        validate_node_id(&input.node_id)?;
+        bounded("attest", &input.attest)?;
+        bounded("signature", &input.signature)?;
+        if input.pcrs_sha256.len() > 24 {
+            return Err(ServiceError::BadRequest(format!(
+                "{} PCR values; at most 24",
+                input.pcrs_sha256.len()
+            )));
+        }
+        let node = self
+            .store
+            .node(&input.node_id)?
+            .ok_or_else(|| ServiceError::NotEnrolled(input.node_id.clone()))?;
+        let ak_bytes =
+            hex::decode(&node.ak_public).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let ak = parse_tpm2b_public(&ak_bytes)
+            .map_err(|e| ServiceError::Internal(format!("stored AK: {e}")))?;
+        let now = now_unix();
+
+        let mut claims = self.nonce_claims(&input.node_id, &input.nonce, now)?;
+        let evidence = QuoteEvidence {
+            attest: &input.attest,
+            signature: &input.signature,
+            pcrs_sha256: &input.pcrs_sha256,
+        };
+        let check = QuoteCheck {
+            ak: &ak,
+            expected_nonce: &input.nonce,
+            previous_clock: node.last_clock,
+            policy: &self.policy,
+        };
+        let outcome = verify_quote(&check, &evidence);
+        claims.extend(outcome.verdict.claims);
+        let verdict = Verdict::from_claims(
+            claims,
+            self.policy.digest_hex(),
+            hex::encode(evidence_digest(&evidence)),
+        );
+
+        let rec = self.store.append_history(HistoryRecord {
+            seq: 0,
+            node_id: input.node_id.clone(),
+            time_unix: now,
+            passed: verdict.passed,
+            claims: verdict.claims.clone(),
+            policy_name: self.policy.name.clone(),
+            policy_digest: verdict.policy_digest.clone(),
+            evidence_digest: verdict.evidence_digest.clone(),
+            prev_hash: String::new(),
+        })?;
+        // Advance the rollback baseline only from fresh, authentic quotes.
+        let authentic = verdict
+            .claims
+            .iter()
+            .filter(|c| c.id.starts_with("nonce.") || c.id.starts_with("quote."))
+            .all(|c| c.passed);
+        if let (true, Some(clock)) = (authentic, outcome.clock) {
+            self.store.set_last_clock(&input.node_id, clock)?;
+        }
+        let failed: Vec<&str> = verdict.failed().map(|c| c.id.as_str()).collect();
+        info!(node_id = %input.node_id, verdict = if verdict.passed { "pass" } else { "fail" }, seq = rec.seq, failed = ?failed, "attestation verdict");
+
+        let token = if verdict.passed {
+            let ttl = self.config.token_ttl.as_secs() as i64;
+            let (token, claims) = self.tokens.issue(&input.node_id, &node.ak_name, now, ttl)?;
+            self.store.put_token(
+                &token,
+                &TokenRecord {
+                    node_id: input.node_id.clone(),
+                    ak_name: node.ak_name.clone(),
+                    expires_unix: claims.exp,
+                    used: false,
+                },
+            )?;
+            Some((token, claims.exp))
+        } else {
+            None
+        };
+        Ok(AttestOutput {
+            verdict,
+            policy_name: self.policy.name.clone(),
+            history_seq: rec.seq,
+            token,
+        })
+    }
+
+    /// The nonce claims: issued by us, to this node, not expired, not used before.
+    fn nonce_claims(
+        &self,
+        node_id: &str,
+        nonce: &[u8],
+        now: i64,
+    ) -> Result<Vec<Claim>, ServiceError> {
+        const LOC: &str = "AttestRequest.nonce";
+        let shown = hex::encode(nonce.get(..NONCE_LEN.min(nonce.len())).unwrap_or_default());
+        if nonce.len() != NONCE_LEN {
+            return Ok(vec![Claim::new(
+                "nonce.issued",
+                false,
+                "a nonce issued by this verifier",
+                format!("{} bytes", nonce.len()),
+                LOC,
+            )]);
+        }
+        let rec = match self.store.consume_nonce(nonce)? {
+            Consumed::Unknown => {
+                return Ok(vec![Claim::new(
+                    "nonce.issued",
+                    false,
+                    "a nonce issued by this verifier",
+                    format!("unknown nonce {shown}"),
+                    LOC,
+                )])
+            }
+            Consumed::AlreadyUsed(r) => {
+                return Ok(vec![
+                    Claim::new(
+                        "nonce.issued",
+                        true,
+                        "a nonce issued by this verifier",
+                        "issued",
+                        LOC,
+                    ),
+                    Claim::new(
+                        "nonce.unused",
+                        false,
+                        "a nonce not used before",
+                        "already used (replay)",
+                        LOC,
+                    ),
+                ]
+                .into_iter()
+                .chain(node_claim(&r, node_id))
+                .collect())
+            }
+            Consumed::Fresh(r) => r,
+        };
+        let mut v = vec![
+            Claim::new(
+                "nonce.issued",
+                true,
+                "a nonce issued by this verifier",
+                "issued",
+                LOC,
+            ),
+            Claim::new(
+                "nonce.unused",
+                true,
+                "a nonce not used before",
+                "first use",
+                LOC,
+            ),
+        ];
+        v.extend(node_claim(&rec, node_id));
+        v.push(Claim::new(
+            "nonce.fresh",
+            now <= rec.expires_unix,
+            format!("used by {}", rec.expires_unix),
+            format!("used at {now}"),
+            LOC,
+        ));
+        Ok(v)
+    }
+
+    /// Checks and consumes a join token presented by `node_id`.
+    pub fn redeem(&self, token: &str, node_id: &str) -> Result<RedeemOutput, ServiceError> {
+        if token.len() > 4096 {
+            return Err(ServiceError::BadRequest(
+                "token longer than 4096 bytes".into(),
+            ));
+        }
+        let claims = self.tokens.check(token, node_id, now_unix())?;
+        match self.store.consume_token(token)? {
+            Consumed::Fresh(rec) => {
+                info!(node_id, "join token redeemed");
+                Ok(RedeemOutput {
+                    node_id: rec.node_id,
+                    ak_name: rec.ak_name,
+                    expires_unix: claims.exp,
+                })
+            }
+            Consumed::AlreadyUsed(_) => {
+                warn!(node_id, "join token reuse refused");
+                Err(TokenError::Reused.into())
+            }
+            Consumed::Unknown => Err(TokenError::Unknown.into()),
+        }
+    }
+}
+
+fn node_claim(rec: &NonceRecord, node_id: &str) -> Option<Claim> {
+    Some(Claim::new(
+        "nonce.node",
+        rec.node_id == node_id,
+        format!("issued to {node_id}"),
+        format!("issued to {}", rec.node_id),
+        "AttestRequest.nonce",
+    ))
+}

@@ -1,0 +1,464 @@
+//! Durable state on sled: nodes, pending enrollments, nonces, join tokens and
+//! the hash-chained verdict history.
+//!
+//! Every mutating call flushes before it returns, so whatever the service
+//! acknowledges to a caller is on disk. Single-use objects (nonces, tokens,
+//! enrollments) are consumed with an atomic read-modify-write, so two
+//! concurrent uses cannot both succeed.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use assay_core::tpm::attest::ClockInfo;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "opening the database at {path}: {source} (is another assay-verifier using this data_dir?)"
+    )]
+    Open { path: String, source: sled::Error },
+    #[error("database error: {0}")]
+    Db(#[from] sled::Error),
+    #[error("stored record {key} in `{tree}` is unreadable: {reason}")]
+    Corrupt {
+        tree: &'static str,
+        key: String,
+        reason: String,
+    },
+}
+
+/// A node whose AK is bound to its EK (activation completed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub node_id: String,
+    /// Hex SHA-256 of the DER EK certificate the node enrolled with.
+    pub ek_cert_sha256: String,
+    /// Hex TPM2B_PUBLIC of the EK.
+    pub ek_public: String,
+    /// Hex TPM2B_PUBLIC of the bound AK.
+    pub ak_public: String,
+    /// Hex TPM name of the bound AK.
+    pub ak_name: String,
+    pub activated_unix: i64,
+    /// Clock info of the last quote whose signature verified (rollback detection).
+    pub last_clock: Option<ClockInfo>,
+}
+
+/// An enrollment waiting for the node's proof of credential activation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingEnrollment {
+    pub node_id: String,
+    pub ek_cert_sha256: String,
+    pub ek_public: String,
+    pub ak_public: String,
+    pub ak_name: String,
+    /// Hex SHA-256 of the credential; the credential itself is never stored.
+    pub credential_sha256: String,
+    pub expires_unix: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NonceRecord {
+    pub node_id: String,
+    pub expires_unix: i64,
+    pub used: bool,
+}
+
+/// A join token, stored under the SHA-256 of the token: the token itself never is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub node_id: String,
+    pub ak_name: String,
+    pub expires_unix: i64,
+    pub used: bool,
+}
+
+/// One verdict in the history. `hash` chains it to the previous record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryRecord {
+    pub seq: u64,
+    pub node_id: String,
+    pub time_unix: i64,
+    pub passed: bool,
+    pub claims: Vec<assay_core::verdict::Claim>,
+    pub policy_name: String,
+    pub policy_digest: String,
+    pub evidence_digest: String,
+    /// Hex SHA-256 of the previous record's canonical JSON; empty for the first.
+    pub prev_hash: String,
+}
+
+impl HistoryRecord {
+    /// SHA-256 of the record's canonical JSON (the value the next record chains to).
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(Sha256::digest(json))
+    }
+}
+
+/// What consuming a single-use object found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consumed<T> {
+    /// It existed and was unused; it is now used.
+    Fresh(T),
+    /// It existed and had been used before.
+    AlreadyUsed(T),
+    /// It never existed (or was purged).
+    Unknown,
+}
+
+pub struct Store {
+    db: sled::Db,
+    nodes: sled::Tree,
+    enrollments: sled::Tree,
+    nonces: sled::Tree,
+    tokens: sled::Tree,
+    history: sled::Tree,
+    history_lock: Mutex<()>,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|source| StoreError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Ok(Self {
+            nodes: db.open_tree("nodes")?,
+            enrollments: db.open_tree("enrollments")?,
+            nonces: db.open_tree("nonces")?,
+            tokens: db.open_tree("tokens")?,
+            history: db.open_tree("history")?,
+            history_lock: Mutex::new(()),
+            db,
+        })
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    // ---- nodes
+
+    pub fn node(&self, node_id: &str) -> Result<Option<NodeRecord>, StoreError> {
+        get(&self.nodes, "nodes", node_id.as_bytes())
+    }
+
+    pub fn put_node(&self, node: &NodeRecord) -> Result<(), StoreError> {
+        self.nodes.insert(node.node_id.as_bytes(), to_json(node))?;
+        self.flush()
+    }
+
+    pub fn remove_node(&self, node_id: &str) -> Result<bool, StoreError> {
+        let existed = self.nodes.remove(node_id.as_bytes())?.is_some();
+        self.flush()?;
+        Ok(existed)
+    }
+
+    /// Records the clock of the last verified quote.
+    pub fn set_last_clock(&self, node_id: &str, clock: ClockInfo) -> Result<(), StoreError> {
+        if let Some(mut n) = self.node(node_id)? {
+            n.last_clock = Some(clock);
+            self.put_node(&n)?;
+        }
+        Ok(())
+    }
+
+    // ---- enrollments
+
+    pub fn put_enrollment(&self, id: &str, e: &PendingEnrollment) -> Result<(), StoreError> {
+        self.enrollments.insert(id.as_bytes(), to_json(e))?;
+        self.flush()
+    }
+
+    /// Removes and returns a pending enrollment: each enrollment can be completed once.
+    pub fn take_enrollment(&self, id: &str) -> Result<Option<PendingEnrollment>, StoreError> {
+        let v = self.enrollments.remove(id.as_bytes())?;
+        self.flush()?;
+        v.map(|b| from_json("enrollments", id.as_bytes(), &b))
+            .transpose()
+    }
+
+    // ---- nonces
+
+    pub fn put_nonce(&self, nonce: &[u8], rec: &NonceRecord) -> Result<(), StoreError> {
+        self.nonces.insert(nonce, to_json(rec))?;
+        self.flush()
+    }
+
+    /// Marks a nonce used, atomically, and says what it was before.
+    pub fn consume_nonce(&self, nonce: &[u8]) -> Result<Consumed<NonceRecord>, StoreError> {
+        let r = consume(
+            &self.nonces,
+            "nonces",
+            nonce,
+            |r: &NonceRecord| r.used,
+            |r| r.used = true,
+        );
+        self.flush()?;
+        r
+    }
+
+    /// Drops nonces and enrollments that expired before `now_unix`; returns how many.
+    pub fn purge_expired(&self, now_unix: i64) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for item in self.nonces.iter() {
+            let (k, v) = item?;
+            let r: NonceRecord = from_json("nonces", &k, &v)?;
+            if r.expires_unix < now_unix {
+                self.nonces.remove(k)?;
+                n += 1;
+            }
+        }
+        for item in self.enrollments.iter() {
+            let (k, v) = item?;
+            let r: PendingEnrollment = from_json("enrollments", &k, &v)?;
+            if r.expires_unix < now_unix {
+                self.enrollments.remove(k)?;
+                n += 1;
+            }
+        }
+        self.flush()?;
+        Ok(n)
+    }
+
+    // ---- tokens
+
+    pub fn put_token(&self, token: &str, rec: &TokenRecord) -> Result<(), StoreError> {
+        self.tokens.insert(token_key(token), to_json(rec))?;
+        self.flush()
+    }
+
+    /// Marks a token used, atomically, and says what it was before.
+    pub fn consume_token(&self, token: &str) -> Result<Consumed<TokenRecord>, StoreError> {
+        let r = consume(
+            &self.tokens,
+            "tokens",
+            &token_key(token),
+            |r: &TokenRecord| r.used,
+            |r| r.used = true,
+        );
+        self.flush()?;
+        r
+    }
+
+    // ---- history
+
+    /// Appends a verdict, chaining it to the previous record; durable on return.
+    pub fn append_history(&self, mut rec: HistoryRecord) -> Result<HistoryRecord, StoreError> {
+        let _guard = self.history_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let (seq, prev_hash) = match self.history.last()? {
+            Some((k, v)) => {
+                let prev: HistoryRecord = from_json("history", &k, &v)?;
+                (prev.seq + 1, prev.hash())
+            }
+            None => (1, String::new()),
+        };
+        rec.seq = seq;
+        rec.prev_hash = prev_hash;
+        self.history.insert(seq.to_be_bytes(), to_json(&rec))?;
+        self.flush()?;
+        Ok(rec)
+    }
+
+    /// Most recent first, optionally for one node, at most `limit` records.
+    pub fn history(
+        &self,
+        node_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<HistoryRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.history.iter().rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            let r: HistoryRecord = from_json("history", &k, &v)?;
+            if node_id.is_none_or(|n| n == r.node_id) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Re-checks the hash chain from the first record; returns the number of
+    /// records, or the sequence number of the first record whose link is broken.
+    pub fn verify_history_chain(&self) -> Result<Result<u64, u64>, StoreError> {
+        let mut prev: Option<HistoryRecord> = None;
+        let mut count = 0;
+        for item in self.history.iter() {
+            let (k, v) = item?;
+            let r: HistoryRecord = from_json("history", &k, &v)?;
+            let expected = prev.as_ref().map(HistoryRecord::hash).unwrap_or_default();
+            if r.prev_hash != expected || prev.as_ref().is_some_and(|p| p.seq + 1 != r.seq) {
+                return Ok(Err(r.seq));
+            }
+            count += 1;
+            prev = Some(r);
+        }
+        Ok(Ok(count))
+    }
+}
+
+fn token_key(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serializing these plain structs cannot fail (no maps with non-string keys).
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn from_json<T: DeserializeOwned>(
+    tree: &'static str,
+    key: &[u8],
+    v: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
+        tree,
+        key: hex::encode(key),
+        reason: e.to_string(),
+    })
+}
+
+fn get<T: DeserializeOwned>(
+    t: &sled::Tree,
+    tree: &'static str,
+    key: &[u8],
+) -> Result<Option<T>, StoreError> {
+    t.get(key)?.map(|v| from_json(tree, key, &v)).transpose()
+}
+
+fn consume<T: Serialize + DeserializeOwned + Clone>(
+    t: &sled::Tree,
+    tree: &'static str,
+    key: &[u8],
+    is_used: impl Fn(&T) -> bool,
+    mark: impl Fn(&mut T),
+) -> Result<Consumed<T>, StoreError> {
+    loop {
+        let Some(old) = t.get(key)? else {
+            return Ok(Consumed::Unknown);
+        };
+        let rec: T = from_json(tree, key, &old)?;
+        if is_used(&rec) {
+            return Ok(Consumed::AlreadyUsed(rec));
+        }
+        let mut new = rec.clone();
+        mark(&mut new);
+        // Compare-and-swap: if another request consumed it in between, look again.
+        if t.compare_and_swap(key, Some(&old), Some(to_json(&new)))?
+            .is_ok()
+        {
+            return Ok(Consumed::Fresh(rec));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&d.path().join("db")).unwrap();
+        (d, s)
+    }
+
+    #[test]
+    fn nonce_is_consumed_once_even_under_concurrency() {
+        let (_d, s) = store();
+        s.put_nonce(
+            b"n1",
+            &NonceRecord {
+                node_id: "a".into(),
+                expires_unix: 10,
+                used: false,
+            },
+        )
+        .unwrap();
+        let fresh = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| sc.spawn(|| s.consume_nonce(b"n1").unwrap()))
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(|c| matches!(c, Consumed::Fresh(_)))
+                .count()
+        });
+        assert_eq!(fresh, 1);
+        assert!(matches!(
+            s.consume_nonce(b"n1").unwrap(),
+            Consumed::AlreadyUsed(_)
+        ));
+        assert_eq!(s.consume_nonce(b"nope").unwrap(), Consumed::Unknown);
+    }
+
+    #[test]
+    fn history_is_hash_chained_and_survives_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        let rec = |node: &str| HistoryRecord {
+            seq: 0,
+            node_id: node.into(),
+            time_unix: 1,
+            passed: true,
+            claims: vec![],
+            policy_name: "p".into(),
+            policy_digest: "d".into(),
+            evidence_digest: "e".into(),
+            prev_hash: String::new(),
+        };
+        {
+            let s = Store::open(&d.path().join("db")).unwrap();
+            let a = s.append_history(rec("a")).unwrap();
+            let b = s.append_history(rec("b")).unwrap();
+            assert_eq!((a.seq, b.seq), (1, 2));
+            assert_eq!(b.prev_hash, a.hash());
+        }
+        let s = Store::open(&d.path().join("db")).unwrap();
+        assert_eq!(s.verify_history_chain().unwrap(), Ok(2));
+        assert_eq!(s.history(Some("a"), 10).unwrap().len(), 1);
+        assert_eq!(
+            s.history(None, 10).unwrap()[0].node_id,
+            "b",
+            "most recent first"
+        );
+        // Tamper with record 1: the chain breaks at record 2.
+        let mut r1 = s.history(Some("a"), 1).unwrap().remove(0);
+        r1.passed = false;
+        s.history.insert(1u64.to_be_bytes(), to_json(&r1)).unwrap();
+        assert_eq!(s.verify_history_chain().unwrap(), Err(2));
+    }
+
+    #[test]
+    fn tokens_are_stored_hashed_and_single_use() {
+        let (_d, s) = store();
+        let tok = "header.payload.signature";
+        s.put_token(
+            tok,
+            &TokenRecord {
+                node_id: "a".into(),
+                ak_name: "x".into(),
+                expires_unix: 9,
+                used: false,
+            },
+        )
+        .unwrap();
+        for item in s.tokens.iter() {
+            let (k, v) = item.unwrap();
+            assert_ne!(&k[..], tok.as_bytes());
+            assert!(!String::from_utf8_lossy(&v).contains(tok));
+        }
+        assert!(matches!(s.consume_token(tok).unwrap(), Consumed::Fresh(_)));
+        assert!(matches!(
+            s.consume_token(tok).unwrap(),
+            Consumed::AlreadyUsed(_)
+        ));
+    }
+}
