@@ -1,1 +1,12 @@
-//! (being written)
+//! # assay-attestor — the node agent
+//!
+//! Proves to an Assay verifier, with the node's TPM, what the node booted. All
+//! TPM access goes through [`tpm`] (the only module that uses tss-esapi); the
+//! protocol (enroll with credential activation, challenge, quote, verdict and
+//! join token) is in `flow`; configuration in [`config`].
+//!
+//! It does not judge its own evidence: the verifier does.
+
+pub mod config;
+pub mod flow;
+pub mod tpm;

@@ -1,0 +1,267 @@
+//! The node side of the protocol: enroll (EK cert + AK, credential activation),
+//! then challenge → quote → verdict (+ join token). Every failure is classified
+//! so the binary can exit with a code a bootstrap script can act on.
+
+use std::path::Path;
+use std::time::Duration;
+
+use assay_proto::v1 as pb;
+use serde::{Deserialize, Serialize};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use tonic::Code;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::tpm::Tpm;
+
+/// Why the attestor failed; each kind has its own exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("not trusted: {0}")]
+    Untrusted(String),
+    #[error("verifier unreachable: {0}")]
+    Unreachable(String),
+    #[error("TPM: {0}")]
+    Tpm(String),
+    #[error("not enrolled: {0}")]
+    NotEnrolled(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Failure {
+    /// Exit codes (documented in README.md): 2 config, 3 not trusted (or not enrolled), 4 unreachable, 5 TPM, 1 other.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Config(_) => 2,
+            Failure::Untrusted(_) | Failure::NotEnrolled(_) => 3,
+            Failure::Unreachable(_) => 4,
+            Failure::Tpm(_) => 5,
+            Failure::Internal(_) => 1,
+        }
+    }
+
+    fn from_status(what: &str, s: tonic::Status) -> Self {
+        let msg = format!("{what}: {}", s.message());
+        match s.code() {
+            Code::PermissionDenied | Code::Unauthenticated => Failure::Untrusted(msg),
+            Code::Unavailable | Code::DeadlineExceeded => Failure::Unreachable(msg),
+            Code::InvalidArgument => Failure::Config(msg),
+            Code::NotFound => Failure::NotEnrolled(msg),
+            _ => Failure::Internal(msg),
+        }
+    }
+}
+
+fn tpm_err(e: impl std::fmt::Display) -> Failure {
+    Failure::Tpm(e.to_string())
+}
+
+/// What the attestor remembers about its enrollment (in the state dir).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Enrollment {
+    pub verifier: String,
+    pub node_id: String,
+    pub ak_name: String,
+}
+
+const ENROLLMENT_FILE: &str = "enrollment.json";
+
+fn load_enrollment(state: &Path) -> Option<Enrollment> {
+    serde_json::from_slice(&std::fs::read(state.join(ENROLLMENT_FILE)).ok()?).ok()
+}
+
+/// The outcome of one attestation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub node_id: String,
+    pub trusted: bool,
+    pub policy_name: String,
+    pub policy_digest: String,
+    pub history_seq: u64,
+    pub claims: Vec<ClaimOut>,
+    pub token: Option<String>,
+    pub token_expires_unix: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClaimOut {
+    pub id: String,
+    pub passed: bool,
+    pub expected: String,
+    pub actual: String,
+    pub location: String,
+}
+
+/// Connects over TLS (the verifier's certificate must chain to `cfg.ca`), retrying
+/// with exponential backoff while the verifier is unreachable.
+pub async fn connect(cfg: &Config) -> Result<Channel, Failure> {
+    let ca = std::fs::read(&cfg.ca)
+        .map_err(|e| Failure::Config(format!("--ca {}: {e}", cfg.ca.display())))?;
+    let uri: tonic::transport::Uri = cfg
+        .verifier
+        .parse()
+        .map_err(|e| Failure::Config(format!("--verifier {}: {e}", cfg.verifier)))?;
+    let host = uri
+        .host()
+        .unwrap_or("localhost")
+        .trim_matches(['[', ']'])
+        .to_string();
+    let endpoint = Channel::builder(uri)
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(ca))
+                .domain_name(host),
+        )
+        .map_err(|e| Failure::Config(format!("TLS setup: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30));
+    let mut delay = Duration::from_millis(250);
+    let mut attempt = 0;
+    loop {
+        match endpoint.connect().await {
+            Ok(ch) => return Ok(ch),
+            Err(e) if attempt < cfg.retries => {
+                attempt += 1;
+                warn!(verifier = %cfg.verifier, attempt, error = %source_chain(&e), "verifier unreachable; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => {
+                return Err(Failure::Unreachable(format!(
+                    "{} after {} attempts: {} (check --verifier, --ca and that the verifier runs)",
+                    cfg.verifier,
+                    attempt + 1,
+                    source_chain(&e)
+                )))
+            }
+        }
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Enrolls: sends EK certificate, EK public and AK public; activates the credential
+/// the verifier protected to the EK; records the enrollment in the state dir.
+pub async fn enroll(cfg: &Config, tpm: &mut Tpm, ch: Channel) -> Result<Enrollment, Failure> {
+    let ek_cert = tpm.ek_certificate().map_err(tpm_err)?;
+    let ek_public = tpm.ek_public().map_err(tpm_err)?;
+    let ak = tpm.load_or_create_ak(&cfg.state_dir).map_err(tpm_err)?;
+    let mut c = pb::attestation_client::AttestationClient::new(ch);
+    let r = c
+        .enroll(pb::EnrollRequest {
+            node_id: cfg.node_id.clone(),
+            ek_certificate: ek_cert,
+            ek_public,
+            ak_public: ak.public.clone(),
+        })
+        .await
+        .map_err(|s| Failure::from_status("enrollment", s))?
+        .into_inner();
+    let credential = tpm
+        .activate_credential(&cfg.state_dir, &r.credential_blob, &r.encrypted_secret)
+        .map_err(tpm_err)?;
+    let a = c
+        .activate(pb::ActivateRequest {
+            node_id: cfg.node_id.clone(),
+            enrollment_id: r.enrollment_id,
+            credential,
+        })
+        .await
+        .map_err(|s| Failure::from_status("credential activation", s))?
+        .into_inner();
+    let e = Enrollment {
+        verifier: cfg.verifier.clone(),
+        node_id: cfg.node_id.clone(),
+        ak_name: a.ak_name,
+    };
+    let json = serde_json::to_vec_pretty(&e).map_err(|e| Failure::Internal(e.to_string()))?;
+    std::fs::write(cfg.state_dir.join(ENROLLMENT_FILE), json)
+        .map_err(|err| Failure::Config(format!("state_dir {}: {err}", cfg.state_dir.display())))?;
+    info!(node_id = %e.node_id, ak_name = %e.ak_name, "enrolled: AK bound to EK");
+    Ok(e)
+}
+
+/// One attestation: challenge, quote, verdict.
+pub async fn attest(cfg: &Config, tpm: &mut Tpm, ch: Channel) -> Result<Outcome, Failure> {
+    let mut c = pb::attestation_client::AttestationClient::new(ch);
+    let chal = c
+        .challenge(pb::ChallengeRequest {
+            node_id: cfg.node_id.clone(),
+        })
+        .await
+        .map_err(|s| Failure::from_status("challenge", s))?
+        .into_inner();
+    let q = tpm
+        .quote(&cfg.state_dir, &chal.nonce, &chal.pcrs_sha256)
+        .map_err(tpm_err)?;
+    let r = c
+        .attest(pb::AttestRequest {
+            node_id: cfg.node_id.clone(),
+            nonce: chal.nonce,
+            attest: q.attest,
+            signature: q.signature,
+            pcrs_sha256: q
+                .pcrs_sha256
+                .into_iter()
+                .map(|(index, digest)| pb::PcrValue { index, digest })
+                .collect(),
+        })
+        .await
+        .map_err(|s| Failure::from_status("attestation", s))?
+        .into_inner();
+    let v = r
+        .verdict
+        .ok_or_else(|| Failure::Internal("the verifier answered without a verdict".into()))?;
+    Ok(Outcome {
+        node_id: cfg.node_id.clone(),
+        trusted: v.passed,
+        policy_name: v.policy_name,
+        policy_digest: v.policy_digest,
+        history_seq: v.history_seq,
+        claims: v
+            .claims
+            .into_iter()
+            .map(|c| ClaimOut {
+                id: c.id,
+                passed: c.passed,
+                expected: c.expected,
+                actual: c.actual,
+                location: c.location,
+            })
+            .collect(),
+        token_expires_unix: r.join_token.as_ref().map(|t| t.expires_unix),
+        token: r.join_token.map(|t| t.token),
+    })
+}
+
+/// Enrolls if this node has no enrollment with this verifier (or the verifier
+/// no longer knows it), then attests.
+pub async fn join(cfg: &Config) -> Result<Outcome, Failure> {
+    let mut tpm = Tpm::open(&cfg.tcti).map_err(tpm_err)?;
+    let ch = connect(cfg).await?;
+    let enrolled = load_enrollment(&cfg.state_dir)
+        .is_some_and(|e| e.verifier == cfg.verifier && e.node_id == cfg.node_id);
+    if !enrolled {
+        enroll(cfg, &mut tpm, ch.clone()).await?;
+    }
+    match attest(cfg, &mut tpm, ch.clone()).await {
+        Err(Failure::NotEnrolled(_)) if enrolled => {
+            info!("the verifier does not know this node; enrolling again");
+            enroll(cfg, &mut tpm, ch.clone()).await?;
+            attest(cfg, &mut tpm, ch).await
+        }
+        other => other,
+    }
+}
