@@ -37,10 +37,15 @@ impl TestCa {
         )?;
         let ca = Self { dir };
         // Make the CA now, with a throwaway TPM, so that parallel users never race to create it.
-        let scratch = tempfile::Builder::new().prefix("assay-ca-init-").tempdir()?;
+        let scratch = tempfile::Builder::new()
+            .prefix("assay-ca-init-")
+            .tempdir()?;
         ca.manufacture(scratch.path())?;
         if !ca.root_cert_path().exists() || !ca.issuer_cert_path().exists() {
-            bail!("swtpm_localca did not create its CA in {}", ca.dir.path().display());
+            bail!(
+                "swtpm_localca did not create its CA in {}",
+                ca.dir.path().display()
+            );
         }
         Ok(ca)
     }
@@ -48,7 +53,9 @@ impl TestCa {
     /// One CA shared by every test in this process.
     pub fn shared() -> &'static TestCa {
         static CA: OnceLock<TestCa> = OnceLock::new();
-        CA.get_or_init(|| TestCa::new().expect("creating the shared swtpm test CA (is swtpm-tools installed?)"))
+        CA.get_or_init(|| {
+            TestCa::new().expect("creating the shared swtpm test CA (is swtpm-tools installed?)")
+        })
     }
 
     /// The self-signed root certificate (PEM).
@@ -64,7 +71,13 @@ impl TestCa {
     /// Runs swtpm_setup: TPM 2.0 state with RSA + ECC EKs and their certificates.
     fn manufacture(&self, state: &Path) -> Result<()> {
         let out = Command::new("swtpm_setup")
-            .args(["--tpm2", "--create-ek-cert", "--create-platform-cert", "--lock-nvram", "--overwrite"])
+            .args([
+                "--tpm2",
+                "--create-ek-cert",
+                "--create-platform-cert",
+                "--lock-nvram",
+                "--overwrite",
+            ])
             .arg("--tpmstate")
             .arg(state)
             .arg("--config")
@@ -150,7 +163,10 @@ impl Swtpm {
             .output()
             .with_context(|| format!("running {tool} (apt-get install tpm2-tools)"))?;
         if !out.status.success() {
-            bail!("{tool} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "{tool} {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(out.stdout)
     }
@@ -168,7 +184,9 @@ pub fn free_port_pair() -> Result<u16> {
     for _ in 0..100 {
         let a = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
         let port = a.local_addr()?.port();
-        if port < u16::MAX && TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port + 1)).is_ok() {
+        if port < u16::MAX
+            && TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port + 1)).is_ok()
+        {
             return Ok(port);
         }
     }
@@ -177,7 +195,11 @@ pub fn free_port_pair() -> Result<u16> {
 
 /// A free port on 127.0.0.1 right now.
 pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+    Ok(
+        TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?
+            .local_addr()?
+            .port(),
+    )
 }
 
 fn wait_listening(child: &mut Child, port: u16, limit: Duration) -> Result<()> {

@@ -11,6 +11,9 @@ fn two_swtpms_run_in_parallel_with_ek_certificates() {
         let out = t.tpm2("tpm2_getcap", &["properties-fixed"]).unwrap();
         assert!(String::from_utf8_lossy(&out).contains("TPM2_PT_FAMILY_INDICATOR"));
         let out = t.tpm2("tpm2_nvreadpublic", &[]).unwrap();
-        assert!(String::from_utf8_lossy(&out).contains("0x1c00002"), "RSA EK certificate index present");
+        assert!(
+            String::from_utf8_lossy(&out).contains("0x1c00002"),
+            "RSA EK certificate index present"
+        );
     }
 }

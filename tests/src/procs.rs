@@ -1,0 +1,195 @@
+//! Real Assay processes for end-to-end tests: the verifier binary on a free
+//! loopback port with its own TLS material, data dir and policy, and the
+//! attestor binary pointed at it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use tempfile::TempDir;
+
+use crate::swtpm::{Swtpm, TestCa};
+
+/// Path of a workspace binary (built by `cargo build --workspace --bins`).
+pub fn bin(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test-binary> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("locating the target directory")?;
+    let p = dir.join(name);
+    if !p.exists() {
+        bail!(
+            "{} is missing: run `cargo build --workspace --bins` before the tests",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// Options for a test verifier.
+pub struct VerifierOpts {
+    pub policy: String,
+    pub ek_roots: Vec<PathBuf>,
+    pub ek_intermediates: Vec<PathBuf>,
+    pub nonce_ttl_secs: u64,
+    pub token_ttl_secs: u64,
+}
+
+impl VerifierOpts {
+    /// Trusts the shared swtpm test CA; `policy` is the policy file's text.
+    pub fn new(policy: impl Into<String>) -> Self {
+        let ca = TestCa::shared();
+        Self {
+            policy: policy.into(),
+            ek_roots: vec![ca.root_cert_path()],
+            ek_intermediates: vec![ca.issuer_cert_path()],
+            nonce_ttl_secs: 60,
+            token_ttl_secs: 600,
+        }
+    }
+}
+
+/// A running `assay-verifier serve`, killed on drop.
+pub struct VerifierProc {
+    child: Child,
+    pub dir: TempDir,
+    pub url: String,
+    pub ca_pem: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+impl VerifierProc {
+    pub fn start(opts: &VerifierOpts) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("assay-verifier-")
+            .tempdir()?;
+        let tls = dir.path().join("tls");
+        run_ok(
+            Command::new(bin("assay-verifier")?)
+                .arg("init")
+                .arg("--dir")
+                .arg(&tls),
+        )?;
+        let policy = dir.path().join("policy.toml");
+        std::fs::write(&policy, &opts.policy)?;
+        let data_dir = dir.path().join("data");
+        let mut cmd = Command::new(bin("assay-verifier")?);
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--tls-cert")
+            .arg(tls.join("server.pem"))
+            .arg("--tls-key")
+            .arg(tls.join("server.key"))
+            .arg("--nonce-ttl-secs")
+            .arg(opts.nonce_ttl_secs.to_string())
+            .arg("--token-ttl-secs")
+            .arg(opts.token_ttl_secs.to_string());
+        for r in &opts.ek_roots {
+            cmd.arg("--ek-root").arg(r);
+        }
+        for r in &opts.ek_intermediates {
+            cmd.arg("--ek-intermediate").arg(r);
+        }
+        let log = std::fs::File::create(dir.path().join("verifier.log"))?;
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()?;
+        let stdout = child.stdout.take().context("verifier stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log =
+                    std::fs::read_to_string(dir.path().join("verifier.log")).unwrap_or_default();
+                bail!("assay-verifier did not start within 30 s:\n{log}");
+            }
+        };
+        Ok(Self {
+            child,
+            url: format!("https://{addr}"),
+            ca_pem: tls.join("ca.pem"),
+            data_dir,
+            dir,
+        })
+    }
+
+    /// The verifier's log so far (for assertion messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("verifier.log")).unwrap_or_default()
+    }
+
+    /// Runs an `assay-verifier` client command (`history`, `token verify`, …) against this verifier.
+    pub fn cli(&self, args: &[&str]) -> Result<Output> {
+        let mut cmd = Command::new(bin("assay-verifier")?);
+        cmd.args(args)
+            .env("ASSAY_VERIFIER", &self.url)
+            .env("ASSAY_CA", &self.ca_pem);
+        Ok(cmd.output()?)
+    }
+
+    /// Stops the verifier (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for VerifierProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs `assay-attestor <sub> …` for `node_id` against `tpm` and `v`, with state in `state_dir`.
+pub fn attestor(
+    tpm: &Swtpm,
+    v: &VerifierProc,
+    state_dir: &Path,
+    node_id: &str,
+    sub: &str,
+    extra: &[&str],
+) -> Result<Output> {
+    let mut cmd = Command::new(bin("assay-attestor")?);
+    cmd.arg(sub)
+        .arg("--verifier")
+        .arg(&v.url)
+        .arg("--ca")
+        .arg(&v.ca_pem)
+        .arg("--tcti")
+        .arg(tpm.tcti())
+        .arg("--state-dir")
+        .arg(state_dir)
+        .arg("--node-id")
+        .arg(node_id)
+        .args(extra);
+    Ok(cmd.output()?)
+}
+
+fn run_ok(cmd: &mut Command) -> Result<Output> {
+    let out = cmd.output()?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(out)
+}
