@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/install-deps.sh
+export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --workspace --bins --locked -q
 BIN=$PWD/target/debug
 work=$(mktemp -d /tmp/assay-demo.XXXXXX)
