@@ -22,6 +22,13 @@
 //!
 //! Revocation (CRLs) is not checked here; see the closing note of issue 2.
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::pem::Pem;
@@ -277,7 +284,7 @@ fn ek_public_key(cert: &X509Certificate<'_>) -> Result<EkPublicKey, EkError> {
 
 fn strip_leading_zeros(b: &[u8]) -> &[u8] {
     let n = b.iter().take_while(|x| **x == 0).count();
-    &b[n..]
+    b.get(n..).unwrap_or_default()
 }
 
 /// Validates an EK certificate (DER) against `anchors` at time `now_unix`.
@@ -374,6 +381,12 @@ pub fn validate_ek_certificate(
 
 #[cfg(test)]
 mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::panic
+    )]
     use super::*;
     use rcgen::{
         BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair,

@@ -21,6 +21,13 @@
 //! credential_blob = u16be(32) || outerHMAC || encIdentity   (TPM2B_ID_OBJECT contents)
 //! ```
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 use aes::cipher::{AsyncStreamCipher, KeyIvInit};
 use hmac::{Hmac, Mac};
 use rand_core::CryptoRngCore;
@@ -91,7 +98,7 @@ pub fn make_credential(
     Aes128CfbEnc::new(sym_key.as_slice().into(), &[0u8; 16].into()).encrypt(&mut enc_identity);
 
     let hmac_key = kdfa_sha256(&seed, b"INTEGRITY", &[], &[], 256);
-    let mut mac = HmacSha256::new_from_slice(&hmac_key).expect("HMAC accepts any key length");
+    let mut mac = hmac_sha256(&hmac_key);
     mac.update(&enc_identity);
     mac.update(ak_name);
     let outer_hmac = mac.finalize().into_bytes();
@@ -104,6 +111,12 @@ pub fn make_credential(
         credential_blob,
         encrypted_secret,
     })
+}
+
+/// HMAC-SHA256 keyed with `key`.
+#[allow(clippy::expect_used)] // HMAC accepts keys of any length: `new_from_slice` cannot fail.
+fn hmac_sha256(key: &[u8]) -> HmacSha256 {
+    HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length")
 }
 
 /// KDFa with SHA-256 (TPM 2.0 Part 1, §11.4.10.2; SP 800-108 counter mode):
@@ -121,7 +134,7 @@ pub fn kdfa_sha256(
     let mut out = Vec::with_capacity(len + 32);
     let mut counter = 1u32;
     while out.len() < len {
-        let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
+        let mut mac = hmac_sha256(key);
         mac.update(&counter.to_be_bytes());
         mac.update(label);
         mac.update(&[0]);
@@ -142,6 +155,12 @@ pub fn credential_digest(data: &[u8]) -> [u8; 32] {
 
 #[cfg(test)]
 mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::panic
+    )]
     use super::*;
     use aes::cipher::AsyncStreamCipher;
     use rand::SeedableRng;
