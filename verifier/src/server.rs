@@ -2,13 +2,14 @@
 //! then serve the gRPC API over TLS until SIGINT/SIGTERM.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use assay_core::ek::TrustAnchors;
 use assay_core::policy::Policy;
 use assay_proto::v1 as pb;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::api::Api;
 use crate::config::Config;
@@ -68,8 +69,10 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     info!(policy = %verifier.policy.name, policy_digest = %verifier.policy.digest_hex(), %addr, "assay-verifier serving");
     println!("listening on {addr}");
-    let api = Api(Arc::new(verifier));
-    Server::builder()
+    let verifier = Arc::new(verifier);
+    let sweeper = tokio::spawn(sweep(verifier.clone()));
+    let api = Api(verifier);
+    let served = Server::builder()
         .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))?
         .add_service(
             pb::attestation_server::AttestationServer::new(api.clone())
@@ -87,9 +90,35 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
             tonic::transport::server::TcpIncoming::from(listener),
             shutdown(),
         )
-        .await?;
+        .await;
+    sweeper.abort();
+    served?;
     info!("assay-verifier stopped");
     Ok(())
+}
+
+/// How often expired nonces, enrollments and tokens are removed.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// Records stay this long past expiry, so a late request is still told "expired"
+/// rather than "unknown".
+const SWEEP_GRACE_SECS: i64 = 3600;
+
+/// Keeps the store bounded: without this, every challenge that is never answered
+/// would leave a nonce behind forever.
+async fn sweep(verifier: Arc<Verifier>) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let v = verifier.clone();
+        let cutoff = crate::service::now_unix() - SWEEP_GRACE_SECS;
+        match tokio::task::spawn_blocking(move || v.store.purge_expired(cutoff)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => info!(removed = n, "purged expired nonces, enrollments and tokens"),
+            Ok(Err(e)) => warn!(error = %e, "purging expired records failed"),
+            Err(e) => warn!(error = %e, "purge task failed"),
+        }
+    }
 }
 
 async fn shutdown() {

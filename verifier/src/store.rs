@@ -205,13 +205,14 @@ impl Store {
         r
     }
 
-    /// Drops nonces and enrollments that expired before `now_unix`; returns how many.
-    pub fn purge_expired(&self, now_unix: i64) -> Result<usize, StoreError> {
+    /// Drops nonces, enrollments and join tokens that expired before `cutoff_unix`;
+    /// returns how many. History is never purged here.
+    pub fn purge_expired(&self, cutoff_unix: i64) -> Result<usize, StoreError> {
         let mut n = 0;
         for item in self.nonces.iter() {
             let (k, v) = item?;
             let r: NonceRecord = from_json("nonces", &k, &v)?;
-            if r.expires_unix < now_unix {
+            if r.expires_unix < cutoff_unix {
                 self.nonces.remove(k)?;
                 n += 1;
             }
@@ -219,8 +220,16 @@ impl Store {
         for item in self.enrollments.iter() {
             let (k, v) = item?;
             let r: PendingEnrollment = from_json("enrollments", &k, &v)?;
-            if r.expires_unix < now_unix {
+            if r.expires_unix < cutoff_unix {
                 self.enrollments.remove(k)?;
+                n += 1;
+            }
+        }
+        for item in self.tokens.iter() {
+            let (k, v) = item?;
+            let r: TokenRecord = from_json("tokens", &k, &v)?;
+            if r.expires_unix < cutoff_unix {
+                self.tokens.remove(k)?;
                 n += 1;
             }
         }
@@ -460,5 +469,40 @@ mod tests {
             s.consume_token(tok).unwrap(),
             Consumed::AlreadyUsed(_)
         ));
+    }
+
+    #[test]
+    fn purge_drops_only_what_expired_before_the_cutoff() {
+        let (_d, s) = store();
+        let nonce = |exp| NonceRecord {
+            node_id: "a".into(),
+            expires_unix: exp,
+            used: false,
+        };
+        s.put_nonce(b"old", &nonce(10)).unwrap();
+        s.put_nonce(b"new", &nonce(100)).unwrap();
+        let token = |exp| TokenRecord {
+            node_id: "a".into(),
+            ak_name: "x".into(),
+            expires_unix: exp,
+            used: true,
+        };
+        s.put_token("t-old", &token(10)).unwrap();
+        s.put_token("t-new", &token(100)).unwrap();
+        assert_eq!(s.purge_expired(50).unwrap(), 2);
+        assert_eq!(s.consume_nonce(b"old").unwrap(), Consumed::Unknown);
+        assert!(matches!(
+            s.consume_nonce(b"new").unwrap(),
+            Consumed::Fresh(_)
+        ));
+        assert!(matches!(
+            s.consume_token("t-old").unwrap(),
+            Consumed::Unknown
+        ));
+        assert!(matches!(
+            s.consume_token("t-new").unwrap(),
+            Consumed::AlreadyUsed(_)
+        ));
+        assert_eq!(s.purge_expired(50).unwrap(), 0);
     }
 }
