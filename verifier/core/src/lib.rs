@@ -15,6 +15,7 @@
 
 pub mod ek;
 pub mod enroll;
+pub mod eventlog;
 pub mod policy;
 pub mod reader;
 pub mod tpm;

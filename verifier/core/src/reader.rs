@@ -87,6 +87,26 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(self.array(what)?))
     }
 
+    /// Little-endian u16 (UEFI and event-log structures are little-endian).
+    pub fn u16_le(&mut self, what: &'static str) -> Result<u16, WireError> {
+        Ok(u16::from_le_bytes(self.array(what)?))
+    }
+
+    /// Little-endian u32.
+    pub fn u32_le(&mut self, what: &'static str) -> Result<u32, WireError> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
+    /// Little-endian u64.
+    pub fn u64_le(&mut self, what: &'static str) -> Result<u64, WireError> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    /// The bytes not yet read, without consuming them.
+    pub fn peek_rest(&self) -> &'a [u8] {
+        self.rest
+    }
+
     /// A TPM2B: a big-endian u16 size, then that many bytes. A size above `max`
     /// is [`WireError::TooLarge`] (checked before the bytes are taken).
     pub fn tpm2b(&mut self, max: usize, what: &'static str) -> Result<&'a [u8], WireError> {
