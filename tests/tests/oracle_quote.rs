@@ -139,6 +139,7 @@ fn verify(
             attest,
             signature,
             pcrs_sha256: &q.pcrs,
+            ..Default::default()
         },
     )
 }

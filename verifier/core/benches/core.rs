@@ -58,6 +58,7 @@ fn whole_verify_quote(c: &mut Criterion) {
             attest: &attest,
             signature: &signature,
             pcrs_sha256: &scenario.pcrs,
+            ..Default::default()
         };
         assert!(verify_quote(&check, &evidence).verdict.passed);
         group.bench_function(label, |b| {

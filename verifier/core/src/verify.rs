@@ -20,7 +20,7 @@ use crate::tpm::signature::{parse_tpmt_signature, verify_signature, TpmSignature
 use crate::verdict::{Claim, Verdict};
 
 /// What the node sent for one quote.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct QuoteEvidence<'a> {
     /// `TPMS_ATTEST` bytes, exactly as signed.
     pub attest: &'a [u8],
@@ -28,6 +28,10 @@ pub struct QuoteEvidence<'a> {
     pub signature: &'a [u8],
     /// Reported sha256-bank PCR values, in the quote's selection order.
     pub pcrs_sha256: &'a [(u32, Vec<u8>)],
+    /// The UEFI firmware event log, if the node sent one.
+    pub uefi_log: Option<&'a [u8]>,
+    /// The IMA runtime measurement log (ascii or binary), if the node sent one.
+    pub ima_log: Option<&'a [u8]>,
 }
 
 /// What the verifier knows and expects.
@@ -152,7 +156,19 @@ fn quote_claims(
         claims.push(clock_claim(previous, attest.clock_info));
     }
     if claims.iter().all(|c| c.passed) {
+        // The reported PCR values are now proven by the quote: judge them, and
+        // the logs that claim to explain them.
         claims.extend(pcr_claims(check.policy, evidence.pcrs_sha256));
+        if let Some(rules) = check.policy.measured_boot() {
+            claims.extend(measured_boot::claims(
+                rules,
+                evidence.uefi_log,
+                evidence.pcrs_sha256,
+            ));
+        }
+        if let Some(rules) = check.policy.ima() {
+            claims.extend(ima::claims(rules, evidence.ima_log, evidence.pcrs_sha256));
+        }
     }
     (claims, Some(attest.clock_info))
 }
@@ -296,7 +312,8 @@ fn pcr_claims(policy: &Policy, reported: &[(u32, Vec<u8>)]) -> Vec<Claim> {
 
 /// SHA-256 over an unambiguous encoding of the evidence:
 /// `"assay.evidence.v1\0" || u64 len || attest || u64 len || signature || u64 count ||
-/// (u32 index || u64 len || value)*`, all integers big-endian.
+/// (u32 index || u64 len || value)*`, then for each log present
+/// `"uefi\0"`/`"ima\0" || u64 len || log`; all integers big-endian.
 pub fn evidence_digest(evidence: &QuoteEvidence<'_>) -> [u8; 32] {
     let len = |n: usize| u64::try_from(n).unwrap_or(u64::MAX).to_be_bytes();
     let mut h = Sha256::new();
@@ -311,8 +328,21 @@ pub fn evidence_digest(evidence: &QuoteEvidence<'_>) -> [u8; 32] {
         h.update(len(value.len()));
         h.update(value);
     }
+    for (tag, log) in [
+        (&b"uefi\0"[..], evidence.uefi_log),
+        (&b"ima\0"[..], evidence.ima_log),
+    ] {
+        if let Some(log) = log {
+            h.update(tag);
+            h.update(len(log.len()));
+            h.update(log);
+        }
+    }
     h.finalize().into()
 }
+
+mod ima;
+mod measured_boot;
 
 /// Builders for AKs, quotes, signatures and policies, for tests, benches and fuzzing.
 #[cfg(any(test, feature = "testutil"))]
@@ -654,6 +684,7 @@ mod tests {
                 attest: a,
                 signature: s,
                 pcrs_sha256: p,
+                ..Default::default()
             })
         };
         assert_ne!(d(b"ab", b"c", &pcrs), d(b"a", b"bc", &pcrs));
@@ -694,7 +725,7 @@ mod tests {
             let s = rsa();
             let ak = s.ak.public();
             let check = QuoteCheck { ak: &ak, expected_nonce: &s.nonce, previous_clock: None, policy: &s.policy };
-            let o = verify_quote(&check, &QuoteEvidence { attest: &attest, signature: &sig, pcrs_sha256: &pcrs });
+            let o = verify_quote(&check, &QuoteEvidence { attest: &attest, signature: &sig, pcrs_sha256: &pcrs, ..Default::default() });
             prop_assert!(!o.verdict.passed);
         }
 

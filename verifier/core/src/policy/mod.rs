@@ -1,20 +1,32 @@
-//! Golden-value policies, version 0: required PCR values in the sha256 bank.
+//! Policies: what a node must show to be trusted.
 //!
-//! A policy is a TOML file:
+//! A policy is a TOML file (schema documented in `policies/README.md`):
 //!
 //! ```toml
-//! schema = 0
-//! name = "swtpm-demo"
-//! description = "optional free text"
+//! schema = 1
+//! name = "web-fleet"
+//! version = "2026-11-22.1"
 //!
-//! [pcrs.sha256]
-//! 0 = "0000000000000000000000000000000000000000000000000000000000000000"
+//! [pcrs.sha256]                 # golden PCR values (optional with schema 1)
 //! 7 = "…64 hex digits…"
+//!
+//! [measured_boot]               # claims on the UEFI event log (see measured_boot.rs)
+//! secure_boot = true
+//! boot_applications = ["sha256:…"]
+//!
+//! [ima]                         # claims on the IMA log (see ima.rs)
+//! excludes = ["^/tmp/"]
+//! [ima.allowlist]
+//! "/usr/bin/bash" = ["sha256:…"]
 //! ```
 //!
-//! The set of PCR indices listed is also the PCR selection the node is asked to
-//! quote. The policy digest is the SHA-256 of the file's exact bytes, so an
-//! auditor can recompute it with `sha256sum`.
+//! Schema 0 (PCR values only) is still read. The PCR selection the node is asked
+//! to quote is the union of the golden PCRs, the measured-boot PCRs and the IMA
+//! PCR. The policy digest is the SHA-256 of the file's exact bytes, so an auditor
+//! can recompute it with `sha256sum`.
+
+pub mod ima;
+pub mod measured_boot;
 
 use std::collections::BTreeMap;
 
@@ -25,8 +37,8 @@ use sha2::{Digest, Sha256};
 pub const MAX_PCR_INDEX: u32 = 23;
 /// Largest policy file accepted, in bytes.
 pub const MAX_POLICY_BYTES: usize = 1 << 20;
-/// The only schema version this build understands.
-pub const SCHEMA_VERSION: u32 = 0;
+/// The newest schema version this build understands (0 is still read).
+pub const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -56,8 +68,15 @@ struct RawPolicy {
     name: String,
     #[serde(default)]
     description: Option<String>,
+    /// Free-form version of the policy's content (e.g. a date), shown in verdicts.
+    #[serde(default)]
+    version: Option<String>,
     #[serde(default)]
     pcrs: RawPcrs,
+    #[serde(default)]
+    measured_boot: Option<measured_boot::RawMeasuredBoot>,
+    #[serde(default)]
+    ima: Option<ima::RawIma>,
 }
 
 #[derive(Deserialize, Default)]
@@ -72,7 +91,11 @@ struct RawPcrs {
 pub struct Policy {
     pub name: String,
     pub description: Option<String>,
+    pub version: Option<String>,
+    pub schema: u32,
     sha256_pcrs: BTreeMap<u32, [u8; 32]>,
+    measured_boot: Option<measured_boot::MeasuredBootRules>,
+    ima: Option<ima::ImaRules>,
     digest: [u8; 32],
 }
 
@@ -97,10 +120,10 @@ impl Policy {
             line: line_of(text, needle),
             reason,
         };
-        if raw.schema != SCHEMA_VERSION {
+        if raw.schema > SCHEMA_VERSION {
             return Err(invalid(
                 "schema",
-                format!("schema {} is not supported by this verifier (it reads schema {SCHEMA_VERSION})", raw.schema),
+                format!("schema {} is not supported by this verifier (it reads schemas 0 to {SCHEMA_VERSION})", raw.schema),
             ));
         }
         if raw.name.trim().is_empty() {
@@ -130,16 +153,34 @@ impl Policy {
                 ));
             }
         }
-        if sha256_pcrs.is_empty() {
+        if raw.schema == 0 && (raw.measured_boot.is_some() || raw.ima.is_some()) {
+            return Err(invalid(
+                "schema",
+                "[measured_boot] and [ima] need `schema = 1`".into(),
+            ));
+        }
+        let measured_boot = raw
+            .measured_boot
+            .map(|r| r.validate(&|needle, reason| invalid(needle, reason)))
+            .transpose()?;
+        let ima = raw
+            .ima
+            .map(|r| r.validate(&|needle, reason| invalid(needle, reason)))
+            .transpose()?;
+        if sha256_pcrs.is_empty() && measured_boot.is_none() && ima.is_none() {
             return Err(invalid(
                 "[pcrs",
-                "the policy requires no PCR values; list at least one under [pcrs.sha256]".into(),
+                "the policy requires nothing; list PCR values under [pcrs.sha256], or add [measured_boot] or [ima] claims".into(),
             ));
         }
         Ok(Self {
             name: raw.name,
             description: raw.description,
+            version: raw.version,
+            schema: raw.schema,
             sha256_pcrs,
+            measured_boot,
+            ima,
             digest: Sha256::digest(text.as_bytes()).into(),
         })
     }
@@ -159,14 +200,32 @@ impl Policy {
         &self.sha256_pcrs
     }
 
-    /// The PCR indices (sha256 bank) the node must quote, ascending.
+    /// Claims on the UEFI event log, if the policy makes any.
+    pub fn measured_boot(&self) -> Option<&measured_boot::MeasuredBootRules> {
+        self.measured_boot.as_ref()
+    }
+
+    /// Claims on the IMA log, if the policy makes any.
+    pub fn ima(&self) -> Option<&ima::ImaRules> {
+        self.ima.as_ref()
+    }
+
+    /// The PCR indices (sha256 bank) the node must quote, ascending: golden PCRs,
+    /// the PCRs the UEFI log is replayed into, and the IMA PCR.
     pub fn pcr_selection(&self) -> Vec<u32> {
-        self.sha256_pcrs.keys().copied().collect()
+        let mut set: std::collections::BTreeSet<u32> = self.sha256_pcrs.keys().copied().collect();
+        if let Some(mb) = &self.measured_boot {
+            set.extend(mb.pcrs.iter().copied());
+        }
+        if let Some(ima) = &self.ima {
+            set.insert(ima.pcr);
+        }
+        set.into_iter().collect()
     }
 }
 
 /// 1-based line of the first occurrence of `needle`, or 1 if it is not found.
-fn line_of(text: &str, needle: &str) -> usize {
+pub(crate) fn line_of(text: &str, needle: &str) -> usize {
     text.find(needle)
         .map(|pos| text[..pos].matches('\n').count() + 1)
         .unwrap_or(1)
@@ -245,7 +304,7 @@ mod tests {
             "{e}"
         );
         let e = Policy::parse("p", "schema = 0\nname = \"t\"\n").unwrap_err();
-        assert!(e.to_string().contains("at least one"), "{e}");
+        assert!(e.to_string().contains("requires nothing"), "{e}");
     }
 
     #[test]

@@ -225,8 +225,15 @@ impl Scenario {
             .iter()
             .map(|i| (*i, Sha256::digest(i.to_be_bytes()).to_vec()))
             .collect();
+        let policy = policy_for(&pcrs);
+        Self::with(ak, pcrs, policy)
+    }
+
+    /// A consistent quote over `pcrs` (sha256 bank, ascending), judged by `policy`.
+    pub fn with(ak: &TestAk, pcrs: Vec<(u32, Vec<u8>)>, policy: Policy) -> Self {
         let nonce = vec![0x4e; 32];
         let values: Vec<&[u8]> = pcrs.iter().map(|(_, v)| v.as_slice()).collect();
+        let indices: Vec<u32> = pcrs.iter().map(|(i, _)| *i).collect();
         let public = ak.public();
         let attest = Attest {
             qualified_signer: public.name(),
@@ -239,11 +246,10 @@ impl Scenario {
             },
             firmware_version: 0x2023_0101,
             quote: QuoteInfo {
-                pcr_select: PcrSelection::sha256_only(&[0, 1, 2, 13]),
+                pcr_select: PcrSelection::sha256_only(&indices),
                 pcr_digest: pcr_digest(HashAlg::Sha256, &values),
             },
         };
-        let policy = policy_for(&pcrs);
         Self {
             ak: ak.clone(),
             nonce,
@@ -282,6 +288,33 @@ impl Scenario {
                 attest,
                 signature,
                 pcrs_sha256: &self.pcrs,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Signs the scenario's attest and verifies it together with event logs.
+    pub fn verify_with_logs(
+        &self,
+        uefi_log: Option<&[u8]>,
+        ima_log: Option<&[u8]>,
+    ) -> QuoteOutcome {
+        let (attest, signature) = self.signed();
+        let ak = self.ak.public();
+        let check = QuoteCheck {
+            ak: &ak,
+            expected_nonce: &self.nonce,
+            previous_clock: self.previous_clock,
+            policy: &self.policy,
+        };
+        verify_quote(
+            &check,
+            &QuoteEvidence {
+                attest: &attest,
+                signature: &signature,
+                pcrs_sha256: &self.pcrs,
+                uefi_log,
+                ima_log,
             },
         )
     }
