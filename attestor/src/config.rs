@@ -17,6 +17,10 @@ pub struct FileConfig {
     pub ca: Option<PathBuf>,
     pub node_id: Option<String>,
     pub retries: Option<u32>,
+    pub uefi_log: Option<PathBuf>,
+    pub ima_log: Option<PathBuf>,
+    pub max_uefi_log_bytes: Option<u64>,
+    pub max_ima_log_bytes: Option<u64>,
 }
 
 /// Values from flags/environment; `None` means "not given".
@@ -28,6 +32,8 @@ pub struct Overrides {
     pub ca: Option<PathBuf>,
     pub node_id: Option<String>,
     pub retries: Option<u32>,
+    pub uefi_log: Option<PathBuf>,
+    pub ima_log: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -39,10 +45,26 @@ pub struct Config {
     pub node_id: String,
     /// Connection attempts beyond the first while the verifier is unreachable.
     pub retries: u32,
+    /// The UEFI firmware event log to send when the policy asks for it.
+    pub uefi_log: PathBuf,
+    /// The IMA log to send when the policy asks for it.
+    pub ima_log: PathBuf,
+    pub max_uefi_log_bytes: u64,
+    pub max_ima_log_bytes: u64,
 }
 
 impl Config {
+    /// Configuration for commands that talk to a verifier (`verifier` and `ca` required).
     pub fn load(file: Option<&Path>, o: Overrides) -> Result<Self, String> {
+        Self::load_inner(file, o, true)
+    }
+
+    /// Configuration for offline commands (`collect`): `verifier` and `ca` may be absent.
+    pub fn load_offline(file: Option<&Path>, o: Overrides) -> Result<Self, String> {
+        Self::load_inner(file, o, false)
+    }
+
+    fn load_inner(file: Option<&Path>, o: Overrides, online: bool) -> Result<Self, String> {
         let f = match file {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
@@ -52,14 +74,23 @@ impl Config {
             }
             None => FileConfig::default(),
         };
-        let verifier = o
-            .verifier
-            .or(f.verifier)
-            .ok_or("config key `verifier`: no verifier URL given (--verifier https://HOST:7443)")?;
-        if !verifier.starts_with("https://") {
+        let verifier =
+            match o.verifier.or(f.verifier) {
+                Some(v) => v,
+                None if !online => String::new(),
+                None => return Err(
+                    "config key `verifier`: no verifier URL given (--verifier https://HOST:7443)"
+                        .into(),
+                ),
+            };
+        if online && !verifier.starts_with("https://") {
             return Err(format!("config key `verifier`: `{verifier}` must be an https:// URL (the verifier only speaks TLS)"));
         }
-        let ca = o.ca.or(f.ca).ok_or("config key `ca`: no CA certificate for the verifier given (--ca FILE, the verifier's tls/ca.pem)")?;
+        let ca = match o.ca.or(f.ca) {
+            Some(ca) => ca,
+            None if !online => PathBuf::new(),
+            None => return Err("config key `ca`: no CA certificate for the verifier given (--ca FILE, the verifier's tls/ca.pem)".into()),
+        };
         let node_id = match o.node_id.or(f.node_id) {
             Some(n) => n,
             None => hostname()
@@ -75,6 +106,20 @@ impl Config {
             ca,
             node_id,
             retries: o.retries.or(f.retries).unwrap_or(5).min(100),
+            uefi_log: o
+                .uefi_log
+                .or(f.uefi_log)
+                .unwrap_or_else(|| PathBuf::from(crate::logs::DEFAULT_UEFI_LOG)),
+            ima_log: o
+                .ima_log
+                .or(f.ima_log)
+                .unwrap_or_else(|| PathBuf::from(crate::logs::DEFAULT_IMA_LOG)),
+            max_uefi_log_bytes: f
+                .max_uefi_log_bytes
+                .unwrap_or(crate::logs::DEFAULT_MAX_UEFI_LOG_BYTES),
+            max_ima_log_bytes: f
+                .max_ima_log_bytes
+                .unwrap_or(crate::logs::DEFAULT_MAX_IMA_LOG_BYTES),
         })
     }
 }

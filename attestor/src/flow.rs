@@ -12,6 +12,7 @@ use tonic::Code;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::logs::{self, LogRead};
 use crate::tpm::Tpm;
 
 /// Why the attestor failed; each kind has its own exit code.
@@ -206,6 +207,9 @@ pub async fn attest(cfg: &Config, tpm: &mut Tpm, ch: Channel) -> Result<Outcome,
     let q = tpm
         .quote(&cfg.state_dir, &chal.nonce, &chal.pcrs_sha256)
         .map_err(tpm_err)?;
+    // Logs are read after the quote: they may then run ahead of the quoted PCRs
+    // (the verifier finds the quoted prefix), never behind them.
+    let (uefi_log, ima_log, log_notes) = read_logs(cfg, chal.want_uefi_log, chal.want_ima_log);
     let r = c
         .attest(pb::AttestRequest {
             node_id: cfg.node_id.clone(),
@@ -217,6 +221,9 @@ pub async fn attest(cfg: &Config, tpm: &mut Tpm, ch: Channel) -> Result<Outcome,
                 .into_iter()
                 .map(|(index, digest)| pb::PcrValue { index, digest })
                 .collect(),
+            uefi_log,
+            ima_log,
+            log_notes,
         })
         .await
         .map_err(|s| Failure::from_status("attestation", s))?
@@ -243,6 +250,72 @@ pub async fn attest(cfg: &Config, tpm: &mut Tpm, ch: Channel) -> Result<Outcome,
             .collect(),
         token_expires_unix: r.join_token.as_ref().map(|t| t.expires_unix),
         token: r.join_token.map(|t| t.token),
+    })
+}
+
+/// Reads the logs that were asked for; a log that cannot be sent gets a note.
+fn read_logs(
+    cfg: &Config,
+    want_uefi: bool,
+    want_ima: bool,
+) -> (Option<Vec<u8>>, Option<Vec<u8>>, Vec<String>) {
+    let mut notes = Vec::new();
+    let mut read = |want: bool, path: &Path, cap: u64, key: &str| {
+        if !want {
+            return None;
+        }
+        match logs::read_log(path, cap, key) {
+            LogRead::Present(b) => Some(b),
+            LogRead::Absent(note) => {
+                warn!(log = key, %note, "log not sent");
+                notes.push(format!("{key}: {note}"));
+                None
+            }
+        }
+    };
+    let uefi = read(want_uefi, &cfg.uefi_log, cfg.max_uefi_log_bytes, "uefi_log");
+    let ima = read(want_ima, &cfg.ima_log, cfg.max_ima_log_bytes, "ima_log");
+    (uefi, ima, notes)
+}
+
+/// Offline evidence: a quote over `pcrs` with `nonce`, the logs, the AK and the
+/// EK certificate, for `assay-verifier verify-bundle` and `policy generate`.
+pub fn collect(
+    cfg: &Config,
+    tpm: &mut Tpm,
+    nonce: &[u8],
+    pcrs: &[u32],
+    want_uefi: bool,
+    want_ima: bool,
+) -> Result<pb::EvidenceBundle, Failure> {
+    let ek_certificate = tpm.ek_certificate().map_err(tpm_err)?;
+    let ek_public = tpm.ek_public().map_err(tpm_err)?;
+    let ak = tpm.load_or_create_ak(&cfg.state_dir).map_err(tpm_err)?;
+    let q = tpm.quote(&cfg.state_dir, nonce, pcrs).map_err(tpm_err)?;
+    let (uefi_log, ima_log, log_notes) = read_logs(cfg, want_uefi, want_ima);
+    let collected_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    Ok(pb::EvidenceBundle {
+        version: 1,
+        ak_public: ak.public,
+        ek_certificate,
+        ek_public,
+        evidence: Some(pb::AttestRequest {
+            node_id: cfg.node_id.clone(),
+            nonce: nonce.to_vec(),
+            attest: q.attest,
+            signature: q.signature,
+            pcrs_sha256: q
+                .pcrs_sha256
+                .into_iter()
+                .map(|(index, digest)| pb::PcrValue { index, digest })
+                .collect(),
+            uefi_log,
+            ima_log,
+            log_notes,
+        }),
+        collected_unix,
     })
 }
 

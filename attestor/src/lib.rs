@@ -3,10 +3,12 @@
 //! Proves to an Assay verifier, with the node's TPM, what the node booted. All
 //! TPM access goes through [`tpm`] (the only module that uses tss-esapi); the
 //! protocol (enroll with credential activation, challenge, quote, verdict and
-//! join token) is in `flow`; configuration in [`config`].
+//! join token) is in `flow`; event logs are read in [`logs`]; configuration in
+//! [`config`].
 //!
 //! It does not judge its own evidence: the verifier does.
 
 pub mod config;
 pub mod flow;
+pub mod logs;
 pub mod tpm;

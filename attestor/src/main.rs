@@ -11,6 +11,32 @@ use assay_attestor::config::{Config, Overrides};
 use assay_attestor::flow::{self, Failure, Outcome};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// Writes to stdout, ending the process quietly when stdout is a closed pipe
+/// (`assay-verifier eventlog LOG | head`) instead of panicking as `print!` does.
+fn emit(args: std::fmt::Arguments<'_>, newline: bool) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let result = stdout.write_fmt(args).and_then(|()| {
+        if newline {
+            stdout.write_all(b"\n")
+        } else {
+            Ok(())
+        }
+    });
+    if let Err(e) = result {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+macro_rules! outln {
+    () => { emit(format_args!(""), true) };
+    ($($arg:tt)*) => { emit(format_args!($($arg)*), true) };
+}
+
 #[derive(Parser)]
 #[command(
     name = "assay-attestor",
@@ -30,6 +56,31 @@ enum Cmd {
     Enroll(Common),
     /// Attest once and print the verdict.
     Attest(Common),
+    /// Write an evidence bundle (quote, PCRs, logs, AK, EK certificate) for offline
+    /// verification (`assay-verifier verify-bundle`) or a reference policy
+    /// (`assay-verifier policy generate --from-evidence`). Needs no verifier.
+    Collect(CollectArgs),
+}
+
+#[derive(Args)]
+struct CollectArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Qualifying data for the quote, hex (at most 64 bytes), e.g. a nonce from the verifier.
+    #[arg(long)]
+    nonce: String,
+    /// Where to write the bundle (protobuf `EvidenceBundle`).
+    #[arg(long)]
+    out: PathBuf,
+    /// sha256 PCRs to quote.
+    #[arg(long, value_delimiter = ',', default_values_t = [0u32, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 14])]
+    pcrs: Vec<u32>,
+    /// Leave the UEFI event log out.
+    #[arg(long)]
+    no_uefi_log: bool,
+    /// Leave the IMA log out.
+    #[arg(long)]
+    no_ima_log: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -41,7 +92,8 @@ enum Output {
 
 #[derive(Args)]
 struct Common {
-    /// TOML config file (keys: tcti, state_dir, verifier, ca, node_id, retries).
+    /// TOML config file (keys: tcti, state_dir, verifier, ca, node_id, retries, uefi_log,
+    /// ima_log, max_uefi_log_bytes, max_ima_log_bytes).
     #[arg(long, env = "ASSAY_ATTESTOR_CONFIG")]
     config: Option<PathBuf>,
     /// Verifier URL, e.g. https://verifier.example:7443.
@@ -62,6 +114,12 @@ struct Common {
     /// Connection retries, with exponential backoff, while the verifier is unreachable.
     #[arg(long, env = "ASSAY_RETRIES")]
     retries: Option<u32>,
+    /// UEFI event log to send when the policy asks (default the kernel's binary_bios_measurements).
+    #[arg(long, env = "ASSAY_UEFI_LOG")]
+    uefi_log: Option<PathBuf>,
+    /// IMA log to send when the policy asks (default the kernel's binary_runtime_measurements).
+    #[arg(long, env = "ASSAY_IMA_LOG")]
+    ima_log: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -69,18 +127,20 @@ struct Common {
 
 impl Common {
     fn config(&self) -> Result<Config, Failure> {
-        Config::load(
-            self.config.as_deref(),
-            Overrides {
-                tcti: self.tcti.clone(),
-                state_dir: self.state_dir.clone(),
-                verifier: self.verifier.clone(),
-                ca: self.ca.clone(),
-                node_id: self.node_id.clone(),
-                retries: self.retries,
-            },
-        )
-        .map_err(Failure::Config)
+        Config::load(self.config.as_deref(), self.overrides()).map_err(Failure::Config)
+    }
+
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            tcti: self.tcti.clone(),
+            state_dir: self.state_dir.clone(),
+            verifier: self.verifier.clone(),
+            ca: self.ca.clone(),
+            node_id: self.node_id.clone(),
+            retries: self.retries,
+            uefi_log: self.uefi_log.clone(),
+            ima_log: self.ima_log.clone(),
+        }
     }
 }
 
@@ -109,16 +169,17 @@ fn main() -> ExitCode {
             rt.block_on(run_attest(c, matches!(cli.cmd, Cmd::Join(_)))),
         ),
         Cmd::Enroll(c) => (c, rt.block_on(run_enroll(c))),
+        Cmd::Collect(a) => (&a.common, run_collect(a)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
             match common.output {
-                Output::Json => println!(
+                Output::Json => outln!(
                     "{}",
                     serde_json::json!({"result": "error", "exit_code": f.exit_code(), "error": f.to_string()})
                 ),
-                Output::Env => println!(
+                Output::Env => outln!(
                     "ASSAY_RESULT=error\nASSAY_ERROR={}",
                     shell_quote(&f.to_string())
                 ),
@@ -130,6 +191,54 @@ fn main() -> ExitCode {
     }
 }
 
+fn run_collect(a: &CollectArgs) -> Result<u8, Failure> {
+    use prost::Message;
+    let cfg = Config::load_offline(a.common.config.as_deref(), a.common.overrides())
+        .map_err(Failure::Config)?;
+    let nonce = hex::decode(a.nonce.trim())
+        .map_err(|e| Failure::Config(format!("--nonce: not hex ({e})")))?;
+    let mut tpm =
+        assay_attestor::tpm::Tpm::open(&cfg.tcti).map_err(|e| Failure::Tpm(e.to_string()))?;
+    let bundle = flow::collect(
+        &cfg,
+        &mut tpm,
+        &nonce,
+        &a.pcrs,
+        !a.no_uefi_log,
+        !a.no_ima_log,
+    )?;
+    let bytes = bundle.encode_to_vec();
+    std::fs::write(&a.out, &bytes)
+        .map_err(|e| Failure::Config(format!("--out {}: {e}", a.out.display())))?;
+    let ev = bundle.evidence.unwrap_or_default();
+    let describe = |log: &Option<Vec<u8>>, key: &str| match log {
+        Some(b) => format!("{} bytes", b.len()),
+        None => ev
+            .log_notes
+            .iter()
+            .find(|n| n.starts_with(key))
+            .cloned()
+            .unwrap_or_else(|| "not collected".into()),
+    };
+    match a.common.output {
+        Output::Json => outln!(
+            "{}",
+            serde_json::json!({"result": "collected", "out": a.out, "bytes": bytes.len(),
+                "pcrs_sha256": a.pcrs, "uefi_log": describe(&ev.uefi_log, "uefi_log"),
+                "ima_log": describe(&ev.ima_log, "ima_log")})
+        ),
+        _ => outln!(
+            "wrote {} ({} bytes): quote over sha256 PCRs {:?}; UEFI log: {}; IMA log: {}",
+            a.out.display(),
+            bytes.len(),
+            a.pcrs,
+            describe(&ev.uefi_log, "uefi_log"),
+            describe(&ev.ima_log, "ima_log")
+        ),
+    }
+    Ok(0)
+}
+
 async fn run_enroll(c: &Common) -> Result<u8, Failure> {
     let cfg = c.config()?;
     let mut tpm =
@@ -137,15 +246,17 @@ async fn run_enroll(c: &Common) -> Result<u8, Failure> {
     let ch = flow::connect(&cfg).await?;
     let e = flow::enroll(&cfg, &mut tpm, ch).await?;
     match c.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&e).unwrap_or_default()),
-        Output::Env => println!(
+        Output::Json => outln!("{}", serde_json::to_string_pretty(&e).unwrap_or_default()),
+        Output::Env => outln!(
             "ASSAY_NODE_ID={}\nASSAY_AK_NAME={}",
             shell_quote(&e.node_id),
             e.ak_name
         ),
-        Output::Text => println!(
+        Output::Text => outln!(
             "enrolled node {} with {}: AK {} is bound to this TPM's EK",
-            e.node_id, e.verifier, e.ak_name
+            e.node_id,
+            e.verifier,
+            e.ak_name
         ),
     }
     Ok(0)
@@ -171,37 +282,43 @@ async fn run_attest(c: &Common, join: bool) -> Result<u8, Failure> {
 
 fn print_outcome(o: &Outcome, out: Output) {
     match out {
-        Output::Json => println!("{}", serde_json::to_string_pretty(o).unwrap_or_default()),
+        Output::Json => outln!("{}", serde_json::to_string_pretty(o).unwrap_or_default()),
         Output::Env => {
-            println!("ASSAY_NODE_ID={}", shell_quote(&o.node_id));
-            println!(
+            outln!("ASSAY_NODE_ID={}", shell_quote(&o.node_id));
+            outln!(
                 "ASSAY_RESULT={}",
                 if o.trusted { "trusted" } else { "untrusted" }
             );
-            println!("ASSAY_HISTORY_SEQ={}", o.history_seq);
+            outln!("ASSAY_HISTORY_SEQ={}", o.history_seq);
             if let (Some(t), Some(exp)) = (&o.token, o.token_expires_unix) {
-                println!("ASSAY_JOIN_TOKEN={t}\nASSAY_JOIN_TOKEN_EXPIRES={exp}");
+                outln!("ASSAY_JOIN_TOKEN={t}\nASSAY_JOIN_TOKEN_EXPIRES={exp}");
             }
         }
         Output::Text => {
             let verdict = if o.trusted { "TRUSTED" } else { "NOT TRUSTED" };
-            println!(
+            outln!(
                 "{verdict}: node {} under policy {} (sha256:{}), history #{}",
-                o.node_id, o.policy_name, o.policy_digest, o.history_seq
+                o.node_id,
+                o.policy_name,
+                o.policy_digest,
+                o.history_seq
             );
             for c in &o.claims {
                 let mark = if c.passed { "pass" } else { "FAIL" };
                 if c.passed {
-                    println!("  {mark} {}", c.id);
+                    outln!("  {mark} {}", c.id);
                 } else {
-                    println!(
+                    outln!(
                         "  {mark} {} at {}: expected {}, got {}",
-                        c.id, c.location, c.expected, c.actual
+                        c.id,
+                        c.location,
+                        c.expected,
+                        c.actual
                     );
                 }
             }
             if let (Some(t), Some(exp)) = (&o.token, o.token_expires_unix) {
-                println!("join token (single use, expires at {exp}):\n{t}");
+                outln!("join token (single use, expires at {exp}):\n{t}");
             }
         }
     }

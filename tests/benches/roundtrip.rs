@@ -48,6 +48,10 @@ async fn main() -> anyhow::Result<()> {
         ca: v.ca_pem.clone(),
         node_id: "bench-node".into(),
         retries: 0,
+        uefi_log: "/nonexistent/uefi".into(),
+        ima_log: "/nonexistent/ima".into(),
+        max_uefi_log_bytes: 1 << 20,
+        max_ima_log_bytes: 1 << 20,
     };
     let mut tpm = Tpm::open(&cfg.tcti)?;
     let t = Instant::now();
@@ -86,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
                     .into_iter()
                     .map(|(index, digest)| pb::PcrValue { index, digest })
                     .collect(),
+                ..Default::default()
             })
             .await?
             .into_inner();

@@ -45,6 +45,10 @@ impl Node {
             ca: v.ca_pem.clone(),
             node_id: self.id.clone(),
             retries: 0,
+            uefi_log: "/nonexistent/uefi".into(),
+            ima_log: "/nonexistent/ima".into(),
+            max_uefi_log_bytes: 1 << 20,
+            max_ima_log_bytes: 1 << 20,
         }
     }
 
@@ -95,6 +99,7 @@ impl Node {
                 .into_iter()
                 .map(|(index, digest)| pb::PcrValue { index, digest })
                 .collect(),
+            ..Default::default()
         }
     }
 

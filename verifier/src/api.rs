@@ -87,6 +87,8 @@ impl pb::attestation_server::Attestation for Api {
             nonce: c.nonce,
             pcrs_sha256: c.pcrs_sha256,
             expires_unix: c.expires_unix,
+            want_uefi_log: c.want_uefi_log,
+            want_ima_log: c.want_ima_log,
         }))
     }
 
@@ -105,6 +107,9 @@ impl pb::attestation_server::Attestation for Api {
                 .into_iter()
                 .map(|p| (p.index, p.digest))
                 .collect(),
+            uefi_log: r.uefi_log,
+            ima_log: r.ima_log,
+            log_notes: r.log_notes,
         };
         let out = blocking(&self.0, move |v| v.attest(&input)).await?;
         Ok(Response::new(pb::AttestResponse {
@@ -181,6 +186,7 @@ impl pb::history_server::History for Api {
                     policy_digest: h.policy_digest,
                     evidence_digest: h.evidence_digest,
                     prev_hash: h.prev_hash,
+                    claims: h.claims.iter().map(claim).collect(),
                 })
                 .collect(),
         }))

@@ -1,4 +1,4 @@
-//! Small file helpers for keys and state: atomic, private writes.
+//! Small file helpers for keys and state: atomic, private writes; capped reads.
 
 use std::io::Write;
 use std::path::Path;
@@ -31,4 +31,19 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     std::fs::rename(&tmp, path)?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// Reads at most `cap` bytes of `path`; a larger file is an error naming the cap.
+pub fn read_capped(path: &Path, cap: u64) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    use std::io::Read;
+    let f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut bytes = Vec::new();
+    f.take(cap.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() as u64 > cap {
+        anyhow::bail!("{} is larger than the {cap}-byte limit", path.display());
+    }
+    Ok(bytes)
 }

@@ -17,8 +17,9 @@ use crate::service::Verifier;
 use crate::store::Store;
 use crate::token::TokenSigner;
 
-/// Largest gRPC message accepted (evidence is a few KiB; logs later stay well below this).
-pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Largest gRPC message accepted: a quote is a few KiB, a UEFI log tens of KiB, an
+/// IMA log of a busy host a few MiB (100,000 ima-ng entries are ~15 MiB in ascii).
+pub const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Builds the verifier from its configuration, checking every file it names.
 pub fn build(config: Config) -> anyhow::Result<Verifier> {

@@ -2,6 +2,7 @@
 //! synchronous functions over the store and the pure core. The gRPC layer
 //! (`api.rs`) only converts messages and maps errors to status codes.
 
+use prost::Message as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use assay_core::ek::TrustAnchors;
@@ -62,6 +63,8 @@ pub struct ChallengeOutput {
     pub nonce: Vec<u8>,
     pub pcrs_sha256: Vec<u32>,
     pub expires_unix: i64,
+    pub want_uefi_log: bool,
+    pub want_ima_log: bool,
 }
 
 pub struct AttestInput {
@@ -70,6 +73,33 @@ pub struct AttestInput {
     pub attest: Vec<u8>,
     pub signature: Vec<u8>,
     pub pcrs_sha256: Vec<(u32, Vec<u8>)>,
+    pub uefi_log: Option<Vec<u8>>,
+    pub ima_log: Option<Vec<u8>>,
+    /// The attestor's notes on logs it could not send.
+    pub log_notes: Vec<String>,
+}
+
+impl AttestInput {
+    /// The wire form, as kept for `policy generate --node`.
+    pub fn to_proto(&self) -> assay_proto::v1::AttestRequest {
+        assay_proto::v1::AttestRequest {
+            node_id: self.node_id.clone(),
+            nonce: self.nonce.clone(),
+            attest: self.attest.clone(),
+            signature: self.signature.clone(),
+            pcrs_sha256: self
+                .pcrs_sha256
+                .iter()
+                .map(|(index, digest)| assay_proto::v1::PcrValue {
+                    index: *index,
+                    digest: digest.clone(),
+                })
+                .collect(),
+            uefi_log: self.uefi_log.clone(),
+            ima_log: self.ima_log.clone(),
+            log_notes: self.log_notes.clone(),
+        }
+    }
 }
 
 pub struct AttestOutput {
@@ -122,6 +152,16 @@ pub fn validate_node_id(id: &str) -> Result<(), ServiceError> {
             id.escape_debug()
         )))
     }
+}
+
+/// The attestor's notes on missing logs, bounded for the verdict.
+fn log_notes(notes: &[String]) -> String {
+    notes
+        .iter()
+        .take(4)
+        .map(|n| n.chars().take(300).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn bounded(what: &str, b: &[u8]) -> Result<(), ServiceError> {
@@ -246,6 +286,8 @@ impl Verifier {
             nonce,
             pcrs_sha256: self.policy.pcr_selection(),
             expires_unix,
+            want_uefi_log: self.policy.measured_boot().is_some(),
+            want_ima_log: self.policy.ima().is_some(),
         })
     }
 
@@ -275,6 +317,8 @@ impl Verifier {
             attest: &input.attest,
             signature: &input.signature,
             pcrs_sha256: &input.pcrs_sha256,
+            uefi_log: input.uefi_log.as_deref(),
+            ima_log: input.ima_log.as_deref(),
         };
         let check = QuoteCheck {
             ak: &ak,
@@ -283,7 +327,13 @@ impl Verifier {
             policy: &self.policy,
         };
         let outcome = verify_quote(&check, &evidence);
-        claims.extend(outcome.verdict.claims);
+        let notes = log_notes(&input.log_notes);
+        claims.extend(outcome.verdict.claims.into_iter().map(|mut c| {
+            if !c.passed && c.id.ends_with(".present") && !notes.is_empty() {
+                c.actual = format!("{}; the attestor says: {notes}", c.actual);
+            }
+            c
+        }));
         let verdict = Verdict::from_claims(
             claims,
             self.policy.digest_hex(),
@@ -309,6 +359,8 @@ impl Verifier {
             .all(|c| c.passed);
         if let (true, Some(clock)) = (authentic, outcome.clock) {
             self.store.set_last_clock(&input.node_id, clock)?;
+            self.store
+                .set_last_evidence(&input.node_id, &input.to_proto().encode_to_vec())?;
         }
         let failed: Vec<&str> = verdict.failed().map(|c| c.id.as_str()).collect();
         info!(node_id = %input.node_id, verdict = if verdict.passed { "pass" } else { "fail" }, seq = rec.seq, failed = ?failed, "attestation verdict");

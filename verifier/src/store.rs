@@ -116,6 +116,9 @@ pub struct Store {
     nonces: sled::Tree,
     tokens: sled::Tree,
     history: sled::Tree,
+    /// Per node, the last authentic evidence (protobuf `AttestRequest`), for
+    /// `policy generate --node`. One per node, overwritten: bounded.
+    last_evidence: sled::Tree,
     history_lock: Mutex<()>,
 }
 
@@ -134,6 +137,7 @@ impl Store {
             nonces: db.open_tree("nonces")?,
             tokens: db.open_tree("tokens")?,
             history: db.open_tree("history")?,
+            last_evidence: db.open_tree("last_evidence")?,
             history_lock: Mutex::new(()),
             db,
         })
@@ -157,8 +161,23 @@ impl Store {
 
     pub fn remove_node(&self, node_id: &str) -> Result<bool, StoreError> {
         let existed = self.nodes.remove(node_id.as_bytes())?.is_some();
+        self.last_evidence.remove(node_id.as_bytes())?;
         self.flush()?;
         Ok(existed)
+    }
+
+    /// Keeps `evidence` as the node's last authentic evidence (replacing the previous).
+    pub fn set_last_evidence(&self, node_id: &str, evidence: &[u8]) -> Result<(), StoreError> {
+        self.last_evidence.insert(node_id.as_bytes(), evidence)?;
+        self.flush()
+    }
+
+    /// The node's last authentic evidence, if any.
+    pub fn last_evidence(&self, node_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .last_evidence
+            .get(node_id.as_bytes())?
+            .map(|v| v.to_vec()))
     }
 
     /// Records the clock of the last verified quote.
