@@ -12,6 +12,8 @@
 pub mod api;
 pub mod config;
 pub mod files;
+pub mod offline;
+pub mod reference;
 pub mod server;
 pub mod service;
 pub mod store;

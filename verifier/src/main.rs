@@ -7,8 +7,41 @@ use anyhow::{bail, Context};
 use assay_core::policy::Policy;
 use assay_proto::v1 as pb;
 use assay_verifier::config::{Config, Overrides};
+use assay_verifier::offline;
 use clap::{Args, Parser, Subcommand};
+use prost::Message;
+use serde_json::json;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+
+/// Writes to stdout, ending the process quietly when stdout is a closed pipe
+/// (`assay-verifier eventlog LOG | head`) instead of panicking as `print!` does.
+fn emit(args: std::fmt::Arguments<'_>, newline: bool) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let result = stdout.write_fmt(args).and_then(|()| {
+        if newline {
+            stdout.write_all(b"\n")
+        } else {
+            Ok(())
+        }
+    });
+    if let Err(e) = result {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+macro_rules! out {
+    ($($arg:tt)*) => { emit(format_args!($($arg)*), false) };
+}
+
+macro_rules! outln {
+    () => { emit(format_args!(""), true) };
+    ($($arg:tt)*) => { emit(format_args!($($arg)*), true) };
+}
 
 #[derive(Parser)]
 #[command(
@@ -56,12 +89,73 @@ enum Cmd {
     /// Enrolled nodes (operates on the data directory directly; stop the verifier first).
     #[command(subcommand)]
     Node(NodeCmd),
+    /// Print a UEFI event log (binary_bios_measurements), or replay it into PCRs.
+    Eventlog {
+        file: PathBuf,
+        /// Print the replayed PCRs instead of the events.
+        #[arg(long)]
+        replay: bool,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Verify an evidence bundle (`assay-attestor collect`) against a policy, offline.
+    /// Exit code 0 on PASS, 3 on FAIL.
+    VerifyBundle {
+        file: PathBuf,
+        #[arg(long)]
+        policy: PathBuf,
+        /// The nonce the quote must carry (hex). Without it the bundle's own nonce is
+        /// used and freshness is not checked.
+        #[arg(long)]
+        nonce: Option<String>,
+        /// Take the node's enrolled AK from this verifier data directory (stop the
+        /// verifier first); the AK in the bundle must be the same.
+        #[arg(long, conflicts_with = "trust_bundle_ak")]
+        data_dir: Option<PathBuf>,
+        /// Trust the AK inside the bundle without an enrollment (reference boots in a lab).
+        #[arg(long)]
+        trust_bundle_ak: bool,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum, PartialEq, Eq)]
+enum Output {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
 enum PolicyCmd {
     /// Check a policy file; prints its name, digest and PCR selection.
     Validate { file: PathBuf },
+    /// Write a reference policy from a known-good node's evidence: a bundle from
+    /// `assay-attestor collect`, or the last authentic evidence an enrolled node sent.
+    Generate {
+        /// An evidence bundle.
+        #[arg(long, conflicts_with = "node")]
+        from_evidence: Option<PathBuf>,
+        /// An enrolled node whose last authentic evidence to use (needs --data-dir).
+        #[arg(long, requires = "data_dir")]
+        node: Option<String>,
+        #[arg(long, env = "ASSAY_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// The policy's name.
+        #[arg(long, default_value = "reference")]
+        name: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Show a node's last verdict claim by claim.
+    Explain {
+        node: String,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
 }
 
 #[derive(Subcommand)]
@@ -155,6 +249,7 @@ fn main() -> ExitCode {
     };
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<NotTrusted>() => ExitCode::from(3),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -162,15 +257,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// The evidence was judged and failed: exit code 3, the verdict already printed.
+#[derive(Debug, thiserror::Error)]
+#[error("verdict: FAIL")]
+struct NotTrusted;
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Init { dir, names } => {
             assay_verifier::tls::init_tls(&dir, &names)?;
-            println!(
+            outln!(
                 "wrote {0}/ca.pem, {0}/server.pem, {0}/server.key",
                 dir.display()
             );
-            println!("give {}/ca.pem to attestors (--ca)", dir.display());
+            outln!("give {}/ca.pem to attestors (--ca)", dir.display());
         }
         Cmd::Serve(a) => {
             let overrides = Overrides {
@@ -192,9 +292,173 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
             let p = Policy::parse(&file.display().to_string(), &text)?;
-            println!("{}: valid policy `{}`", file.display(), p.name);
-            println!("digest: sha256:{}", p.digest_hex());
-            println!("quotes PCRs (sha256): {:?}", p.pcr_selection());
+            outln!("{}: valid policy `{}`", file.display(), p.name);
+            outln!("digest: sha256:{}", p.digest_hex());
+            outln!("quotes PCRs (sha256): {:?}", p.pcr_selection());
+        }
+        Cmd::Policy(PolicyCmd::Generate {
+            from_evidence,
+            node,
+            data_dir,
+            name,
+            out,
+        }) => {
+            let evidence = match (from_evidence, node, data_dir) {
+                (Some(path), _, _) => offline::read_bundle(&path)?.evidence.unwrap_or_default(),
+                (None, Some(node), Some(dir)) => {
+                    let store = assay_verifier::store::Store::open(&dir.join("db"))?;
+                    let bytes = store.last_evidence(&node)?.with_context(|| {
+                        format!("node {node} has sent no authentic evidence to this verifier yet")
+                    })?;
+                    pb::AttestRequest::decode(bytes.as_slice()).context("stored evidence")?
+                }
+                _ => bail!("give --from-evidence BUNDLE, or --node NODE with --data-dir DIR"),
+            };
+            let pcrs: Vec<(u32, Vec<u8>)> = evidence
+                .pcrs_sha256
+                .iter()
+                .map(|p| (p.index, p.digest.clone()))
+                .collect();
+            let text = offline::generate_policy(
+                &name,
+                evidence.uefi_log.as_deref(),
+                evidence.ima_log.as_deref(),
+                &pcrs,
+            )?;
+            // What we write must be a valid policy.
+            Policy::parse("generated policy", &text)?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, &text)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("wrote {}", path.display());
+                }
+                None => out!("{text}"),
+            }
+        }
+        Cmd::Policy(PolicyCmd::Explain {
+            node,
+            server,
+            output,
+        }) => {
+            let ch = connect(&server).await?;
+            let rec = pb::history_client::HistoryClient::new(ch)
+                .query(pb::HistoryRequest {
+                    node_id: node.clone(),
+                    limit: 1,
+                })
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                .into_inner()
+                .records
+                .into_iter()
+                .next()
+                .with_context(|| format!("no verdict recorded for node {node}"))?;
+            if output == Output::Json {
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "seq": rec.seq, "node_id": rec.node_id, "time_unix": rec.time_unix,
+                        "verdict": if rec.passed { "PASS" } else { "FAIL" },
+                        "policy_name": rec.policy_name, "policy_digest": rec.policy_digest,
+                        "claims": rec.claims.iter().map(claim_json).collect::<Vec<_>>(),
+                    }))?
+                );
+            } else {
+                outln!(
+                    "node {} verdict #{} at {}: {} under policy {} (sha256:{})",
+                    rec.node_id,
+                    rec.seq,
+                    rec.time_unix,
+                    if rec.passed { "PASS" } else { "FAIL" },
+                    rec.policy_name,
+                    rec.policy_digest
+                );
+                for c in &rec.claims {
+                    outln!(
+                        "  {} {} ({}): expected {}, got {}",
+                        if c.passed { "PASS" } else { "FAIL" },
+                        c.id,
+                        c.location,
+                        c.expected,
+                        c.actual
+                    );
+                }
+            }
+        }
+        Cmd::Eventlog {
+            file,
+            replay,
+            output,
+        } => {
+            let bytes = assay_verifier::files::read_capped(&file, 64 << 20)?;
+            let log = assay_core::eventlog::uefi::parse(&bytes, &Default::default())
+                .with_context(|| format!("{}", file.display()))?;
+            match (replay, output) {
+                (true, Output::Json) => outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&offline::replay_json(&log))?
+                ),
+                (true, Output::Text) => {
+                    let v = offline::replay_json(&log);
+                    for (bank, pcrs) in v["pcrs"].as_object().into_iter().flatten() {
+                        outln!("{bank}:");
+                        let mut pcrs: Vec<(u32, &serde_json::Value)> = pcrs
+                            .as_object()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|(k, v)| Some((k.parse().ok()?, v)))
+                            .collect();
+                        pcrs.sort_by_key(|(k, _)| *k);
+                        for (i, value) in pcrs {
+                            outln!("  {i:<2} : 0x{}", value.as_str().unwrap_or_default());
+                        }
+                    }
+                }
+                (false, Output::Json) => outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&offline::eventlog_json(&log))?
+                ),
+                (false, Output::Text) => out!("{}", offline::eventlog_text(&log)),
+            }
+        }
+        Cmd::VerifyBundle {
+            file,
+            policy,
+            nonce,
+            data_dir,
+            trust_bundle_ak,
+            output,
+        } => {
+            let bundle = offline::read_bundle(&file)?;
+            let text = std::fs::read_to_string(&policy)
+                .with_context(|| format!("reading {}", policy.display()))?;
+            let p = Policy::parse(&policy.display().to_string(), &text)?;
+            let nonce = nonce
+                .map(|n| hex::decode(n.trim()))
+                .transpose()
+                .context("--nonce: not hex")?;
+            let ak = match (data_dir, trust_bundle_ak) {
+                (Some(dir), _) => {
+                    let node_id = &bundle.evidence.as_ref().map(|e| e.node_id.clone()).unwrap_or_default();
+                    let store = assay_verifier::store::Store::open(&dir.join("db"))?;
+                    let node = store.node(node_id)?.with_context(|| format!("node {node_id} is not enrolled in {}", dir.display()))?;
+                    offline::AkSource::Enrolled(hex::decode(&node.ak_public)?)
+                }
+                (None, true) => offline::AkSource::Bundle,
+                (None, false) => bail!("say which AK to trust: --data-dir DIR (the node's enrolled AK) or --trust-bundle-ak"),
+            };
+            if nonce.is_none() {
+                eprintln!("warning: no --nonce given: the quote's freshness is not checked");
+            }
+            let verdict = offline::verify_bundle(&bundle, &p, nonce.as_deref(), &ak)?;
+            match output {
+                Output::Json => outln!("{}", serde_json::to_string_pretty(&verdict)?),
+                Output::Text => out!("{}", offline::verdict_text(&verdict, &p)),
+            }
+            if !verdict.passed {
+                return Err(NotTrusted.into());
+            }
         }
         Cmd::History {
             server,
@@ -214,7 +478,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .into_inner()
                 .records;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(
                         &recs.iter().map(record_json).collect::<Vec<_>>()
@@ -242,20 +506,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(r) => {
                     let r = r.into_inner();
                     if json {
-                        println!(
+                        outln!(
                             "{}",
                             serde_json::json!({"valid": true, "node_id": r.node_id, "ak_name": r.ak_name, "expires_unix": r.expires_unix})
                         );
                     } else {
-                        println!(
+                        outln!(
                             "valid: token issued to node {} (AK {}), expires at {}; now consumed",
-                            r.node_id, r.ak_name, r.expires_unix
+                            r.node_id,
+                            r.ak_name,
+                            r.expires_unix
                         );
                     }
                 }
                 Err(s) => {
                     if json {
-                        println!(
+                        outln!(
                             "{}",
                             serde_json::json!({"valid": false, "reason": s.message()})
                         );
@@ -270,12 +536,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .jwks(pb::JwksRequest {})
                 .await
                 .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
-            println!("{}", r.into_inner().jwks_json);
+            outln!("{}", r.into_inner().jwks_json);
         }
         Cmd::Node(NodeCmd::Remove { node, data_dir }) => {
             let store = assay_verifier::store::Store::open(&data_dir.join("db"))?;
             if store.remove_node(&node)? {
-                println!("node {node} removed; it may enroll again");
+                outln!("node {node} removed; it may enroll again");
             } else {
                 bail!("node {node} is not enrolled");
             }
@@ -324,12 +590,16 @@ fn record_json(r: &pb::HistoryRecord) -> serde_json::Value {
 
 fn print_history(recs: &[pb::HistoryRecord]) {
     if recs.is_empty() {
-        println!("no verdicts recorded");
+        outln!("no verdicts recorded");
         return;
     }
-    println!(
+    outln!(
         "{:>6}  {:<20}  {:<24}  {:<7}  {:<16}  failed claims",
-        "seq", "time (UTC, unix)", "node", "verdict", "policy"
+        "seq",
+        "time (UTC, unix)",
+        "node",
+        "verdict",
+        "policy"
     );
     for r in recs {
         let failed: Vec<String> = r
@@ -337,7 +607,7 @@ fn print_history(recs: &[pb::HistoryRecord]) {
             .iter()
             .map(|c| format!("{} (expected {}, got {})", c.id, c.expected, c.actual))
             .collect();
-        println!(
+        outln!(
             "{:>6}  {:<20}  {:<24}  {:<7}  {:<16}  {}",
             r.seq,
             r.time_unix,

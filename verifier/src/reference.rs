@@ -1,0 +1,243 @@
+//! Reference policy sections written from a known-good node's logs. They read
+//! the logs with the same fact extraction the verifier judges with
+//! (`assay_core::eventlog::facts`), so a generated policy passes the evidence it
+//! came from, and only that.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use assay_core::eventlog::efi::EV_SEPARATOR;
+use assay_core::eventlog::facts;
+use assay_core::eventlog::ima::ImaLog;
+use assay_core::eventlog::uefi::{self, check_event_data, DataCheck, Event, EventLog};
+use assay_core::tpm::public::HashAlg;
+
+use crate::offline::toml_str;
+
+fn sha256_of(e: &Event) -> Option<String> {
+    e.digest(HashAlg::Sha256)
+        .map(|d| format!("sha256:{}", hex::encode(d)))
+}
+
+fn list<I: IntoIterator<Item = String>>(items: I) -> String {
+    let items: Vec<String> = items
+        .into_iter()
+        .map(|s| format!("  {},\n", toml_str(&s)))
+        .collect();
+    if items.is_empty() {
+        "[]".to_string()
+    } else {
+        format!("[\n{}]", items.concat())
+    }
+}
+
+fn event_name(e: &Event) -> String {
+    uefi::event_type_name(e.event_type)
+        .map_or_else(|| format!("{:#x}", e.event_type), str::to_string)
+}
+
+/// `[measured_boot]` for this log: everything it shows, as the verifier reads it.
+/// Facts from events whose data does not match their digest are left out, with
+/// a comment saying so.
+pub fn measured_boot_section(log: &EventLog) -> String {
+    let mut out = String::from("\n[measured_boot]\n");
+    let mut notes = Vec::new();
+    let proven = |e: &Event, what: &str, notes: &mut Vec<String>| -> bool {
+        match check_event_data(e) {
+            DataCheck::Verified => true,
+            DataCheck::Mismatch { bank } => {
+                notes.push(format!(
+                    "{what}: event #{} ({}) data does not match its {bank} digest; not used",
+                    e.num,
+                    event_name(e)
+                ));
+                false
+            }
+            DataCheck::NotDigestOfData => {
+                notes.push(format!(
+                    "{what}: event #{} ({}) is not a digest of its data; not used",
+                    e.num,
+                    event_name(e)
+                ));
+                false
+            }
+        }
+    };
+    // Every PCR the log extends, except 10 (IMA) and 11 and 15-23, which
+    // systemd and user space go on extending after boot without this log.
+    let pcrs: BTreeSet<u32> = log
+        .events
+        .iter()
+        .filter(|e| !e.is_no_action() && matches!(e.pcr, 0..=9 | 12..=14))
+        .map(|e| e.pcr)
+        .collect();
+    let pcrs: Vec<String> = pcrs.iter().map(u32::to_string).collect();
+    let _ = writeln!(
+        out,
+        "# PCRs this log extends (10, 11 and 15-23 are extended after boot outside it)\npcrs = [{}]",
+        pcrs.join(", ")
+    );
+
+    if let Some((e, v)) = facts::config_variable(log, "SecureBoot") {
+        if proven(e, "secure_boot", &mut notes) {
+            if let Some(on) = facts::secure_boot_state(&v.value) {
+                let _ = writeln!(out, "secure_boot = {on}");
+            }
+        }
+    }
+    for (key, var) in [
+        ("pk", "PK"),
+        ("kek", "KEK"),
+        ("db", "db"),
+        ("dbx_required", "dbx"),
+    ] {
+        let Some((e, v)) = facts::config_variable(log, var) else {
+            continue;
+        };
+        if !proven(e, key, &mut notes) {
+            continue;
+        }
+        let Some(entries) = facts::signature_entries(&v.value) else {
+            continue;
+        };
+        if entries.is_empty() {
+            // An empty PK/KEK/db cannot be allowed by a list (the claim needs entries).
+            notes.push(format!("{key}: {var} is empty on this node"));
+            continue;
+        }
+        let mut seen = BTreeSet::new();
+        out.push_str(&format!("{key} = [\n"));
+        for (fp, what) in entries {
+            if seen.insert(fp) {
+                let _ = writeln!(
+                    out,
+                    "  \"sha256:{}\",  # {}",
+                    hex::encode(fp),
+                    what.replace('\n', " ")
+                );
+            }
+        }
+        out.push_str("]\n");
+    }
+
+    let crtm: BTreeSet<String> = facts::crtm_versions(log)
+        .into_iter()
+        .filter(|(e, _)| proven(e, "crtm_versions", &mut notes))
+        .filter_map(|(_, v)| v.ok())
+        .collect();
+    if !crtm.is_empty() {
+        let _ = writeln!(out, "crtm_versions = {}", list(crtm));
+    }
+    let blobs: BTreeSet<String> = log
+        .events
+        .iter()
+        .filter(|e| facts::is_firmware_blob(e))
+        .filter_map(sha256_of)
+        .collect();
+    if !blobs.is_empty() {
+        let _ = writeln!(out, "firmware_blobs = {}", list(blobs));
+    }
+    let mut apps = String::new();
+    let mut seen = BTreeSet::new();
+    for e in log.events.iter().filter(|e| facts::is_boot_application(e)) {
+        if let Some(d) = sha256_of(e) {
+            if seen.insert(d.clone()) {
+                let path = facts::image_path(e).unwrap_or_else(|| "no device path".to_string());
+                let _ = writeln!(apps, "  {},  # {}", toml_str(&d), path.replace('\n', " "));
+            }
+        }
+    }
+    if !apps.is_empty() {
+        let _ = write!(out, "boot_applications = [\n{apps}]\n");
+    }
+    let cmdlines: BTreeSet<String> = facts::kernel_cmdlines(log)
+        .into_iter()
+        .filter(|(e, _)| proven(e, "kernel_cmdlines", &mut notes))
+        .map(|(_, c)| c)
+        .collect();
+    if !cmdlines.is_empty() {
+        let _ = writeln!(out, "kernel_cmdlines = {}", list(cmdlines));
+    }
+    let errors = log
+        .events
+        .iter()
+        .filter(|e| e.event_type == EV_SEPARATOR && e.data != [0, 0, 0, 0])
+        .count();
+    if errors > 0 {
+        notes.push(format!(
+            "allow_error_separators: this node logged {errors} non-zero separator(s); set it to true only if that is expected"
+        ));
+    }
+    let mut after: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
+    for (e, _) in facts::after_separator(log) {
+        after.entry(e.pcr).or_default().insert(event_name(e));
+    }
+    out.push_str("\n[measured_boot.after_separator]\n");
+    for pcr in log
+        .events
+        .iter()
+        .filter(|e| e.event_type == EV_SEPARATOR && e.pcr <= 7)
+        .map(|e| e.pcr)
+        .collect::<BTreeSet<u32>>()
+    {
+        let types = after.remove(&pcr).unwrap_or_default();
+        let types: Vec<String> = types.iter().map(|t| toml_str(t)).collect();
+        let _ = writeln!(out, "\"{pcr}\" = [{}]", types.join(", "));
+    }
+    if !notes.is_empty() {
+        out.push_str("# Notes from generation:\n");
+        for n in notes {
+            let _ = writeln!(out, "# - {}", n.replace('\n', " "));
+        }
+    }
+    out
+}
+
+/// `[ima]` for this log: every measured file with the digests it was measured
+/// with. Violations and entries whose template hash does not match are left out
+/// with a comment.
+pub fn ima_section(log: &ImaLog) -> String {
+    let mut files: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut notes = Vec::new();
+    for e in &log.entries {
+        if e.is_violation() {
+            let path = e.file().map_or("(no path)", |f| f.path.as_str());
+            notes.push(format!(
+                "entry #{} is a violation ({path}); not allowed",
+                e.index
+            ));
+            continue;
+        }
+        if e.template_hash_matches() == Some(false) {
+            notes.push(format!(
+                "entry #{}'s template hash does not match its data; not used",
+                e.index
+            ));
+            continue;
+        }
+        if let Some(f) = e.file() {
+            if !matches!(f.hash_alg.as_str(), "sha1" | "sha256" | "sha384" | "sha512") {
+                notes.push(format!(
+                    "entry #{} ({}) is measured with {}, which policies cannot name; not allowed",
+                    e.index, f.path, f.hash_alg
+                ));
+                continue;
+            }
+            files.entry(f.path.clone()).or_default().insert(format!(
+                "{}:{}",
+                f.hash_alg,
+                hex::encode(&f.digest)
+            ));
+        }
+    }
+    let pcr = log.entries.first().map_or(10, |e| e.pcr);
+    let mut out = format!("\n[ima]\npcr = {pcr}\nexcludes = []\n\n[ima.allowlist]\n");
+    for (path, digests) in files {
+        let digests: Vec<String> = digests.iter().map(|d| toml_str(d)).collect();
+        let _ = writeln!(out, "{} = [{}]", toml_str(&path), digests.join(", "));
+    }
+    for n in notes {
+        let _ = writeln!(out, "# {n}");
+    }
+    out
+}
