@@ -289,9 +289,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             assay_verifier::server::serve(verifier).await?;
         }
         Cmd::Policy(PolicyCmd::Validate { file }) => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            let p = Policy::parse(&file.display().to_string(), &text)?;
+            let p = assay_verifier::files::read_policy(&file)?;
             outln!("{}: valid policy `{}`", file.display(), p.name);
             outln!("digest: sha256:{}", p.digest_hex());
             outln!("quotes PCRs (sha256): {:?}", p.pcr_selection());
@@ -431,9 +429,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             output,
         } => {
             let bundle = offline::read_bundle(&file)?;
-            let text = std::fs::read_to_string(&policy)
-                .with_context(|| format!("reading {}", policy.display()))?;
-            let p = Policy::parse(&policy.display().to_string(), &text)?;
+            let p = assay_verifier::files::read_policy(&policy)?;
             let nonce = nonce
                 .map(|n| hex::decode(n.trim()))
                 .transpose()

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use assay_core::ek::TrustAnchors;
-use assay_core::policy::Policy;
 use assay_proto::v1 as pb;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tracing::{info, warn};
@@ -38,9 +37,7 @@ pub fn build(config: Config) -> anyhow::Result<Verifier> {
             .add_intermediates_pem(&pem)
             .with_context(|| format!("trust.ek_intermediates: {}", p.display()))?;
     }
-    let policy_text = std::fs::read_to_string(&config.policy)
-        .with_context(|| format!("policy: reading {}", config.policy.display()))?;
-    let policy = Policy::parse(&config.policy.display().to_string(), &policy_text)?;
+    let policy = crate::files::read_policy(&config.policy)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("data_dir {}", config.data_dir.display()))?;
     let store = Store::open(&config.data_dir.join("db"))?;

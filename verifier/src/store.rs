@@ -428,6 +428,21 @@ mod tests {
         assert_eq!(s.consume_nonce(b"nope").unwrap(), Consumed::Unknown);
     }
 
+    /// sled releases its file lock from a background thread after the last
+    /// handle drops, so an immediate reopen in the same process can find it still
+    /// held (a new process, as on a restart, does not). Bounded: 100 × 20 ms.
+    fn reopen(path: &std::path::Path) -> Store {
+        let mut last = None;
+        for _ in 0..100 {
+            match Store::open(path) {
+                Ok(s) => return s,
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("reopening {}: {:?}", path.display(), last);
+    }
+
     #[test]
     fn history_is_hash_chained_and_survives_reopen() {
         let d = tempfile::tempdir().unwrap();
@@ -449,7 +464,7 @@ mod tests {
             assert_eq!((a.seq, b.seq), (1, 2));
             assert_eq!(b.prev_hash, a.hash());
         }
-        let s = Store::open(&d.path().join("db")).unwrap();
+        let s = reopen(&d.path().join("db"));
         assert_eq!(s.verify_history_chain().unwrap(), Ok(2));
         assert_eq!(s.history(Some("a"), 10).unwrap().len(), 1);
         assert_eq!(

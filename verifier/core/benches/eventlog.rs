@@ -53,10 +53,15 @@ fn bench(c: &mut Criterion) {
         })
         .collect();
     let with_log = Scenario::with(shared_rsa_ak(), quoted.clone(), policy);
+    // Baseline: the same quote under golden PCR values only.
+    let mut golden = String::from("schema = 1\nname = \"bench\"\n[pcrs.sha256]\n");
+    for (i, v) in &quoted {
+        golden.push_str(&format!("{i} = \"{}\"\n", hex::encode(v)));
+    }
     let plain = Scenario::with(
         shared_rsa_ak(),
         quoted,
-        Policy::parse("bench.toml", "schema = 1\nname = \"bench\"\n").unwrap(),
+        Policy::parse("bench.toml", &golden).unwrap(),
     );
     let o = with_log.verify_with_logs(Some(&bytes), None);
     assert!(o.verdict.passed, "{:#?}", o.verdict);
@@ -70,12 +75,16 @@ fn bench(c: &mut Criterion) {
         b.iter(|| uefi::replay(black_box(&log)))
     });
     group.finish();
+    let plain_sig = plain.signed();
+    let log_sig = with_log.signed();
     let mut group = c.benchmark_group("verify_quote_measured_boot");
-    group.bench_function("quote_only", |b| {
-        b.iter(|| plain.verify_with_logs(None, None))
+    group.bench_function("quote_and_golden_pcrs", |b| {
+        b.iter(|| plain.verify_signed_with_logs(&plain_sig.0, &plain_sig.1, None, None))
     });
     group.bench_function("quote_and_uefi_log_all_rules", |b| {
-        b.iter(|| with_log.verify_with_logs(Some(black_box(&bytes)), None))
+        b.iter(|| {
+            with_log.verify_signed_with_logs(&log_sig.0, &log_sig.1, Some(black_box(&bytes)), None)
+        })
     });
     group.finish();
 }

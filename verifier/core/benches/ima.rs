@@ -138,8 +138,15 @@ fn verify_with_ima(c: &mut Criterion) {
     );
     let plain = Scenario::with(
         shared_rsa_ak(),
-        vec![(10, pcr10)],
-        Policy::parse("bench.toml", "schema = 1\nname = \"bench\"\n").unwrap(),
+        vec![(10, pcr10.clone())],
+        Policy::parse(
+            "bench.toml",
+            &format!(
+                "schema = 1\nname = \"bench\"\n[pcrs.sha256]\n10 = \"{}\"\n",
+                hex::encode(&pcr10)
+            ),
+        )
+        .unwrap(),
     );
     assert!(
         with_ima
@@ -148,13 +155,17 @@ fn verify_with_ima(c: &mut Criterion) {
             .passed
     );
     assert!(plain.verify_with_logs(None, None).verdict.passed);
+    let plain_sig = plain.signed();
+    let ima_sig = with_ima.signed();
     let mut group = c.benchmark_group("verify_quote_ima");
     group.sample_size(20);
-    group.bench_function("quote_only", |b| {
-        b.iter(|| plain.verify_with_logs(None, None))
+    group.bench_function("quote_and_golden_pcr10", |b| {
+        b.iter(|| plain.verify_signed_with_logs(&plain_sig.0, &plain_sig.1, None, None))
     });
     group.bench_function("quote_and_ima_10k_allowlisted", |b| {
-        b.iter(|| with_ima.verify_with_logs(None, Some(black_box(&binary))))
+        b.iter(|| {
+            with_ima.verify_signed_with_logs(&ima_sig.0, &ima_sig.1, None, Some(black_box(&binary)))
+        })
     });
     group.finish();
 }

@@ -145,8 +145,11 @@ fn file_claims(rules: &ImaRules, entries: &[&ImaEntry]) -> Vec<Claim> {
         }
         judged += 1;
         let allowed = rules.allowlist.get(&file.path);
-        let ok =
-            allowed.is_some_and(|set| set.contains(&(file.hash_alg.clone(), file.digest.clone())));
+        // Sets hold one or two digests: scanning beats building an owned key.
+        let ok = allowed.is_some_and(|set| {
+            set.iter()
+                .any(|(alg, d)| *alg == file.hash_alg && *d == file.digest)
+        });
         if !ok {
             let expected = match allowed {
                 Some(set) => format!(
