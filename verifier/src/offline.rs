@@ -181,6 +181,16 @@ pub fn eventlog_text(log: &EventLog) -> String {
             .map(|l| format!("; startup locality {l}"))
             .unwrap_or_default()
     );
+    if let Some(spec) = log
+        .spec_id
+        .as_ref()
+        .filter(|s| s.vendor_info_outside_event > 0)
+    {
+        out.push_str(&format!(
+            "note: {} bytes of the Spec ID event's vendorInfo lie after the event, outside its eventDataSize (read as tpm2_eventlog reads them)\n",
+            spec.vendor_info_outside_event
+        ));
+    }
     for e in &log.events {
         let name = event_type_name(e.event_type)
             .map_or_else(|| format!("{:#x}", e.event_type), str::to_string);

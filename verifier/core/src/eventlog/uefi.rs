@@ -171,6 +171,16 @@ pub struct SpecId {
     pub algorithms: Vec<BankInfo>,
     #[serde(serialize_with = "crate::eventlog::ser_hex")]
     pub vendor_info: Vec<u8>,
+    /// How many of the `vendor_info` bytes lie after the event, outside its
+    /// `eventDataSize` (a writer bug, seen in tpm2-tools' `specid-vendordata.bin`
+    /// fixture; `tpm2_eventlog` reads them, and so do we: the event is never
+    /// extended, and reading them is the only way the next event parses).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub vendor_info_outside_event: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// One digest of one event.
@@ -247,7 +257,12 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<EventLog, EventLogError> {
     let mut r = Reader::new(bytes);
     let first = read_legacy_event(&mut r, bytes.len(), 0, limits)?;
     let spec_id = if first.event_type == EV_NO_ACTION && first.data.starts_with(SPEC_ID_SIGNATURE) {
-        Some(parse_spec_id(&first)?)
+        let mut spec = parse_spec_id(&first)?;
+        let outside = r
+            .take(spec.vendor_info_outside_event, "SpecID.vendorInfo")
+            .map_err(wire(0, 0))?;
+        spec.vendor_info.extend_from_slice(outside);
+        Some(spec)
     } else {
         None
     };
@@ -457,11 +472,11 @@ fn parse_spec_id(event: &Event) -> Result<SpecId, EventLogError> {
             digest_size,
         });
     }
-    let vendor_len = r.u8("SpecID.vendorInfoSize").map_err(&w)?;
-    let vendor_info = r
-        .take(usize::from(vendor_len), "SpecID.vendorInfo")
-        .map_err(&w)?
-        .to_vec();
+    let vendor_len = usize::from(r.u8("SpecID.vendorInfoSize").map_err(&w)?);
+    // What the event holds of vendorInfo; the caller reads the rest, if any,
+    // from after the event (see `SpecId::vendor_info_outside_event`).
+    let inside = vendor_len.min(r.left());
+    let vendor_info = r.take(inside, "SpecID.vendorInfo").map_err(&w)?.to_vec();
     r.expect_empty("SpecID").map_err(&w)?;
     Ok(SpecId {
         platform_class,
@@ -471,6 +486,7 @@ fn parse_spec_id(event: &Event) -> Result<SpecId, EventLogError> {
         uintn_size,
         algorithms,
         vendor_info,
+        vendor_info_outside_event: vendor_len - inside,
     })
 }
 
@@ -532,6 +548,13 @@ pub fn encode(log: &EventLog) -> Vec<u8> {
                 .to_le_bytes(),
         );
         out.extend_from_slice(&event.data);
+        if i == 0 {
+            if let Some(spec) = &log.spec_id {
+                let n = spec.vendor_info.len();
+                let outside = spec.vendor_info_outside_event.min(n);
+                out.extend_from_slice(spec.vendor_info.get(n - outside..).unwrap_or_default());
+            }
+        }
     }
     out
 }

@@ -85,28 +85,27 @@ fn formats_are_told_apart() {
 }
 
 #[test]
-fn spec_id_vendor_info_must_lie_inside_the_event() {
+fn spec_id_vendor_info_outside_the_event_is_read_as_tpm2_eventlog_reads_it() {
     // tpm2-tools' fixture declares eventDataSize 37 but vendorInfoSize 4, with the
     // four vendor bytes after the event; tpm2_eventlog 5.4 reads across the record
-    // boundary. Reading past a declared size is how two parsers come to disagree on
-    // the same log, so this one refuses it, naming the field.
-    let e = parse(
-        &corpus("tpm2-tools/specid-vendordata.bin"),
-        &Limits::default(),
-    )
-    .unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "event 0 (byte offset 0): SpecID.vendorInfo: needs 4 more bytes, only 0 left (truncated)"
-    );
-    // The same header with the vendor bytes inside the event parses.
-    let mut bytes = corpus("tpm2-tools/specid-vendordata.bin");
-    bytes[28..32].copy_from_slice(&41u32.to_le_bytes());
+    // boundary, and so do we (the event is never extended), recording it.
+    let bytes = corpus("tpm2-tools/specid-vendordata.bin");
     let log = parse(&bytes, &Limits::default()).unwrap();
-    assert_eq!(
-        log.spec_id.unwrap().vendor_info,
-        vec![0xde, 0xad, 0xbe, 0xef]
-    );
+    let spec = log.spec_id.clone().unwrap();
+    assert_eq!(spec.vendor_info, vec![0xde, 0xad, 0xbe, 0xef]);
+    assert_eq!(spec.vendor_info_outside_event, 4);
+    assert_eq!(log.events.len(), 1);
+    assert_eq!(encode(&log), bytes, "re-encodes byte for byte");
+    // Cut inside the outside bytes: truncated, naming the field.
+    let e = parse(&bytes[..bytes.len() - 1], &Limits::default()).unwrap_err();
+    assert!(e.to_string().contains("SpecID.vendorInfo"), "{e}");
+    // The same header with the vendor bytes inside the event parses, unflagged.
+    let mut inside = bytes.clone();
+    inside[28..32].copy_from_slice(&41u32.to_le_bytes());
+    let log = parse(&inside, &Limits::default()).unwrap();
+    let spec = log.spec_id.unwrap();
+    assert_eq!(spec.vendor_info, vec![0xde, 0xad, 0xbe, 0xef]);
+    assert_eq!(spec.vendor_info_outside_event, 0);
 }
 
 #[test]
