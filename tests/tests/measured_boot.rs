@@ -365,3 +365,123 @@ fn ima_log_passes_its_allowlist_and_an_unlisted_file_fails() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn absent_logs_explain_verify_bundle_and_policy_from_an_enrolled_node() -> Result<()> {
+    let bytes = std::fs::read(corpus(GCE_LOG))?;
+    let log = uefi::parse(&bytes, &Limits::default())?;
+    let node = Node::new()?;
+    replay_into_tpm(&node.tpm, &log)?;
+    let uefi_path = node.file("uefi.bin", &bytes)?;
+    let reference = node.collect(&uefi_path, None)?;
+    let policy = generate_policy(&reference)?;
+    let policy_path = node.file("policy.toml", policy.as_bytes())?;
+    let mut v = VerifierProc::start(&VerifierOpts::new(policy.clone()))?;
+
+    // An absent log is reported as absent (not an error) and the claim says why.
+    let missing = node.files.path().join("no-such-log");
+    let o = node.attest(&v, &missing, None)?;
+    let failed = assert_fails_with(&o, "eventlog.uefi.present", "log absent");
+    assert!(
+        failed
+            .iter()
+            .any(|(_, actual, _)| actual.contains("absent") && actual.contains("no-such-log")),
+        "{failed:#?}"
+    );
+
+    // The real log passes; `policy explain` shows that verdict claim by claim.
+    let o = node.attest(&v, &uefi_path, None)?;
+    assert!(verdict(&o).0, "{:#?}", verdict(&o).1);
+    let explain = v.cli(&["policy", "explain", "node-mb"])?;
+    let text = String::from_utf8_lossy(&explain.stdout);
+    assert!(
+        explain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&explain.stderr)
+    );
+    for want in [
+        "PASS",
+        "gce-reference",
+        "eventlog.uefi.replay.4",
+        "measured_boot.boot_application",
+    ] {
+        assert!(text.contains(want), "explain lacks {want}:\n{text}");
+    }
+
+    // A bundle collected on the enrolled node, with a verifier's nonce.
+    let bundle = node.files.path().join("node.bundle");
+    let collect = std::process::Command::new(bin("assay-attestor")?)
+        .args(["collect", "--nonce", "a1b2c3d4", "--tcti"])
+        .arg(node.tpm.tcti())
+        .arg("--state-dir")
+        .arg(node.state.path())
+        .args(["--node-id", "node-mb", "--no-ima-log", "--pcrs", "0,1,2,3,4,5,6,7,8,9,14"])
+        .arg("--uefi-log")
+        .arg(&uefi_path)
+        .arg("--out")
+        .arg(&bundle)
+        .output()?;
+    assert!(
+        collect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&collect.stderr)
+    );
+
+    // Offline tools read the store: sled is single-process, so stop the verifier.
+    v.kill();
+    let verify_bundle = |nonce: &str, policy: &Path| -> Result<Output> {
+        Ok(std::process::Command::new(bin("assay-verifier")?)
+            .arg("verify-bundle")
+            .arg(&bundle)
+            .arg("--policy")
+            .arg(policy)
+            .args(["--nonce", nonce, "--data-dir"])
+            .arg(&v.data_dir)
+            .output()?)
+    };
+    let ok = verify_bundle("a1b2c3d4", &policy_path)?;
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(text.starts_with("verdict: PASS"), "{text}");
+    // Another nonce (a replayed bundle): FAIL, exit 3, naming the nonce claim.
+    let replayed = verify_bundle("ffff", &policy_path)?;
+    let text = String::from_utf8_lossy(&replayed.stdout);
+    assert_eq!(replayed.status.code(), Some(3), "{text}");
+    assert!(text.contains("FAIL quote.nonce"), "{text}");
+    // A policy requiring Secure Boot: FAIL naming it.
+    let strict = node.file(
+        "strict.toml",
+        policy
+            .replace("secure_boot = false", "secure_boot = true")
+            .as_bytes(),
+    )?;
+    let o = verify_bundle("a1b2c3d4", &strict)?;
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(3), "{text}");
+    assert!(text.contains("FAIL measured_boot.secure_boot"), "{text}");
+
+    // `policy generate --node` from the last authentic evidence: the same rules as
+    // the reference bundle gave (same log).
+    let o = std::process::Command::new(bin("assay-verifier")?)
+        .args([
+            "policy",
+            "generate",
+            "--name",
+            "gce-reference",
+            "--node",
+            "node-mb",
+            "--data-dir",
+        ])
+        .arg(&v.data_dir)
+        .output()?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let from_node = String::from_utf8(o.stdout)?;
+    let section = |p: &str| p[p.find("[measured_boot]").unwrap_or(0)..].to_string();
+    assert_eq!(section(&from_node), section(&policy));
+    Ok(())
+}
