@@ -211,20 +211,12 @@ pub async fn attest(cfg: &Config, tpm: &mut Tpm, ch: Channel) -> Result<Outcome,
     // (the verifier finds the quoted prefix), never behind them.
     let (uefi_log, ima_log, log_notes) = read_logs(cfg, chal.want_uefi_log, chal.want_ima_log);
     let r = c
-        .attest(pb::AttestRequest {
-            node_id: cfg.node_id.clone(),
-            nonce: chal.nonce,
-            attest: q.attest,
-            signature: q.signature,
-            pcrs_sha256: q
-                .pcrs_sha256
-                .into_iter()
-                .map(|(index, digest)| pb::PcrValue { index, digest })
-                .collect(),
-            uefi_log,
-            ima_log,
-            log_notes,
-        })
+        .attest(attest_request(
+            cfg,
+            chal.nonce,
+            q,
+            (uefi_log, ima_log, log_notes),
+        ))
         .await
         .map_err(|s| Failure::from_status("attestation", s))?
         .into_inner();
@@ -253,12 +245,35 @@ pub async fn attest(cfg: &Config, tpm: &mut Tpm, ch: Channel) -> Result<Outcome,
     })
 }
 
-/// Reads the logs that were asked for; a log that cannot be sent gets a note.
-fn read_logs(
+/// The logs to send: UEFI, IMA, and notes on those that could not be read.
+type Logs = (Option<Vec<u8>>, Option<Vec<u8>>, Vec<String>);
+
+/// The `AttestRequest` for a quote and the logs read after it.
+fn attest_request(
     cfg: &Config,
-    want_uefi: bool,
-    want_ima: bool,
-) -> (Option<Vec<u8>>, Option<Vec<u8>>, Vec<String>) {
+    nonce: Vec<u8>,
+    q: crate::tpm::QuoteResult,
+    logs: Logs,
+) -> pb::AttestRequest {
+    let (uefi_log, ima_log, log_notes) = logs;
+    pb::AttestRequest {
+        node_id: cfg.node_id.clone(),
+        nonce,
+        attest: q.attest,
+        signature: q.signature,
+        pcrs_sha256: q
+            .pcrs_sha256
+            .into_iter()
+            .map(|(index, digest)| pb::PcrValue { index, digest })
+            .collect(),
+        uefi_log,
+        ima_log,
+        log_notes,
+    }
+}
+
+/// Reads the logs that were asked for; a log that cannot be sent gets a note.
+fn read_logs(cfg: &Config, want_uefi: bool, want_ima: bool) -> Logs {
     let mut notes = Vec::new();
     let mut read = |want: bool, path: &Path, cap: u64, key: &str| {
         if !want {
@@ -301,20 +316,12 @@ pub fn collect(
         ak_public: ak.public,
         ek_certificate,
         ek_public,
-        evidence: Some(pb::AttestRequest {
-            node_id: cfg.node_id.clone(),
-            nonce: nonce.to_vec(),
-            attest: q.attest,
-            signature: q.signature,
-            pcrs_sha256: q
-                .pcrs_sha256
-                .into_iter()
-                .map(|(index, digest)| pb::PcrValue { index, digest })
-                .collect(),
-            uefi_log,
-            ima_log,
-            log_notes,
-        }),
+        evidence: Some(attest_request(
+            cfg,
+            nonce.to_vec(),
+            q,
+            (uefi_log, ima_log, log_notes),
+        )),
         collected_unix,
     })
 }

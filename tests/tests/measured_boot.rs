@@ -415,7 +415,13 @@ fn absent_logs_explain_verify_bundle_and_policy_from_an_enrolled_node() -> Resul
         .arg(node.tpm.tcti())
         .arg("--state-dir")
         .arg(node.state.path())
-        .args(["--node-id", "node-mb", "--no-ima-log", "--pcrs", "0,1,2,3,4,5,6,7,8,9,14"])
+        .args([
+            "--node-id",
+            "node-mb",
+            "--no-ima-log",
+            "--pcrs",
+            "0,1,2,3,4,5,6,7,8,9,14",
+        ])
         .arg("--uefi-log")
         .arg(&uefi_path)
         .arg("--out")

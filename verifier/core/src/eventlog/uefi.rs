@@ -723,4 +723,4 @@ pub fn check_event_data(event: &Event) -> DataCheck {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -275,22 +275,7 @@ impl Scenario {
 
     /// Verifies `attest` + `signature` with the scenario's AK, nonce, PCRs and policy.
     pub fn verify_bytes(&self, attest: &[u8], signature: &[u8]) -> QuoteOutcome {
-        let ak = self.ak.public();
-        let check = QuoteCheck {
-            ak: &ak,
-            expected_nonce: &self.nonce,
-            previous_clock: self.previous_clock,
-            policy: &self.policy,
-        };
-        verify_quote(
-            &check,
-            &QuoteEvidence {
-                attest,
-                signature,
-                pcrs_sha256: &self.pcrs,
-                ..Default::default()
-            },
-        )
+        self.verify_signed_with_logs(attest, signature, None, None)
     }
 
     /// Signs the scenario's attest and verifies it together with event logs.

@@ -40,6 +40,7 @@ pub(crate) const GOOD_LOGS: &[&str] = &[
     "go-attestation/ubuntu_2104_shielded_vm_no_secure_boot_eventlog",
     "keylime/binary_bios_measurements",
     "keylime/binary_bios_measurements-secureboot",
+    "tpm2-tools/specid-vendordata.bin",
 ];
 
 #[test]
