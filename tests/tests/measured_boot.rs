@@ -371,8 +371,20 @@ fn absent_logs_explain_verify_bundle_and_policy_from_an_enrolled_node() -> Resul
     let bytes = std::fs::read(corpus(GCE_LOG))?;
     let log = uefi::parse(&bytes, &Limits::default())?;
     let node = Node::new()?;
-    replay_into_tpm(&node.tpm, &log)?;
     let uefi_path = node.file("uefi.bin", &bytes)?;
+    // A reference from a log the TPM never measured is refused.
+    let inconsistent = node.collect(&uefi_path, None)?;
+    let o = std::process::Command::new(bin("assay-verifier")?)
+        .args(["policy", "generate", "--from-evidence"])
+        .arg(&inconsistent)
+        .output()?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("not the one this TPM measured"),
+        "{err}"
+    );
+
+    replay_into_tpm(&node.tpm, &log)?;
     let reference = node.collect(&uefi_path, None)?;
     let policy = generate_policy(&reference)?;
     let policy_path = node.file("policy.toml", policy.as_bytes())?;

@@ -359,6 +359,22 @@ pub fn generate_policy(
     }
     if let Some(bytes) = uefi_log {
         let log = uefi::parse(bytes, &uefi::Limits::default()).context("UEFI event log")?;
+        // A reference must be self-consistent: the log must replay to the PCR
+        // values the node reported with its quote.
+        let replay = uefi::replay(&log);
+        // (Only the PCRs a generated policy replays: see `reference`.)
+        for (i, quoted) in pcrs.iter().filter(|(i, _)| matches!(i, 0..=9 | 12..=14)) {
+            if let Some(replayed) = replay.pcr(HashAlg::Sha256, *i) {
+                if replayed != quoted.as_slice() {
+                    bail!(
+                        "the UEFI log replays PCR {i} to {}, but the evidence reports {}: \
+                         the log is not the one this TPM measured; no reference policy from it",
+                        hex::encode(replayed),
+                        hex::encode(quoted)
+                    );
+                }
+            }
+        }
         out.push_str(&crate::reference::measured_boot_section(&log));
     }
     if let Some(bytes) = ima_log {
