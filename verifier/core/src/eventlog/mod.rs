@@ -12,6 +12,7 @@
 //! fixed maximum before anything is allocated, and peer input can only produce
 //! an error, never a panic.
 
+pub mod cel;
 pub mod efi;
 pub mod facts;
 pub mod ima;
