@@ -32,6 +32,8 @@ pub struct QuoteEvidence<'a> {
     pub uefi_log: Option<&'a [u8]>,
     /// The IMA runtime measurement log (ascii or binary), if the node sent one.
     pub ima_log: Option<&'a [u8]>,
+    /// The container measurement log (TCG CEL TLV), when the policy has `[containers]`.
+    pub cel_log: Option<&'a [u8]>,
 }
 
 /// What the verifier knows and expects.
@@ -168,6 +170,14 @@ fn quote_claims(
         }
         if let Some(rules) = check.policy.ima() {
             claims.extend(ima::claims(rules, evidence.ima_log, evidence.pcrs_sha256));
+        }
+        if let Some(rules) = check.policy.containers() {
+            claims.extend(containers::claims(
+                rules,
+                evidence.cel_log,
+                evidence.uefi_log,
+                evidence.pcrs_sha256,
+            ));
         }
     }
     (claims, Some(attest.clock_info))
@@ -331,6 +341,7 @@ pub fn evidence_digest(evidence: &QuoteEvidence<'_>) -> [u8; 32] {
     for (tag, log) in [
         (&b"uefi\0"[..], evidence.uefi_log),
         (&b"ima\0"[..], evidence.ima_log),
+        (&b"cel\0"[..], evidence.cel_log),
     ] {
         if let Some(log) = log {
             h.update(tag);
@@ -341,6 +352,7 @@ pub fn evidence_digest(evidence: &QuoteEvidence<'_>) -> [u8; 32] {
     h.finalize().into()
 }
 
+mod containers;
 mod ima;
 mod measured_boot;
 

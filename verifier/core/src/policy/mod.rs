@@ -25,6 +25,7 @@
 //! PCR. The policy digest is the SHA-256 of the file's exact bytes, so an auditor
 //! can recompute it with `sha256sum`.
 
+pub mod containers;
 pub mod ima;
 pub mod measured_boot;
 
@@ -78,6 +79,8 @@ struct RawPolicy {
     measured_boot: Option<measured_boot::RawMeasuredBoot>,
     #[serde(default)]
     ima: Option<ima::RawIma>,
+    #[serde(default)]
+    containers: Option<containers::RawContainers>,
 }
 
 #[derive(Deserialize, Default)]
@@ -97,6 +100,7 @@ pub struct Policy {
     sha256_pcrs: BTreeMap<u32, [u8; 32]>,
     measured_boot: Option<measured_boot::MeasuredBootRules>,
     ima: Option<ima::ImaRules>,
+    containers: Option<containers::ContainerRules>,
     digest: [u8; 32],
 }
 
@@ -154,10 +158,12 @@ impl Policy {
                 ));
             }
         }
-        if raw.schema == 0 && (raw.measured_boot.is_some() || raw.ima.is_some()) {
+        if raw.schema == 0
+            && (raw.measured_boot.is_some() || raw.ima.is_some() || raw.containers.is_some())
+        {
             return Err(invalid(
                 "schema",
-                "[measured_boot] and [ima] need `schema = 1`".into(),
+                "[measured_boot], [ima] and [containers] need `schema = 1`".into(),
             ));
         }
         let measured_boot = raw
@@ -168,10 +174,18 @@ impl Policy {
             .ima
             .map(|r| r.validate(&|needle, reason| invalid(needle, reason)))
             .transpose()?;
-        if sha256_pcrs.is_empty() && measured_boot.is_none() && ima.is_none() {
+        let containers = raw
+            .containers
+            .map(|r| r.validate(&|needle, reason| invalid(needle, reason)))
+            .transpose()?;
+        if sha256_pcrs.is_empty()
+            && measured_boot.is_none()
+            && ima.is_none()
+            && containers.is_none()
+        {
             return Err(invalid(
                 "[pcrs",
-                "the policy requires nothing; list PCR values under [pcrs.sha256], or add [measured_boot] or [ima] claims".into(),
+                "the policy requires nothing; list PCR values under [pcrs.sha256], or add [measured_boot], [ima] or [containers] claims".into(),
             ));
         }
         Ok(Self {
@@ -182,6 +196,7 @@ impl Policy {
             sha256_pcrs,
             measured_boot,
             ima,
+            containers,
             digest: Sha256::digest(text.as_bytes()).into(),
         })
     }
@@ -211,8 +226,13 @@ impl Policy {
         self.ima.as_ref()
     }
 
+    /// Claims on the container measurement log, if the policy makes any.
+    pub fn containers(&self) -> Option<&containers::ContainerRules> {
+        self.containers.as_ref()
+    }
+
     /// The PCR indices (sha256 bank) the node must quote, ascending: golden PCRs,
-    /// the PCRs the UEFI log is replayed into, and the IMA PCR.
+    /// the PCRs the UEFI log is replayed into, the IMA PCR and the CEL PCR.
     pub fn pcr_selection(&self) -> Vec<u32> {
         let mut set: std::collections::BTreeSet<u32> = self.sha256_pcrs.keys().copied().collect();
         if let Some(mb) = &self.measured_boot {
@@ -220,6 +240,9 @@ impl Policy {
         }
         if let Some(ima) = &self.ima {
             set.insert(ima.pcr);
+        }
+        if let Some(c) = &self.containers {
+            set.insert(c.pcr);
         }
         set.into_iter().collect()
     }

@@ -129,7 +129,10 @@ pub fn kdfa_sha256(
     context_v: &[u8],
     bits: u32,
 ) -> Vec<u8> {
-    debug_assert!(bits % 8 == 0, "KDFa is only used for whole bytes here");
+    debug_assert!(
+        bits.is_multiple_of(8),
+        "KDFa is only used for whole bytes here"
+    );
     let len = (bits / 8) as usize;
     let mut out = Vec::with_capacity(len + 32);
     let mut counter = 1u32;

@@ -297,6 +297,29 @@ impl Scenario {
         uefi_log: Option<&[u8]>,
         ima_log: Option<&[u8]>,
     ) -> QuoteOutcome {
+        self.verify_signed_with_all_logs(attest, signature, uefi_log, ima_log, None)
+    }
+
+    /// Signs the scenario's attest and verifies it with a UEFI, IMA and CEL log.
+    pub fn verify_with_all_logs(
+        &self,
+        uefi_log: Option<&[u8]>,
+        ima_log: Option<&[u8]>,
+        cel_log: Option<&[u8]>,
+    ) -> QuoteOutcome {
+        let (attest, signature) = self.signed();
+        self.verify_signed_with_all_logs(&attest, &signature, uefi_log, ima_log, cel_log)
+    }
+
+    /// Verifies already signed `attest` bytes together with every kind of log.
+    pub fn verify_signed_with_all_logs(
+        &self,
+        attest: &[u8],
+        signature: &[u8],
+        uefi_log: Option<&[u8]>,
+        ima_log: Option<&[u8]>,
+        cel_log: Option<&[u8]>,
+    ) -> QuoteOutcome {
         let ak = self.ak.public();
         let check = QuoteCheck {
             ak: &ak,
@@ -312,6 +335,7 @@ impl Scenario {
                 pcrs_sha256: &self.pcrs,
                 uefi_log,
                 ima_log,
+                cel_log,
             },
         )
     }

@@ -404,7 +404,7 @@ fn media(sub: u8, c: &mut Cursor<'_>) -> NodeText {
         }
         0x03 => return vendor("VenMedia", c),
         MEDIA_FILE_PATH => {
-            if c.left() % 2 != 0 {
+            if !c.left().is_multiple_of(2) {
                 return Ok(None);
             }
             file_path_text(c.rest())

@@ -316,7 +316,7 @@ fn read_list(cur: &mut Cursor<'_>, total: &mut usize) -> Result<SignatureList, E
         ));
     }
     let step = signature_size as usize;
-    if body.left() % step != 0 {
+    if !body.left().is_multiple_of(step) {
         return Err(body.invalid(
             "SignatureSize",
             format!(

@@ -233,7 +233,7 @@ fn signature_lists(data: &[u8]) -> Result<VariableValue, EfiError> {
 }
 
 fn boot_order(data: &[u8]) -> Result<Vec<u16>, EfiError> {
-    if data.len() % 2 != 0 {
+    if !data.len().is_multiple_of(2) {
         return Err(EfiError::Invalid {
             structure: "BootOrder",
             field: "VariableData",

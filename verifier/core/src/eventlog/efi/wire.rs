@@ -255,7 +255,7 @@ pub(crate) fn utf16_lossy(bytes: &[u8]) -> String {
 
 /// Decodes UTF-16LE strictly: `None` on an odd length or unpaired surrogate.
 pub(crate) fn utf16_strict(bytes: &[u8]) -> Option<String> {
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     char::decode_utf16(code_units(bytes))
