@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/assay-attestor";
+pub use assay_core::eventlog::cel::DEFAULT_CEL_PCR;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,6 +22,9 @@ pub struct FileConfig {
     pub ima_log: Option<PathBuf>,
     pub max_uefi_log_bytes: Option<u64>,
     pub max_ima_log_bytes: Option<u64>,
+    pub cel_log: Option<PathBuf>,
+    pub cel_pcr: Option<u32>,
+    pub runtime_files: Option<Vec<PathBuf>>,
 }
 
 /// Values from flags/environment; `None` means "not given".
@@ -34,6 +38,8 @@ pub struct Overrides {
     pub retries: Option<u32>,
     pub uefi_log: Option<PathBuf>,
     pub ima_log: Option<PathBuf>,
+    pub cel_log: Option<PathBuf>,
+    pub cel_pcr: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -51,7 +57,28 @@ pub struct Config {
     pub ima_log: PathBuf,
     pub max_uefi_log_bytes: u64,
     pub max_ima_log_bytes: u64,
+    /// The container measurement log this attestor writes (and sends).
+    pub cel_log: PathBuf,
+    /// The PCR container measurements are extended into.
+    pub cel_pcr: u32,
+    /// Container runtime binaries and configs measured before attesting (absent
+    /// files are skipped).
+    pub runtime_files: Vec<PathBuf>,
 }
+
+/// Runtime files measured unless configured: the usual container runtimes,
+/// where Debian installs them, and containerd's config.
+pub const DEFAULT_RUNTIME_FILES: &[&str] = &[
+    "/usr/bin/containerd",
+    "/usr/bin/containerd-shim-runc-v2",
+    "/usr/sbin/runc",
+    "/usr/bin/runc",
+    "/usr/bin/crun",
+    "/usr/sbin/dockerd",
+    "/usr/bin/dockerd",
+    "/usr/bin/kubelet",
+    "/etc/containerd/config.toml",
+];
 
 impl Config {
     /// Configuration for commands that talk to a verifier (`verifier` and `ca` required).
@@ -120,6 +147,17 @@ impl Config {
             max_ima_log_bytes: f
                 .max_ima_log_bytes
                 .unwrap_or(crate::logs::DEFAULT_MAX_IMA_LOG_BYTES),
+            cel_log: o
+                .cel_log
+                .or(f.cel_log)
+                .unwrap_or_else(|| PathBuf::from(crate::measure::DEFAULT_CEL_LOG)),
+            cel_pcr: match o.cel_pcr.or(f.cel_pcr).unwrap_or(DEFAULT_CEL_PCR) {
+                p if p <= 23 => p,
+                p => return Err(format!("config key `cel_pcr`: PCR {p} is above 23")),
+            },
+            runtime_files: f
+                .runtime_files
+                .unwrap_or_else(|| DEFAULT_RUNTIME_FILES.iter().map(PathBuf::from).collect()),
         })
     }
 }

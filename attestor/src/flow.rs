@@ -13,7 +13,9 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::logs::{self, LogRead};
+use crate::measure;
 use crate::tpm::Tpm;
+use assay_core::eventlog::cel::Measurement;
 
 /// Why the attestor failed; each kind has its own exit code.
 #[derive(Debug, thiserror::Error)]
@@ -204,19 +206,26 @@ pub async fn attest(cfg: &Config, tpm: &mut Tpm, ch: Channel) -> Result<Outcome,
         .await
         .map_err(|s| Failure::from_status("challenge", s))?
         .into_inner();
+    // Container runtime files are measured (once each) before the quote covers them.
+    let measure_note = if chal.want_cel_log {
+        measure_runtime(cfg, tpm).err()
+    } else {
+        None
+    };
     let q = tpm
         .quote(&cfg.state_dir, &chal.nonce, &chal.pcrs_sha256)
         .map_err(tpm_err)?;
     // Logs are read after the quote: they may then run ahead of the quoted PCRs
     // (the verifier finds the quoted prefix), never behind them.
-    let (uefi_log, ima_log, log_notes) = read_logs(cfg, chal.want_uefi_log, chal.want_ima_log);
+    let mut logs = read_logs(
+        cfg,
+        chal.want_uefi_log,
+        chal.want_ima_log,
+        chal.want_cel_log,
+    );
+    logs.notes.extend(measure_note);
     let r = c
-        .attest(attest_request(
-            cfg,
-            chal.nonce,
-            q,
-            (uefi_log, ima_log, log_notes),
-        ))
+        .attest(attest_request(cfg, chal.nonce, q, logs))
         .await
         .map_err(|s| Failure::from_status("attestation", s))?
         .into_inner();
@@ -245,8 +254,48 @@ pub async fn attest(cfg: &Config, tpm: &mut Tpm, ch: Channel) -> Result<Outcome,
     })
 }
 
-/// The logs to send: UEFI, IMA, and notes on those that could not be read.
-type Logs = (Option<Vec<u8>>, Option<Vec<u8>>, Vec<String>);
+/// The logs to send, and notes on those that could not be read.
+#[derive(Default)]
+pub struct Logs {
+    pub uefi: Option<Vec<u8>>,
+    pub ima: Option<Vec<u8>>,
+    pub cel: Option<Vec<u8>>,
+    pub notes: Vec<String>,
+}
+
+/// Measures the configured container runtime files that exist into the CEL
+/// log (once each). An error (a tampered log, a TPM failure) is returned as a
+/// note for the verdict: the attestation goes on, and the verifier judges.
+pub fn measure_runtime(cfg: &Config, tpm: &mut Tpm) -> Result<usize, String> {
+    let boot = measure::boot_value(&cfg.uefi_log, cfg.max_uefi_log_bytes, cfg.cel_pcr);
+    let (mut log, _) = measure::MeasurementLog::open(&cfg.cel_log, cfg.cel_pcr, boot, tpm)
+        .map_err(|e| {
+            warn!(error = %e, "container measurement log");
+            format!("cel_log: {e}")
+        })?;
+    let mut added = 0;
+    for path in &cfg.runtime_files {
+        let sha256 = match measure::hash_file(path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("runtime file {}: {e}", path.display())),
+        };
+        let text = path.display().to_string();
+        let m = if path.starts_with("/etc") {
+            Measurement::RuntimeConfig { path: text, sha256 }
+        } else {
+            Measurement::RuntimeBinary { path: text, sha256 }
+        };
+        if log
+            .measure(&m, tpm)
+            .map_err(|e| format!("cel_log: {e}"))?
+            .is_some()
+        {
+            added += 1;
+        }
+    }
+    Ok(added)
+}
 
 /// The `AttestRequest` for a quote and the logs read after it.
 fn attest_request(
@@ -255,7 +304,12 @@ fn attest_request(
     q: crate::tpm::QuoteResult,
     logs: Logs,
 ) -> pb::AttestRequest {
-    let (uefi_log, ima_log, log_notes) = logs;
+    let Logs {
+        uefi: uefi_log,
+        ima: ima_log,
+        cel: cel_log,
+        notes: log_notes,
+    } = logs;
     pb::AttestRequest {
         node_id: cfg.node_id.clone(),
         nonce,
@@ -268,12 +322,13 @@ fn attest_request(
             .collect(),
         uefi_log,
         ima_log,
+        cel_log,
         log_notes,
     }
 }
 
 /// Reads the logs that were asked for; a log that cannot be sent gets a note.
-fn read_logs(cfg: &Config, want_uefi: bool, want_ima: bool) -> Logs {
+fn read_logs(cfg: &Config, want_uefi: bool, want_ima: bool, want_cel: bool) -> Logs {
     let mut notes = Vec::new();
     let mut read = |want: bool, path: &Path, cap: u64, key: &str| {
         if !want {
@@ -290,7 +345,20 @@ fn read_logs(cfg: &Config, want_uefi: bool, want_ima: bool) -> Logs {
     };
     let uefi = read(want_uefi, &cfg.uefi_log, cfg.max_uefi_log_bytes, "uefi_log");
     let ima = read(want_ima, &cfg.ima_log, cfg.max_ima_log_bytes, "ima_log");
-    (uefi, ima, notes)
+    // The CEL log lives under /run: no file means nothing was measured since boot.
+    let cel = if !want_cel {
+        None
+    } else if cfg.cel_log.exists() {
+        read(true, &cfg.cel_log, measure::MAX_CEL_LOG_BYTES, "cel_log")
+    } else {
+        Some(Vec::new())
+    };
+    Logs {
+        uefi,
+        ima,
+        cel,
+        notes,
+    }
 }
 
 /// Offline evidence: a quote over `pcrs` with `nonce`, the logs, the AK and the
@@ -302,12 +370,13 @@ pub fn collect(
     pcrs: &[u32],
     want_uefi: bool,
     want_ima: bool,
+    want_cel: bool,
 ) -> Result<pb::EvidenceBundle, Failure> {
     let ek_certificate = tpm.ek_certificate().map_err(tpm_err)?;
     let ek_public = tpm.ek_public().map_err(tpm_err)?;
     let ak = tpm.load_or_create_ak(&cfg.state_dir).map_err(tpm_err)?;
     let q = tpm.quote(&cfg.state_dir, nonce, pcrs).map_err(tpm_err)?;
-    let (uefi_log, ima_log, log_notes) = read_logs(cfg, want_uefi, want_ima);
+    let logs = read_logs(cfg, want_uefi, want_ima, want_cel);
     let collected_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
@@ -316,12 +385,7 @@ pub fn collect(
         ak_public: ak.public,
         ek_certificate,
         ek_public,
-        evidence: Some(attest_request(
-            cfg,
-            nonce.to_vec(),
-            q,
-            (uefi_log, ima_log, log_notes),
-        )),
+        evidence: Some(attest_request(cfg, nonce.to_vec(), q, logs)),
         collected_unix,
     })
 }

@@ -11,4 +11,5 @@
 pub mod config;
 pub mod flow;
 pub mod logs;
+pub mod measure;
 pub mod tpm;

@@ -60,6 +60,35 @@ enum Cmd {
     /// verification (`assay-verifier verify-bundle`) or a reference policy
     /// (`assay-verifier policy generate --from-evidence`). Needs no verifier.
     Collect(CollectArgs),
+    /// Measure an image into the container measurement log (CEL) and its PCR, once:
+    /// for OCI hooks and runtimes the agent does not watch.
+    MeasureImage(MeasureImageArgs),
+    /// Measure the configured container runtime binaries and configs (once each).
+    MeasureRuntime(Common),
+    /// The container measurement log.
+    #[command(subcommand)]
+    Log(LogCmd),
+}
+
+#[derive(Args)]
+struct MeasureImageArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Image reference, e.g. docker.io/library/busybox:1.36.
+    #[arg(long = "ref")]
+    reference: String,
+    /// Manifest digest, sha256:<64 hex>.
+    #[arg(long)]
+    digest: String,
+    /// Config digest, sha256:<64 hex>, when known.
+    #[arg(long)]
+    config_digest: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum LogCmd {
+    /// Print the records (text, or --output json), checking each digest.
+    Show(Common),
 }
 
 #[derive(Args)]
@@ -81,6 +110,9 @@ struct CollectArgs {
     /// Leave the IMA log out.
     #[arg(long)]
     no_ima_log: bool,
+    /// Leave the container measurement log out.
+    #[arg(long)]
+    no_cel_log: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -120,6 +152,12 @@ struct Common {
     /// IMA log to send when the policy asks (default the kernel's binary_runtime_measurements).
     #[arg(long, env = "ASSAY_IMA_LOG")]
     ima_log: Option<PathBuf>,
+    /// Container measurement log (default /run/assay-attestor/measurements.cel).
+    #[arg(long, env = "ASSAY_CEL_LOG")]
+    cel_log: Option<PathBuf>,
+    /// PCR for container measurements (default 13).
+    #[arg(long, env = "ASSAY_CEL_PCR")]
+    cel_pcr: Option<u32>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -140,6 +178,8 @@ impl Common {
             retries: self.retries,
             uefi_log: self.uefi_log.clone(),
             ima_log: self.ima_log.clone(),
+            cel_log: self.cel_log.clone(),
+            cel_pcr: self.cel_pcr,
         }
     }
 }
@@ -170,6 +210,9 @@ fn main() -> ExitCode {
         ),
         Cmd::Enroll(c) => (c, rt.block_on(run_enroll(c))),
         Cmd::Collect(a) => (&a.common, run_collect(a)),
+        Cmd::MeasureImage(a) => (&a.common, run_measure_image(a)),
+        Cmd::MeasureRuntime(c) => (c, run_measure_runtime(c)),
+        Cmd::Log(LogCmd::Show(c)) => (c, run_log_show(c)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -191,6 +234,139 @@ fn main() -> ExitCode {
     }
 }
 
+fn measure_failure(e: assay_attestor::measure::MeasureError) -> Failure {
+    use assay_attestor::measure::MeasureError as E;
+    match e {
+        E::Tampered { .. } => Failure::Untrusted(e.to_string()),
+        E::Tpm(t) => Failure::Tpm(t.to_string()),
+        other => Failure::Internal(other.to_string()),
+    }
+}
+
+fn run_measure_image(a: &MeasureImageArgs) -> Result<u8, Failure> {
+    use assay_attestor::measure::{boot_value, MeasurementLog};
+    use assay_core::eventlog::cel::{is_oci_sha256, Measurement};
+    let cfg = Config::load_offline(a.common.config.as_deref(), a.common.overrides())
+        .map_err(Failure::Config)?;
+    for (flag, d) in [
+        ("--digest", Some(&a.digest)),
+        ("--config-digest", a.config_digest.as_ref()),
+    ] {
+        if let Some(d) = d.filter(|d| !is_oci_sha256(d)) {
+            return Err(Failure::Config(format!(
+                "{flag}: `{d}` is not sha256:<64 lowercase hex>"
+            )));
+        }
+    }
+    if a.reference.is_empty()
+        || a.reference.len() > assay_core::eventlog::cel::MAX_FIELD
+        || a.reference.contains(char::is_control)
+    {
+        return Err(Failure::Config(
+            "--ref: empty, too long or with control characters".into(),
+        ));
+    }
+    let mut tpm =
+        assay_attestor::tpm::Tpm::open(&cfg.tcti).map_err(|e| Failure::Tpm(e.to_string()))?;
+    let boot = boot_value(&cfg.uefi_log, cfg.max_uefi_log_bytes, cfg.cel_pcr);
+    let (mut log, _) =
+        MeasurementLog::open(&cfg.cel_log, cfg.cel_pcr, boot, &mut tpm).map_err(measure_failure)?;
+    let m = Measurement::Image {
+        reference: a.reference.clone(),
+        manifest_digest: a.digest.clone(),
+        config_digest: a.config_digest.clone(),
+    };
+    let added = log.measure(&m, &mut tpm).map_err(measure_failure)?;
+    match (a.common.output, added) {
+        (Output::Json, _) => outln!(
+            "{}",
+            serde_json::json!({"result": "measured", "record": added, "already_measured": added.is_none()})
+        ),
+        (_, Some(n)) => outln!(
+            "measured {} as CEL record #{n} into PCR {}",
+            a.digest,
+            cfg.cel_pcr
+        ),
+        (_, None) => outln!("{} was already measured", a.digest),
+    }
+    Ok(0)
+}
+
+fn run_measure_runtime(c: &Common) -> Result<u8, Failure> {
+    let cfg = Config::load_offline(c.config.as_deref(), c.overrides()).map_err(Failure::Config)?;
+    let mut tpm =
+        assay_attestor::tpm::Tpm::open(&cfg.tcti).map_err(|e| Failure::Tpm(e.to_string()))?;
+    let added = flow::measure_runtime(&cfg, &mut tpm).map_err(Failure::Internal)?;
+    match c.output {
+        Output::Json => outln!(
+            "{}",
+            serde_json::json!({"result": "measured", "new_records": added})
+        ),
+        _ => outln!("{added} new runtime measurements"),
+    }
+    Ok(0)
+}
+
+fn run_log_show(c: &Common) -> Result<u8, Failure> {
+    use assay_core::eventlog::cel;
+    let cfg = Config::load_offline(c.config.as_deref(), c.overrides()).map_err(Failure::Config)?;
+    let bytes = match std::fs::read(&cfg.cel_log) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(Failure::Config(format!(
+                "cel_log {}: {e}",
+                cfg.cel_log.display()
+            )))
+        }
+    };
+    let log = cel::parse(&bytes, &cel::Limits::default())
+        .map_err(|e| Failure::Internal(format!("{}: {e}", cfg.cel_log.display())))?;
+    match c.output {
+        Output::Json => {
+            let records: Vec<serde_json::Value> = log
+                .records
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "recnum": r.recnum,
+                        "pcr": r.pcr,
+                        "digests": r.digests,
+                        "content_proven": r.content_proven(),
+                        "measurement": r.measurement().map_or_else(|e| serde_json::json!({"error": e}), |m| serde_json::to_value(m).unwrap_or_default()),
+                    })
+                })
+                .collect();
+            outln!(
+                "{}",
+                serde_json::json!({"log": cfg.cel_log, "records": records})
+            );
+        }
+        _ => {
+            outln!("{}: {} records", cfg.cel_log.display(), log.records.len());
+            for r in &log.records {
+                let m = r
+                    .measurement()
+                    .map_or_else(|e| format!("(undecodable: {e})"), |m| format!("{m:?}"));
+                outln!(
+                    "#{:<4} PCR {:<2} sha256:{}{} {m}",
+                    r.recnum,
+                    r.pcr,
+                    r.digest(assay_core::tpm::public::HashAlg::Sha256)
+                        .map(hex::encode)
+                        .unwrap_or_default(),
+                    if r.content_proven() {
+                        ""
+                    } else {
+                        " [CONTENT DOES NOT MATCH DIGEST]"
+                    }
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
 fn run_collect(a: &CollectArgs) -> Result<u8, Failure> {
     use prost::Message;
     let cfg = Config::load_offline(a.common.config.as_deref(), a.common.overrides())
@@ -206,6 +382,7 @@ fn run_collect(a: &CollectArgs) -> Result<u8, Failure> {
         &a.pcrs,
         !a.no_uefi_log,
         !a.no_ima_log,
+        !a.no_cel_log,
     )?;
     let bytes = bundle.encode_to_vec();
     std::fs::write(&a.out, &bytes)

@@ -52,6 +52,9 @@ async fn main() -> anyhow::Result<()> {
         ima_log: "/nonexistent/ima".into(),
         max_uefi_log_bytes: 1 << 20,
         max_ima_log_bytes: 1 << 20,
+        cel_log: state.path().join("measurements.cel"),
+        cel_pcr: 13,
+        runtime_files: vec![],
     };
     let mut tpm = Tpm::open(&cfg.tcti)?;
     let t = Instant::now();

@@ -182,6 +182,8 @@ pub fn attestor(
         .arg(state_dir)
         .arg("--node-id")
         .arg(node_id)
+        // Never the host's /run/assay-attestor: each test node keeps its own.
+        .env("ASSAY_CEL_LOG", state_dir.join("measurements.cel"))
         .args(extra);
     Ok(cmd.output()?)
 }

@@ -49,6 +49,9 @@ impl Node {
             ima_log: "/nonexistent/ima".into(),
             max_uefi_log_bytes: 1 << 20,
             max_ima_log_bytes: 1 << 20,
+            cel_log: self.state.path().join("measurements.cel"),
+            cel_pcr: 13,
+            runtime_files: vec![],
         }
     }
 

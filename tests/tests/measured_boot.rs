@@ -82,7 +82,7 @@ impl Node {
     fn collect(&self, uefi: &Path, ima: Option<&Path>) -> Result<PathBuf> {
         let out = self.files.path().join("bundle.pb");
         let mut cmd = std::process::Command::new(bin("assay-attestor")?);
-        cmd.args(["collect", "--nonce", "00112233", "--tcti"])
+        cmd.args(["collect", "--no-cel-log", "--nonce", "00112233", "--tcti"])
             .arg(self.tpm.tcti())
             .arg("--state-dir")
             .arg(self.state.path())
@@ -423,7 +423,7 @@ fn absent_logs_explain_verify_bundle_and_policy_from_an_enrolled_node() -> Resul
     // A bundle collected on the enrolled node, with a verifier's nonce.
     let bundle = node.files.path().join("node.bundle");
     let collect = std::process::Command::new(bin("assay-attestor")?)
-        .args(["collect", "--nonce", "a1b2c3d4", "--tcti"])
+        .args(["collect", "--no-cel-log", "--nonce", "a1b2c3d4", "--tcti"])
         .arg(node.tpm.tcti())
         .arg("--state-dir")
         .arg(node.state.path())

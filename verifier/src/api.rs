@@ -89,6 +89,7 @@ impl pb::attestation_server::Attestation for Api {
             expires_unix: c.expires_unix,
             want_uefi_log: c.want_uefi_log,
             want_ima_log: c.want_ima_log,
+            want_cel_log: c.want_cel_log,
         }))
     }
 
@@ -109,6 +110,7 @@ impl pb::attestation_server::Attestation for Api {
                 .collect(),
             uefi_log: r.uefi_log,
             ima_log: r.ima_log,
+            cel_log: r.cel_log,
             log_notes: r.log_notes,
         };
         let out = blocking(&self.0, move |v| v.attest(&input)).await?;

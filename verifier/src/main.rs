@@ -321,6 +321,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &name,
                 evidence.uefi_log.as_deref(),
                 evidence.ima_log.as_deref(),
+                evidence.cel_log.as_deref(),
                 &pcrs,
             )?;
             // What we write must be a valid policy.

@@ -308,6 +308,7 @@ pub fn verify_bundle(
         pcrs_sha256: &pcrs,
         uefi_log: ev.uefi_log.as_deref(),
         ima_log: ev.ima_log.as_deref(),
+        cel_log: ev.cel_log.as_deref(),
     };
     Ok(verify_quote(&check, &evidence).verdict)
 }
@@ -335,12 +336,14 @@ pub fn verdict_text(v: &Verdict, policy: &Policy) -> String {
 /// A reference policy from a known-good node's evidence: its UEFI log (Secure
 /// Boot state, PK/KEK/db, required dbx, CRTM, firmware blobs, boot applications,
 /// kernel command lines, events after the separators) and its IMA log (every
-/// measured file with its digest). Review it before use: it allows exactly what
-/// this node booted.
+/// measured file with its digest) and its container measurement log (runtime
+/// files and images). Review it before use: it allows exactly what this node
+/// booted and ran.
 pub fn generate_policy(
     name: &str,
     uefi_log: Option<&[u8]>,
     ima_log: Option<&[u8]>,
+    cel_log: Option<&[u8]>,
     pcrs: &[(u32, Vec<u8>)],
 ) -> anyhow::Result<String> {
     let mut out = format!(
@@ -350,7 +353,7 @@ pub fn generate_policy(
          schema = 1\nname = {}\nversion = \"1\"\n",
         toml_str(name)
     );
-    if uefi_log.is_none() && ima_log.is_none() {
+    if uefi_log.is_none() && ima_log.is_none() && cel_log.is_none() {
         out.push_str("\n[pcrs.sha256]\n");
         for (i, v) in pcrs {
             out.push_str(&format!("{i} = \"{}\"\n", hex::encode(v)));
@@ -380,6 +383,11 @@ pub fn generate_policy(
     if let Some(bytes) = ima_log {
         let log = ima::parse(bytes, &ima::Limits::default()).context("IMA log")?;
         out.push_str(&crate::reference::ima_section(&log));
+    }
+    if let Some(bytes) = cel_log {
+        let log = assay_core::eventlog::cel::parse(bytes, &Default::default())
+            .context("container measurement log")?;
+        out.push_str(&crate::reference::containers_section(&log));
     }
     Ok(out)
 }

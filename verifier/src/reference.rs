@@ -241,3 +241,64 @@ pub fn ima_section(log: &ImaLog) -> String {
     }
     out
 }
+
+/// `[containers]` for this log: every measured runtime file with its digest and
+/// every measured image by manifest digest. Records whose content is not proven
+/// by their digest are left out with a comment.
+pub fn containers_section(log: &assay_core::eventlog::cel::CelLog) -> String {
+    use assay_core::eventlog::cel::Measurement;
+    let pcr = log
+        .records
+        .first()
+        .map_or(assay_core::eventlog::cel::DEFAULT_CEL_PCR, |r| r.pcr);
+    let mut runtime: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut images: BTreeMap<String, String> = BTreeMap::new();
+    let mut notes = Vec::new();
+    for r in &log.records {
+        if !r.content_proven() {
+            notes.push(format!(
+                "record #{}: content does not match its digest; not used",
+                r.recnum
+            ));
+            continue;
+        }
+        match r.measurement() {
+            Ok(
+                Measurement::RuntimeBinary { path, sha256 }
+                | Measurement::RuntimeConfig { path, sha256 },
+            ) => {
+                runtime
+                    .entry(path)
+                    .or_default()
+                    .insert(format!("sha256:{}", hex::encode(sha256)));
+            }
+            Ok(Measurement::Image {
+                reference,
+                manifest_digest,
+                ..
+            }) => {
+                images.entry(manifest_digest).or_insert(reference);
+            }
+            Ok(Measurement::ContainerStart { .. }) => {}
+            Err(e) => notes.push(format!("record #{}: {e}; not used", r.recnum)),
+        }
+    }
+    let mut out = format!("\n[containers]\npcr = {pcr}\nallowed_images = [\n");
+    for (digest, reference) in &images {
+        let _ = writeln!(
+            out,
+            "  {},  # {}",
+            toml_str(digest),
+            reference.replace('\n', " ")
+        );
+    }
+    out.push_str("]\n\n[containers.runtime]\n");
+    for (path, digests) in &runtime {
+        let digests: Vec<String> = digests.iter().map(|d| toml_str(d)).collect();
+        let _ = writeln!(out, "{} = [{}]", toml_str(path), digests.join(", "));
+    }
+    for n in notes {
+        let _ = writeln!(out, "# {n}");
+    }
+    out
+}

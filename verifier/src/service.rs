@@ -65,6 +65,7 @@ pub struct ChallengeOutput {
     pub expires_unix: i64,
     pub want_uefi_log: bool,
     pub want_ima_log: bool,
+    pub want_cel_log: bool,
 }
 
 pub struct AttestInput {
@@ -75,6 +76,7 @@ pub struct AttestInput {
     pub pcrs_sha256: Vec<(u32, Vec<u8>)>,
     pub uefi_log: Option<Vec<u8>>,
     pub ima_log: Option<Vec<u8>>,
+    pub cel_log: Option<Vec<u8>>,
     /// The attestor's notes on logs it could not send.
     pub log_notes: Vec<String>,
 }
@@ -98,6 +100,7 @@ impl AttestInput {
             uefi_log: self.uefi_log.clone(),
             ima_log: self.ima_log.clone(),
             log_notes: self.log_notes.clone(),
+            cel_log: self.cel_log.clone(),
         }
     }
 }
@@ -288,6 +291,7 @@ impl Verifier {
             expires_unix,
             want_uefi_log: self.policy.measured_boot().is_some(),
             want_ima_log: self.policy.ima().is_some(),
+            want_cel_log: self.policy.containers().is_some(),
         })
     }
 
@@ -319,6 +323,7 @@ impl Verifier {
             pcrs_sha256: &input.pcrs_sha256,
             uefi_log: input.uefi_log.as_deref(),
             ima_log: input.ima_log.as_deref(),
+            cel_log: input.cel_log.as_deref(),
         };
         let check = QuoteCheck {
             ak: &ak,

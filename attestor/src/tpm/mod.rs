@@ -187,6 +187,20 @@ impl Tpm {
         flush(&mut self.ctx, ak.into(), "FlushContext(AK)", r)
     }
 
+    /// TPM2_PCR_Read of the sha256 bank of PCR `index`.
+    pub fn read_pcr_sha256(&mut self, index: u32) -> Result<Vec<u8>, TpmError> {
+        let (selection, indices) = sha256_selection(&[index])?;
+        let values = read_pcrs(&mut self.ctx, &selection, &indices)?;
+        values
+            .into_iter()
+            .next()
+            .map(|(_, v)| v)
+            .ok_or_else(|| TpmError::Pcr {
+                index,
+                reason: "PCR_Read returned nothing".into(),
+            })
+    }
+
     /// TPM2_PCR_Extend of the sha256 bank of PCR `index` with `digest`.
     pub fn extend_pcr_sha256(&mut self, index: u32, digest: &[u8; 32]) -> Result<(), TpmError> {
         if index >= PCR_COUNT {
