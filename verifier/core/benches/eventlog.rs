@@ -89,5 +89,93 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// A container measurement log of 1,000 records (runtime files, images and
+/// starts) parsed, replayed and judged under a `[containers]` policy listing
+/// every image, beside the same quote under golden PCR values only.
+fn cel(c: &mut Criterion) {
+    use assay_core::eventlog::cel::{self, CelLog, Measurement, Record};
+    let mut ms = Vec::new();
+    let mut allowed = Vec::new();
+    for i in 0..1000u32 {
+        let digest = format!("sha256:{:064x}", i / 3 + 1);
+        ms.push(match i % 3 {
+            0 => {
+                allowed.push(format!("{digest:?}"));
+                Measurement::Image {
+                    reference: format!("registry.example.com/team/app:{i}"),
+                    manifest_digest: digest,
+                    config_digest: None,
+                }
+            }
+            1 => Measurement::ContainerStart {
+                container_id: format!("c-{i}"),
+                image_digest: digest,
+                image_reference: None,
+            },
+            _ => Measurement::RuntimeConfig {
+                path: format!("/etc/containerd/conf.d/{i}.toml"),
+                sha256: [7; 32],
+            },
+        });
+    }
+    let log = CelLog {
+        records: ms
+            .iter()
+            .enumerate()
+            .map(|(i, m)| Record::new(i as u64, 13, m))
+            .collect(),
+    };
+    let bytes = cel::encode(&log);
+    let pcr13 = cel::replay(&log.records, HashAlg::Sha256, |_| vec![0; 32])
+        .remove(&13)
+        .unwrap();
+    let text = format!(
+        "schema = 1\nname = \"bench\"\n[containers]\nallowed_images = [{}]\n",
+        allowed.join(", ")
+    );
+    let with_cel = Scenario::with(
+        shared_rsa_ak(),
+        vec![(13, pcr13.clone())],
+        Policy::parse("bench.toml", &text).unwrap(),
+    );
+    let plain = Scenario::with(
+        shared_rsa_ak(),
+        vec![(13, pcr13.clone())],
+        Policy::parse(
+            "bench.toml",
+            &format!(
+                "schema = 1\nname = \"bench\"\n[pcrs.sha256]\n13 = \"{}\"\n",
+                hex::encode(&pcr13)
+            ),
+        )
+        .unwrap(),
+    );
+    let o = with_cel.verify_with_all_logs(None, None, Some(&bytes));
+    assert!(o.verdict.passed, "{:#?}", o.verdict);
+    let (plain_sig, cel_sig) = (plain.signed(), with_cel.signed());
+    let mut group = c.benchmark_group("cel_1000_records");
+    group.bench_function("parse_and_replay", |b| {
+        b.iter(|| {
+            let log = cel::parse(black_box(&bytes), &cel::Limits::default()).unwrap();
+            cel::replay(&log.records, HashAlg::Sha256, |_| vec![0; 32])
+        })
+    });
+    group.bench_function("quote_and_golden_pcr13", |b| {
+        b.iter(|| plain.verify_signed_with_logs(&plain_sig.0, &plain_sig.1, None, None))
+    });
+    group.bench_function("quote_and_cel_policy", |b| {
+        b.iter(|| {
+            with_cel.verify_signed_with_all_logs(
+                &cel_sig.0,
+                &cel_sig.1,
+                None,
+                None,
+                Some(black_box(&bytes)),
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, cel);
 criterion_main!(benches);
