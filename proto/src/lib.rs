@@ -10,3 +10,45 @@
 pub mod v1 {
     tonic::include_proto!("assay.v1");
 }
+
+/// The subset of containerd's API the attestor uses (see `containerd/README.md`).
+pub mod containerd {
+    pub mod events {
+        tonic::include_proto!("containerd.events");
+    }
+    pub mod types {
+        tonic::include_proto!("containerd.types");
+    }
+    pub mod v1 {
+        pub mod types {
+            tonic::include_proto!("containerd.v1.types");
+        }
+    }
+    pub mod services {
+        pub mod events {
+            pub mod v1 {
+                tonic::include_proto!("containerd.services.events.v1");
+            }
+        }
+        pub mod images {
+            pub mod v1 {
+                tonic::include_proto!("containerd.services.images.v1");
+            }
+        }
+        pub mod containers {
+            pub mod v1 {
+                tonic::include_proto!("containerd.services.containers.v1");
+            }
+        }
+        pub mod content {
+            pub mod v1 {
+                tonic::include_proto!("containerd.services.content.v1");
+            }
+        }
+        pub mod tasks {
+            pub mod v1 {
+                tonic::include_proto!("containerd.services.tasks.v1");
+            }
+        }
+    }
+}
