@@ -55,6 +55,9 @@ async fn main() -> anyhow::Result<()> {
         cel_log: state.path().join("measurements.cel"),
         cel_pcr: 13,
         runtime_files: vec![],
+        containerd_socket: "/nonexistent/containerd.sock".into(),
+        containerd_namespaces: vec![],
+        attest_interval_secs: 300,
     };
     let mut tpm = Tpm::open(&cfg.tcti)?;
     let t = Instant::now();

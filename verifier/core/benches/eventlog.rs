@@ -109,7 +109,7 @@ fn cel(c: &mut Criterion) {
             }
             1 => Measurement::ContainerStart {
                 container_id: format!("c-{i}"),
-                image_digest: digest,
+                image_digest: Some(digest),
                 image_reference: None,
             },
             _ => Measurement::RuntimeConfig {

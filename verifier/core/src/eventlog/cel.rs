@@ -128,10 +128,12 @@ pub enum Measurement {
         #[serde(skip_serializing_if = "Option::is_none")]
         config_digest: Option<String>,
     },
-    /// A container started from the image with manifest digest `image_digest`.
+    /// A container started from the image with manifest digest `image_digest`
+    /// (`None`: a container without an image, e.g. `ctr run --rootfs`).
     ContainerStart {
         container_id: String,
-        image_digest: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        image_digest: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         image_reference: Option<String>,
     },
@@ -427,7 +429,9 @@ pub fn encode_measurement(m: &Measurement) -> Vec<u8> {
         } => {
             put_tlv(&mut out, F_KIND, &[KIND_CONTAINER_START]);
             text(&mut out, F_CONTAINER_ID, container_id);
-            text(&mut out, F_IMAGE_DIGEST, image_digest);
+            if let Some(d) = image_digest {
+                text(&mut out, F_IMAGE_DIGEST, d);
+            }
             if let Some(r) = image_reference {
                 text(&mut out, F_REFERENCE, r);
             }
@@ -514,7 +518,7 @@ pub fn decode_measurement(content: &[u8]) -> Result<Measurement, String> {
         },
         _ => Measurement::ContainerStart {
             container_id: need(text(F_CONTAINER_ID, "container id")?, "container id")?,
-            image_digest: need(digest(F_IMAGE_DIGEST, "image digest")?, "image digest")?,
+            image_digest: digest(F_IMAGE_DIGEST, "image digest")?,
             image_reference: text(F_REFERENCE, "reference")?,
         },
     })

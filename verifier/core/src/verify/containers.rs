@@ -277,6 +277,18 @@ fn start_claims(rules: &ContainerRules, judged: &[(&Record, Measurement)]) -> Ve
             continue;
         };
         seen += 1;
+        let Some(image_digest) = image_digest else {
+            if rules.require_measured_starts {
+                bad.push(Claim::new(
+                    id,
+                    false,
+                    "containers start from measured, allowed images",
+                    format!("container {container_id}: started without an image (a bare root filesystem)"),
+                    loc(r),
+                ));
+            }
+            continue;
+        };
         let actual = format!("container {container_id} from {image_digest}");
         // The image record this start refers to, measured before it.
         let image = judged

@@ -28,7 +28,7 @@ fn sample() -> CelLog {
         },
         Measurement::ContainerStart {
             container_id: "web-1".into(),
-            image_digest: D1.into(),
+            image_digest: Some(D1.into()),
             image_reference: Some("docker.io/library/busybox:1.36".into()),
         },
     ];
@@ -261,13 +261,18 @@ fn arb_measurement() -> impl Strategy<Value = Measurement> {
                 config_digest
             }
         ),
-        (arb_text(), arb_digest(), proptest::option::of(arb_text())).prop_map(
-            |(container_id, image_digest, image_reference)| Measurement::ContainerStart {
-                container_id,
-                image_digest,
-                image_reference
-            }
-        ),
+        (
+            arb_text(),
+            proptest::option::of(arb_digest()),
+            proptest::option::of(arb_text())
+        )
+            .prop_map(|(container_id, image_digest, image_reference)| {
+                Measurement::ContainerStart {
+                    container_id,
+                    image_digest,
+                    image_reference,
+                }
+            }),
     ]
 }
 

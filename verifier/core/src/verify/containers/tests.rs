@@ -36,7 +36,7 @@ fn image(reference: &str, digest: &str) -> Measurement {
 fn start(id: &str, digest: &str) -> Measurement {
     Measurement::ContainerStart {
         container_id: id.into(),
-        image_digest: digest.into(),
+        image_digest: Some(digest.into()),
         image_reference: None,
     }
 }
@@ -202,6 +202,17 @@ fn a_container_from_an_unmeasured_or_disallowed_image_fails() {
         .map(|f| f.0)
         .collect();
     assert_eq!(ids, ["containers.image", "containers.start"]);
+    // A container without an image (a bare root filesystem) is unmeasured.
+    let l = log(&[
+        containerd(),
+        Measurement::ContainerStart {
+            container_id: "bare".into(),
+            image_digest: None,
+            image_reference: None,
+        },
+    ]);
+    let f = only(&judge(&l, 2, &l, RULES), "containers.start");
+    assert!(f[0].1.contains("without an image"), "{f:#?}");
     // With require_measured_starts = false, an unmeasured start is accepted.
     let l = log(&[containerd(), start("legacy", EVIL)]);
     assert!(
