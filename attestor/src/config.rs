@@ -25,6 +25,9 @@ pub struct FileConfig {
     pub cel_log: Option<PathBuf>,
     pub cel_pcr: Option<u32>,
     pub runtime_files: Option<Vec<PathBuf>>,
+    pub containerd_socket: Option<PathBuf>,
+    pub containerd_namespaces: Option<Vec<String>>,
+    pub attest_interval_secs: Option<u64>,
 }
 
 /// Values from flags/environment; `None` means "not given".
@@ -40,6 +43,7 @@ pub struct Overrides {
     pub ima_log: Option<PathBuf>,
     pub cel_log: Option<PathBuf>,
     pub cel_pcr: Option<u32>,
+    pub containerd_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +68,12 @@ pub struct Config {
     /// Container runtime binaries and configs measured before attesting (absent
     /// files are skipped).
     pub runtime_files: Vec<PathBuf>,
+    /// containerd's gRPC socket (the agent watches images and containers there).
+    pub containerd_socket: PathBuf,
+    /// containerd namespaces watched.
+    pub containerd_namespaces: Vec<String>,
+    /// The agent re-attests at least this often.
+    pub attest_interval_secs: u64,
 }
 
 /// Runtime files measured unless configured: the usual container runtimes,
@@ -158,6 +168,17 @@ impl Config {
             runtime_files: f
                 .runtime_files
                 .unwrap_or_else(|| DEFAULT_RUNTIME_FILES.iter().map(PathBuf::from).collect()),
+            containerd_socket: o
+                .containerd_socket
+                .or(f.containerd_socket)
+                .unwrap_or_else(|| PathBuf::from(crate::containerd::DEFAULT_SOCKET)),
+            containerd_namespaces: f.containerd_namespaces.unwrap_or_else(|| {
+                crate::containerd::DEFAULT_NAMESPACES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            }),
+            attest_interval_secs: f.attest_interval_secs.unwrap_or(300),
         })
     }
 }

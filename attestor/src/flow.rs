@@ -198,6 +198,17 @@ pub async fn enroll(cfg: &Config, tpm: &mut Tpm, ch: Channel) -> Result<Enrollme
 
 /// One attestation: challenge, quote, verdict.
 pub async fn attest(cfg: &Config, tpm: &mut Tpm, ch: Channel) -> Result<Outcome, Failure> {
+    attest_with(cfg, tpm, ch, true).await
+}
+
+/// One attestation; with `measure`, the runtime files are measured first when
+/// the policy judges containers (the agent, which holds the log, measures itself).
+pub async fn attest_with(
+    cfg: &Config,
+    tpm: &mut Tpm,
+    ch: Channel,
+    measure: bool,
+) -> Result<Outcome, Failure> {
     let mut c = pb::attestation_client::AttestationClient::new(ch);
     let chal = c
         .challenge(pb::ChallengeRequest {
@@ -207,7 +218,7 @@ pub async fn attest(cfg: &Config, tpm: &mut Tpm, ch: Channel) -> Result<Outcome,
         .map_err(|s| Failure::from_status("challenge", s))?
         .into_inner();
     // Container runtime files are measured (once each) before the quote covers them.
-    let measure_note = if chal.want_cel_log {
+    let measure_note = if measure && chal.want_cel_log {
         measure_runtime(cfg, tpm).err()
     } else {
         None
@@ -267,12 +278,29 @@ pub struct Logs {
 /// log (once each). An error (a tampered log, a TPM failure) is returned as a
 /// note for the verdict: the attestation goes on, and the verifier judges.
 pub fn measure_runtime(cfg: &Config, tpm: &mut Tpm) -> Result<usize, String> {
+    let mut log = open_measurement_log(cfg, tpm).map_err(|e| {
+        warn!(error = %e, "container measurement log");
+        format!("cel_log: {e}")
+    })?;
+    measure_runtime_into(cfg, &mut log, tpm)
+}
+
+/// Opens (and reconciles) this node's container measurement log.
+pub fn open_measurement_log(
+    cfg: &Config,
+    tpm: &mut Tpm,
+) -> Result<measure::MeasurementLog, measure::MeasureError> {
     let boot = measure::boot_value(&cfg.uefi_log, cfg.max_uefi_log_bytes, cfg.cel_pcr);
-    let (mut log, _) = measure::MeasurementLog::open(&cfg.cel_log, cfg.cel_pcr, boot, tpm)
-        .map_err(|e| {
-            warn!(error = %e, "container measurement log");
-            format!("cel_log: {e}")
-        })?;
+    measure::MeasurementLog::open(&cfg.cel_log, cfg.cel_pcr, boot, tpm).map(|(log, _)| log)
+}
+
+/// Measures the configured runtime files that exist into `log`; the number of
+/// new records.
+pub fn measure_runtime_into(
+    cfg: &Config,
+    log: &mut measure::MeasurementLog,
+    tpm: &mut Tpm,
+) -> Result<usize, String> {
     let mut added = 0;
     for path in &cfg.runtime_files {
         let sha256 = match measure::hash_file(path) {
@@ -346,12 +374,12 @@ fn read_logs(cfg: &Config, want_uefi: bool, want_ima: bool, want_cel: bool) -> L
     let uefi = read(want_uefi, &cfg.uefi_log, cfg.max_uefi_log_bytes, "uefi_log");
     let ima = read(want_ima, &cfg.ima_log, cfg.max_ima_log_bytes, "ima_log");
     // The CEL log lives under /run: no file means nothing was measured since boot.
-    let cel = if !want_cel {
-        None
-    } else if cfg.cel_log.exists() {
-        read(true, &cfg.cel_log, measure::MAX_CEL_LOG_BYTES, "cel_log")
-    } else {
-        Some(Vec::new())
+    // An empty log is valid too: the agent created it, nothing is measured yet.
+    let cel = match std::fs::metadata(&cfg.cel_log) {
+        _ if !want_cel => None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Vec::new()),
+        Ok(m) if m.len() == 0 => Some(Vec::new()),
+        _ => read(true, &cfg.cel_log, measure::MAX_CEL_LOG_BYTES, "cel_log"),
     };
     Logs {
         uefi,
@@ -394,17 +422,22 @@ pub fn collect(
 /// no longer knows it), then attests.
 pub async fn join(cfg: &Config) -> Result<Outcome, Failure> {
     let mut tpm = Tpm::open(&cfg.tcti).map_err(tpm_err)?;
+    join_with(cfg, &mut tpm, true).await
+}
+
+/// [`join`] with an open TPM; `measure` as in [`attest_with`].
+pub async fn join_with(cfg: &Config, tpm: &mut Tpm, measure: bool) -> Result<Outcome, Failure> {
     let ch = connect(cfg).await?;
     let enrolled = load_enrollment(&cfg.state_dir)
         .is_some_and(|e| e.verifier == cfg.verifier && e.node_id == cfg.node_id);
     if !enrolled {
-        enroll(cfg, &mut tpm, ch.clone()).await?;
+        enroll(cfg, tpm, ch.clone()).await?;
     }
-    match attest(cfg, &mut tpm, ch.clone()).await {
+    match attest_with(cfg, tpm, ch.clone(), measure).await {
         Err(Failure::NotEnrolled(_)) if enrolled => {
             info!("the verifier does not know this node; enrolling again");
-            enroll(cfg, &mut tpm, ch.clone()).await?;
-            attest(cfg, &mut tpm, ch).await
+            enroll(cfg, tpm, ch.clone()).await?;
+            attest_with(cfg, tpm, ch, measure).await
         }
         other => other,
     }

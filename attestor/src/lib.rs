@@ -8,7 +8,9 @@
 //!
 //! It does not judge its own evidence: the verifier does.
 
+pub mod agent;
 pub mod config;
+pub mod containerd;
 pub mod flow;
 pub mod logs;
 pub mod measure;

@@ -68,6 +68,22 @@ enum Cmd {
     /// The container measurement log.
     #[command(subcommand)]
     Log(LogCmd),
+    /// Run as the node's agent: measure the runtime, images and container starts
+    /// from containerd as they happen, and re-attest after each new measurement
+    /// and every `attest_interval_secs`. One JSON line per attestation on stdout.
+    Agent(AgentArgs),
+}
+
+#[derive(Args)]
+struct AgentArgs {
+    #[command(flatten)]
+    common: Common,
+    /// containerd's socket (default /run/containerd/containerd.sock).
+    #[arg(long, env = "ASSAY_CONTAINERD_SOCKET")]
+    containerd_socket: Option<PathBuf>,
+    /// Stop after this many attestations (tests, one-off runs).
+    #[arg(long)]
+    max_attestations: Option<u64>,
 }
 
 #[derive(Args)]
@@ -180,6 +196,7 @@ impl Common {
             ima_log: self.ima_log.clone(),
             cel_log: self.cel_log.clone(),
             cel_pcr: self.cel_pcr,
+            containerd_socket: None,
         }
     }
 }
@@ -213,6 +230,7 @@ fn main() -> ExitCode {
         Cmd::MeasureImage(a) => (&a.common, run_measure_image(a)),
         Cmd::MeasureRuntime(c) => (c, run_measure_runtime(c)),
         Cmd::Log(LogCmd::Show(c)) => (c, run_log_show(c)),
+        Cmd::Agent(a) => (&a.common, rt.block_on(run_agent(a))),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -364,6 +382,14 @@ fn run_log_show(c: &Common) -> Result<u8, Failure> {
             }
         }
     }
+    Ok(0)
+}
+
+async fn run_agent(a: &AgentArgs) -> Result<u8, Failure> {
+    let mut o = a.common.overrides();
+    o.containerd_socket = a.containerd_socket.clone();
+    let cfg = Config::load(a.common.config.as_deref(), o).map_err(Failure::Config)?;
+    assay_attestor::agent::run(&cfg, a.max_attestations).await?;
     Ok(0)
 }
 

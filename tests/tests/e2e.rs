@@ -52,6 +52,9 @@ impl Node {
             cel_log: self.state.path().join("measurements.cel"),
             cel_pcr: 13,
             runtime_files: vec![],
+            containerd_socket: "/nonexistent/containerd.sock".into(),
+            containerd_namespaces: vec![],
+            attest_interval_secs: 300,
         }
     }
 
