@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what Assay builds and tests with, if missing: Debian packages (swtpm,
 # tpm2-tss headers, tpm2-tools as test oracle, protoc, openssl/python3 for the
-# scripts, containerd + runc + busybox-static for the container tests) and, when there
+# scripts, containerd + runc + busybox-static for the container tests, docker.io +
+# iproute2 + util-linux for the Swarm join test) and, when there
 # is no cargo at all, a stable Rust toolchain via rustup.
 set -euo pipefail
-pkgs=(swtpm swtpm-tools libtss2-dev tpm2-tools pkg-config protobuf-compiler openssl python3 ca-certificates curl build-essential containerd runc busybox-static tar)
+pkgs=(swtpm swtpm-tools libtss2-dev tpm2-tools pkg-config protobuf-compiler openssl python3 ca-certificates curl build-essential containerd runc busybox-static tar docker.io iproute2 util-linux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

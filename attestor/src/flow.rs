@@ -30,18 +30,23 @@ pub enum Failure {
     Tpm(String),
     #[error("not enrolled: {0}")]
     NotEnrolled(String),
+    #[error("joining the orchestrator: {0}")]
+    Join(String),
     #[error("{0}")]
     Internal(String),
 }
 
 impl Failure {
-    /// Exit codes (documented in README.md): 2 config, 3 not trusted (or not enrolled), 4 unreachable, 5 TPM, 1 other.
+    /// Exit codes (documented in README.md): 2 config, 3 not trusted (or not
+    /// enrolled), 4 unreachable, 5 TPM, 6 trusted but the join grant was not
+    /// issued or the join command failed, 1 other.
     pub fn exit_code(&self) -> u8 {
         match self {
             Failure::Config(_) => 2,
             Failure::Untrusted(_) | Failure::NotEnrolled(_) => 3,
             Failure::Unreachable(_) => 4,
             Failure::Tpm(_) => 5,
+            Failure::Join(_) => 6,
             Failure::Internal(_) => 1,
         }
     }
@@ -87,6 +92,58 @@ pub struct Outcome {
     pub claims: Vec<ClaimOut>,
     pub token: Option<String>,
     pub token_expires_unix: Option<i64>,
+    /// What the orchestrator issued on a pass (`[join]` in the verifier's config).
+    pub grant: Option<Grant>,
+    /// Why a pass came without a grant.
+    pub join_error: Option<String>,
+}
+
+/// A join grant, with the command that uses it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Grant {
+    pub orchestrator: String,
+    pub token: String,
+    pub endpoint: String,
+    pub ca_cert_hash: String,
+    pub expires_unix: i64,
+    /// argv of the join command (`docker swarm join …`); empty for `token`.
+    pub command: Vec<String>,
+}
+
+impl Grant {
+    fn from_proto(g: assay_proto::v1::JoinGrant) -> Result<Self, Failure> {
+        let command = match g.orchestrator.as_str() {
+            "token" => Vec::new(),
+            "swarm" => {
+                if g.token.is_empty() || g.endpoint.is_empty() {
+                    return Err(Failure::Internal(
+                        "the verifier sent a swarm grant without token or manager address".into(),
+                    ));
+                }
+                vec![
+                    "docker".into(),
+                    "swarm".into(),
+                    "join".into(),
+                    "--token".into(),
+                    g.token.clone(),
+                    g.endpoint.clone(),
+                ]
+            }
+            other => {
+                return Err(Failure::Internal(format!(
+                    "the verifier sent a grant for orchestrator `{other}`, which this attestor does not know; upgrade it"
+                )))
+            }
+        };
+        Ok(Self {
+            orchestrator: g.orchestrator,
+            token: g.token,
+            endpoint: g.endpoint,
+            ca_cert_hash: g.ca_cert_hash,
+            expires_unix: g.expires_unix,
+            command,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -262,6 +319,8 @@ pub async fn attest_with(
             .collect(),
         token_expires_unix: r.join_token.as_ref().map(|t| t.expires_unix),
         token: r.join_token.map(|t| t.token),
+        grant: r.grant.map(Grant::from_proto).transpose()?,
+        join_error: (!r.join_error.is_empty()).then_some(r.join_error),
     })
 }
 

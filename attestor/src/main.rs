@@ -51,7 +51,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Enroll if needed, attest, and print the join token (the bootstrap-script command).
-    Join(Common),
+    Join(JoinArgs),
     /// Enroll this node's TPM with the verifier (EK certificate, AK, credential activation).
     Enroll(Common),
     /// Attest once and print the verdict.
@@ -72,6 +72,35 @@ enum Cmd {
     /// from containerd as they happen, and re-attest after each new measurement
     /// and every `attest_interval_secs`. One JSON line per attestation on stdout.
     Agent(AgentArgs),
+}
+
+#[derive(Args)]
+struct JoinArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The orchestrator this node expects to join (`kubeadm` is not built yet);
+    /// a different grant from the verifier is an error (exit 6).
+    #[arg(long, value_enum)]
+    orchestrator: Option<Orchestrator>,
+    /// Run the join command (e.g. `docker swarm join …`) once trusted; its output
+    /// goes to stderr. Exit 6 if it fails.
+    #[arg(long)]
+    exec: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Orchestrator {
+    Token,
+    Swarm,
+}
+
+impl Orchestrator {
+    fn name(self) -> &'static str {
+        match self {
+            Orchestrator::Token => "token",
+            Orchestrator::Swarm => "swarm",
+        }
+    }
 }
 
 #[derive(Args)]
@@ -221,10 +250,8 @@ fn main() -> ExitCode {
         }
     };
     let (common, result) = match &cli.cmd {
-        Cmd::Join(c) | Cmd::Attest(c) => (
-            c,
-            rt.block_on(run_attest(c, matches!(cli.cmd, Cmd::Join(_)))),
-        ),
+        Cmd::Join(j) => (&j.common, rt.block_on(run_join(j))),
+        Cmd::Attest(c) => (c, rt.block_on(run_attest(c))),
         Cmd::Enroll(c) => (c, rt.block_on(run_enroll(c))),
         Cmd::Collect(a) => (&a.common, run_collect(a)),
         Cmd::MeasureImage(a) => (&a.common, run_measure_image(a)),
@@ -465,22 +492,71 @@ async fn run_enroll(c: &Common) -> Result<u8, Failure> {
     Ok(0)
 }
 
-async fn run_attest(c: &Common, join: bool) -> Result<u8, Failure> {
+async fn run_attest(c: &Common) -> Result<u8, Failure> {
     let cfg = c.config()?;
-    let o = if join {
-        flow::join(&cfg).await?
-    } else {
-        let mut tpm =
-            assay_attestor::tpm::Tpm::open(&cfg.tcti).map_err(|e| Failure::Tpm(e.to_string()))?;
-        let ch = flow::connect(&cfg).await?;
-        flow::attest(&cfg, &mut tpm, ch).await?
-    };
+    let mut tpm =
+        assay_attestor::tpm::Tpm::open(&cfg.tcti).map_err(|e| Failure::Tpm(e.to_string()))?;
+    let ch = flow::connect(&cfg).await?;
+    let o = flow::attest(&cfg, &mut tpm, ch).await?;
     print_outcome(&o, c.output);
     Ok(if o.trusted {
         0
     } else {
         Failure::Untrusted(String::new()).exit_code()
     })
+}
+
+async fn run_join(j: &JoinArgs) -> Result<u8, Failure> {
+    let cfg = j.common.config()?;
+    let o = flow::join(&cfg).await?;
+    print_outcome(&o, j.common.output);
+    if !o.trusted {
+        return Ok(Failure::Untrusted(String::new()).exit_code());
+    }
+    if let Some(e) = &o.join_error {
+        eprintln!("warning: {e}");
+    }
+    let wanted = j.orchestrator.map(Orchestrator::name);
+    if wanted.is_none() && !j.exec {
+        return Ok(0);
+    }
+    let grant = o.grant.as_ref().ok_or_else(|| {
+        Failure::Join(
+            o.join_error
+                .clone()
+                .unwrap_or_else(|| "the verifier issued no join grant".into()),
+        )
+    })?;
+    if let Some(w) = wanted {
+        if grant.orchestrator != w {
+            return Err(Failure::Join(format!(
+                "expected a `{w}` grant, the verifier issued `{}`: check `[join] orchestrator` in the verifier's config",
+                grant.orchestrator
+            )));
+        }
+    }
+    if j.exec {
+        let Some((prog, args)) = grant.command.split_first() else {
+            return Err(Failure::Join(format!(
+                "`{}` grants have no join command to run; hand the token to your orchestrator",
+                grant.orchestrator
+            )));
+        };
+        // The command's own output goes to stderr: stdout stays this tool's answer.
+        let status = std::process::Command::new(prog)
+            .args(args)
+            .stdout(std::io::stderr())
+            .status()
+            .map_err(|e| Failure::Join(format!("running `{prog}`: {e}")))?;
+        if !status.success() {
+            // Never the arguments: they hold the secret.
+            return Err(Failure::Join(format!(
+                "the `{prog}` join command failed: {status}"
+            )));
+        }
+        eprintln!("joined the {} orchestrator", grant.orchestrator);
+    }
+    Ok(0)
 }
 
 fn print_outcome(o: &Outcome, out: Output) {
@@ -495,6 +571,14 @@ fn print_outcome(o: &Outcome, out: Output) {
             outln!("ASSAY_HISTORY_SEQ={}", o.history_seq);
             if let (Some(t), Some(exp)) = (&o.token, o.token_expires_unix) {
                 outln!("ASSAY_JOIN_TOKEN={t}\nASSAY_JOIN_TOKEN_EXPIRES={exp}");
+            }
+            if let Some(g) = &o.grant {
+                outln!("ASSAY_JOIN_ORCHESTRATOR={}", g.orchestrator);
+                outln!("ASSAY_JOIN_SECRET={}", shell_quote(&g.token));
+                outln!("ASSAY_JOIN_ENDPOINT={}", shell_quote(&g.endpoint));
+                outln!("ASSAY_JOIN_EXPIRES={}", g.expires_unix);
+                let cmd: Vec<String> = g.command.iter().map(|a| shell_quote(a)).collect();
+                outln!("ASSAY_JOIN_COMMAND={}", shell_quote(&cmd.join(" ")));
             }
         }
         Output::Text => {
@@ -522,6 +606,15 @@ fn print_outcome(o: &Outcome, out: Output) {
             }
             if let (Some(t), Some(exp)) = (&o.token, o.token_expires_unix) {
                 outln!("join token (single use, expires at {exp}):\n{t}");
+            }
+            if let Some(g) = o.grant.as_ref().filter(|g| !g.command.is_empty()) {
+                let cmd: Vec<String> = g.command.iter().map(|a| shell_quote(a)).collect();
+                outln!(
+                    "join command ({}, valid until {}):\n{}",
+                    g.orchestrator,
+                    g.expires_unix,
+                    cmd.join(" ")
+                );
             }
         }
     }

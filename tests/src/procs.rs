@@ -38,6 +38,8 @@ pub struct VerifierOpts {
     pub ek_intermediates: Vec<PathBuf>,
     pub nonce_ttl_secs: u64,
     pub token_ttl_secs: u64,
+    /// Extra TOML for `--config` (e.g. a `[join]` section).
+    pub config: Option<String>,
 }
 
 impl VerifierOpts {
@@ -50,6 +52,7 @@ impl VerifierOpts {
             ek_intermediates: vec![ca.issuer_cert_path()],
             nonce_ttl_secs: 60,
             token_ttl_secs: 600,
+            config: None,
         }
     }
 }
@@ -94,6 +97,11 @@ impl VerifierProc {
             .arg(opts.nonce_ttl_secs.to_string())
             .arg("--token-ttl-secs")
             .arg(opts.token_ttl_secs.to_string());
+        if let Some(text) = &opts.config {
+            let path = dir.path().join("verifier.toml");
+            std::fs::write(&path, text)?;
+            cmd.arg("--config").arg(path);
+        }
         for r in &opts.ek_roots {
             cmd.arg("--ek-root").arg(r);
         }

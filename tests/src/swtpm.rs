@@ -155,6 +155,25 @@ impl Swtpm {
         self.state.path()
     }
 
+    /// A power cycle: the TPM is re-initialised through swtpm's control channel
+    /// (`swtpm_ioctl -i`) and started up again (`tpm2_startup -c`), so PCRs are
+    /// back at their reset values while NV state (EK, certificates) stays.
+    pub fn reboot(&self) -> Result<()> {
+        let out = Command::new("swtpm_ioctl")
+            .arg("--tcp")
+            .arg(format!("127.0.0.1:{}", self.port + 1))
+            .arg("-i")
+            .output()
+            .context("running swtpm_ioctl (apt-get install swtpm-tools)")?;
+        if !out.status.success() {
+            bail!(
+                "swtpm_ioctl -i failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        self.tpm2("tpm2_startup", &["-c"]).map(drop)
+    }
+
     /// Runs a tpm2-tools command against this TPM and returns its stdout.
     pub fn tpm2(&self, tool: &str, args: &[&str]) -> Result<Vec<u8>> {
         let out = Command::new(tool)

@@ -465,6 +465,48 @@ async fn rejects_join_token_reuse_and_use_by_another_node() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn a_node_that_fails_loses_its_outstanding_tokens_but_forgery_in_its_name_revokes_nothing() {
+    let v = VerifierProc::start(&VerifierOpts::new(policy())).unwrap();
+    let n = Node::new("node-revoke");
+    let kept = token_for(&v, &n).await;
+    let revoked = n
+        .send(&v, n.quoted_request(&v).await)
+        .await
+        .join_token
+        .unwrap()
+        .token;
+    // Garbage in the node's name (a signature that does not verify): not the
+    // node's own evidence, so its tokens stay.
+    let mut forged = n.quoted_request(&v).await;
+    forged.signature[20] ^= 1;
+    assert!(failed(&n.send(&v, forged).await).contains(&"quote.signature".to_string()));
+    let ok = v
+        .cli(&["token", "verify", "--token", &kept, "--node", "node-revoke"])
+        .unwrap();
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    // The node itself quotes a tampered PCR 16: its unused token is revoked.
+    Tpm::open(&n.tpm.tcti())
+        .unwrap()
+        .extend_pcr_sha256(16, &[0x42; 32])
+        .unwrap();
+    let r = n.send(&v, n.quoted_request(&v).await).await;
+    assert_eq!(failed(&r), vec!["pcr.sha256.16"]);
+    assert!(r.join_token.is_none() && r.grant.is_none());
+    let out = v
+        .cli(&[
+            "token",
+            "verify",
+            "--token",
+            &revoked,
+            "--node",
+            "node-revoke",
+        ])
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("revoked"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn rejects_expired_join_token() {
     let mut opts = VerifierOpts::new(policy());
     opts.token_ttl_secs = 1;

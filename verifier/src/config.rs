@@ -35,6 +35,29 @@ pub struct FileConfig {
     pub nonce_ttl_secs: Option<u64>,
     pub token_ttl_secs: Option<u64>,
     pub enrollment_ttl_secs: Option<u64>,
+    #[serde(default)]
+    pub join: FileJoin,
+}
+
+/// `[join]`: which orchestrator nodes join, and how to reach it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileJoin {
+    /// `token` (default) or `swarm`.
+    pub orchestrator: Option<String>,
+    #[serde(default)]
+    pub swarm: FileSwarm,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSwarm {
+    /// The manager's Engine API: `unix:///var/run/docker.sock` (default) or a path.
+    pub docker_host: Option<String>,
+    /// `host:port` nodes join at; default: the manager's own swarm address.
+    pub manager_addr: Option<String>,
+    /// How long a handed-out worker token lives before it is rotated (default 120).
+    pub token_window_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,6 +105,67 @@ pub struct Config {
     pub nonce_ttl: Duration,
     pub token_ttl: Duration,
     pub enrollment_ttl: Duration,
+    pub join: JoinConfig,
+}
+
+/// The orchestrator nodes join.
+#[derive(Debug, Clone)]
+pub enum JoinConfig {
+    /// The signed JWS only.
+    Token,
+    Swarm(crate::join::swarm::SwarmConfig),
+}
+
+pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
+pub const DEFAULT_SWARM_TOKEN_WINDOW_SECS: u64 = 120;
+
+fn join_config(f: FileJoin) -> Result<JoinConfig, ConfigError> {
+    match f.orchestrator.as_deref().unwrap_or("token") {
+        "token" => Ok(JoinConfig::Token),
+        "swarm" => {
+            let host = f
+                .swarm
+                .docker_host
+                .unwrap_or_else(|| DEFAULT_DOCKER_SOCKET.to_string());
+            let socket = match host.strip_prefix("unix://") {
+                Some(p) => PathBuf::from(p),
+                None if host.starts_with('/') => PathBuf::from(&host),
+                None => {
+                    return Err(ConfigError::Invalid {
+                        key: "join.swarm.docker_host",
+                        reason: format!(
+                            "`{host}`: only the manager's Unix socket is supported \
+                             (`unix:///var/run/docker.sock`); an unauthenticated TCP Docker API \
+                             is root on the manager"
+                        ),
+                    })
+                }
+            };
+            if let Some(a) = &f.swarm.manager_addr {
+                if a.rsplit_once(':')
+                    .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+                {
+                    return Err(ConfigError::Invalid {
+                        key: "join.swarm.manager_addr",
+                        reason: format!("`{a}` is not host:port"),
+                    });
+                }
+            }
+            Ok(JoinConfig::Swarm(crate::join::swarm::SwarmConfig {
+                socket,
+                manager_addr: f.swarm.manager_addr,
+                token_window: secs(
+                    "join.swarm.token_window_secs",
+                    f.swarm.token_window_secs,
+                    DEFAULT_SWARM_TOKEN_WINDOW_SECS,
+                )?,
+            }))
+        }
+        other => Err(ConfigError::Invalid {
+            key: "join.orchestrator",
+            reason: format!("`{other}`: expected `token` or `swarm`"),
+        }),
+    }
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
@@ -152,6 +236,7 @@ impl Config {
                 f.enrollment_ttl_secs,
                 DEFAULT_ENROLLMENT_TTL_SECS,
             )?,
+            join: join_config(f.join)?,
             data_dir,
         };
         if cfg.ek_roots.is_empty() {
@@ -231,5 +316,51 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("`policy`"), "{e}");
+    }
+
+    #[test]
+    fn join_section_is_validated() {
+        let base = "policy = \"/p.toml\"\n[trust]\nek_roots = [\"/r.pem\"]\n";
+        let c = Config::load(Some(write(base).path()), Overrides::default()).unwrap();
+        assert!(matches!(c.join, JoinConfig::Token));
+        let f = write(&format!(
+            "{base}[join]\norchestrator = \"swarm\"\n[join.swarm]\ndocker_host = \"unix:///x/d.sock\"\n"
+        ));
+        match Config::load(Some(f.path()), Overrides::default())
+            .unwrap()
+            .join
+        {
+            JoinConfig::Swarm(s) => {
+                assert_eq!(s.socket, PathBuf::from("/x/d.sock"));
+                assert_eq!(
+                    s.token_window,
+                    Duration::from_secs(DEFAULT_SWARM_TOKEN_WINDOW_SECS)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        for (extra, key) in [
+            ("[join]\norchestrator = \"nomad\"\n", "join.orchestrator"),
+            (
+                "[join]\norchestrator = \"swarm\"\n[join.swarm]\ndocker_host = \"tcp://m:2375\"\n",
+                "join.swarm.docker_host",
+            ),
+            (
+                "[join]\norchestrator = \"swarm\"\n[join.swarm]\nmanager_addr = \"m\"\n",
+                "join.swarm.manager_addr",
+            ),
+            (
+                "[join]\norchestrator = \"swarm\"\n[join.swarm]\ntoken_window_secs = 0\n",
+                "join.swarm.token_window_secs",
+            ),
+        ] {
+            let e = Config::load(
+                Some(write(&format!("{base}{extra}")).path()),
+                Overrides::default(),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(key), "{extra}: {e}");
+        }
     }
 }

@@ -12,6 +12,7 @@
 pub mod api;
 pub mod config;
 pub mod files;
+pub mod join;
 pub mod offline;
 pub mod reference;
 pub mod server;

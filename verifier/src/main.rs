@@ -201,7 +201,7 @@ struct ServerArgs {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// TOML config file (keys: listen, data_dir, policy, nonce_ttl_secs, token_ttl_secs,
+    /// TOML config file (keys: listen, data_dir, policy, nonce_ttl_secs, token_ttl_secs, [join],
     /// enrollment_ttl_secs, [tls] cert/key, [trust] ek_roots/ek_intermediates).
     #[arg(long, env = "ASSAY_CONFIG")]
     config: Option<PathBuf>,

@@ -42,7 +42,14 @@ pub fn build(config: Config) -> anyhow::Result<Verifier> {
         .with_context(|| format!("data_dir {}", config.data_dir.display()))?;
     let store = Store::open(&config.data_dir.join("db"))?;
     let tokens = TokenSigner::load_or_create(&config.data_dir.join("token-signing-key.pem"))?;
+    let join: Arc<dyn crate::join::JoinIssuer> = match &config.join {
+        crate::config::JoinConfig::Token => Arc::new(crate::join::TokenIssuer),
+        crate::config::JoinConfig::Swarm(s) => {
+            Arc::new(crate::join::swarm::SwarmIssuer::new(s.clone()))
+        }
+    };
     Ok(Verifier {
+        join,
         config,
         anchors,
         policy,
@@ -69,6 +76,7 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
     println!("listening on {addr}");
     let verifier = Arc::new(verifier);
     let sweeper = tokio::spawn(sweep(verifier.clone()));
+    let upkeep = tokio::spawn(join_upkeep(verifier.clone()));
     let api = Api(verifier);
     let served = Server::builder()
         .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))?
@@ -90,6 +98,7 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
         )
         .await;
     sweeper.abort();
+    upkeep.abort();
     served?;
     info!("assay-verifier stopped");
     Ok(())
@@ -115,6 +124,34 @@ async fn sweep(verifier: Arc<Verifier>) {
             Ok(Ok(n)) => info!(removed = n, "purged expired nonces, enrollments and tokens"),
             Ok(Err(e)) => warn!(error = %e, "purging expired records failed"),
             Err(e) => warn!(error = %e, "purge task failed"),
+        }
+    }
+}
+
+/// Expiry-driven orchestrator upkeep (rotating a Swarm token whose window
+/// ended) and retrying isolations the orchestrator has not confirmed.
+async fn join_upkeep(verifier: Arc<Verifier>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_warning = None::<String>;
+    loop {
+        tick.tick().await;
+        let mut result = verifier
+            .join
+            .tick(crate::service::now_unix())
+            .await
+            .map_err(|e| e.to_string());
+        if result.is_ok() {
+            result = crate::api::retry_quarantines(&verifier).await;
+        }
+        // One warning per distinct problem, not one a second.
+        match result {
+            Ok(()) => last_warning = None,
+            Err(e) if last_warning.as_deref() != Some(&e) => {
+                warn!(error = %e, orchestrator = verifier.join.name(), "join upkeep failed; retrying every second");
+                last_warning = Some(e);
+            }
+            Err(_) => {}
         }
     }
 }

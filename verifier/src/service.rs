@@ -111,6 +111,10 @@ pub struct AttestOutput {
     pub history_seq: u64,
     /// A join token and its expiry, on a pass only.
     pub token: Option<(String, i64)>,
+    /// The quote's signature and nonce verified: the node itself produced this
+    /// evidence. Only such a verdict may isolate a node (anyone can send garbage
+    /// in a node's name).
+    pub authentic: bool,
 }
 
 pub struct RedeemOutput {
@@ -126,6 +130,8 @@ pub struct Verifier {
     pub policy: Policy,
     pub store: Store,
     pub tokens: TokenSigner,
+    /// The orchestrator's join issuer (`[join]`).
+    pub join: std::sync::Arc<dyn crate::join::JoinIssuer>,
 }
 
 pub fn now_unix() -> i64 {
@@ -380,6 +386,7 @@ impl Verifier {
                     ak_name: node.ak_name.clone(),
                     expires_unix: claims.exp,
                     used: false,
+                    revoked: false,
                 },
             )?;
             Some((token, claims.exp))
@@ -391,6 +398,7 @@ impl Verifier {
             policy_name: self.policy.name.clone(),
             history_seq: rec.seq,
             token,
+            authentic,
         })
     }
 
@@ -488,6 +496,10 @@ impl Verifier {
                     ak_name: rec.ak_name,
                     expires_unix: claims.exp,
                 })
+            }
+            Consumed::AlreadyUsed(rec) if rec.revoked => {
+                warn!(node_id, "revoked join token refused");
+                Err(TokenError::Revoked.into())
             }
             Consumed::AlreadyUsed(_) => {
                 warn!(node_id, "join token reuse refused");

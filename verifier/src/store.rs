@@ -66,6 +66,14 @@ pub struct NonceRecord {
     pub used: bool,
 }
 
+/// A node isolated after a failed attestation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantine {
+    pub since_unix: i64,
+    /// The orchestrator confirmed the isolation (drain, …); retried until it does.
+    pub applied: bool,
+}
+
 /// A join token, stored under the SHA-256 of the token: the token itself never is.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TokenRecord {
@@ -73,6 +81,9 @@ pub struct TokenRecord {
     pub ak_name: String,
     pub expires_unix: i64,
     pub used: bool,
+    /// Revoked (the node failed attestation) before it was used.
+    #[serde(default)]
+    pub revoked: bool,
 }
 
 /// One verdict in the history. `hash` chains it to the previous record.
@@ -119,6 +130,8 @@ pub struct Store {
     /// Per node, the last authentic evidence (protobuf `AttestRequest`), for
     /// `policy generate --node`. One per node, overwritten: bounded.
     last_evidence: sled::Tree,
+    /// Nodes isolated after a failed attestation, until they pass again.
+    quarantined: sled::Tree,
     history_lock: Mutex<()>,
 }
 
@@ -138,6 +151,7 @@ impl Store {
             tokens: db.open_tree("tokens")?,
             history: db.open_tree("history")?,
             last_evidence: db.open_tree("last_evidence")?,
+            quarantined: db.open_tree("quarantined")?,
             history_lock: Mutex::new(()),
             db,
         })
@@ -261,6 +275,59 @@ impl Store {
     pub fn put_token(&self, token: &str, rec: &TokenRecord) -> Result<(), StoreError> {
         self.tokens.insert(token_key(token), to_json(rec))?;
         self.flush()
+    }
+
+    /// Revokes every unused token of `node_id` (it failed attestation); how many.
+    pub fn revoke_node_tokens(&self, node_id: &str) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for item in self.tokens.iter() {
+            let (k, v) = item?;
+            let r: TokenRecord = from_json("tokens", &k, &v)?;
+            if r.node_id != node_id || r.used {
+                continue;
+            }
+            if let Consumed::Fresh(_) = consume(
+                &self.tokens,
+                "tokens",
+                &k,
+                |r: &TokenRecord| r.used,
+                |r| {
+                    r.used = true;
+                    r.revoked = true;
+                },
+            )? {
+                n += 1;
+            }
+        }
+        self.flush()?;
+        Ok(n)
+    }
+
+    // ---- quarantine
+
+    pub fn set_quarantine(&self, node_id: &str, q: Option<&Quarantine>) -> Result<(), StoreError> {
+        match q {
+            Some(q) => self.quarantined.insert(node_id.as_bytes(), to_json(q))?,
+            None => self.quarantined.remove(node_id.as_bytes())?,
+        };
+        self.flush()
+    }
+
+    pub fn quarantine(&self, node_id: &str) -> Result<Option<Quarantine>, StoreError> {
+        get(&self.quarantined, "quarantined", node_id.as_bytes())
+    }
+
+    /// Quarantines the orchestrator has not confirmed yet.
+    pub fn unapplied_quarantines(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.quarantined.iter() {
+            let (k, v) = item?;
+            let q: Quarantine = from_json("quarantined", &k, &v)?;
+            if !q.applied {
+                out.push(String::from_utf8_lossy(&k).into_owned());
+            }
+        }
+        Ok(out)
     }
 
     /// Marks a token used, atomically, and says what it was before.
@@ -490,6 +557,7 @@ mod tests {
                 ak_name: "x".into(),
                 expires_unix: 9,
                 used: false,
+                revoked: false,
             },
         )
         .unwrap();
@@ -503,6 +571,31 @@ mod tests {
             s.consume_token(tok).unwrap(),
             Consumed::AlreadyUsed(_)
         ));
+    }
+
+    #[test]
+    fn revoking_a_node_s_tokens_spares_other_nodes_and_used_tokens() {
+        let (_d, s) = store();
+        let rec = |node: &str, used| TokenRecord {
+            node_id: node.into(),
+            ak_name: "x".into(),
+            expires_unix: 9,
+            used,
+            revoked: false,
+        };
+        s.put_token("a1", &rec("a", false)).unwrap();
+        s.put_token("a2", &rec("a", true)).unwrap();
+        s.put_token("b1", &rec("b", false)).unwrap();
+        assert_eq!(s.revoke_node_tokens("a").unwrap(), 1);
+        match s.consume_token("a1").unwrap() {
+            Consumed::AlreadyUsed(r) => assert!(r.revoked),
+            other => panic!("{other:?}"),
+        }
+        match s.consume_token("a2").unwrap() {
+            Consumed::AlreadyUsed(r) => assert!(!r.revoked),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(s.consume_token("b1").unwrap(), Consumed::Fresh(_)));
     }
 
     #[test]
@@ -520,6 +613,7 @@ mod tests {
             ak_name: "x".into(),
             expires_unix: exp,
             used: true,
+            revoked: false,
         };
         s.put_token("t-old", &token(10)).unwrap();
         s.put_token("t-new", &token(100)).unwrap();

@@ -29,6 +29,8 @@ pub enum TokenError {
     },
     #[error("token has already been used")]
     Reused,
+    #[error("token was revoked: its node failed attestation after it was issued")]
+    Revoked,
     #[error("token is not known to this verifier (never issued, or revoked)")]
     Unknown,
 }
