@@ -24,6 +24,38 @@ use assay_proto::containerd::services::events::v1::Envelope;
 const DEBOUNCE: Duration = Duration::from_millis(100);
 /// Longest wait between attempts to reach containerd.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Interval attestations are spread by up to this fraction either way, so a
+/// fleet started together does not attest in lockstep.
+const JITTER: f64 = 0.1;
+
+/// When the next interval attestation is due: `interval` ± 10 % after the
+/// last attestation of any kind.
+struct Schedule {
+    interval: Duration,
+    next: tokio::time::Instant,
+}
+
+impl Schedule {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            next: tokio::time::Instant::now(),
+        }
+    }
+
+    fn attested(&mut self) {
+        self.next = tokio::time::Instant::now() + jittered(self.interval, rand::random::<f64>());
+    }
+
+    fn due(&self) -> bool {
+        tokio::time::Instant::now() >= self.next
+    }
+}
+
+/// `interval` scaled by a factor in [1 - JITTER, 1 + JITTER), `u` in [0, 1).
+fn jittered(interval: Duration, u: f64) -> Duration {
+    interval.mul_f64(1.0 - JITTER + 2.0 * JITTER * u.clamp(0.0, 1.0))
+}
 
 fn tpm_err(e: crate::tpm::TpmError) -> Failure {
     Failure::Tpm(e.to_string())
@@ -86,18 +118,26 @@ pub async fn run(cfg: &Config, max_attestations: Option<u64>) -> Result<(), Fail
     drop(flow::open_measurement_log(cfg, &mut tpm).map_err(measure_err)?);
     let mut attestations = 0u64;
     let mut backoff = Duration::from_millis(200);
-    let interval = Duration::from_secs(cfg.attest_interval_secs.max(1));
+    let mut schedule = Schedule::new(Duration::from_secs(cfg.attest_interval_secs.max(1)));
     loop {
         let cd = match Containerd::connect(&cfg.containerd_socket).await {
             Ok(c) => c,
             Err(e) => {
                 warn!(error = %e, "containerd unreachable; images and containers are not measured until it is");
-                attest_and_report(cfg, &mut tpm, "interval", None).await;
-                attestations += 1;
-                if max_attestations.is_some_and(|m| attestations >= m) {
-                    return Ok(());
+                // Still attested on the interval: the boot chain and runtime
+                // files are evidence enough to keep the node's standing honest.
+                if schedule.due() {
+                    attest_and_report(cfg, &mut tpm, "interval", None).await;
+                    schedule.attested();
+                    attestations += 1;
+                    if max_attestations.is_some_and(|m| attestations >= m) {
+                        return Ok(());
+                    }
                 }
-                tokio::time::sleep(backoff.min(interval)).await;
+                let until_due = schedule
+                    .next
+                    .saturating_duration_since(tokio::time::Instant::now());
+                tokio::time::sleep(backoff.min(until_due.max(Duration::from_millis(50)))).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
@@ -140,17 +180,18 @@ pub async fn run(cfg: &Config, max_attestations: Option<u64>) -> Result<(), Fail
         }
         measure_all(cfg, &mut tpm, &initial)?;
         attest_and_report(cfg, &mut tpm, "start", None).await;
+        schedule.attested();
         attestations += 1;
         if max_attestations.is_some_and(|m| attestations >= m) {
             return Ok(());
         }
         let mut created = crate::containerd::ContainerImages::default();
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         loop {
             let first = tokio::select! {
                 m = events.recv() => m,
-                _ = tick.tick() => {
+                () = tokio::time::sleep_until(schedule.next) => {
                     attest_and_report(cfg, &mut tpm, "interval", None).await;
+                    schedule.attested();
                     attestations += 1;
                     if max_attestations.is_some_and(|m| attestations >= m) {
                         return Ok(());
@@ -182,6 +223,7 @@ pub async fn run(cfg: &Config, max_attestations: Option<u64>) -> Result<(), Fail
             }
             if measure_all(cfg, &mut tpm, &ms)? > 0 {
                 attest_and_report(cfg, &mut tpm, "measurement", Some(since)).await;
+                schedule.attested();
                 attestations += 1;
                 if max_attestations.is_some_and(|m| attestations >= m) {
                     return Ok(());
@@ -189,5 +231,26 @@ pub async fn run(cfg: &Config, max_attestations: Option<u64>) -> Result<(), Fail
             }
         }
         sub.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_attestations_are_jittered_ten_percent_either_way() {
+        let i = Duration::from_secs(300);
+        assert_eq!(jittered(i, 0.0), Duration::from_secs(270));
+        assert_eq!(jittered(i, 0.5), Duration::from_secs(300));
+        assert!(jittered(i, 0.999_999) < Duration::from_secs(330));
+        assert!(jittered(i, 0.999_999) > Duration::from_secs(329));
+        // Out-of-range input is clamped, never a zero or runaway wait.
+        assert_eq!(jittered(i, -3.0), Duration::from_secs(270));
+        assert_eq!(jittered(i, 7.0), Duration::from_secs(330));
+        let spread: std::collections::BTreeSet<u128> = (0..64)
+            .map(|_| jittered(i, rand::random::<f64>()).as_millis())
+            .collect();
+        assert!(spread.len() > 32, "random draws spread the schedule");
     }
 }

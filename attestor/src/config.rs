@@ -44,6 +44,7 @@ pub struct Overrides {
     pub cel_log: Option<PathBuf>,
     pub cel_pcr: Option<u32>,
     pub containerd_socket: Option<PathBuf>,
+    pub attest_interval_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -178,7 +179,10 @@ impl Config {
                     .map(|s| s.to_string())
                     .collect()
             }),
-            attest_interval_secs: f.attest_interval_secs.unwrap_or(300),
+            attest_interval_secs: o
+                .attest_interval_secs
+                .or(f.attest_interval_secs)
+                .unwrap_or(300),
         })
     }
 }

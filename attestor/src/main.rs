@@ -110,6 +110,10 @@ struct AgentArgs {
     /// containerd's socket (default /run/containerd/containerd.sock).
     #[arg(long, env = "ASSAY_CONTAINERD_SOCKET")]
     containerd_socket: Option<PathBuf>,
+    /// Seconds between interval attestations, jittered ±10 % (default 300;
+    /// config key attest_interval_secs).
+    #[arg(long, env = "ASSAY_ATTEST_INTERVAL_SECS")]
+    interval_secs: Option<u64>,
     /// Stop after this many attestations (tests, one-off runs).
     #[arg(long)]
     max_attestations: Option<u64>,
@@ -169,7 +173,7 @@ enum Output {
 
 #[derive(Args)]
 struct Common {
-    /// TOML config file (keys: tcti, state_dir, verifier, ca, node_id, retries, uefi_log,
+    /// TOML config file (keys: tcti, state_dir, verifier, ca, node_id, retries, attest_interval_secs, uefi_log,
     /// ima_log, max_uefi_log_bytes, max_ima_log_bytes).
     #[arg(long, env = "ASSAY_ATTESTOR_CONFIG")]
     config: Option<PathBuf>,
@@ -226,6 +230,7 @@ impl Common {
             cel_log: self.cel_log.clone(),
             cel_pcr: self.cel_pcr,
             containerd_socket: None,
+            attest_interval_secs: None,
         }
     }
 }
@@ -415,6 +420,7 @@ fn run_log_show(c: &Common) -> Result<u8, Failure> {
 async fn run_agent(a: &AgentArgs) -> Result<u8, Failure> {
     let mut o = a.common.overrides();
     o.containerd_socket = a.containerd_socket.clone();
+    o.attest_interval_secs = a.interval_secs;
     let cfg = Config::load(a.common.config.as_deref(), o).map_err(Failure::Config)?;
     assay_attestor::agent::run(&cfg, a.max_attestations).await?;
     Ok(0)

@@ -19,7 +19,10 @@ pub struct TestCa {
 impl TestCa {
     /// A fresh CA, distinct from every other one (for "untrusted CA" tests).
     pub fn new() -> Result<Self> {
-        let dir = tempfile::Builder::new().prefix("assay-ca-").tempdir()?;
+        Self::in_dir(tempfile::Builder::new().prefix("assay-ca-").tempdir()?)
+    }
+
+    fn in_dir(dir: TempDir) -> Result<Self> {
         let d = dir.path();
         std::fs::write(
             d.join("swtpm-localca.conf"),
@@ -50,11 +53,32 @@ impl TestCa {
         Ok(ca)
     }
 
-    /// One CA shared by every test in this process.
+    /// One CA shared by every test in this process. A static is never
+    /// dropped, so its directory is named after the process and the ones left
+    /// by test processes that have exited are removed here.
     pub fn shared() -> &'static TestCa {
         static CA: OnceLock<TestCa> = OnceLock::new();
         CA.get_or_init(|| {
-            TestCa::new().expect("creating the shared swtpm test CA (is swtpm-tools installed?)")
+            const PREFIX: &str = "assay-shared-ca-";
+            let tmp = std::env::temp_dir();
+            if let Ok(entries) = std::fs::read_dir(&tmp) {
+                for e in entries.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let Some(pid) = name.strip_prefix(PREFIX).and_then(|p| p.split('.').next())
+                    else {
+                        continue;
+                    };
+                    if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+                        let _ = std::fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+            let dir = tempfile::Builder::new()
+                .prefix(&format!("{PREFIX}{}.", std::process::id()))
+                .tempdir()
+                .expect("a temp dir for the shared test CA");
+            TestCa::in_dir(dir)
+                .expect("creating the shared swtpm test CA (is swtpm-tools installed?)")
         })
     }
 

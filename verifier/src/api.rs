@@ -7,10 +7,7 @@ use std::sync::Arc;
 use assay_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use crate::join::IssueFor;
-use crate::service::{AttestInput, AttestOutput, ServiceError, Verifier};
-use crate::store::Quarantine;
-use tracing::{info, warn};
+use crate::service::{AttestInput, ServiceError, Verifier};
 
 fn status(e: ServiceError) -> Status {
     let msg = e.to_string();
@@ -26,7 +23,7 @@ fn status(e: ServiceError) -> Status {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     v: &Arc<Verifier>,
     f: impl FnOnce(&Verifier) -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, Status> {
@@ -118,7 +115,7 @@ impl pb::attestation_server::Attestation for Api {
         };
         let node_id = input.node_id.clone();
         let out = blocking(&self.0, move |v| v.attest(&input)).await?;
-        let (grant, join_error) = after_verdict(&self.0, &node_id, &out).await;
+        let (grant, join_error) = crate::membership::after_verdict(&self.0, &node_id, &out).await;
         Ok(Response::new(pb::AttestResponse {
             grant,
             join_error,
@@ -136,139 +133,6 @@ impl pb::attestation_server::Attestation for Api {
             }),
         }))
     }
-}
-
-/// After the verdict is durable: on a pass, restore a quarantined node and
-/// issue its grant; on an authentic fail, revoke the node's tokens and isolate
-/// it. An unauthenticated fail (bad signature, stale nonce: anyone can send
-/// those in a node's name) changes nothing.
-async fn after_verdict(
-    v: &Arc<Verifier>,
-    node_id: &str,
-    out: &AttestOutput,
-) -> (Option<pb::JoinGrant>, String) {
-    if !out.verdict.passed {
-        if out.authentic {
-            if let Err(e) = quarantine(v, node_id).await {
-                warn!(node_id, error = %e, "isolating the failed node did not complete; retrying");
-            }
-        }
-        return (None, String::new());
-    }
-    let node = node_id.to_string();
-    match blocking(v, move |v| Ok(v.store.quarantine(&node)?)).await {
-        Ok(Some(_)) => match v.join.restore(node_id).await {
-            Ok(done) => {
-                let node = node_id.to_string();
-                if let Err(e) = blocking(v, move |v| Ok(v.store.set_quarantine(&node, None)?)).await
-                {
-                    warn!(node_id, error = %e, "clearing the quarantine record failed");
-                }
-                info!(node_id, actions = ?done, "node passed again: restored");
-            }
-            Err(e) => {
-                warn!(node_id, error = %e, "restoring the node failed; retried at its next pass")
-            }
-        },
-        Ok(None) => {}
-        Err(e) => warn!(node_id, error = %e, "reading the quarantine record failed"),
-    }
-    let Some((jws, jws_expires_unix)) = &out.token else {
-        return (None, String::new());
-    };
-    let to = IssueFor {
-        node_id,
-        jws,
-        jws_expires_unix: *jws_expires_unix,
-        now_unix: crate::service::now_unix(),
-    };
-    match v.join.issue(to).await {
-        Ok(g) => {
-            info!(
-                node_id,
-                orchestrator = g.orchestrator,
-                expires_unix = g.expires_unix,
-                "join grant issued"
-            );
-            (
-                Some(pb::JoinGrant {
-                    orchestrator: g.orchestrator.to_string(),
-                    token: g.token,
-                    endpoint: g.endpoint,
-                    ca_cert_hash: g.ca_cert_hash,
-                    expires_unix: g.expires_unix,
-                }),
-                String::new(),
-            )
-        }
-        Err(e) => {
-            warn!(node_id, error = %e, orchestrator = v.join.name(), "join grant not issued");
-            (
-                None,
-                format!(
-                    "verdict PASS recorded (history seq {}), but the {} join grant could not be issued: {e}",
-                    out.history_seq,
-                    v.join.name()
-                ),
-            )
-        }
-    }
-}
-
-/// Revokes the node's outstanding tokens and has the orchestrator isolate it;
-/// the quarantine is recorded first, so a failure here is retried by the upkeep task.
-async fn quarantine(v: &Arc<Verifier>, node_id: &str) -> Result<(), String> {
-    let node = node_id.to_string();
-    let revoked = blocking(v, move |v| {
-        let since_unix = match v.store.quarantine(&node)? {
-            Some(q) => q.since_unix,
-            None => crate::service::now_unix(),
-        };
-        v.store.set_quarantine(
-            &node,
-            Some(&Quarantine {
-                since_unix,
-                applied: false,
-            }),
-        )?;
-        Ok(v.store.revoke_node_tokens(&node)?)
-    })
-    .await
-    .map_err(|e| e.message().to_string())?;
-    let done = v
-        .join
-        .quarantine(node_id)
-        .await
-        .map_err(|e| e.to_string())?;
-    let node = node_id.to_string();
-    blocking(v, move |v| {
-        let since_unix = v
-            .store
-            .quarantine(&node)?
-            .map_or_else(crate::service::now_unix, |q| q.since_unix);
-        Ok(v.store.set_quarantine(
-            &node,
-            Some(&Quarantine {
-                since_unix,
-                applied: true,
-            }),
-        )?)
-    })
-    .await
-    .map_err(|e| e.message().to_string())?;
-    warn!(node_id, tokens_revoked = revoked, actions = ?done, "node failed attestation: isolated");
-    Ok(())
-}
-
-/// Retries every isolation the orchestrator has not confirmed yet.
-pub async fn retry_quarantines(v: &Arc<Verifier>) -> Result<(), String> {
-    let pending = blocking(v, |v| Ok(v.store.unapplied_quarantines()?))
-        .await
-        .map_err(|e| e.message().to_string())?;
-    for node in pending {
-        quarantine(v, &node).await?;
-    }
-    Ok(())
 }
 
 #[tonic::async_trait]
@@ -328,6 +192,7 @@ impl pb::history_server::History for Api {
                     policy_digest: h.policy_digest,
                     evidence_digest: h.evidence_digest,
                     prev_hash: h.prev_hash,
+                    kind: h.kind,
                     claims: h.claims.iter().map(claim).collect(),
                 })
                 .collect(),

@@ -37,6 +37,19 @@ pub struct FileConfig {
     pub enrollment_ttl_secs: Option<u64>,
     #[serde(default)]
     pub join: FileJoin,
+    /// A node that does not pass again within this many seconds is stale (0: off).
+    pub stale_after_secs: Option<u64>,
+    #[serde(default)]
+    pub webhook: FileWebhook,
+}
+
+/// `[webhook]`: where isolation and restore notifications go.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileWebhook {
+    pub url: Option<String>,
+    /// PEM roots for an https URL (default: /etc/ssl/certs/ca-certificates.crt).
+    pub ca: Option<PathBuf>,
 }
 
 /// `[join]`: which orchestrator nodes join, and how to reach it.
@@ -106,7 +119,12 @@ pub struct Config {
     pub token_ttl: Duration,
     pub enrollment_ttl: Duration,
     pub join: JoinConfig,
+    /// None: staleness is not tracked.
+    pub stale_after: Option<Duration>,
+    pub webhook: Option<crate::webhook::WebhookConfig>,
 }
+
+pub const DEFAULT_STALE_AFTER_SECS: u64 = 900;
 
 /// The orchestrator nodes join.
 #[derive(Debug, Clone)]
@@ -237,6 +255,14 @@ impl Config {
                 DEFAULT_ENROLLMENT_TTL_SECS,
             )?,
             join: join_config(f.join)?,
+            stale_after: match f.stale_after_secs {
+                Some(0) => None,
+                v => Some(secs("stale_after_secs", v, DEFAULT_STALE_AFTER_SECS)?),
+            },
+            webhook: f.webhook.url.map(|url| crate::webhook::WebhookConfig {
+                url,
+                ca: f.webhook.ca,
+            }),
             data_dir,
         };
         if cfg.ek_roots.is_empty() {

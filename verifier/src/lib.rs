@@ -12,7 +12,9 @@
 pub mod api;
 pub mod config;
 pub mod files;
+pub mod http;
 pub mod join;
+pub mod membership;
 pub mod offline;
 pub mod reference;
 pub mod server;
@@ -20,3 +22,4 @@ pub mod service;
 pub mod store;
 pub mod tls;
 pub mod token;
+pub mod webhook;

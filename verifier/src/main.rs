@@ -201,8 +201,9 @@ struct ServerArgs {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// TOML config file (keys: listen, data_dir, policy, nonce_ttl_secs, token_ttl_secs, [join],
-    /// enrollment_ttl_secs, [tls] cert/key, [trust] ek_roots/ek_intermediates).
+    /// TOML config file (keys: listen, data_dir, policy, nonce_ttl_secs, token_ttl_secs,
+    /// enrollment_ttl_secs, stale_after_secs, [tls] cert/key, [trust]
+    /// ek_roots/ek_intermediates, [join], [webhook] url/ca; see README.md).
     #[arg(long, env = "ASSAY_CONFIG")]
     config: Option<PathBuf>,
     #[arg(long, env = "ASSAY_LISTEN")]
@@ -575,10 +576,23 @@ fn claim_json(c: &pb::Claim) -> serde_json::Value {
     serde_json::json!({"id": c.id, "passed": c.passed, "expected": c.expected, "actual": c.actual, "location": c.location})
 }
 
+/// What a history record says, in one word: a verdict's PASS/FAIL, STALE for a
+/// node that missed its window, SENT/UNSENT for a webhook delivery.
+fn record_label(r: &pb::HistoryRecord) -> &'static str {
+    match (r.kind.as_str(), r.passed) {
+        ("stale", _) => "STALE",
+        ("webhook", true) => "SENT",
+        ("webhook", false) => "UNSENT",
+        (_, true) => "PASS",
+        (_, false) => "FAIL",
+    }
+}
+
 fn record_json(r: &pb::HistoryRecord) -> serde_json::Value {
     serde_json::json!({
         "seq": r.seq, "node_id": r.node_id, "time_unix": r.time_unix,
-        "verdict": if r.passed { "PASS" } else { "FAIL" },
+        "kind": if r.kind.is_empty() { "verdict" } else { r.kind.as_str() },
+        "verdict": record_label(r),
         "failed_claims": r.failed_claims.iter().map(claim_json).collect::<Vec<_>>(),
         "policy_name": r.policy_name, "policy_digest": r.policy_digest,
         "evidence_digest": r.evidence_digest, "prev_hash": r.prev_hash,
@@ -609,7 +623,7 @@ fn print_history(recs: &[pb::HistoryRecord]) {
             r.seq,
             r.time_unix,
             r.node_id,
-            if r.passed { "PASS" } else { "FAIL" },
+            record_label(r),
             format!(
                 "{}@{}",
                 r.policy_name,

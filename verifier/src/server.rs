@@ -48,8 +48,15 @@ pub fn build(config: Config) -> anyhow::Result<Verifier> {
             Arc::new(crate::join::swarm::SwarmIssuer::new(s.clone()))
         }
     };
+    let webhook = match &config.webhook {
+        Some(w) => Some(Arc::new(
+            crate::webhook::Webhook::new(w).map_err(anyhow::Error::msg)?,
+        )),
+        None => None,
+    };
     Ok(Verifier {
         join,
+        webhook,
         config,
         anchors,
         policy,
@@ -128,12 +135,14 @@ async fn sweep(verifier: Arc<Verifier>) {
     }
 }
 
-/// Expiry-driven orchestrator upkeep (rotating a Swarm token whose window
-/// ended) and retrying isolations the orchestrator has not confirmed.
+/// Every second: expiry-driven orchestrator upkeep (rotating a Swarm token
+/// whose window ended), retrying isolations the orchestrator has not
+/// confirmed, and isolating nodes that went stale.
 async fn join_upkeep(verifier: Arc<Verifier>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_warning = None::<String>;
+    let mut last_stale_scan = None;
     loop {
         tick.tick().await;
         let mut result = verifier
@@ -142,7 +151,10 @@ async fn join_upkeep(verifier: Arc<Verifier>) {
             .await
             .map_err(|e| e.to_string());
         if result.is_ok() {
-            result = crate::api::retry_quarantines(&verifier).await;
+            result = crate::membership::retry_quarantines(&verifier).await;
+        }
+        if result.is_ok() {
+            result = crate::membership::mark_stale(&verifier, &mut last_stale_scan).await;
         }
         // One warning per distinct problem, not one a second.
         match result {

@@ -132,6 +132,8 @@ pub struct Verifier {
     pub tokens: TokenSigner,
     /// The orchestrator's join issuer (`[join]`).
     pub join: std::sync::Arc<dyn crate::join::JoinIssuer>,
+    /// Isolation and restore notifications (`[webhook]`).
+    pub webhook: Option<std::sync::Arc<crate::webhook::Webhook>>,
 }
 
 pub fn now_unix() -> i64 {
@@ -270,6 +272,7 @@ impl Verifier {
             ak_name: pending.ak_name.clone(),
             activated_unix: now_unix(),
             last_clock: None,
+            last_pass_unix: None,
         })?;
         info!(node_id, ak_name = %pending.ak_name, "AK bound to EK");
         Ok(pending.ak_name)
@@ -361,6 +364,7 @@ impl Verifier {
             policy_digest: verdict.policy_digest.clone(),
             evidence_digest: verdict.evidence_digest.clone(),
             prev_hash: String::new(),
+            kind: String::new(),
         })?;
         // Advance the rollback baseline only from fresh, authentic quotes.
         let authentic = verdict
@@ -377,6 +381,7 @@ impl Verifier {
         info!(node_id = %input.node_id, verdict = if verdict.passed { "pass" } else { "fail" }, seq = rec.seq, failed = ?failed, "attestation verdict");
 
         let token = if verdict.passed {
+            self.store.set_last_pass(&input.node_id, now)?;
             let ttl = self.config.token_ttl.as_secs() as i64;
             let (token, claims) = self.tokens.issue(&input.node_id, &node.ak_name, now, ttl)?;
             self.store.put_token(

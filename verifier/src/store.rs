@@ -44,6 +44,10 @@ pub struct NodeRecord {
     pub activated_unix: i64,
     /// Clock info of the last quote whose signature verified (rollback detection).
     pub last_clock: Option<ClockInfo>,
+    /// When the node last passed; a node that does not pass again within
+    /// `stale_after_secs` is stale.
+    #[serde(default)]
+    pub last_pass_unix: Option<i64>,
 }
 
 /// An enrollment waiting for the node's proof of credential activation.
@@ -99,6 +103,11 @@ pub struct HistoryRecord {
     pub evidence_digest: String,
     /// Hex SHA-256 of the previous record's canonical JSON; empty for the first.
     pub prev_hash: String,
+    /// Empty for a verdict; `stale` (no pass within the window), `webhook` (a
+    /// notification's delivery). Left out of the JSON when empty, so records
+    /// written before it existed hash as they did.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
 }
 
 impl HistoryRecord {
@@ -192,6 +201,28 @@ impl Store {
             .last_evidence
             .get(node_id.as_bytes())?
             .map(|v| v.to_vec()))
+    }
+
+    /// Records a pass at `now_unix` (the start of the node's freshness window).
+    pub fn set_last_pass(&self, node_id: &str, now_unix: i64) -> Result<(), StoreError> {
+        if let Some(mut n) = self.node(node_id)? {
+            n.last_pass_unix = Some(now_unix);
+            self.put_node(&n)?;
+        }
+        Ok(())
+    }
+
+    /// Nodes whose last pass is older than `cutoff_unix` (nodes that never passed are not listed).
+    pub fn nodes_passed_before(&self, cutoff_unix: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.nodes.iter() {
+            let (k, v) = item?;
+            let n: NodeRecord = from_json("nodes", &k, &v)?;
+            if let Some(t) = n.last_pass_unix.filter(|t| *t < cutoff_unix) {
+                out.push((n.node_id, t));
+            }
+        }
+        Ok(out)
     }
 
     /// Records the clock of the last verified quote.
@@ -523,6 +554,7 @@ mod tests {
             policy_digest: "d".into(),
             evidence_digest: "e".into(),
             prev_hash: String::new(),
+            kind: String::new(),
         };
         {
             let s = Store::open(&d.path().join("db")).unwrap();

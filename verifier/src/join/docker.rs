@@ -8,10 +8,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Bytes;
-use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 /// API version spoken: Docker 20.10 (Debian 12's docker.io) and every newer daemon accept it.
@@ -78,32 +76,24 @@ impl Docker {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
             .map_err(|e| self.transport(format!("connecting: {e}")))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| self.transport(format!("HTTP handshake: {e}")))?;
-        let conn = tokio::spawn(conn);
         let payload = match body {
             Some(v) => Bytes::from(serde_json::to_vec(v).map_err(|e| self.transport(e))?),
             None => Bytes::new(),
         };
-        let req = Request::builder()
-            .method(method.clone())
-            .uri(format!("{API}{path}"))
-            .header("host", "docker")
-            .header("content-type", "application/json")
-            .body(Full::new(payload))
-            .map_err(|e| self.transport(e))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| self.transport(format!("{method} {path}: {e}")))?;
-        let status = resp.status();
-        let bytes = Limited::new(resp.into_body(), MAX_RESPONSE)
-            .collect()
-            .await
-            .map_err(|e| self.transport(format!("{method} {path}: reading the answer: {e}")))?
-            .to_bytes();
-        conn.abort();
+        let full = format!("{API}{path}");
+        let (status, bytes) = crate::http::request(
+            stream,
+            crate::http::Sent {
+                method: method.clone(),
+                path: &full,
+                host: "docker",
+                headers: &[],
+                body: payload,
+                max_response: MAX_RESPONSE,
+            },
+        )
+        .await
+        .map_err(|e| self.transport(e))?;
         if status != StatusCode::OK {
             // Docker's errors are {"message": "..."}.
             let message = serde_json::from_slice::<serde_json::Value>(&bytes)

@@ -1,0 +1,350 @@
+//! A node's membership, kept honest after every verdict and over time:
+//!
+//! - a pass: a node Assay isolated is restored, then the orchestrator's grant
+//!   is issued;
+//! - a fail on the node's *own* evidence (quote signature and nonce verified —
+//!   anyone can send garbage in a node's name, and that must isolate nothing):
+//!   its unused tokens are revoked and the orchestrator isolates it;
+//! - no pass within `stale_after_secs`: the same, with a `stale` history record.
+//!
+//! The quarantine is recorded before the orchestrator is asked, so an
+//! isolation that fails (orchestrator unreachable) is retried every second by
+//! the upkeep task until it is confirmed. Each isolation and restore is
+//! notified to the webhook, whose delivery is itself recorded in the history.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use assay_core::verdict::Claim;
+use assay_proto::v1 as pb;
+use hyper::body::Bytes;
+use sha2::{Digest as _, Sha256};
+use tracing::{info, warn};
+
+use crate::api::blocking;
+use crate::join::IssueFor;
+use crate::service::{now_unix, AttestOutput, Verifier};
+use crate::store::{HistoryRecord, Quarantine};
+use crate::webhook::Event;
+
+/// After the verdict is durable: restore and issue on a pass, isolate on an
+/// authentic fail. The grant, or why a pass came without one.
+pub async fn after_verdict(
+    v: &Arc<Verifier>,
+    node_id: &str,
+    out: &AttestOutput,
+) -> (Option<pb::JoinGrant>, String) {
+    if !out.verdict.passed {
+        if out.authentic {
+            let event = Event {
+                event: "node.quarantined",
+                node_id: node_id.to_string(),
+                time_unix: now_unix(),
+                reason: "attestation failed".into(),
+                failed_claims: out.verdict.failed().map(|c| c.id.clone()).collect(),
+                history_seq: out.history_seq,
+                tokens_revoked: 0,
+            };
+            if let Err(e) = isolate(v, event).await {
+                warn!(node_id, error = %e, "isolating the failed node did not complete; retrying");
+            }
+        }
+        return (None, String::new());
+    }
+    if let Err(e) = restore(v, node_id, out.history_seq).await {
+        warn!(node_id, error = %e, "restoring the node failed; retried at its next pass");
+    }
+    let Some((jws, jws_expires_unix)) = &out.token else {
+        return (None, String::new());
+    };
+    let to = IssueFor {
+        node_id,
+        jws,
+        jws_expires_unix: *jws_expires_unix,
+        now_unix: now_unix(),
+    };
+    match v.join.issue(to).await {
+        Ok(g) => {
+            info!(
+                node_id,
+                orchestrator = g.orchestrator,
+                expires_unix = g.expires_unix,
+                "join grant issued"
+            );
+            (
+                Some(pb::JoinGrant {
+                    orchestrator: g.orchestrator.to_string(),
+                    token: g.token,
+                    endpoint: g.endpoint,
+                    ca_cert_hash: g.ca_cert_hash,
+                    expires_unix: g.expires_unix,
+                }),
+                String::new(),
+            )
+        }
+        Err(e) => {
+            warn!(node_id, error = %e, orchestrator = v.join.name(), "join grant not issued");
+            (
+                None,
+                format!(
+                    "verdict PASS recorded (history seq {}), but the {} join grant could not be issued: {e}",
+                    out.history_seq,
+                    v.join.name()
+                ),
+            )
+        }
+    }
+}
+
+fn msg(s: tonic::Status) -> String {
+    s.message().to_string()
+}
+
+/// Records the quarantine and revokes the node's tokens, then has the
+/// orchestrator isolate it. Only the transition into quarantine is notified:
+/// a node that keeps failing is not announced at every attestation.
+async fn isolate(v: &Arc<Verifier>, mut event: Event) -> Result<(), String> {
+    let node = event.node_id.clone();
+    let (revoked, was) = blocking(v, move |v| {
+        let was = v.store.quarantine(&node)?;
+        let since_unix = was.as_ref().map_or_else(now_unix, |q| q.since_unix);
+        let applied = was.as_ref().is_some_and(|q| q.applied);
+        v.store.set_quarantine(
+            &node,
+            Some(&Quarantine {
+                since_unix,
+                applied,
+            }),
+        )?;
+        Ok((v.store.revoke_node_tokens(&node)?, was))
+    })
+    .await
+    .map_err(msg)?;
+    event.tokens_revoked = revoked;
+    let node_id = event.node_id.clone();
+    match was {
+        Some(q) if q.applied => Ok(()),
+        Some(_) => apply(v, &node_id).await,
+        None => {
+            notify(v, event);
+            apply(v, &node_id).await
+        }
+    }
+}
+
+/// Has the orchestrator isolate `node_id` and records that it did.
+async fn apply(v: &Arc<Verifier>, node_id: &str) -> Result<(), String> {
+    let done = v
+        .join
+        .quarantine(node_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let node = node_id.to_string();
+    blocking(v, move |v| {
+        if let Some(mut q) = v.store.quarantine(&node)? {
+            q.applied = true;
+            v.store.set_quarantine(&node, Some(&q))?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(msg)?;
+    warn!(node_id, actions = ?done, "node isolated");
+    Ok(())
+}
+
+/// Undoes an isolation when a quarantined node passes again.
+async fn restore(v: &Arc<Verifier>, node_id: &str, history_seq: u64) -> Result<(), String> {
+    let node = node_id.to_string();
+    if blocking(v, move |v| Ok(v.store.quarantine(&node)?))
+        .await
+        .map_err(msg)?
+        .is_none()
+    {
+        return Ok(());
+    }
+    let done = v.join.restore(node_id).await.map_err(|e| e.to_string())?;
+    let node = node_id.to_string();
+    blocking(v, move |v| Ok(v.store.set_quarantine(&node, None)?))
+        .await
+        .map_err(msg)?;
+    info!(node_id, actions = ?done, "node passed again: restored");
+    notify(
+        v,
+        Event {
+            event: "node.restored",
+            node_id: node_id.to_string(),
+            time_unix: now_unix(),
+            reason: "attestation passed".into(),
+            failed_claims: Vec::new(),
+            history_seq,
+            tokens_revoked: 0,
+        },
+    );
+    Ok(())
+}
+
+/// Retries every isolation the orchestrator has not confirmed yet.
+pub async fn retry_quarantines(v: &Arc<Verifier>) -> Result<(), String> {
+    let pending = blocking(v, |v| Ok(v.store.unapplied_quarantines()?))
+        .await
+        .map_err(msg)?;
+    for node in pending {
+        apply(v, &node).await?;
+    }
+    Ok(())
+}
+
+/// How often the node table is scanned for stale nodes: a tenth of the window,
+/// between 1 and 30 s.
+fn scan_interval(stale_after: Duration) -> Duration {
+    (stale_after / 10).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
+/// Isolates nodes whose last pass is older than `stale_after_secs`, each with
+/// a `stale` history record (claim `attestation.fresh`).
+pub async fn mark_stale(v: &Arc<Verifier>, last_scan: &mut Option<Instant>) -> Result<(), String> {
+    let Some(after) = v.config.stale_after else {
+        return Ok(());
+    };
+    if last_scan.is_some_and(|t| t.elapsed() < scan_interval(after)) {
+        return Ok(());
+    }
+    *last_scan = Some(Instant::now());
+    let now = now_unix();
+    let cutoff = now - after.as_secs() as i64;
+    let stale = blocking(v, move |v| {
+        let mut out = Vec::new();
+        for (node, last_pass) in v.store.nodes_passed_before(cutoff)? {
+            if v.store.quarantine(&node)?.is_none() {
+                out.push((node, last_pass));
+            }
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(msg)?;
+    for (node, last_pass) in stale {
+        let claim = Claim::new(
+            "attestation.fresh",
+            false,
+            format!("a pass within {} s", after.as_secs()),
+            format!("last pass {} s ago", now - last_pass),
+            "verifier clock",
+        );
+        let n = node.clone();
+        let rec = blocking(v, move |v| {
+            Ok(v.store.append_history(HistoryRecord {
+                seq: 0,
+                node_id: n,
+                time_unix: now,
+                passed: false,
+                claims: vec![claim],
+                policy_name: v.policy.name.clone(),
+                policy_digest: v.policy.digest_hex(),
+                evidence_digest: String::new(),
+                prev_hash: String::new(),
+                kind: "stale".into(),
+            })?)
+        })
+        .await
+        .map_err(msg)?;
+        warn!(node_id = %node, last_pass, seq = rec.seq, "node is stale: no pass within the window");
+        isolate(
+            v,
+            Event {
+                event: "node.stale",
+                node_id: node,
+                time_unix: now,
+                reason: format!(
+                    "no pass within {} s (last {} s ago)",
+                    after.as_secs(),
+                    now - last_pass
+                ),
+                failed_claims: vec!["attestation.fresh".into()],
+                history_seq: rec.seq,
+                tokens_revoked: 0,
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Sends `event` to the webhook in the background and records the delivery.
+fn notify(v: &Arc<Verifier>, event: Event) {
+    let Some(hook) = v.webhook.clone() else {
+        return;
+    };
+    let v = Arc::clone(v);
+    tokio::spawn(async move {
+        let body = match serde_json::to_vec(&event) {
+            Ok(b) => b,
+            Err(e) => return warn!(error = %e, "encoding a webhook event failed"),
+        };
+        let signature = match v.tokens.sign_detached(&body) {
+            Ok(s) => s,
+            Err(e) => return warn!(error = %e, "signing a webhook event failed"),
+        };
+        let digest = hex::encode(Sha256::digest(&body));
+        let d = hook.deliver(Bytes::from(body), &signature).await;
+        if d.delivered {
+            info!(event = event.event, node_id = %event.node_id, attempts = d.attempts, elapsed_ms = d.elapsed.as_millis() as u64, "webhook delivered");
+        } else {
+            warn!(event = event.event, node_id = %event.node_id, attempts = d.attempts, last = %d.last, "webhook not delivered");
+        }
+        let claim = Claim::new(
+            "webhook.delivery",
+            d.delivered,
+            format!("a 2xx answer from {}", hook.url()),
+            format!(
+                "{} after {} attempt(s) in {} ms ({})",
+                d.last,
+                d.attempts,
+                d.elapsed.as_millis(),
+                event.event
+            ),
+            "webhook",
+        );
+        let node_id = event.node_id.clone();
+        let r = blocking(&v, move |v| {
+            Ok(v.store.append_history(HistoryRecord {
+                seq: 0,
+                node_id,
+                time_unix: now_unix(),
+                passed: d.delivered,
+                claims: vec![claim],
+                policy_name: v.policy.name.clone(),
+                policy_digest: v.policy.digest_hex(),
+                evidence_digest: digest,
+                prev_hash: String::new(),
+                kind: "webhook".into(),
+            })?)
+        })
+        .await;
+        if let Err(e) = r {
+            warn!(error = %e.message(), "recording a webhook delivery failed");
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_scans_are_a_tenth_of_the_window_within_bounds() {
+        assert_eq!(
+            scan_interval(Duration::from_secs(3)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            scan_interval(Duration::from_secs(100)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            scan_interval(Duration::from_secs(3600)),
+            Duration::from_secs(30)
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! Webhook notifications: a JSON body POSTed to the configured URL when a node
+//! is isolated (failed or stale) or restored, signed with the verifier's token
+//! key as a detached JWS in the `Assay-Signature` header (check it with the
+//! JWKS: `Tokens.Jwks` or `assay-verifier token jwks`). Delivery is retried with
+//! exponential backoff a bounded number of times and recorded in the history.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::body::Bytes;
+use hyper::{Method, Uri};
+use rustls_pki_types::pem::PemObject as _;
+use serde::Serialize;
+
+/// Attempts per notification.
+pub const ATTEMPTS: u32 = 5;
+/// Wait before the second attempt; doubled for each next one (1, 2, 4, 8 s).
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest one attempt may take.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default trust store for `https://` webhooks (Debian's ca-certificates).
+pub const DEFAULT_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// PEM roots for an `https://` URL (default: the system bundle).
+    pub ca: Option<PathBuf>,
+}
+
+/// What happened to a node.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// `node.quarantined`, `node.stale`, `node.restored`.
+    pub event: &'static str,
+    pub node_id: String,
+    pub time_unix: i64,
+    pub reason: String,
+    /// Failed claim ids (for `node.quarantined`).
+    pub failed_claims: Vec<String>,
+    /// The history record that caused it (0 if none).
+    pub history_seq: u64,
+    pub tokens_revoked: usize,
+}
+
+/// The outcome of delivering one notification.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub delivered: bool,
+    pub attempts: u32,
+    /// The last status or error.
+    pub last: String,
+    pub elapsed: Duration,
+}
+
+pub struct Webhook {
+    url: String,
+    uri: Uri,
+    host: String,
+    port: u16,
+    tls: Option<tokio_rustls::TlsConnector>,
+    first_backoff: Duration,
+}
+
+impl Webhook {
+    /// Checks the URL and loads the TLS roots; errors name the config key.
+    pub fn new(cfg: &WebhookConfig) -> Result<Self, String> {
+        let uri: Uri = cfg
+            .url
+            .parse()
+            .map_err(|e| format!("webhook.url `{}`: {e}", cfg.url))?;
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => {
+                return Err(format!(
+                    "webhook.url `{}`: must be http:// or https://",
+                    cfg.url
+                ))
+            }
+        };
+        let host = uri
+            .host()
+            .ok_or_else(|| format!("webhook.url `{}`: no host", cfg.url))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let tls = if https {
+            let path = cfg.ca.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CA));
+            let pem =
+                std::fs::read(&path).map_err(|e| format!("webhook.ca {}: {e}", path.display()))?;
+            let mut roots = rustls::RootCertStore::empty();
+            let mut n = 0;
+            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| format!("webhook.ca {}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("webhook.ca {}: {e}", path.display()))?;
+                n += 1;
+            }
+            if n == 0 {
+                return Err(format!(
+                    "webhook.ca {}: no certificate in it",
+                    path.display()
+                ));
+            }
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
+        } else {
+            None
+        };
+        Ok(Self {
+            url: cfg.url.clone(),
+            uri,
+            host,
+            port,
+            tls,
+            first_backoff: FIRST_BACKOFF,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn post_once(&self, body: &Bytes, signature: &str) -> Result<u16, String> {
+        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| format!("connecting to {}:{}: {e}", self.host, self.port))?;
+        let path = self.uri.path_and_query().map_or("/", |p| p.as_str());
+        let authority = self
+            .uri
+            .authority()
+            .map_or(self.host.as_str(), |a| a.as_str());
+        let sent = crate::http::Sent {
+            method: Method::POST,
+            path,
+            host: authority,
+            headers: &[("assay-signature", signature)],
+            body: body.clone(),
+            max_response: 64 * 1024,
+        };
+        let (status, _) = match &self.tls {
+            Some(tls) => {
+                let name = rustls_pki_types::ServerName::try_from(self.host.clone())
+                    .map_err(|e| format!("webhook host `{}`: {e}", self.host))?;
+                let stream = tls
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS with {}: {e}", self.host))?;
+                crate::http::request(stream, sent).await?
+            }
+            None => crate::http::request(tcp, sent).await?,
+        };
+        if status.is_success() {
+            Ok(status.as_u16())
+        } else {
+            Err(format!("HTTP {status}"))
+        }
+    }
+
+    /// POSTs `body` until a 2xx answer, at most [`ATTEMPTS`] times with
+    /// exponential backoff.
+    pub async fn deliver(&self, body: Bytes, signature: &str) -> Delivery {
+        let start = Instant::now();
+        let mut backoff = self.first_backoff;
+        let mut last = String::new();
+        for attempt in 1..=ATTEMPTS {
+            match tokio::time::timeout(ATTEMPT_TIMEOUT, self.post_once(&body, signature)).await {
+                Ok(Ok(status)) => {
+                    return Delivery {
+                        delivered: true,
+                        attempts: attempt,
+                        last: format!("HTTP {status}"),
+                        elapsed: start.elapsed(),
+                    }
+                }
+                Ok(Err(e)) => last = e,
+                Err(_) => last = format!("no answer within {ATTEMPT_TIMEOUT:?}"),
+            }
+            if attempt < ATTEMPTS {
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+        }
+        Delivery {
+            delivered: false,
+            attempts: ATTEMPTS,
+            last,
+            elapsed: start.elapsed(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(url: &str, ca: Option<&str>) -> WebhookConfig {
+        WebhookConfig {
+            url: url.into(),
+            ca: ca.map(PathBuf::from),
+        }
+    }
+
+    #[test]
+    fn bad_webhook_settings_are_refused_naming_the_key() {
+        for (url, ca, says) in [
+            ("ftp://h/x", None, "must be http:// or https://"),
+            ("not a url", None, "webhook.url"),
+            ("/just/a/path", None, "must be http:// or https://"),
+            ("https://h/x", Some("/nonexistent/ca.pem"), "webhook.ca"),
+            ("https://h/x", Some("/dev/null"), "no certificate"),
+        ] {
+            let e = Webhook::new(&cfg(url, ca)).err().unwrap_or_default();
+            assert!(e.contains(says), "{url}: {e}");
+        }
+        let w = Webhook::new(&cfg("http://127.0.0.1:9/hook?x=1", None)).unwrap();
+        assert_eq!((w.host.as_str(), w.port), ("127.0.0.1", 9));
+        let w = Webhook::new(&cfg("http://[::1]/h", None)).unwrap();
+        assert_eq!((w.host.as_str(), w.port), ("::1", 80));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_webhook_is_tried_a_bounded_number_of_times() {
+        // A port nothing listens on: every attempt is refused at once.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut w = Webhook::new(&cfg(&format!("http://127.0.0.1:{port}/h"), None)).unwrap();
+        w.first_backoff = Duration::from_millis(1);
+        let d = w.deliver(Bytes::from_static(b"{}"), "s").await;
+        assert!(!d.delivered);
+        assert_eq!(d.attempts, ATTEMPTS);
+        assert!(d.last.contains("connecting"), "{}", d.last);
+    }
+}
