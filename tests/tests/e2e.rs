@@ -13,6 +13,7 @@ use assay_attestor::flow::{self, Failure};
 use assay_attestor::tpm::Tpm;
 use assay_proto::v1 as pb;
 use assay_tests::{attestor, Swtpm, TestCa, VerifierOpts, VerifierProc};
+use sha2::Digest as _;
 use tempfile::TempDir;
 
 const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -590,4 +591,105 @@ fn attestor_with_tcti(v: &VerifierProc, state: &Path, tcti: &str) -> Output {
         .arg(state)
         .output()
         .unwrap()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn operators_list_tokens_by_id_and_revoke_one_or_all_of_a_node() {
+    let v = VerifierProc::start(&VerifierOpts::new(policy())).unwrap();
+    let n = Node::new("node-tokens");
+    let t1 = token_for(&v, &n).await;
+    let r = n.send(&v, n.quoted_request(&v).await).await;
+    let t2 = r.join_token.unwrap().token;
+    let t3 = n
+        .send(&v, n.quoted_request(&v).await)
+        .await
+        .join_token
+        .unwrap()
+        .token;
+    let id = |t: &str| hex::encode(sha2::Sha256::digest(t.as_bytes()));
+
+    let out = v
+        .cli(&["tokens", "list", "--node", "node-tokens", "--json"])
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains(&t1), "a token value is never listed");
+    let listed = json(&out);
+    let mut ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let mut want = vec![id(&t1), id(&t2), id(&t3)];
+    want.sort_unstable();
+    assert_eq!(ids, want);
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["state"] == "unused" && t["node_id"] == "node-tokens"));
+
+    // One token, by the file that holds it: only its hash is sent.
+    let f = n.state.path().join("t1");
+    std::fs::write(&f, format!("{t1}\n")).unwrap();
+    let out = v
+        .cli(&["tokens", "revoke", "--token-file", f.to_str().unwrap()])
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = v
+        .cli(&["token", "verify", "--token", &t1, "--node", "node-tokens"])
+        .unwrap();
+    assert!(stderr(&out).contains("revoked"), "{}", stderr(&out));
+    // Revoking it again, a too-short id, or both selectors: clear refusals.
+    let short = id(&t1)[..16].to_string();
+    for (args, says) in [
+        (vec!["--id", short.as_str()], "already revoked"),
+        (vec!["--id", "abc"], "8 to 64 hex digits"),
+        (vec!["--id", "zzzzzzzzzz"], "8 to 64 hex digits"),
+        (vec!["--id", "0000000000000000"], "no token with id"),
+    ] {
+        let mut a = vec!["tokens", "revoke"];
+        a.extend(args);
+        let out = v.cli(&a).unwrap();
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(says), "{a:?}: {}", stderr(&out));
+    }
+    let out = v
+        .cli(&["tokens", "revoke", "--id", &short, "--node", "node-tokens"])
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "clap refuses two selectors");
+
+    // The rest of the node's tokens at once.
+    let out = v
+        .cli(&["tokens", "revoke", "--node", "node-tokens"])
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("2 token(s) revoked"),
+        "{}",
+        stdout(&out)
+    );
+    for t in [&t2, &t3] {
+        let out = v
+            .cli(&["token", "verify", "--token", t, "--node", "node-tokens"])
+            .unwrap();
+        assert!(stderr(&out).contains("revoked"), "{}", stderr(&out));
+    }
+    let out = v.cli(&["tokens", "list", "--node", "node-tokens"]).unwrap();
+    assert!(
+        stdout(&out).contains("no tokens unused"),
+        "{}",
+        stdout(&out)
+    );
+    let all = json(&v.cli(&["tokens", "list", "--all", "--json"]).unwrap());
+    assert_eq!(all.as_array().unwrap().len(), 3);
+    assert!(all
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["state"] == "revoked"));
+    // The node is not isolated by an operator's revoke: it passes and gets a new one.
+    let r = n.send(&v, n.quoted_request(&v).await).await;
+    assert!(r.join_token.is_some());
 }

@@ -83,8 +83,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Join tokens.
-    #[command(subcommand)]
+    /// Join tokens: verify, list, revoke, the JWKS (also `tokens`).
+    #[command(subcommand, visible_alias = "tokens")]
     Token(TokenCmd),
     /// Enrolled nodes (operates on the data directory directly; stop the verifier first).
     #[command(subcommand)]
@@ -176,6 +176,36 @@ enum TokenCmd {
     Jwks {
         #[command(flatten)]
         server: ServerArgs,
+    },
+    /// List issued tokens by id (the SHA-256 of the token; tokens themselves are
+    /// never stored). Unused ones unless --all.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(long)]
+        node: Option<String>,
+        /// Also used, revoked and expired tokens.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke one unused token (--id, a prefix from `list`, or --token-file
+    /// holding the token), or every unused token of a node and its
+    /// orchestrator grants (--node).
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["id", "token_file", "node"])))]
+    Revoke {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(long)]
+        id: Option<String>,
+        /// A file holding the token (`-`: stdin); only its SHA-256 is sent.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        #[arg(long)]
+        node: Option<String>,
     },
 }
 
@@ -526,6 +556,102 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     bail!("{}", s.message());
                 }
+            }
+        }
+        Cmd::Token(TokenCmd::List {
+            server,
+            node,
+            all,
+            limit,
+            json,
+        }) => {
+            let ch = connect(&server).await?;
+            let toks = pb::tokens_client::TokensClient::new(ch)
+                .list(pb::ListTokensRequest {
+                    node_id: node.unwrap_or_default(),
+                    all,
+                    limit,
+                })
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                .into_inner()
+                .tokens;
+            if json {
+                let v: Vec<_> = toks
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({
+                            "id": t.id, "node_id": t.node_id, "ak_name": t.ak_name,
+                            "issued_unix": t.issued_unix, "expires_unix": t.expires_unix,
+                            "state": t.state,
+                        })
+                    })
+                    .collect();
+                outln!("{}", serde_json::to_string_pretty(&v)?);
+            } else if toks.is_empty() {
+                outln!(
+                    "no tokens{}",
+                    if all {
+                        ""
+                    } else {
+                        " unused (--all shows every one)"
+                    }
+                );
+            } else {
+                outln!(
+                    "{:<16}  {:<8}  {:<12}  {:<12}  NODE",
+                    "ID",
+                    "STATE",
+                    "ISSUED_UNIX",
+                    "EXPIRES_UNIX"
+                );
+                for t in &toks {
+                    outln!(
+                        "{:<16}  {:<8}  {:<12}  {:<12}  {}",
+                        t.id.get(..16).unwrap_or(&t.id),
+                        t.state,
+                        t.issued_unix,
+                        t.expires_unix,
+                        t.node_id
+                    );
+                }
+            }
+        }
+        Cmd::Token(TokenCmd::Revoke {
+            server,
+            id,
+            token_file,
+            node,
+        }) => {
+            let id = match (id, token_file) {
+                (Some(id), _) => id,
+                (None, Some(f)) => {
+                    use std::io::Read as _;
+                    let mut text = String::new();
+                    let r: Box<dyn std::io::Read> = if f.as_os_str() == "-" {
+                        Box::new(std::io::stdin())
+                    } else {
+                        Box::new(std::fs::File::open(&f).with_context(|| f.display().to_string())?)
+                    };
+                    r.take(64 * 1024)
+                        .read_to_string(&mut text)
+                        .with_context(|| format!("reading the token from {}", f.display()))?;
+                    assay_verifier::store::token_id(text.trim())
+                }
+                (None, None) => String::new(),
+            };
+            let ch = connect(&server).await?;
+            let r = pb::tokens_client::TokensClient::new(ch)
+                .revoke(pb::RevokeTokensRequest {
+                    id,
+                    node_id: node.unwrap_or_default(),
+                })
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                .into_inner();
+            outln!("{} token(s) revoked", r.revoked);
+            for a in r.actions {
+                outln!("{a}");
             }
         }
         Cmd::Token(TokenCmd::Jwks { server }) => {

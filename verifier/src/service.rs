@@ -392,6 +392,7 @@ impl Verifier {
                     expires_unix: claims.exp,
                     used: false,
                     revoked: false,
+                    issued_unix: now,
                 },
             )?;
             Some((token, claims.exp))

@@ -85,9 +85,42 @@ pub struct TokenRecord {
     pub ak_name: String,
     pub expires_unix: i64,
     pub used: bool,
-    /// Revoked (the node failed attestation) before it was used.
+    /// Revoked (the node failed attestation, or an operator) before it was used.
     #[serde(default)]
     pub revoked: bool,
+    #[serde(default)]
+    pub issued_unix: i64,
+}
+
+impl TokenRecord {
+    /// `unused`, `used`, `revoked` or `expired`.
+    pub fn state(&self, now_unix: i64) -> &'static str {
+        match (self.revoked, self.used) {
+            (true, _) => "revoked",
+            (false, true) => "used",
+            (false, false) if self.expires_unix <= now_unix => "expired",
+            _ => "unused",
+        }
+    }
+}
+
+/// What revoking one token by id found.
+#[derive(Debug, Clone)]
+pub enum RevokeOne {
+    Revoked(TokenRecord),
+    /// Already used or revoked: nothing to do.
+    Spent(TokenRecord),
+    NotFound,
+    /// The prefix names more than one token.
+    Ambiguous(usize),
+}
+
+/// Shortest token id prefix accepted by [`Store::revoke_token`] (hex digits).
+pub const MIN_TOKEN_ID_PREFIX: usize = 8;
+
+/// A token's public id: the hex SHA-256 of the token (what the store is keyed by).
+pub fn token_id(token: &str) -> String {
+    hex::encode(token_key(token))
 }
 
 /// One verdict in the history. `hash` chains it to the previous record.
@@ -332,6 +365,69 @@ impl Store {
         }
         self.flush()?;
         Ok(n)
+    }
+
+    /// Tokens, newest expiry first, optionally of one node and only unused
+    /// ones; at most `limit`. Each with its id (hex SHA-256 of the token).
+    pub fn tokens(
+        &self,
+        node_id: Option<&str>,
+        unused_only: bool,
+        now_unix: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, TokenRecord)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tokens.iter() {
+            let (k, v) = item?;
+            let r: TokenRecord = from_json("tokens", &k, &v)?;
+            if node_id.is_some_and(|n| n != r.node_id)
+                || (unused_only && r.state(now_unix) != "unused")
+            {
+                continue;
+            }
+            out.push((hex::encode(&k), r));
+        }
+        out.sort_by(|a, b| b.1.expires_unix.cmp(&a.1.expires_unix).then(a.0.cmp(&b.0)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Revokes the unused token whose id starts with `id_prefix` (hex, at
+    /// least [`MIN_TOKEN_ID_PREFIX`] digits; the caller checks).
+    pub fn revoke_token(&self, id_prefix: &str) -> Result<RevokeOne, StoreError> {
+        let prefix = id_prefix.to_ascii_lowercase();
+        let mut found = Vec::new();
+        for item in self.tokens.iter() {
+            let (k, _) = item?;
+            if hex::encode(&k).starts_with(&prefix) {
+                found.push(k);
+            }
+        }
+        let key = match found.len() {
+            0 => return Ok(RevokeOne::NotFound),
+            1 => found.remove(0),
+            n => return Ok(RevokeOne::Ambiguous(n)),
+        };
+        let r = consume(
+            &self.tokens,
+            "tokens",
+            &key,
+            |r: &TokenRecord| r.used,
+            |r| {
+                r.used = true;
+                r.revoked = true;
+            },
+        )?;
+        self.flush()?;
+        Ok(match r {
+            Consumed::Fresh(mut rec) => {
+                rec.used = true;
+                rec.revoked = true;
+                RevokeOne::Revoked(rec)
+            }
+            Consumed::AlreadyUsed(rec) => RevokeOne::Spent(rec),
+            Consumed::Unknown => RevokeOne::NotFound,
+        })
     }
 
     // ---- quarantine
@@ -590,6 +686,7 @@ mod tests {
                 expires_unix: 9,
                 used: false,
                 revoked: false,
+                issued_unix: 0,
             },
         )
         .unwrap();
@@ -614,6 +711,7 @@ mod tests {
             expires_unix: 9,
             used,
             revoked: false,
+            issued_unix: 0,
         };
         s.put_token("a1", &rec("a", false)).unwrap();
         s.put_token("a2", &rec("a", true)).unwrap();
@@ -646,6 +744,7 @@ mod tests {
             expires_unix: exp,
             used: true,
             revoked: false,
+            issued_unix: 0,
         };
         s.put_token("t-old", &token(10)).unwrap();
         s.put_token("t-new", &token(100)).unwrap();
@@ -664,5 +763,65 @@ mod tests {
             Consumed::AlreadyUsed(_)
         ));
         assert_eq!(s.purge_expired(50).unwrap(), 0);
+    }
+
+    #[test]
+    fn tokens_are_listed_by_id_never_by_value_and_revoked_one_at_a_time() {
+        let (_d, s) = store();
+        let rec = |node: &str, exp, used| TokenRecord {
+            node_id: node.into(),
+            ak_name: "ak".into(),
+            expires_unix: exp,
+            used,
+            revoked: false,
+            issued_unix: exp - 600,
+        };
+        s.put_token("tok-a1", &rec("a", 1000, false)).unwrap();
+        s.put_token("tok-a2", &rec("a", 2000, true)).unwrap();
+        s.put_token("tok-a3", &rec("a", 500, false)).unwrap();
+        s.put_token("tok-b1", &rec("b", 3000, false)).unwrap();
+        let now = 700;
+        // Unused only: a1 (a3 expired, a2 used), b1; newest expiry first.
+        let ids: Vec<String> = s
+            .tokens(None, true, now, 100)
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(ids, vec![token_id("tok-b1"), token_id("tok-a1")]);
+        let all = s.tokens(Some("a"), false, now, 100).unwrap();
+        let states: Vec<&str> = all.iter().map(|(_, r)| r.state(now)).collect();
+        assert_eq!(states, vec!["used", "unused", "expired"]);
+        assert_eq!(s.tokens(None, false, now, 2).unwrap().len(), 2, "limit");
+        let listed = format!("{:?}", s.tokens(None, false, now, 100).unwrap());
+        assert!(!listed.contains("tok-"), "a token value never comes out");
+
+        let a1 = token_id("tok-a1");
+        match s.revoke_token(&a1[..12]).unwrap() {
+            RevokeOne::Revoked(r) => assert_eq!(r.node_id, "a"),
+            other => panic!("{other:?}"),
+        }
+        match s.consume_token("tok-a1").unwrap() {
+            Consumed::AlreadyUsed(r) => assert!(r.revoked && r.state(now) == "revoked"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(s.revoke_token(&a1).unwrap(), RevokeOne::Spent(_)));
+        assert!(matches!(
+            s.revoke_token(&token_id("tok-a2")).unwrap(),
+            RevokeOne::Spent(_)
+        ));
+        assert!(matches!(
+            s.revoke_token("00000000deadbeef").unwrap(),
+            RevokeOne::NotFound
+        ));
+        // The empty prefix (the API refuses it) would name every token.
+        assert!(matches!(
+            s.revoke_token("").unwrap(),
+            RevokeOne::Ambiguous(4)
+        ));
+        assert!(matches!(
+            s.consume_token("tok-b1").unwrap(),
+            Consumed::Fresh(_)
+        ));
     }
 }

@@ -58,6 +58,9 @@ pub trait JoinIssuer: Send + Sync {
     fn issue<'a>(&'a self, to: IssueFor<'a>) -> BoxFuture<'a, Result<Grant, JoinError>>;
     /// On a fail: isolate the node (drain, taint, …). Returns what was done, for the log.
     fn quarantine<'a>(&'a self, node_id: &'a str) -> BoxFuture<'a, Result<Vec<String>, JoinError>>;
+    /// An operator revokes a node's grants without isolating it (`tokens
+    /// revoke --node`): grants the node could still join with stop working.
+    fn revoke<'a>(&'a self, node_id: &'a str) -> BoxFuture<'a, Result<Vec<String>, JoinError>>;
     /// On a pass after a fail: undo what `quarantine` did, and only that.
     fn restore<'a>(&'a self, node_id: &'a str) -> BoxFuture<'a, Result<Vec<String>, JoinError>>;
     /// Called about once a second: expiry-driven upkeep (rotating a token whose window ended).
@@ -86,6 +89,10 @@ impl JoinIssuer for TokenIssuer {
 
     fn quarantine<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<String>, JoinError>> {
         // Revoking the node's JWS tokens is done for every orchestrator by the caller.
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn revoke<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<String>, JoinError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
 

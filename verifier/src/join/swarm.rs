@@ -141,6 +141,18 @@ impl SwarmIssuer {
         Ok(after.join_tokens.worker)
     }
 
+    /// Rotates the worker token if one is out (the node may hold the open
+    /// window's token: there is one per swarm, not one per node).
+    async fn revoke_window(&self) -> Result<Vec<String>, JoinError> {
+        let mut st = self.state.lock().await;
+        if st.held.is_none() {
+            return Ok(Vec::new());
+        }
+        self.rotate().await?;
+        st.held = None;
+        Ok(vec!["swarm worker join token rotated".to_string()])
+    }
+
     async fn endpoint(&self) -> Result<String, JoinError> {
         if let Some(a) = &self.config.manager_addr {
             return Ok(a.clone());
@@ -241,19 +253,14 @@ impl JoinIssuer for SwarmIssuer {
 
     fn quarantine<'a>(&'a self, node_id: &'a str) -> BoxFuture<'a, Result<Vec<String>, JoinError>> {
         Box::pin(async move {
-            let mut done = Vec::new();
-            {
-                let mut st = self.state.lock().await;
-                if st.held.is_some() {
-                    // The failing node may hold the open window's token.
-                    self.rotate().await?;
-                    st.held = None;
-                    done.push("swarm worker join token rotated".to_string());
-                }
-            }
+            let mut done = self.revoke_window().await?;
             done.extend(self.set_availability(node_id, true).await?);
             Ok(done)
         })
+    }
+
+    fn revoke<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<String>, JoinError>> {
+        Box::pin(self.revoke_window())
     }
 
     fn restore<'a>(&'a self, node_id: &'a str) -> BoxFuture<'a, Result<Vec<String>, JoinError>> {
