@@ -112,13 +112,22 @@ pub struct Grant {
 
 impl Grant {
     fn from_proto(g: assay_proto::v1::JoinGrant) -> Result<Self, Failure> {
+        let bad = |what: &str| {
+            Failure::Internal(format!(
+                "the verifier sent a {} grant with {what}; refusing to build a join command from it",
+                g.orchestrator
+            ))
+        };
+        // The command is run without a shell, but an argument that starts with
+        // `-` would still be read as an option: never build one from a grant.
+        let endpoint_ok = |e: &str| {
+            !e.is_empty() && !e.starts_with('-') && e.bytes().all(|b| b.is_ascii_graphic())
+        };
         let command = match g.orchestrator.as_str() {
             "token" => Vec::new(),
             "swarm" => {
-                if g.token.is_empty() || g.endpoint.is_empty() {
-                    return Err(Failure::Internal(
-                        "the verifier sent a swarm grant without token or manager address".into(),
-                    ));
+                if g.token.is_empty() || g.token.starts_with('-') || !endpoint_ok(&g.endpoint) {
+                    return Err(bad("no usable token or manager address"));
                 }
                 vec![
                     "docker".into(),
@@ -127,6 +136,29 @@ impl Grant {
                     "--token".into(),
                     g.token.clone(),
                     g.endpoint.clone(),
+                ]
+            }
+            "kubeadm" => {
+                if !is_kubeadm_token(&g.token) {
+                    return Err(bad("a token not in kubeadm's [a-z0-9]{6}.[a-z0-9]{16} form"));
+                }
+                if !endpoint_ok(&g.endpoint) {
+                    return Err(bad("no usable API server endpoint"));
+                }
+                let hash_ok = g.ca_cert_hash.strip_prefix("sha256:").is_some_and(|h| {
+                    h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())
+                });
+                if !hash_ok {
+                    return Err(bad("no sha256:<64 hex> CA certificate hash"));
+                }
+                vec![
+                    "kubeadm".into(),
+                    "join".into(),
+                    g.endpoint.clone(),
+                    "--token".into(),
+                    g.token.clone(),
+                    "--discovery-token-ca-cert-hash".into(),
+                    g.ca_cert_hash.clone(),
                 ]
             }
             other => {
@@ -144,6 +176,17 @@ impl Grant {
             command,
         })
     }
+}
+
+/// kubeadm's bootstrap token form, `[a-z0-9]{6}.[a-z0-9]{16}`.
+pub fn is_kubeadm_token(t: &str) -> bool {
+    let ok = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    t.split_once('.')
+        .is_some_and(|(id, secret)| ok(id, 6) && ok(secret, 16))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -499,5 +542,92 @@ pub async fn join_with(cfg: &Config, tpm: &mut Tpm, measure: bool) -> Result<Out
             attest_with(cfg, tpm, ch, measure).await
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use assay_proto::v1::JoinGrant;
+
+    fn grant(orch: &str, token: &str, endpoint: &str, hash: &str) -> JoinGrant {
+        JoinGrant {
+            orchestrator: orch.into(),
+            token: token.into(),
+            endpoint: endpoint.into(),
+            ca_cert_hash: hash.into(),
+            expires_unix: 1,
+        }
+    }
+
+    const HASH: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn kubeadm_tokens_have_kubeadm_s_form() {
+        assert!(is_kubeadm_token("abcdef.0123456789abcdef"));
+        assert!(is_kubeadm_token("07401b.f395accd246ae52d"));
+        for bad in [
+            "",
+            "abcdef",
+            "abcdef.",
+            "ABCDEF.0123456789abcdef",
+            "abcde.0123456789abcdef",
+            "abcdef.0123456789abcde",
+            "abcdef.0123456789abcdef0",
+            "abcdef:0123456789abcdef",
+            "abc-ef.0123456789abcdef",
+            "abcdef.0123456789abcdef.x",
+        ] {
+            assert!(!is_kubeadm_token(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_kubeadm_grant_becomes_the_exact_kubeadm_join_command() {
+        let g = Grant::from_proto(grant(
+            "kubeadm",
+            "abcdef.0123456789abcdef",
+            "10.0.0.1:6443",
+            HASH,
+        ))
+        .unwrap();
+        assert_eq!(
+            g.command,
+            [
+                "kubeadm",
+                "join",
+                "10.0.0.1:6443",
+                "--token",
+                "abcdef.0123456789abcdef",
+                "--discovery-token-ca-cert-hash",
+                HASH
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_grants_never_become_commands() {
+        for g in [
+            grant("kubeadm", "abcdef.0123456789abcdef", "", HASH),
+            grant("kubeadm", "abcdef.0123456789abcdef", "--config=/x", HASH),
+            grant("kubeadm", "abcdef.0123456789abcdef", "a b", HASH),
+            grant("kubeadm", "--token", "10.0.0.1:6443", HASH),
+            grant(
+                "kubeadm",
+                "abcdef.0123456789abcdef",
+                "10.0.0.1:6443",
+                "sha256:00",
+            ),
+            grant("kubeadm", "abcdef.0123456789abcdef", "10.0.0.1:6443", ""),
+            grant("swarm", "SWMTKN-1-x", "-H", ""),
+            grant("swarm", "", "10.0.0.1:2377", ""),
+            grant("nomad", "t", "e", ""),
+        ] {
+            let what = format!("{g:?}");
+            assert!(
+                matches!(Grant::from_proto(g), Err(Failure::Internal(_))),
+                "{what}"
+            );
+        }
     }
 }

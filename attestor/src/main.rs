@@ -78,8 +78,8 @@ enum Cmd {
 struct JoinArgs {
     #[command(flatten)]
     common: Common,
-    /// The orchestrator this node expects to join (`kubeadm` is not built yet);
-    /// a different grant from the verifier is an error (exit 6).
+    /// The orchestrator this node expects to join; a different grant from the
+    /// verifier is an error (exit 6).
     #[arg(long, value_enum)]
     orchestrator: Option<Orchestrator>,
     /// Run the join command (e.g. `docker swarm join …`) once trusted; its output
@@ -92,6 +92,7 @@ struct JoinArgs {
 enum Orchestrator {
     Token,
     Swarm,
+    Kubeadm,
 }
 
 impl Orchestrator {
@@ -99,6 +100,7 @@ impl Orchestrator {
         match self {
             Orchestrator::Token => "token",
             Orchestrator::Swarm => "swarm",
+            Orchestrator::Kubeadm => "kubeadm",
         }
     }
 }
@@ -582,6 +584,7 @@ fn print_outcome(o: &Outcome, out: Output) {
                 outln!("ASSAY_JOIN_ORCHESTRATOR={}", g.orchestrator);
                 outln!("ASSAY_JOIN_SECRET={}", shell_quote(&g.token));
                 outln!("ASSAY_JOIN_ENDPOINT={}", shell_quote(&g.endpoint));
+                outln!("ASSAY_JOIN_CA_CERT_HASH={}", shell_quote(&g.ca_cert_hash));
                 outln!("ASSAY_JOIN_EXPIRES={}", g.expires_unix);
                 let cmd: Vec<String> = g.command.iter().map(|a| shell_quote(a)).collect();
                 outln!("ASSAY_JOIN_COMMAND={}", shell_quote(&cmd.join(" ")));

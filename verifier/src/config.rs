@@ -60,6 +60,23 @@ pub struct FileJoin {
     pub orchestrator: Option<String>,
     #[serde(default)]
     pub swarm: FileSwarm,
+    #[serde(default)]
+    pub kubernetes: FileKubernetes,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileKubernetes {
+    /// `https://host:port` of the API server.
+    pub api_server: Option<String>,
+    /// The cluster CA certificate (PEM), e.g. /etc/kubernetes/pki/ca.crt.
+    pub ca: Option<PathBuf>,
+    /// Bearer token file (a ServiceAccount token).
+    pub token_file: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// `host:port` for `kubeadm join` (default: the API server's).
+    pub join_endpoint: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,6 +149,7 @@ pub enum JoinConfig {
     /// The signed JWS only.
     Token,
     Swarm(crate::join::swarm::SwarmConfig),
+    Kubernetes(crate::join::kubernetes::KubernetesConfig),
 }
 
 pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
@@ -179,9 +197,41 @@ fn join_config(f: FileJoin) -> Result<JoinConfig, ConfigError> {
                 )?,
             }))
         }
+        "kubeadm" => {
+            let k = f.kubernetes;
+            let api_server = k.api_server.ok_or(ConfigError::Invalid {
+                key: "join.kubernetes.api_server",
+                reason: "required for `kubeadm` (https://host:6443)".into(),
+            })?;
+            let ca = k.ca.ok_or(ConfigError::Invalid {
+                key: "join.kubernetes.ca",
+                reason: "required for `kubeadm`: the cluster CA (/etc/kubernetes/pki/ca.crt)"
+                    .into(),
+            })?;
+            if let Some(a) = &k.join_endpoint {
+                if a.rsplit_once(':')
+                    .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+                {
+                    return Err(ConfigError::Invalid {
+                        key: "join.kubernetes.join_endpoint",
+                        reason: format!("`{a}` is not host:port"),
+                    });
+                }
+            }
+            Ok(JoinConfig::Kubernetes(
+                crate::join::kubernetes::KubernetesConfig {
+                    api_server,
+                    ca,
+                    token_file: k.token_file,
+                    client_cert: k.client_cert,
+                    client_key: k.client_key,
+                    join_endpoint: k.join_endpoint,
+                },
+            ))
+        }
         other => Err(ConfigError::Invalid {
             key: "join.orchestrator",
-            reason: format!("`{other}`: expected `token` or `swarm`"),
+            reason: format!("`{other}`: expected `token`, `swarm` or `kubeadm`"),
         }),
     }
 }
@@ -378,6 +428,22 @@ mod tests {
             (
                 "[join]\norchestrator = \"swarm\"\n[join.swarm]\ntoken_window_secs = 0\n",
                 "join.swarm.token_window_secs",
+            ),
+            (
+                "[join]\norchestrator = \"kubeadm\"\n[join.kubernetes]\nca = \"/x\"\n",
+                "join.kubernetes.api_server",
+            ),
+            (
+                "[join]\norchestrator = \"kubeadm\"\n[join.kubernetes]\napi_server = \"https://k:6443\"\n",
+                "join.kubernetes.ca",
+            ),
+            (
+                "[join]\norchestrator = \"kubeadm\"\n[join.kubernetes]\napi_server = \"https://k:6443\"\nca = \"/x\"\njoin_endpoint = \"k\"\n",
+                "join.kubernetes.join_endpoint",
+            ),
+            (
+                "[join]\norchestrator = \"kubeadm\"\n[join.kubernetes]\nkubeconfig = \"/x\"\n",
+                "kubeconfig",
             ),
         ] {
             let e = Config::load(

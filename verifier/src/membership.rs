@@ -62,6 +62,12 @@ pub async fn after_verdict(
         jws,
         jws_expires_unix: *jws_expires_unix,
         now_unix: now_unix(),
+        history_seq: out.history_seq,
+        policy: format!(
+            "{}@{}",
+            v.policy.name,
+            v.policy.digest_hex().get(..8).unwrap_or_default()
+        ),
     };
     match v.join.issue(to).await {
         Ok(g) => {

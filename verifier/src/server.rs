@@ -47,6 +47,10 @@ pub fn build(config: Config) -> anyhow::Result<Verifier> {
         crate::config::JoinConfig::Swarm(s) => {
             Arc::new(crate::join::swarm::SwarmIssuer::new(s.clone()))
         }
+        crate::config::JoinConfig::Kubernetes(k) => Arc::new(
+            crate::join::kubernetes::KubernetesIssuer::new(k.clone())
+                .map_err(anyhow::Error::msg)?,
+        ),
     };
     let webhook = match &config.webhook {
         Some(w) => Some(Arc::new(

@@ -5,12 +5,10 @@
 //! exponential backoff a bounded number of times and recorded in the history.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::body::Bytes;
-use hyper::{Method, Uri};
-use rustls_pki_types::pem::PemObject as _;
+use hyper::Method;
 use serde::Serialize;
 
 /// Attempts per notification.
@@ -56,73 +54,22 @@ pub struct Delivery {
 
 pub struct Webhook {
     url: String,
-    uri: Uri,
-    host: String,
-    port: u16,
-    tls: Option<tokio_rustls::TlsConnector>,
+    endpoint: crate::http::Endpoint,
     first_backoff: Duration,
 }
 
 impl Webhook {
     /// Checks the URL and loads the TLS roots; errors name the config key.
     pub fn new(cfg: &WebhookConfig) -> Result<Self, String> {
-        let uri: Uri = cfg
-            .url
-            .parse()
-            .map_err(|e| format!("webhook.url `{}`: {e}", cfg.url))?;
-        let https = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => {
-                return Err(format!(
-                    "webhook.url `{}`: must be http:// or https://",
-                    cfg.url
-                ))
-            }
-        };
-        let host = uri
-            .host()
-            .ok_or_else(|| format!("webhook.url `{}`: no host", cfg.url))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let tls = if https {
-            let path = cfg.ca.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CA));
-            let pem =
-                std::fs::read(&path).map_err(|e| format!("webhook.ca {}: {e}", path.display()))?;
-            let mut roots = rustls::RootCertStore::empty();
-            let mut n = 0;
-            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| format!("webhook.ca {}: {e}", path.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("webhook.ca {}: {e}", path.display()))?;
-                n += 1;
-            }
-            if n == 0 {
-                return Err(format!(
-                    "webhook.ca {}: no certificate in it",
-                    path.display()
-                ));
-            }
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
+        let tls = if cfg.url.starts_with("https://") {
+            let ca = cfg.ca.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CA));
+            Some(crate::http::tls_connector(&ca, None, "webhook.ca")?)
         } else {
             None
         };
         Ok(Self {
             url: cfg.url.clone(),
-            uri,
-            host,
-            port,
-            tls,
+            endpoint: crate::http::Endpoint::new(&cfg.url, tls, "webhook.url")?,
             first_backoff: FIRST_BACKOFF,
         })
     }
@@ -132,34 +79,16 @@ impl Webhook {
     }
 
     async fn post_once(&self, body: &Bytes, signature: &str) -> Result<u16, String> {
-        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| format!("connecting to {}:{}: {e}", self.host, self.port))?;
-        let path = self.uri.path_and_query().map_or("/", |p| p.as_str());
-        let authority = self
-            .uri
-            .authority()
-            .map_or(self.host.as_str(), |a| a.as_str());
-        let sent = crate::http::Sent {
-            method: Method::POST,
-            path,
-            host: authority,
-            headers: &[("assay-signature", signature)],
-            body: body.clone(),
-            max_response: 64 * 1024,
-        };
-        let (status, _) = match &self.tls {
-            Some(tls) => {
-                let name = rustls_pki_types::ServerName::try_from(self.host.clone())
-                    .map_err(|e| format!("webhook host `{}`: {e}", self.host))?;
-                let stream = tls
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| format!("TLS with {}: {e}", self.host))?;
-                crate::http::request(stream, sent).await?
-            }
-            None => crate::http::request(tcp, sent).await?,
-        };
+        let (status, _) = self
+            .endpoint
+            .request(
+                Method::POST,
+                "",
+                &[("assay-signature", signature)],
+                body.clone(),
+                64 * 1024,
+            )
+            .await?;
         if status.is_success() {
             Ok(status.as_u16())
         } else {
@@ -224,9 +153,13 @@ mod tests {
             assert!(e.contains(says), "{url}: {e}");
         }
         let w = Webhook::new(&cfg("http://127.0.0.1:9/hook?x=1", None)).unwrap();
-        assert_eq!((w.host.as_str(), w.port), ("127.0.0.1", 9));
+        let e = &w.endpoint;
+        assert_eq!((e.host.as_str(), e.port), ("127.0.0.1", 9));
+        assert_eq!(e.path(""), "/hook?x=1");
         let w = Webhook::new(&cfg("http://[::1]/h", None)).unwrap();
-        assert_eq!((w.host.as_str(), w.port), ("::1", 80));
+        assert_eq!((w.endpoint.host.as_str(), w.endpoint.port), ("::1", 80));
+        let w = Webhook::new(&cfg("http://example.com", None)).unwrap();
+        assert_eq!(w.endpoint.path(""), "/");
     }
 
     #[tokio::test]

@@ -7,12 +7,16 @@
 //! - `swarm`: Docker Swarm's worker join token, fetched from the manager's
 //!   Engine API, rotated before it is handed out and again when its join
 //!   window ends, so a leaked token dies; a failing node is drained.
+//! - `kubeadm`: a Kubernetes bootstrap token Secret per pass, with the API
+//!   endpoint and CA hash for `kubeadm join`; a failing node's tokens are
+//!   deleted and its Node labelled and tainted NoExecute.
 //!
 //! The JWS is minted on every pass whatever the orchestrator (it is what
 //! `assay-verifier token verify` checks), and revoked with every other
 //! outstanding token of a node that fails.
 
 pub mod docker;
+pub mod kubernetes;
 pub mod swarm;
 
 use std::future::Future;
@@ -31,11 +35,12 @@ pub enum JoinError {
 /// What a node that passed joins with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
-    /// `token`, `swarm` (later `kubeadm`).
+    /// `token`, `swarm`, `kubeadm`.
     pub orchestrator: &'static str,
     /// The secret the node joins with. Never logged.
     pub token: String,
-    /// Where it joins: the Swarm manager's `host:port`; empty for `token`.
+    /// Where it joins: the Swarm manager's or the API server's `host:port`;
+    /// empty for `token`.
     pub endpoint: String,
     /// `sha256:<hex>` of the cluster CA's public key, where the orchestrator pins one.
     pub ca_cert_hash: String,
@@ -48,6 +53,10 @@ pub struct IssueFor<'a> {
     pub jws: &'a str,
     pub jws_expires_unix: i64,
     pub now_unix: i64,
+    /// The passing verdict's history record and policy (`name@digest8`), for
+    /// orchestrators that describe what they issue.
+    pub history_seq: u64,
+    pub policy: String,
 }
 
 /// One orchestrator's side of joining. Implementations are called after the

@@ -1,0 +1,765 @@
+//! Kubernetes (kubeadm) join against a FAKE kube-apiserver: no kube-apiserver
+//! can be installed on these machines, so this test runs an HTTPS server that
+//! speaks the exact REST paths and JSON of the parts Assay uses (Secret
+//! create/list/delete in kube-system, Node get/merge-patch with
+//! resourceVersion conflicts) and checks every request against the Kubernetes
+//! API's shapes and validation rules (bootstrap token Secret fields and
+//! formats, label and taint syntax, content types, bearer token). Everything
+//! else is real: swtpm, the verifier and attestor processes, TLS, sled; the
+//! cluster CA hash is checked against openssl (the kubeadm docs' recipe).
+//!
+//! - a passing node gets a bootstrap token Secret and the exact `kubeadm join`;
+//! - a failing node gets nothing;
+//! - once a node registers (its Node exists) its bootstrap token is deleted;
+//! - a node that fails: its tokens are deleted and its Node is labelled
+//!   `assay.dev/attested=false` and tainted NoExecute, foreign taints kept,
+//!   a concurrent change (409) retried; it passes again: restored.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use assay_tests::{attestor, Swtpm, VerifierOpts, VerifierProc};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use regex::Regex;
+use rustls_pki_types::pem::PemObject as _;
+use serde_json::{json, Value};
+
+const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+const BEARER: &str = "assay-test-serviceaccount-token";
+const GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
+
+/// One request the fake answered.
+#[derive(Clone, Debug)]
+struct Req {
+    at: Instant,
+    method: String,
+    path: String,
+    status: u16,
+}
+
+#[derive(Default)]
+struct State {
+    secrets: BTreeMap<String, Value>,
+    nodes: BTreeMap<String, Value>,
+    rv: u64,
+    log: Vec<Req>,
+    /// Shape violations: the test fails if any.
+    errors: Vec<String>,
+    /// Answer the next Node PATCH with 409 after changing the Node (as a
+    /// concurrent writer would).
+    conflict_next_patch: bool,
+}
+
+struct FakeApi {
+    port: u16,
+    state: Arc<Mutex<State>>,
+}
+
+fn status(code: u16, reason: &str, message: &str) -> (u16, Value) {
+    (
+        code,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": message, "reason": reason, "code": code}),
+    )
+}
+
+/// Kubernetes' qualified name (label/taint key) and label value syntax.
+fn qualified_name(k: &str) -> bool {
+    let name = Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$").unwrap();
+    let prefix =
+        Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$").unwrap();
+    match k.split_once('/') {
+        Some((p, n)) => p.len() <= 253 && prefix.is_match(p) && name.is_match(n),
+        None => name.is_match(k),
+    }
+}
+
+fn label_value(v: &str) -> bool {
+    v.is_empty()
+        || Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
+            .unwrap()
+            .is_match(v)
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            let t = target.as_object_mut().unwrap();
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        _ => *target = patch.clone(),
+    }
+}
+
+impl State {
+    fn next_rv(&mut self) -> String {
+        self.rv += 1;
+        self.rv.to_string()
+    }
+
+    fn check_secret(&mut self, b: &Value) -> Result<String, String> {
+        let sd = b["stringData"].as_object().ok_or("stringData missing")?;
+        let s = |k: &str| {
+            sd.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let allowed = [
+            "description",
+            "token-id",
+            "token-secret",
+            "expiration",
+            "usage-bootstrap-authentication",
+            "usage-bootstrap-signing",
+            "auth-extra-groups",
+        ];
+        if let Some(k) = sd.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(format!("unexpected bootstrap token key {k}"));
+        }
+        if b["apiVersion"] != "v1" || b["kind"] != "Secret" {
+            return Err("not a v1 Secret".into());
+        }
+        if b["type"] != "bootstrap.kubernetes.io/token" {
+            return Err(format!("type {}", b["type"]));
+        }
+        let id = s("token-id");
+        if !Regex::new("^[a-z0-9]{6}$").unwrap().is_match(&id) {
+            return Err(format!("token-id {id:?}"));
+        }
+        if !Regex::new("^[a-z0-9]{16}$")
+            .unwrap()
+            .is_match(&s("token-secret"))
+        {
+            return Err("token-secret not [a-z0-9]{16}".into());
+        }
+        if b["metadata"]["name"] != format!("bootstrap-token-{id}") {
+            return Err(format!("name {} for token id {id}", b["metadata"]["name"]));
+        }
+        if !b["metadata"]["namespace"].is_null() && b["metadata"]["namespace"] != "kube-system" {
+            return Err("namespace".into());
+        }
+        let exp = time::OffsetDateTime::parse(
+            &s("expiration"),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map_err(|e| format!("expiration {:?}: {e}", s("expiration")))?;
+        if exp <= time::OffsetDateTime::now_utc() {
+            return Err("expiration in the past".into());
+        }
+        for u in ["usage-bootstrap-authentication", "usage-bootstrap-signing"] {
+            if s(u) != "true" {
+                return Err(format!("{u} = {:?}", s(u)));
+            }
+        }
+        // The API server's rule for extra groups, and kubeadm's default group.
+        let groups = Regex::new(r"^system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]$").unwrap();
+        if !s("auth-extra-groups")
+            .split(',')
+            .all(|g| groups.is_match(g))
+            || s("auth-extra-groups") != GROUP
+        {
+            return Err(format!("auth-extra-groups {:?}", s("auth-extra-groups")));
+        }
+        if s("description").is_empty() {
+            return Err("no description".into());
+        }
+        for (k, v) in b["metadata"]["labels"].as_object().into_iter().flatten() {
+            if !qualified_name(k) || !label_value(v.as_str().unwrap_or("!")) {
+                return Err(format!("label {k}={v}"));
+            }
+        }
+        Ok(id)
+    }
+
+    fn check_node(&self, n: &Value) -> Result<(), String> {
+        for (k, v) in n["metadata"]["labels"].as_object().into_iter().flatten() {
+            if !qualified_name(k) || !label_value(v.as_str().unwrap_or("!")) {
+                return Err(format!("label {k}={v}"));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for t in n["spec"]["taints"].as_array().into_iter().flatten() {
+            let key = t["key"].as_str().unwrap_or_default();
+            let effect = t["effect"].as_str().unwrap_or_default();
+            if !qualified_name(key) {
+                return Err(format!("taint key {key:?}"));
+            }
+            if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
+                return Err(format!("taint effect {effect:?}"));
+            }
+            if !label_value(t["value"].as_str().unwrap_or_default()) {
+                return Err(format!("taint value {}", t["value"]));
+            }
+            if let Some(ta) = t.get("timeAdded") {
+                time::OffsetDateTime::parse(
+                    ta.as_str().unwrap_or_default(),
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .map_err(|e| format!("timeAdded {ta}: {e}"))?;
+            }
+            if !seen.insert((key.to_string(), effect.to_string())) {
+                return Err(format!("duplicate taint {key}:{effect}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn handle(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &BTreeMap<String, String>,
+        body: &[u8],
+    ) -> (u16, Value) {
+        if headers.get("authorization").map(String::as_str) != Some(&format!("Bearer {BEARER}")) {
+            self.errors
+                .push(format!("{method} {path}: no or wrong bearer token"));
+            return status(401, "Unauthorized", "Unauthorized");
+        }
+        let ct = headers.get("content-type").cloned().unwrap_or_default();
+        let (p, query) = path.split_once('?').unwrap_or((path, ""));
+        let q: BTreeMap<String, String> = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.replace("%2F", "/").replace("%3D", "=")))
+            .collect();
+        const SECRETS: &str = "/api/v1/namespaces/kube-system/secrets";
+        match (method, p) {
+            ("POST", SECRETS) => {
+                let b: Value = match serde_json::from_slice(body) {
+                    Ok(b) if ct == "application/json" => b,
+                    _ => {
+                        self.errors
+                            .push(format!("POST secret: content-type {ct:?} or not JSON"));
+                        return status(415, "UnsupportedMediaType", "bad body");
+                    }
+                };
+                if let Err(e) = self.check_secret(&b) {
+                    self.errors.push(format!("POST secret: {e}"));
+                    return status(422, "Invalid", &e);
+                }
+                let name = b["metadata"]["name"].as_str().unwrap().to_string();
+                if self.secrets.contains_key(&name) {
+                    return status(
+                        409,
+                        "AlreadyExists",
+                        &format!("secrets \"{name}\" already exists"),
+                    );
+                }
+                // As the API server stores it: stringData folded into base64 data.
+                let mut stored = b.clone();
+                let data: serde_json::Map<String, Value> = b["stringData"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), json!(STANDARD.encode(v.as_str().unwrap()))))
+                    .collect();
+                stored.as_object_mut().unwrap().remove("stringData");
+                stored["data"] = Value::Object(data);
+                stored["metadata"]["namespace"] = json!("kube-system");
+                stored["metadata"]["resourceVersion"] = json!(self.next_rv());
+                self.secrets.insert(name, stored.clone());
+                (201, stored)
+            }
+            ("GET", SECRETS) => {
+                let want = q.get("labelSelector").and_then(|s| s.split_once('='));
+                let items: Vec<Value> = self
+                    .secrets
+                    .values()
+                    .filter(|s| want.is_none_or(|(k, v)| s["metadata"]["labels"][k] == *v))
+                    .cloned()
+                    .collect();
+                (
+                    200,
+                    json!({"kind": "SecretList", "apiVersion": "v1", "metadata": {"resourceVersion": self.rv.to_string()}, "items": items}),
+                )
+            }
+            ("DELETE", p) if p.starts_with(&format!("{SECRETS}/")) => {
+                let name = &p[SECRETS.len() + 1..];
+                match self.secrets.remove(name) {
+                    Some(_) => (
+                        200,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "details": {"name": name, "kind": "secrets"}}),
+                    ),
+                    None => status(404, "NotFound", &format!("secrets \"{name}\" not found")),
+                }
+            }
+            ("GET", p) if p.starts_with("/api/v1/nodes/") => {
+                match self.nodes.get(&p["/api/v1/nodes/".len()..]) {
+                    Some(n) => (200, n.clone()),
+                    None => status(404, "NotFound", "nodes not found"),
+                }
+            }
+            ("PATCH", p) if p.starts_with("/api/v1/nodes/") => {
+                let name = p["/api/v1/nodes/".len()..].to_string();
+                if ct != "application/merge-patch+json" {
+                    self.errors.push(format!("PATCH node: content-type {ct:?}"));
+                    return status(415, "UnsupportedMediaType", "bad content type");
+                }
+                let Ok(patch) = serde_json::from_slice::<Value>(body) else {
+                    self.errors.push("PATCH node: not JSON".into());
+                    return status(400, "BadRequest", "not JSON");
+                };
+                if self.conflict_next_patch {
+                    self.conflict_next_patch = false;
+                    let rv = self.next_rv();
+                    let n = self.nodes.get_mut(&name).unwrap();
+                    n["metadata"]["resourceVersion"] = json!(rv);
+                    n["metadata"]["labels"]["concurrent-writer"] = json!("was-here");
+                    return status(409, "Conflict", "the object has been modified; please apply your changes to the latest version and try again");
+                }
+                let rv = self.rv + 1;
+                let Some(node) = self.nodes.get_mut(&name) else {
+                    return status(404, "NotFound", "nodes not found");
+                };
+                if let Some(want) = patch["metadata"]["resourceVersion"].as_str() {
+                    if node["metadata"]["resourceVersion"] != want {
+                        return status(409, "Conflict", "the object has been modified");
+                    }
+                } else {
+                    self.errors.push(
+                        "PATCH node without resourceVersion: a concurrent change would be lost"
+                            .into(),
+                    );
+                }
+                let mut new = node.clone();
+                merge(&mut new, &patch);
+                new["metadata"]["resourceVersion"] = json!(rv.to_string());
+                if let Err(e) = self.check_node(&new) {
+                    self.errors.push(format!("PATCH node: {e}"));
+                    return status(422, "Invalid", &e);
+                }
+                self.rv = rv;
+                self.nodes.insert(name, new.clone());
+                (200, new)
+            }
+            _ => {
+                self.errors.push(format!("unexpected {method} {path}"));
+                status(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                )
+            }
+        }
+    }
+}
+
+impl FakeApi {
+    /// Serves HTTPS on 127.0.0.1 with `cert`/`key` (signed by the cluster CA).
+    fn start(cert: &Path, key: &Path) -> Result<Self> {
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(cert)?
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key)?;
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)?,
+        );
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let st = state.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(tcp) = conn else { continue };
+                let config = config.clone();
+                let st = st.clone();
+                std::thread::spawn(move || {
+                    let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+                    let Ok(tls) = rustls::ServerConnection::new(config) else {
+                        return;
+                    };
+                    let mut stream = rustls::StreamOwned::new(tls, tcp);
+                    let _ = serve_one(&mut stream, &st);
+                });
+            }
+        });
+        Ok(Self { port, state })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap()
+    }
+
+    fn secrets_of(&self, node: &str) -> Vec<Value> {
+        self.state()
+            .secrets
+            .values()
+            .filter(|s| s["metadata"]["annotations"]["assay.dev/node"] == node)
+            .cloned()
+            .collect()
+    }
+
+    /// What kubelet does when the node has joined: its Node appears.
+    fn register_node(&self, name: &str, taints: Value) {
+        let mut st = self.state();
+        let rv = st.next_rv();
+        st.nodes.insert(
+            name.to_string(),
+            json!({"kind": "Node", "apiVersion": "v1",
+                   "metadata": {"name": name, "resourceVersion": rv,
+                                "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}},
+                   "spec": {"taints": taints, "podCIDR": "10.244.1.0/24"},
+                   "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+        );
+    }
+
+    fn node(&self, name: &str) -> Value {
+        self.state().nodes.get(name).cloned().unwrap_or(Value::Null)
+    }
+}
+
+fn serve_one(s: &mut (impl std::io::Read + std::io::Write), st: &Mutex<State>) -> Result<()> {
+    let mut r = BufReader::new(&mut *s);
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let (method, path) = (
+        parts.next().unwrap_or_default().to_string(),
+        parts.next().unwrap_or_default().to_string(),
+    );
+    let mut headers = BTreeMap::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h)? == 0 || h == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0)
+        .min(1 << 20);
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    let (code, answer) = {
+        let mut st = st.lock().unwrap();
+        let out = st.handle(&method, &path, &headers, &body);
+        st.log.push(Req {
+            at: Instant::now(),
+            method: method.clone(),
+            path: path.clone(),
+            status: out.0,
+        });
+        out
+    };
+    let body = answer.to_string();
+    write!(
+        s,
+        "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    s.flush()?;
+    Ok(())
+}
+
+fn join(tpm: &Swtpm, v: &VerifierProc, state: &Path, node: &str, exec: bool) -> Result<Output> {
+    let mut extra = vec!["--orchestrator", "kubeadm", "--output", "json"];
+    if exec {
+        extra.push("--exec");
+    }
+    attestor(tpm, v, state, node, "join", &extra)
+}
+
+fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) -> Result<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if f() {
+            return Ok(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("{what}: not within {within:?}")
+}
+
+/// The kubeadm documentation's recipe, as an independent oracle.
+fn openssl_ca_hash(ca: &Path) -> Result<String> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl x509 -pubkey -noout -in '{}' | openssl pkey -pubin -outform der | sha256sum",
+            ca.display()
+        ))
+        .output()?;
+    if !out.status.success() {
+        bail!("openssl: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(format!(
+        "sha256:{}",
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .context("sha256sum output")?
+    ))
+}
+
+struct Node {
+    name: &'static str,
+    tpm: Swtpm,
+    state: tempfile::TempDir,
+}
+
+impl Node {
+    fn new(name: &'static str) -> Result<Self> {
+        Ok(Self {
+            name,
+            tpm: Swtpm::start()?,
+            state: tempfile::tempdir()?,
+        })
+    }
+
+    fn join(&self, v: &VerifierProc) -> Result<(Output, Value)> {
+        let out = join(&self.tpm, v, self.state.path(), self.name, false)?;
+        let j = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        Ok((out, j))
+    }
+
+    fn tamper(&self) -> Result<()> {
+        self.tpm
+            .tpm2(
+                "tpm2_pcrextend",
+                &[&format!("16:sha256={}", "ab".repeat(32))],
+            )
+            .map(drop)
+    }
+}
+
+#[test]
+fn kubernetes_join_against_a_fake_apiserver_checking_every_request_shape() -> Result<()> {
+    // The cluster CA and the API server's certificate (127.0.0.1).
+    let pki = tempfile::tempdir()?;
+    let run = Command::new(assay_tests::bin("assay-verifier")?)
+        .args(["init", "--dir"])
+        .arg(pki.path())
+        .output()?;
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let ca: PathBuf = pki.path().join("ca.pem");
+    let api = FakeApi::start(
+        &pki.path().join("server.pem"),
+        &pki.path().join("server.key"),
+    )?;
+    let token_file = pki.path().join("sa-token");
+    std::fs::write(&token_file, format!("{BEARER}\n"))?;
+
+    let mut opts = VerifierOpts::new(format!(
+        "schema = 0\nname = \"k8s\"\n[pcrs.sha256]\n16 = \"{ZERO}\"\n"
+    ));
+    opts.config = Some(format!(
+        "[join]\norchestrator = \"kubeadm\"\n[join.kubernetes]\napi_server = \"https://127.0.0.1:{}\"\nca = \"{}\"\ntoken_file = \"{}\"\n",
+        api.port,
+        ca.display(),
+        token_file.display()
+    ));
+    let v = VerifierProc::start(&opts)?;
+
+    // A passing node: a bootstrap token Secret and the exact kubeadm join.
+    let w1 = Node::new("k8s-worker-1")?;
+    let (out, j) = w1.join(&v)?;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        v.log()
+    );
+    let g = &j["grant"];
+    assert_eq!(g["orchestrator"], "kubeadm");
+    let token = g["token"].as_str().context("token")?.to_string();
+    assert!(
+        Regex::new("^[a-z0-9]{6}\\.[a-z0-9]{16}$")?.is_match(&token),
+        "{token}"
+    );
+    let (id, secret) = token.split_once('.').unwrap();
+    let hash = openssl_ca_hash(&ca)?;
+    assert_eq!(g["ca_cert_hash"], hash.as_str());
+    assert_eq!(g["endpoint"], format!("127.0.0.1:{}", api.port));
+    assert_eq!(
+        g["command"],
+        json!([
+            "kubeadm",
+            "join",
+            format!("127.0.0.1:{}", api.port),
+            "--token",
+            token,
+            "--discovery-token-ca-cert-hash",
+            hash
+        ])
+    );
+    let s = api
+        .state()
+        .secrets
+        .get(&format!("bootstrap-token-{id}"))
+        .cloned()
+        .context("the Secret")?;
+    let field = |k: &str| {
+        String::from_utf8(
+            STANDARD
+                .decode(s["data"][k].as_str().unwrap_or_default())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(field("token-secret"), secret);
+    let desc = field("description");
+    assert!(
+        desc.contains("k8s-worker-1") && desc.contains("PASS"),
+        "{desc}"
+    );
+    let exp = time::OffsetDateTime::parse(
+        &field("expiration"),
+        &time::format_description::well_known::Rfc3339,
+    )?;
+    assert_eq!(exp.unix_timestamp(), g["expires_unix"].as_i64().unwrap());
+    assert!(
+        !v.log().contains(secret),
+        "the token secret is never logged"
+    );
+
+    // --exec runs kubeadm; it is not installed here, which must be exit 6.
+    let out = join(&w1.tpm, &v, w1.state.path(), w1.name, true)?;
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kubeadm"));
+    assert_eq!(api.secrets_of("k8s-worker-1").len(), 2);
+
+    // A failing node gets nothing.
+    let bad = Node::new("k8s-intruder")?;
+    bad.tamper()?;
+    let (out, j) = bad.join(&v)?;
+    assert_eq!(out.status.code(), Some(3));
+    assert!(j["grant"].is_null());
+    assert!(api.secrets_of("k8s-intruder").is_empty());
+
+    // kubelet registers: the node's bootstrap tokens did their job and go.
+    let foreign = json!({"key": "dedicated", "value": "gpu", "effect": "NoSchedule"});
+    api.register_node("k8s-worker-1", json!([foreign]));
+    let took = wait_for(
+        "used bootstrap tokens deleted",
+        Duration::from_secs(15),
+        || api.secrets_of("k8s-worker-1").is_empty(),
+    )?;
+    eprintln!("registered node's bootstrap tokens deleted {took:?} after its Node appeared");
+
+    // A second node passes (unregistered, holding a token) and fails: its token
+    // is deleted; it has no Node to label.
+    let w2 = Node::new("k8s-worker-2")?;
+    assert_eq!(w2.join(&v)?.0.status.code(), Some(0));
+    assert_eq!(api.secrets_of("k8s-worker-2").len(), 1);
+    w2.tamper()?;
+    assert_eq!(w2.join(&v)?.0.status.code(), Some(3));
+    wait_for(
+        "failed node's token deleted",
+        Duration::from_secs(5),
+        || api.secrets_of("k8s-worker-2").is_empty(),
+    )?;
+
+    // The registered node fails, while someone else writes its Node: the
+    // isolation is re-read and retried, foreign taints and labels kept.
+    api.state().conflict_next_patch = true;
+    w1.tamper()?;
+    let (out, _) = w1.join(&v)?;
+    let failed_at = Instant::now();
+    assert_eq!(out.status.code(), Some(3));
+    wait_for("Node isolated", Duration::from_secs(10), || {
+        api.node("k8s-worker-1")["metadata"]["labels"]["assay.dev/attested"] == "false"
+    })?;
+    let n = api.node("k8s-worker-1");
+    let taints = n["spec"]["taints"].as_array().cloned().unwrap_or_default();
+    assert!(taints.contains(&foreign), "{n}");
+    assert!(
+        taints
+            .iter()
+            .any(|t| t["key"] == "assay.dev/attested" && t["effect"] == "NoExecute"),
+        "{n}"
+    );
+    assert_eq!(
+        n["metadata"]["labels"]["concurrent-writer"], "was-here",
+        "the concurrent write survived"
+    );
+    let log = api.state().log.clone();
+    let patches: Vec<&Req> = log
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path == "/api/v1/nodes/k8s-worker-1")
+        .collect();
+    assert_eq!(
+        patches.iter().map(|r| r.status).collect::<Vec<_>>(),
+        vec![409, 200]
+    );
+    let patched = patches[1].at;
+    let ms = if patched >= failed_at {
+        (patched - failed_at).as_secs_f64() * 1e3
+    } else {
+        -((failed_at - patched).as_secs_f64() * 1e3)
+    };
+    eprintln!("Node tainted {ms:+.1} ms relative to the attestor exiting with the FAIL (incl. one 409 retry)");
+
+    // Passes again (TPM reset): restored; only Assay's taint goes.
+    w1.tpm.reboot()?;
+    let (out, _) = w1.join(&v)?;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("Node restored", Duration::from_secs(10), || {
+        api.node("k8s-worker-1")["metadata"]["labels"]["assay.dev/attested"] == "true"
+    })?;
+    let n = api.node("k8s-worker-1");
+    assert_eq!(n["spec"]["taints"], json!([foreign]), "{n}");
+
+    // An operator revokes a node's grants: its bootstrap Secret goes.
+    w2.tpm.reboot()?;
+    assert_eq!(w2.join(&v)?.0.status.code(), Some(0));
+    assert_eq!(api.secrets_of("k8s-worker-2").len(), 1);
+    let out = v.cli(&["tokens", "revoke", "--node", "k8s-worker-2"])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bootstrap token Secret"));
+    assert!(api.secrets_of("k8s-worker-2").is_empty());
+
+    let errors = api.state().errors.clone();
+    assert!(
+        errors.is_empty(),
+        "requests that a kube-apiserver would refuse: {errors:#?}"
+    );
+    let calls = api.state().log.len();
+    assert!(calls > 10, "{calls} API calls");
+    Ok(())
+}
