@@ -8,7 +8,9 @@
 //! else is real: swtpm, the verifier and attestor processes, TLS, sled; the
 //! cluster CA hash is checked against openssl (the kubeadm docs' recipe).
 //!
-//! - a passing node gets a bootstrap token Secret and the exact `kubeadm join`;
+//! - a passing node of the Kubernetes node group gets a bootstrap token Secret
+//!   and the exact `kubeadm join`; a node outside the group gets the default
+//!   (signed token) grant and no Secret;
 //! - a failing node gets nothing;
 //! - once a node registers (its Node exists) its bootstrap token is deleted;
 //! - a node that fails: its tokens are deleted and its Node is labelled
@@ -574,7 +576,7 @@ fn kubernetes_join_against_a_fake_apiserver_checking_every_request_shape() -> Re
         "schema = 0\nname = \"k8s\"\n[pcrs.sha256]\n16 = \"{ZERO}\"\n"
     ));
     opts.config = Some(format!(
-        "[join]\norchestrator = \"kubeadm\"\n[join.kubernetes]\napi_server = \"https://127.0.0.1:{}\"\nca = \"{}\"\ntoken_file = \"{}\"\n",
+        "[join]\norchestrator = \"token\"\n[[join.groups]]\nname = \"cluster\"\nnodes = \"k8s-.*\"\norchestrator = \"kubeadm\"\n[join.kubernetes]\napi_server = \"https://127.0.0.1:{}\"\nca = \"{}\"\ntoken_file = \"{}\"\n",
         api.port,
         ca.display(),
         token_file.display()
@@ -654,6 +656,24 @@ fn kubernetes_join_against_a_fake_apiserver_checking_every_request_shape() -> Re
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("kubeadm"));
     assert_eq!(api.secrets_of("k8s-worker-1").len(), 2);
+
+    // A node outside the group joins the default orchestrator (the JWS).
+    let other = Node::new("db-1")?;
+    let (out, _) = other.join(&v)?;
+    assert_eq!(out.status.code(), Some(6), "it expected kubeadm: told so");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected a `kubeadm` grant"));
+    let out = attestor(
+        &other.tpm,
+        &v,
+        other.state.path(),
+        "db-1",
+        "join",
+        &["--orchestrator", "token", "--output", "json"],
+    )?;
+    assert_eq!(out.status.code(), Some(0));
+    let j: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(j["grant"]["orchestrator"], "token");
+    assert!(api.secrets_of("db-1").is_empty());
 
     // A failing node gets nothing.
     let bad = Node::new("k8s-intruder")?;

@@ -236,7 +236,7 @@ impl pb::tokens_server::Tokens for Api {
                 let actions = self.0.join.revoke(&r.node_id).await.map_err(|e| {
                     Status::unavailable(format!(
                         "{n} token(s) revoked, but the {} grants could not be revoked: {e}",
-                        self.0.join.name()
+                        self.0.join.name_for(&r.node_id)
                     ))
                 })?;
                 warn!(node_id = %r.node_id, revoked = n, ?actions, "node's tokens revoked by request");

@@ -62,6 +62,19 @@ pub struct FileJoin {
     pub swarm: FileSwarm,
     #[serde(default)]
     pub kubernetes: FileKubernetes,
+    /// Node groups with their own orchestrator (first match wins).
+    #[serde(default)]
+    pub groups: Vec<FileGroup>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileGroup {
+    pub name: String,
+    /// Regular expression over node ids, anchored at both ends.
+    pub nodes: String,
+    /// `token`, `swarm` or `kubeadm` (settings from `[join.swarm]`/`[join.kubernetes]`).
+    pub orchestrator: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,12 +149,23 @@ pub struct Config {
     pub token_ttl: Duration,
     pub enrollment_ttl: Duration,
     pub join: JoinConfig,
+    /// Node groups that join another orchestrator than `join`.
+    pub join_groups: Vec<JoinGroup>,
     /// None: staleness is not tracked.
     pub stale_after: Option<Duration>,
     pub webhook: Option<crate::webhook::WebhookConfig>,
 }
 
 pub const DEFAULT_STALE_AFTER_SECS: u64 = 900;
+
+/// A node group and the orchestrator its nodes join.
+#[derive(Debug, Clone)]
+pub struct JoinGroup {
+    pub name: String,
+    /// The `nodes` pattern as written (compiled and checked at load).
+    pub nodes: String,
+    pub join: JoinConfig,
+}
 
 /// The orchestrator nodes join.
 #[derive(Debug, Clone)]
@@ -155,13 +179,36 @@ pub enum JoinConfig {
 pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
 pub const DEFAULT_SWARM_TOKEN_WINDOW_SECS: u64 = 120;
 
-fn join_config(f: FileJoin) -> Result<JoinConfig, ConfigError> {
-    match f.orchestrator.as_deref().unwrap_or("token") {
+fn join_groups(f: &FileJoin) -> Result<Vec<JoinGroup>, ConfigError> {
+    let mut out: Vec<JoinGroup> = Vec::new();
+    for g in &f.groups {
+        if g.name.is_empty() || out.iter().any(|o| o.name == g.name) {
+            return Err(ConfigError::Invalid {
+                key: "join.groups.name",
+                reason: format!("`{}`: every group needs a distinct, non-empty name", g.name),
+            });
+        }
+        crate::join::groups::node_pattern(&g.nodes).map_err(|e| ConfigError::Invalid {
+            key: "join.groups.nodes",
+            reason: format!("group `{}`: {e}", g.name),
+        })?;
+        out.push(JoinGroup {
+            name: g.name.clone(),
+            nodes: g.nodes.clone(),
+            join: join_config(Some(&g.orchestrator), f)?,
+        });
+    }
+    Ok(out)
+}
+
+fn join_config(kind: Option<&str>, f: &FileJoin) -> Result<JoinConfig, ConfigError> {
+    match kind.unwrap_or("token") {
         "token" => Ok(JoinConfig::Token),
         "swarm" => {
             let host = f
                 .swarm
                 .docker_host
+                .clone()
                 .unwrap_or_else(|| DEFAULT_DOCKER_SOCKET.to_string());
             let socket = match host.strip_prefix("unix://") {
                 Some(p) => PathBuf::from(p),
@@ -189,7 +236,7 @@ fn join_config(f: FileJoin) -> Result<JoinConfig, ConfigError> {
             }
             Ok(JoinConfig::Swarm(crate::join::swarm::SwarmConfig {
                 socket,
-                manager_addr: f.swarm.manager_addr,
+                manager_addr: f.swarm.manager_addr.clone(),
                 token_window: secs(
                     "join.swarm.token_window_secs",
                     f.swarm.token_window_secs,
@@ -198,12 +245,12 @@ fn join_config(f: FileJoin) -> Result<JoinConfig, ConfigError> {
             }))
         }
         "kubeadm" => {
-            let k = f.kubernetes;
-            let api_server = k.api_server.ok_or(ConfigError::Invalid {
+            let k = &f.kubernetes;
+            let api_server = k.api_server.clone().ok_or(ConfigError::Invalid {
                 key: "join.kubernetes.api_server",
                 reason: "required for `kubeadm` (https://host:6443)".into(),
             })?;
-            let ca = k.ca.ok_or(ConfigError::Invalid {
+            let ca = k.ca.clone().ok_or(ConfigError::Invalid {
                 key: "join.kubernetes.ca",
                 reason: "required for `kubeadm`: the cluster CA (/etc/kubernetes/pki/ca.crt)"
                     .into(),
@@ -222,10 +269,10 @@ fn join_config(f: FileJoin) -> Result<JoinConfig, ConfigError> {
                 crate::join::kubernetes::KubernetesConfig {
                     api_server,
                     ca,
-                    token_file: k.token_file,
-                    client_cert: k.client_cert,
-                    client_key: k.client_key,
-                    join_endpoint: k.join_endpoint,
+                    token_file: k.token_file.clone(),
+                    client_cert: k.client_cert.clone(),
+                    client_key: k.client_key.clone(),
+                    join_endpoint: k.join_endpoint.clone(),
                 },
             ))
         }
@@ -304,7 +351,8 @@ impl Config {
                 f.enrollment_ttl_secs,
                 DEFAULT_ENROLLMENT_TTL_SECS,
             )?,
-            join: join_config(f.join)?,
+            join: join_config(f.join.orchestrator.as_deref(), &f.join)?,
+            join_groups: join_groups(&f.join)?,
             stale_after: match f.stale_after_secs {
                 Some(0) => None,
                 v => Some(secs("stale_after_secs", v, DEFAULT_STALE_AFTER_SECS)?),
@@ -444,6 +492,22 @@ mod tests {
             (
                 "[join]\norchestrator = \"kubeadm\"\n[join.kubernetes]\nkubeconfig = \"/x\"\n",
                 "kubeconfig",
+            ),
+            (
+                "[[join.groups]]\nname = \"g\"\nnodes = \"(\"\norchestrator = \"token\"\n",
+                "join.groups.nodes",
+            ),
+            (
+                "[[join.groups]]\nname = \"g\"\nnodes = \"a\"\norchestrator = \"token\"\n[[join.groups]]\nname = \"g\"\nnodes = \"b\"\norchestrator = \"token\"\n",
+                "join.groups.name",
+            ),
+            (
+                "[[join.groups]]\nname = \"g\"\nnodes = \"a\"\norchestrator = \"kubeadm\"\n",
+                "join.kubernetes.api_server",
+            ),
+            (
+                "[[join.groups]]\nname = \"g\"\nnodes = \"a\"\n",
+                "orchestrator",
             ),
         ] {
             let e = Config::load(

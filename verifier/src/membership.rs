@@ -89,13 +89,13 @@ pub async fn after_verdict(
             )
         }
         Err(e) => {
-            warn!(node_id, error = %e, orchestrator = v.join.name(), "join grant not issued");
+            warn!(node_id, error = %e, orchestrator = v.join.name_for(node_id), "join grant not issued");
             (
                 None,
                 format!(
                     "verdict PASS recorded (history seq {}), but the {} join grant could not be issued: {e}",
                     out.history_seq,
-                    v.join.name()
+                    v.join.name_for(node_id)
                 ),
             )
         }

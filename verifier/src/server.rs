@@ -42,16 +42,7 @@ pub fn build(config: Config) -> anyhow::Result<Verifier> {
         .with_context(|| format!("data_dir {}", config.data_dir.display()))?;
     let store = Store::open(&config.data_dir.join("db"))?;
     let tokens = TokenSigner::load_or_create(&config.data_dir.join("token-signing-key.pem"))?;
-    let join: Arc<dyn crate::join::JoinIssuer> = match &config.join {
-        crate::config::JoinConfig::Token => Arc::new(crate::join::TokenIssuer),
-        crate::config::JoinConfig::Swarm(s) => {
-            Arc::new(crate::join::swarm::SwarmIssuer::new(s.clone()))
-        }
-        crate::config::JoinConfig::Kubernetes(k) => Arc::new(
-            crate::join::kubernetes::KubernetesIssuer::new(k.clone())
-                .map_err(anyhow::Error::msg)?,
-        ),
-    };
+    let join = join_issuer(&config)?;
     let webhook = match &config.webhook {
         Some(w) => Some(Arc::new(
             crate::webhook::Webhook::new(w).map_err(anyhow::Error::msg)?,
@@ -113,6 +104,51 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
     served?;
     info!("assay-verifier stopped");
     Ok(())
+}
+
+/// The configured orchestrators: one issuer per kind, shared by the default
+/// and every node group that names it.
+fn join_issuer(config: &Config) -> anyhow::Result<Arc<dyn crate::join::JoinIssuer>> {
+    use crate::config::JoinConfig;
+    use crate::join::JoinIssuer;
+    let mut made: Vec<(&'static str, Arc<dyn JoinIssuer>)> = Vec::new();
+    let mut make = |c: &JoinConfig| -> anyhow::Result<Arc<dyn JoinIssuer>> {
+        let kind = match c {
+            JoinConfig::Token => "token",
+            JoinConfig::Swarm(_) => "swarm",
+            JoinConfig::Kubernetes(_) => "kubeadm",
+        };
+        if let Some((_, i)) = made.iter().find(|(k, _)| *k == kind) {
+            return Ok(i.clone());
+        }
+        let i: Arc<dyn JoinIssuer> = match c {
+            JoinConfig::Token => Arc::new(crate::join::TokenIssuer),
+            JoinConfig::Swarm(s) => Arc::new(crate::join::swarm::SwarmIssuer::new(s.clone())),
+            JoinConfig::Kubernetes(k) => Arc::new(
+                crate::join::kubernetes::KubernetesIssuer::new(k.clone())
+                    .map_err(anyhow::Error::msg)?,
+            ),
+        };
+        made.push((kind, i.clone()));
+        Ok(i)
+    };
+    let default = make(&config.join)?;
+    if config.join_groups.is_empty() {
+        return Ok(default);
+    }
+    let mut groups = Vec::new();
+    for g in &config.join_groups {
+        groups.push(crate::join::groups::Group {
+            name: g.name.clone(),
+            nodes: crate::join::groups::node_pattern(&g.nodes).map_err(anyhow::Error::msg)?,
+            issuer: make(&g.join)?,
+        });
+    }
+    Ok(Arc::new(crate::join::groups::Groups {
+        groups,
+        default,
+        all: made.into_iter().map(|(_, i)| i).collect(),
+    }))
 }
 
 /// How often expired nonces, enrollments and tokens are removed.

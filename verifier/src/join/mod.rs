@@ -16,6 +16,7 @@
 //! outstanding token of a node that fails.
 
 pub mod docker;
+pub mod groups;
 pub mod kubernetes;
 pub mod swarm;
 
@@ -63,6 +64,10 @@ pub struct IssueFor<'a> {
 /// verdict is durably recorded; they must not log secrets.
 pub trait JoinIssuer: Send + Sync {
     fn name(&self) -> &'static str;
+    /// The orchestrator `node_id` joins (differs from `name` with node groups).
+    fn name_for(&self, _node_id: &str) -> &'static str {
+        self.name()
+    }
     /// On a pass: the grant the node joins with.
     fn issue<'a>(&'a self, to: IssueFor<'a>) -> BoxFuture<'a, Result<Grant, JoinError>>;
     /// On a fail: isolate the node (drain, taint, …). Returns what was done, for the log.
