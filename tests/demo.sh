@@ -30,6 +30,11 @@ echo "swtpm on 127.0.0.1:$tport; EK certificates signed by /var/lib/swtpm-localc
 
 step "2. The verifier: TLS material, then serve (sled in $work/verifier)"
 "$BIN/assay-verifier" init --dir "$work/verifier/tls"
+# Role certificates: the orchestrator redeems tokens, the auditor reads history.
+"$BIN/assay-verifier" client-cert --dir "$work/verifier/tls" --role orchestrator --name demo-orchestrator
+"$BIN/assay-verifier" client-cert --dir "$work/verifier/tls" --role auditor --name demo-auditor
+as_orchestrator=(--cert "$work/verifier/tls/demo-orchestrator.pem" --key "$work/verifier/tls/demo-orchestrator.key")
+as_auditor=(--cert "$work/verifier/tls/demo-auditor.pem" --key "$work/verifier/tls/demo-auditor.key")
 "$BIN/assay-verifier" policy validate policies/swtpm-demo.toml
 "$BIN/assay-verifier" serve --listen 127.0.0.1:0 --data-dir "$work/verifier" --policy policies/swtpm-demo.toml \
   --tls-cert "$work/verifier/tls/server.pem" --tls-key "$work/verifier/tls/server.key" \
@@ -47,8 +52,8 @@ step "3. The attestor joins: enroll (EK cert → AK → credential activation), 
 token=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["token"])' "$work/join.json")
 
 step "4. The orchestrator checks the token (single use: a second check is refused)"
-"$BIN/assay-verifier" token verify --token "$token" --node demo-node
-if "$BIN/assay-verifier" token verify --token "$token" --node demo-node; then echo "reuse was accepted!"; exit 1; fi
+"$BIN/assay-verifier" token verify "${as_orchestrator[@]}" --token "$token" --node demo-node
+if "$BIN/assay-verifier" token verify "${as_orchestrator[@]}" --token "$token" --node demo-node; then echo "reuse was accepted!"; exit 1; fi
 
 step "5. The node's PCR 7 changes (a tampered boot): the next attestation fails, no token"
 tpm2_pcrextend -T "$TCTI" 7:sha256=$(printf 'ab%.0s' {1..32}) >/dev/null
@@ -57,6 +62,7 @@ set +e
 echo "(exit code $? = not trusted)"
 set -e
 
-step "6. The history, as an auditor sees it"
-"$BIN/assay-verifier" history --node demo-node
+step "6. The history, as an auditor sees it (without the auditor's certificate: refused)"
+if "$BIN/assay-verifier" history --node demo-node 2>/dev/null; then echo "history without a role was served!"; exit 1; fi
+"$BIN/assay-verifier" history "${as_auditor[@]}" --node demo-node
 echo; echo "demo complete"

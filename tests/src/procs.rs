@@ -78,6 +78,19 @@ impl VerifierProc {
                 .arg("--dir")
                 .arg(&tls),
         )?;
+        // The operator's client certificate, for `cli`.
+        run_ok(
+            Command::new(bin("assay-verifier")?)
+                .args([
+                    "client-cert",
+                    "--role",
+                    "operator",
+                    "--name",
+                    "test-operator",
+                    "--dir",
+                ])
+                .arg(&tls),
+        )?;
         let policy = dir.path().join("policy.toml");
         std::fs::write(&policy, &opts.policy)?;
         let data_dir = dir.path().join("data");
@@ -93,6 +106,8 @@ impl VerifierProc {
             .arg(tls.join("server.pem"))
             .arg("--tls-key")
             .arg(tls.join("server.key"))
+            .arg("--client-ca")
+            .arg(tls.join("clients-ca.pem"))
             .arg("--nonce-ttl-secs")
             .arg(opts.nonce_ttl_secs.to_string())
             .arg("--token-ttl-secs")
@@ -147,13 +162,53 @@ impl VerifierProc {
         std::fs::read_to_string(self.dir.path().join("verifier.log")).unwrap_or_default()
     }
 
-    /// Runs an `assay-verifier` client command (`history`, `token verify`, …) against this verifier.
+    /// Runs an `assay-verifier` client command (`history`, `token verify`, …)
+    /// against this verifier, as its operator.
     pub fn cli(&self, args: &[&str]) -> Result<Output> {
+        let tls = self.dir.path().join("tls");
+        self.cli_as(
+            args,
+            Some((
+                &tls.join("test-operator.pem"),
+                &tls.join("test-operator.key"),
+            )),
+        )
+    }
+
+    /// Runs an `assay-verifier` client command with the given client
+    /// certificate and key (None: no client certificate).
+    pub fn cli_as(&self, args: &[&str], cert: Option<(&Path, &Path)>) -> Result<Output> {
         let mut cmd = Command::new(bin("assay-verifier")?);
         cmd.args(args)
             .env("ASSAY_VERIFIER", &self.url)
-            .env("ASSAY_CA", &self.ca_pem);
+            .env("ASSAY_CA", &self.ca_pem)
+            .env_remove("ASSAY_CLIENT_CERT")
+            .env_remove("ASSAY_CLIENT_KEY");
+        if let Some((c, k)) = cert {
+            cmd.env("ASSAY_CLIENT_CERT", c).env("ASSAY_CLIENT_KEY", k);
+        }
         Ok(cmd.output()?)
+    }
+
+    /// Issues a client certificate (`assay-verifier client-cert`); its (cert, key) paths.
+    pub fn client_cert(
+        &self,
+        role: &str,
+        name: &str,
+        node: Option<&str>,
+    ) -> Result<(PathBuf, PathBuf)> {
+        let tls = self.dir.path().join("tls");
+        let mut cmd = Command::new(bin("assay-verifier")?);
+        cmd.args(["client-cert", "--role", role, "--name", name, "--dir"])
+            .arg(&tls);
+        if let Some(n) = node {
+            cmd.args(["--node", n]);
+        }
+        run_ok(&mut cmd)?;
+        Ok((
+            tls.join(format!("{name}.pem")),
+            tls.join(format!("{name}.key")),
+        ))
     }
 
     /// Stops the verifier (SIGKILL) and waits for it.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use assay_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
+use crate::roles::{Caller, Role, Rpc};
 use crate::service::{now_unix, AttestInput, ServiceError, Verifier};
 use tracing::warn;
 
@@ -48,12 +49,73 @@ fn claim(c: &assay_core::verdict::Claim) -> pb::Claim {
 #[derive(Clone)]
 pub struct Api(pub Arc<Verifier>);
 
+/// Records an operator's state-changing action in the history (kind `admin`,
+/// claim `admin.action`), durably, before the action is acknowledged.
+async fn record_admin(
+    v: &Arc<Verifier>,
+    caller: &Caller,
+    node_id: String,
+    what: String,
+) -> Result<(), Status> {
+    let claim = assay_core::verdict::Claim::new(
+        "admin.action",
+        true,
+        "an operator's request",
+        format!("{what} (by {}, {})", caller.subject, caller.role),
+        "Tokens.Revoke",
+    );
+    blocking(v, move |v| {
+        v.store
+            .append_history(crate::store::HistoryRecord {
+                seq: 0,
+                node_id,
+                time_unix: now_unix(),
+                passed: true,
+                claims: vec![claim],
+                policy_name: v.policy.name.clone(),
+                policy_digest: v.policy.digest_hex(),
+                evidence_digest: String::new(),
+                prev_hash: String::new(),
+                kind: "admin".into(),
+            })
+            .map(drop)
+            .map_err(Into::into)
+    })
+    .await
+}
+
+impl Api {
+    /// The caller of `req`, if it may call `rpc` (as `node_id`, for nodes).
+    /// With `tls.no_client_auth` every caller may call everything.
+    fn authorize<T>(
+        &self,
+        req: &Request<T>,
+        rpc: Rpc,
+        node_id: Option<&str>,
+    ) -> Result<Caller, Status> {
+        if self.0.config.client_ca.is_none() {
+            return Ok(Caller {
+                role: Role::Operator,
+                subject: "unauthenticated (tls.no_client_auth)".into(),
+            });
+        }
+        let certs = req.peer_certs();
+        let leaf = certs.as_ref().and_then(|c| c.first()).map(|c| c.as_ref());
+        let caller = crate::roles::caller(leaf)?;
+        crate::roles::authorize(&caller, rpc, node_id).inspect_err(|e| {
+            warn!(caller = %caller.subject, role = %caller.role, ?rpc, reason = e.message(), "refused");
+        })?;
+        Ok(caller)
+    }
+}
+
 #[tonic::async_trait]
 impl pb::attestation_server::Attestation for Api {
     async fn enroll(
         &self,
         req: Request<pb::EnrollRequest>,
     ) -> Result<Response<pb::EnrollResponse>, Status> {
+        self.authorize(&req, Rpc::Enroll, Some(&req.get_ref().node_id))?;
         let r = req.into_inner();
         let out = blocking(&self.0, move |v| {
             v.enroll(&r.node_id, &r.ek_certificate, &r.ek_public, &r.ak_public)
@@ -70,6 +132,7 @@ impl pb::attestation_server::Attestation for Api {
         &self,
         req: Request<pb::ActivateRequest>,
     ) -> Result<Response<pb::ActivateResponse>, Status> {
+        self.authorize(&req, Rpc::Activate, Some(&req.get_ref().node_id))?;
         let r = req.into_inner();
         let ak_name = blocking(&self.0, move |v| {
             v.activate(&r.node_id, &r.enrollment_id, &r.credential)
@@ -82,6 +145,7 @@ impl pb::attestation_server::Attestation for Api {
         &self,
         req: Request<pb::ChallengeRequest>,
     ) -> Result<Response<pb::ChallengeResponse>, Status> {
+        self.authorize(&req, Rpc::Challenge, Some(&req.get_ref().node_id))?;
         let r = req.into_inner();
         let c = blocking(&self.0, move |v| v.challenge(&r.node_id)).await?;
         Ok(Response::new(pb::ChallengeResponse {
@@ -98,6 +162,7 @@ impl pb::attestation_server::Attestation for Api {
         &self,
         req: Request<pb::AttestRequest>,
     ) -> Result<Response<pb::AttestResponse>, Status> {
+        self.authorize(&req, Rpc::Attest, Some(&req.get_ref().node_id))?;
         let r = req.into_inner();
         let input = AttestInput {
             node_id: r.node_id,
@@ -142,6 +207,7 @@ impl pb::tokens_server::Tokens for Api {
         &self,
         req: Request<pb::RedeemRequest>,
     ) -> Result<Response<pb::RedeemResponse>, Status> {
+        self.authorize(&req, Rpc::Redeem, None)?;
         let r = req.into_inner();
         let out = blocking(&self.0, move |v| v.redeem(&r.token, &r.node_id)).await?;
         Ok(Response::new(pb::RedeemResponse {
@@ -153,8 +219,9 @@ impl pb::tokens_server::Tokens for Api {
 
     async fn jwks(
         &self,
-        _req: Request<pb::JwksRequest>,
+        req: Request<pb::JwksRequest>,
     ) -> Result<Response<pb::JwksResponse>, Status> {
+        self.authorize(&req, Rpc::Jwks, None)?;
         Ok(Response::new(pb::JwksResponse {
             jwks_json: self.0.tokens.jwks_json(),
         }))
@@ -164,6 +231,7 @@ impl pb::tokens_server::Tokens for Api {
         &self,
         req: Request<pb::ListTokensRequest>,
     ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        self.authorize(&req, Rpc::ListTokens, None)?;
         let r = req.into_inner();
         let limit = match r.limit {
             0 => 100,
@@ -194,6 +262,7 @@ impl pb::tokens_server::Tokens for Api {
         &self,
         req: Request<pb::RevokeTokensRequest>,
     ) -> Result<Response<pb::RevokeTokensResponse>, Status> {
+        let caller = self.authorize(&req, Rpc::RevokeTokens, None)?;
         use crate::store::{RevokeOne, MIN_TOKEN_ID_PREFIX};
         let r = req.into_inner();
         match (r.id.is_empty(), r.node_id.is_empty()) {
@@ -210,7 +279,14 @@ impl pb::tokens_server::Tokens for Api {
                 let out = blocking(&self.0, move |v| Ok(v.store.revoke_token(&id)?)).await?;
                 match out {
                     RevokeOne::Revoked(t) => {
-                        warn!(node_id = %t.node_id, id = %r.id, "token revoked by request");
+                        warn!(node_id = %t.node_id, id = %r.id, by = %caller.subject, "token revoked by request");
+                        record_admin(
+                            &self.0,
+                            &caller,
+                            t.node_id.clone(),
+                            format!("revoked token {}", r.id),
+                        )
+                        .await?;
                         Ok(Response::new(pb::RevokeTokensResponse {
                             revoked: 1,
                             actions: Vec::new(),
@@ -239,7 +315,21 @@ impl pb::tokens_server::Tokens for Api {
                         self.0.join.name_for(&r.node_id)
                     ))
                 })?;
-                warn!(node_id = %r.node_id, revoked = n, ?actions, "node's tokens revoked by request");
+                warn!(node_id = %r.node_id, revoked = n, ?actions, by = %caller.subject, "node's tokens revoked by request");
+                record_admin(
+                    &self.0,
+                    &caller,
+                    r.node_id.clone(),
+                    format!(
+                        "revoked {n} token(s) of the node; {}",
+                        if actions.is_empty() {
+                            "no orchestrator action".to_string()
+                        } else {
+                            actions.join("; ")
+                        }
+                    ),
+                )
+                .await?;
                 Ok(Response::new(pb::RevokeTokensResponse {
                     revoked: n as u32,
                     actions,
@@ -261,6 +351,7 @@ impl pb::history_server::History for Api {
         &self,
         req: Request<pb::HistoryRequest>,
     ) -> Result<Response<pb::HistoryResponse>, Status> {
+        self.authorize(&req, Rpc::History, None)?;
         let r = req.into_inner();
         let limit = match r.limit {
             0 => 100,

@@ -108,6 +108,12 @@ pub struct FileSwarm {
 pub struct FileTls {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// CA of the client certificates that carry roles (operator, auditor,
+    /// orchestrator, node); default `<data_dir>/tls/clients-ca.pem`.
+    pub client_ca: Option<PathBuf>,
+    /// Leave every RPC open to any TLS client (no roles). Off by default.
+    #[serde(default)]
+    pub no_client_auth: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +135,7 @@ pub struct Overrides {
     pub policy: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub client_ca: Option<PathBuf>,
     pub ek_roots: Vec<PathBuf>,
     pub ek_intermediates: Vec<PathBuf>,
     pub nonce_ttl_secs: Option<u64>,
@@ -143,6 +150,8 @@ pub struct Config {
     pub policy: PathBuf,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
+    /// None: `tls.no_client_auth`, every RPC open (see `roles`).
+    pub client_ca: Option<PathBuf>,
     pub ek_roots: Vec<PathBuf>,
     pub ek_intermediates: Vec<PathBuf>,
     pub nonce_ttl: Duration,
@@ -334,6 +343,17 @@ impl Config {
                 .tls_key
                 .or(f.tls.key)
                 .unwrap_or_else(|| data_dir.join("tls/server.key")),
+            client_ca: match (f.tls.no_client_auth, o.client_ca.or(f.tls.client_ca)) {
+                (true, Some(_)) => {
+                    return Err(ConfigError::Invalid {
+                        key: "tls.no_client_auth",
+                        reason: "set together with tls.client_ca: choose one".into(),
+                    })
+                }
+                (true, None) => None,
+                (false, Some(p)) => Some(p),
+                (false, None) => Some(data_dir.join("tls/clients-ca.pem")),
+            },
             ek_roots: pick_list(o.ek_roots, f.trust.ek_roots),
             ek_intermediates: pick_list(o.ek_intermediates, f.trust.ek_intermediates),
             nonce_ttl: secs(

@@ -17,6 +17,7 @@ pub mod join;
 pub mod membership;
 pub mod offline;
 pub mod reference;
+pub mod roles;
 pub mod server;
 pub mod service;
 pub mod store;

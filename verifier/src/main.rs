@@ -83,6 +83,26 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Issue a client certificate carrying a role, signed by the clients CA
+    /// that `init` made (roles: operator, auditor, orchestrator, node).
+    ClientCert {
+        /// The directory `init` wrote (clients-ca.pem, clients-ca.key).
+        #[arg(long, default_value = "/var/lib/assay-verifier/tls")]
+        dir: PathBuf,
+        #[arg(long)]
+        role: String,
+        /// For --role node: the node id the certificate may act as.
+        #[arg(long)]
+        node: Option<String>,
+        /// The holder (the certificate's common name, recorded with admin actions).
+        #[arg(long)]
+        name: String,
+        /// Output prefix (default <dir>/<name>): writes PREFIX.pem, PREFIX.key.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
     /// Join tokens: verify, list, revoke, the JWKS (also `tokens`).
     #[command(subcommand, visible_alias = "tokens")]
     Token(TokenCmd),
@@ -227,12 +247,18 @@ struct ServerArgs {
     /// CA certificate (PEM) that signed the verifier's TLS certificate.
     #[arg(long, env = "ASSAY_CA")]
     ca: PathBuf,
+    /// Client certificate carrying your role (`assay-verifier client-cert`).
+    #[arg(long, env = "ASSAY_CLIENT_CERT", requires = "key")]
+    cert: Option<PathBuf>,
+    /// Its private key.
+    #[arg(long, env = "ASSAY_CLIENT_KEY", requires = "cert")]
+    key: Option<PathBuf>,
 }
 
 #[derive(Args)]
 struct ServeArgs {
     /// TOML config file (keys: listen, data_dir, policy, nonce_ttl_secs, token_ttl_secs,
-    /// enrollment_ttl_secs, stale_after_secs, [tls] cert/key, [trust]
+    /// enrollment_ttl_secs, stale_after_secs, [tls] cert/key/client_ca/no_client_auth, [trust]
     /// ek_roots/ek_intermediates, [join], [webhook] url/ca; see README.md).
     #[arg(long, env = "ASSAY_CONFIG")]
     config: Option<PathBuf>,
@@ -246,6 +272,9 @@ struct ServeArgs {
     tls_cert: Option<PathBuf>,
     #[arg(long, env = "ASSAY_TLS_KEY")]
     tls_key: Option<PathBuf>,
+    /// CA of role-carrying client certificates (default <data-dir>/tls/clients-ca.pem).
+    #[arg(long, env = "ASSAY_CLIENT_CA")]
+    client_ca: Option<PathBuf>,
     /// PEM file of a trusted EK root CA (repeatable).
     #[arg(long = "ek-root", env = "ASSAY_EK_ROOTS", value_delimiter = ',')]
     ek_roots: Vec<PathBuf>,
@@ -298,10 +327,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Init { dir, names } => {
             assay_verifier::tls::init_tls(&dir, &names)?;
             outln!(
-                "wrote {0}/ca.pem, {0}/server.pem, {0}/server.key",
+                "wrote {0}/ca.pem, {0}/server.pem, {0}/server.key, {0}/clients-ca.pem, {0}/clients-ca.key",
                 dir.display()
             );
             outln!("give {}/ca.pem to attestors (--ca)", dir.display());
+            outln!(
+                "make role certificates with `assay-verifier client-cert --dir {} --role operator|auditor|orchestrator --name NAME`",
+                dir.display()
+            );
+        }
+        Cmd::ClientCert {
+            dir,
+            role,
+            node,
+            name,
+            out,
+            days,
+        } => {
+            let uri = assay_verifier::roles::san_uri(&role, node.as_deref())
+                .map_err(anyhow::Error::msg)?;
+            let out = out.unwrap_or_else(|| dir.join(&name));
+            assay_verifier::tls::client_cert(&dir, &name, &uri, days, &out)?;
+            outln!(
+                "wrote {0}.pem and {0}.key ({uri}, valid {days} days): use them as --cert/--key (ASSAY_CLIENT_CERT/ASSAY_CLIENT_KEY)",
+                out.display()
+            );
         }
         Cmd::Serve(a) => {
             let overrides = Overrides {
@@ -310,6 +360,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 policy: a.policy,
                 tls_cert: a.tls_cert,
                 tls_key: a.tls_key,
+                client_ca: a.client_ca,
                 ek_roots: a.ek_roots,
                 ek_intermediates: a.ek_intermediates,
                 nonce_ttl_secs: a.nonce_ttl_secs,
@@ -685,12 +736,16 @@ async fn connect(a: &ServerArgs) -> anyhow::Result<Channel> {
         .unwrap_or("localhost")
         .trim_matches(['[', ']'])
         .to_string();
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name(host);
+    if let (Some(c), Some(k)) = (&a.cert, &a.key) {
+        let cert = std::fs::read(c).with_context(|| format!("--cert: reading {}", c.display()))?;
+        let key = std::fs::read(k).with_context(|| format!("--key: reading {}", k.display()))?;
+        tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
+    }
     Channel::builder(uri)
-        .tls_config(
-            ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(ca))
-                .domain_name(host),
-        )?
+        .tls_config(tls)?
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(30))
         .connect()
@@ -703,10 +758,12 @@ fn claim_json(c: &pb::Claim) -> serde_json::Value {
 }
 
 /// What a history record says, in one word: a verdict's PASS/FAIL, STALE for a
-/// node that missed its window, SENT/UNSENT for a webhook delivery.
+/// node that missed its window, SENT/UNSENT for a webhook delivery, ADMIN for
+/// an operator's action.
 fn record_label(r: &pb::HistoryRecord) -> &'static str {
     match (r.kind.as_str(), r.passed) {
         ("stale", _) => "STALE",
+        ("admin", _) => "ADMIN",
         ("webhook", true) => "SENT",
         ("webhook", false) => "UNSENT",
         (_, true) => "PASS",
@@ -720,6 +777,7 @@ fn record_json(r: &pb::HistoryRecord) -> serde_json::Value {
         "kind": if r.kind.is_empty() { "verdict" } else { r.kind.as_str() },
         "verdict": record_label(r),
         "failed_claims": r.failed_claims.iter().map(claim_json).collect::<Vec<_>>(),
+        "details": if r.kind.is_empty() { Vec::new() } else { r.claims.iter().map(claim_json).collect::<Vec<_>>() },
         "policy_name": r.policy_name, "policy_digest": r.policy_digest,
         "evidence_digest": r.evidence_digest, "prev_hash": r.prev_hash,
     })
@@ -731,7 +789,7 @@ fn print_history(recs: &[pb::HistoryRecord]) {
         return;
     }
     outln!(
-        "{:>6}  {:<20}  {:<24}  {:<7}  {:<16}  failed claims",
+        "{:>6}  {:<20}  {:<24}  {:<7}  {:<16}  failed claims / details",
         "seq",
         "time (UTC, unix)",
         "node",
@@ -739,11 +797,18 @@ fn print_history(recs: &[pb::HistoryRecord]) {
         "policy"
     );
     for r in recs {
-        let failed: Vec<String> = r
-            .failed_claims
-            .iter()
-            .map(|c| format!("{} (expected {}, got {})", c.id, c.expected, c.actual))
-            .collect();
+        let failed: Vec<String> = if r.kind.is_empty() {
+            r.failed_claims
+                .iter()
+                .map(|c| format!("{} (expected {}, got {})", c.id, c.expected, c.actual))
+                .collect()
+        } else {
+            // Not a verdict: what happened.
+            r.claims
+                .iter()
+                .map(|c| format!("{}: {}", c.id, c.actual))
+                .collect()
+        };
         outln!(
             "{:>6}  {:<20}  {:<24}  {:<7}  {:<16}  {}",
             r.seq,

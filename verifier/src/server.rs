@@ -70,6 +70,26 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
     })?;
     let key = std::fs::read(&verifier.config.tls_key)
         .with_context(|| format!("tls.key: reading {}", verifier.config.tls_key.display()))?;
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+    match &verifier.config.client_ca {
+        Some(path) => {
+            let ca = std::fs::read(path).with_context(|| {
+                format!(
+                    "tls.client_ca: reading {} (`assay-verifier init` makes one; \
+                     or set tls.no_client_auth = true to leave every RPC open)",
+                    path.display()
+                )
+            })?;
+            // Optional at the handshake: nodes prove themselves with their TPM;
+            // every other role is checked per RPC (`roles`).
+            tls = tls
+                .client_ca_root(tonic::transport::Certificate::from_pem(ca))
+                .client_auth_optional(true);
+        }
+        None => warn!(
+            "tls.no_client_auth: every RPC (history, token listing and revocation) is open to any TLS client"
+        ),
+    }
     let listener = tokio::net::TcpListener::bind(verifier.config.listen)
         .await
         .with_context(|| format!("listen: binding {}", verifier.config.listen))?;
@@ -81,7 +101,7 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
     let upkeep = tokio::spawn(join_upkeep(verifier.clone()));
     let api = Api(verifier);
     let served = Server::builder()
-        .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))?
+        .tls_config(tls)?
         .add_service(
             pb::attestation_server::AttestationServer::new(api.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
