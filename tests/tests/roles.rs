@@ -81,6 +81,10 @@ async fn call(v: &VerifierProc, cert: Option<&Cert>, rpc: &str) -> Result<(), St
             .query(pb::HistoryRequest::default())
             .await
             .map(drop),
+        "Export" => pb::history_client::HistoryClient::new(ch)
+            .export(pb::ExportRequest::default())
+            .await
+            .map(drop),
         other => panic!("{other}"),
     };
     match r {
@@ -100,7 +104,7 @@ async fn call(v: &VerifierProc, cert: Option<&Cert>, rpc: &str) -> Result<(), St
     }
 }
 
-const RPCS: [&str; 7] = [
+const RPCS: [&str; 8] = [
     "Challenge",
     "ChallengeOther",
     "Redeem",
@@ -108,6 +112,7 @@ const RPCS: [&str; 7] = [
     "ListTokens",
     "RevokeTokens",
     "History",
+    "Export",
 ];
 
 #[tokio::test(flavor = "current_thread")]
@@ -128,12 +133,19 @@ async fn each_role_is_refused_every_rpc_its_table_forbids_and_allowed_the_rest()
         (
             "operator",
             Some(&operator),
-            vec!["Redeem", "Jwks", "ListTokens", "RevokeTokens", "History"],
+            vec![
+                "Redeem",
+                "Jwks",
+                "ListTokens",
+                "RevokeTokens",
+                "History",
+                "Export",
+            ],
         ),
         (
             "auditor",
             Some(&auditor),
-            vec!["Jwks", "ListTokens", "History"],
+            vec!["Jwks", "ListTokens", "History", "Export"],
         ),
         ("orchestrator", Some(&orchestrator), vec!["Redeem", "Jwks"]),
     ];

@@ -39,6 +39,8 @@ pub struct FileConfig {
     pub join: FileJoin,
     /// A node that does not pass again within this many seconds is stale (0: off).
     pub stale_after_secs: Option<u64>,
+    /// How often the history head is signed into a checkpoint (default 60).
+    pub checkpoint_interval_secs: Option<u64>,
     #[serde(default)]
     pub webhook: FileWebhook,
 }
@@ -162,10 +164,12 @@ pub struct Config {
     pub join_groups: Vec<JoinGroup>,
     /// None: staleness is not tracked.
     pub stale_after: Option<Duration>,
+    pub checkpoint_interval: Duration,
     pub webhook: Option<crate::webhook::WebhookConfig>,
 }
 
 pub const DEFAULT_STALE_AFTER_SECS: u64 = 900;
+pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 60;
 
 /// A node group and the orchestrator its nodes join.
 #[derive(Debug, Clone)]
@@ -373,6 +377,11 @@ impl Config {
             )?,
             join: join_config(f.join.orchestrator.as_deref(), &f.join)?,
             join_groups: join_groups(&f.join)?,
+            checkpoint_interval: secs(
+                "checkpoint_interval_secs",
+                f.checkpoint_interval_secs,
+                DEFAULT_CHECKPOINT_INTERVAL_SECS,
+            )?,
             stale_after: match f.stale_after_secs {
                 Some(0) => None,
                 v => Some(secs("stale_after_secs", v, DEFAULT_STALE_AFTER_SECS)?),

@@ -10,6 +10,7 @@
 //! `assay-core` and returned as a verdict that lists each claim.
 
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod files;
 pub mod http;

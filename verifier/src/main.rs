@@ -109,6 +109,10 @@ enum Cmd {
     /// Enrolled nodes (operates on the data directory directly; stop the verifier first).
     #[command(subcommand)]
     Node(NodeCmd),
+    /// Tamper evidence: export the history with its signed checkpoints, and
+    /// re-check chain and signatures offline.
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// Print a UEFI event log (binary_bios_measurements), or replay it into PCRs.
     Eventlog {
         file: PathBuf,
@@ -226,6 +230,41 @@ enum TokenCmd {
         token_file: Option<PathBuf>,
         #[arg(long)]
         node: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Write the history (or a time range of it), the checkpoints and the JWKS
+    /// to a JSON-lines file an auditor can take away.
+    Export {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(long)]
+        out: PathBuf,
+        /// First record at or after this time (default: the first record).
+        #[arg(long)]
+        from_unix: Option<i64>,
+        /// Last record at or before this time (default: the newest).
+        #[arg(long)]
+        to_unix: Option<i64>,
+    },
+    /// Re-check the hash chain and the checkpoint signatures, naming the first
+    /// broken record. Exit 0 intact, 1 broken.
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["from_export", "data_dir"])))]
+    Verify {
+        /// A file from `audit export`.
+        #[arg(long)]
+        from_export: Option<PathBuf>,
+        /// The verifier's data directory (stop the verifier first: sled is single-process).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The verifier's JWKS (`assay-verifier token jwks`), obtained
+        /// independently; default: the one in the export / the data directory's key.
+        #[arg(long)]
+        jwks: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -712,6 +751,151 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
             outln!("{}", r.into_inner().jwks_json);
+        }
+        Cmd::Audit(AuditCmd::Export {
+            server,
+            out,
+            from_unix,
+            to_unix,
+        }) => {
+            use std::io::Write as _;
+            let ch = connect(&server).await?;
+            let mut c = pb::history_client::HistoryClient::new(ch);
+            let tmp = out.with_extension("partial");
+            let mut f = std::io::BufWriter::new(
+                std::fs::File::create(&tmp).with_context(|| format!("--out {}", tmp.display()))?,
+            );
+            let (mut from_seq, mut records, mut checkpoints, mut jwks_written) =
+                (0, 0u64, 0u64, false);
+            loop {
+                let page = c
+                    .export(pb::ExportRequest {
+                        from_seq,
+                        from_unix: if from_seq == 0 {
+                            from_unix.unwrap_or(0)
+                        } else {
+                            0
+                        },
+                        to_unix: to_unix.unwrap_or(0),
+                        limit: 0,
+                    })
+                    .await
+                    .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                    .into_inner();
+                if !jwks_written {
+                    let jwks: serde_json::Value = serde_json::from_str(&page.jwks_json)?;
+                    writeln!(f, "{}", serde_json::json!({"type": "jwks", "jwks": jwks}))?;
+                    jwks_written = true;
+                }
+                for r in &page.records_json {
+                    let v: serde_json::Value = serde_json::from_str(r)?;
+                    writeln!(f, "{}", serde_json::json!({"type": "record", "record": v}))?;
+                    records += 1;
+                }
+                for cp in &page.checkpoints_json {
+                    let v: serde_json::Value = serde_json::from_str(cp)?;
+                    writeln!(
+                        f,
+                        "{}",
+                        serde_json::json!({"type": "checkpoint", "checkpoint": v})
+                    )?;
+                    checkpoints += 1;
+                }
+                if page.next_seq == 0 {
+                    break;
+                }
+                from_seq = page.next_seq;
+            }
+            f.flush()?;
+            f.into_inner()?.sync_all()?;
+            std::fs::rename(&tmp, &out)?;
+            outln!(
+                "wrote {records} records and {checkpoints} checkpoints to {}",
+                out.display()
+            );
+        }
+        Cmd::Audit(AuditCmd::Verify {
+            from_export,
+            data_dir,
+            jwks,
+            json,
+        }) => {
+            let pinned = match &jwks {
+                Some(p) => Some(serde_json::from_slice::<serde_json::Value>(
+                    &std::fs::read(p).with_context(|| format!("--jwks {}", p.display()))?,
+                )?),
+                None => None,
+            };
+            let (report, source) = match (from_export, data_dir) {
+                (Some(path), _) => {
+                    let mut e = offline::read_export(&path)?;
+                    let keys = pinned.clone().unwrap_or(e.jwks);
+                    let report =
+                        assay_verifier::audit::verify(&mut e.records, &e.checkpoints, &keys);
+                    if let Some(err) = e.records.error {
+                        bail!("{}: {err}", path.display());
+                    }
+                    (report, format!("export {}", path.display()))
+                }
+                (None, Some(dir)) => {
+                    let store = assay_verifier::store::Store::open(&dir.join("db"))?;
+                    let keys = match pinned.clone() {
+                        Some(k) => k,
+                        None => {
+                            let key = dir.join("token-signing-key.pem");
+                            anyhow::ensure!(
+                                key.exists(),
+                                "{} is missing: give --jwks",
+                                key.display()
+                            );
+                            serde_json::from_str(
+                                &assay_verifier::token::TokenSigner::load_or_create(&key)?
+                                    .jwks_json(),
+                            )?
+                        }
+                    };
+                    let checkpoints = store.checkpoints()?;
+                    let mut err = None;
+                    let recs = store.history_iter().map_while(|r| match r {
+                        Ok(f) => Some(f),
+                        Err(e) => {
+                            err = Some(e);
+                            None
+                        }
+                    });
+                    let report = assay_verifier::audit::verify(recs, &checkpoints, &keys);
+                    if let Some(e) = err {
+                        bail!("reading the history: {e}");
+                    }
+                    (report, format!("data directory {}", dir.display()))
+                }
+                (None, None) => unreachable!("clap requires one source"),
+            };
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                outln!(
+                    "{source}: {} records ({}..={}), {} checkpoints verified (signed through record {})",
+                    report.records,
+                    report.first_seq,
+                    report.last_seq,
+                    report.checkpoints_verified,
+                    report.checkpointed_through
+                );
+                for n in &report.notes {
+                    outln!("note: {n}");
+                }
+                if pinned.is_none() {
+                    outln!("note: checked against the key that came with the history; pin the verifier's JWKS with --jwks");
+                }
+                match &report.broken {
+                    None => outln!("intact"),
+                    Some(b) => outln!("BROKEN at record {}: {}", b.seq, b.reason),
+                }
+            }
+            if report.broken.is_some() {
+                std::process::exit(1);
+            }
         }
         Cmd::Node(NodeCmd::Remove { node, data_dir }) => {
             let store = assay_verifier::store::Store::open(&data_dir.join("db"))?;

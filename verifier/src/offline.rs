@@ -405,3 +405,173 @@ pub fn claims_by_id(v: &Verdict) -> BTreeMap<String, Vec<&assay_core::verdict::C
     }
     m
 }
+
+/// Longest line `audit verify` reads from an export (one record).
+pub const MAX_EXPORT_LINE: usize = 1 << 20;
+
+/// An `audit export` file: its JWKS and checkpoints (read up front: small),
+/// and its records, streamed (an export may hold millions).
+pub struct Export {
+    pub jwks: serde_json::Value,
+    pub checkpoints: Vec<crate::audit::Checkpoint>,
+    pub records: ExportRecords,
+}
+
+/// The records of an export, in file order; stops at the first bad line
+/// (see [`ExportRecords::error`]).
+pub struct ExportRecords {
+    lines: std::io::BufReader<std::fs::File>,
+    line_no: usize,
+    pub error: Option<String>,
+}
+
+/// One bounded line, or None at the end.
+fn next_line(
+    r: &mut impl std::io::BufRead,
+    line_no: &mut usize,
+) -> Result<Option<serde_json::Value>, String> {
+    use std::io::{BufRead as _, Read as _};
+    let mut buf = Vec::new();
+    let n = (&mut *r)
+        .take(MAX_EXPORT_LINE as u64 + 1)
+        .read_until(b'\n', &mut buf)
+        .map_err(|e| e.to_string())?;
+    if n == 0 {
+        return Ok(None);
+    }
+    *line_no += 1;
+    if buf.len() > MAX_EXPORT_LINE {
+        return Err(format!(
+            "line {line_no}: longer than {MAX_EXPORT_LINE} bytes"
+        ));
+    }
+    serde_json::from_slice(&buf)
+        .map(Some)
+        .map_err(|e| format!("line {line_no}: {e}"))
+}
+
+impl Iterator for ExportRecords {
+    type Item = crate::audit::Found;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.error.is_some() {
+                return None;
+            }
+            let v = match next_line(&mut self.lines, &mut self.line_no) {
+                Ok(Some(v)) => v,
+                Ok(None) => return None,
+                Err(e) => {
+                    self.error = Some(e);
+                    return None;
+                }
+            };
+            if v["type"] != "record" {
+                continue;
+            }
+            match serde_json::from_value::<crate::store::HistoryRecord>(v["record"].clone()) {
+                Ok(record) => {
+                    return Some(crate::audit::Found {
+                        key_seq: record.seq,
+                        record,
+                    })
+                }
+                Err(e) => self.error = Some(format!("line {}: not a record: {e}", self.line_no)),
+            }
+        }
+    }
+}
+
+/// Opens an export: a first pass for the JWKS and checkpoints, then the records.
+pub fn read_export(path: &std::path::Path) -> anyhow::Result<Export> {
+    let open = || -> anyhow::Result<std::io::BufReader<std::fs::File>> {
+        Ok(std::io::BufReader::new(
+            std::fs::File::open(path).with_context(|| format!("{}", path.display()))?,
+        ))
+    };
+    let mut r = open()?;
+    let (mut line_no, mut jwks, mut checkpoints) = (0, None, Vec::new());
+    while let Some(v) =
+        next_line(&mut r, &mut line_no).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+    {
+        match v["type"].as_str() {
+            Some("jwks") => jwks = Some(v["jwks"].clone()),
+            Some("checkpoint") => checkpoints.push(
+                serde_json::from_value(v["checkpoint"].clone()).with_context(|| {
+                    format!("{}: line {line_no}: not a checkpoint", path.display())
+                })?,
+            ),
+            Some("record") => {}
+            _ => bail!(
+                "{}: line {line_no}: not an Assay history export line",
+                path.display()
+            ),
+        }
+    }
+    Ok(Export {
+        jwks: jwks.with_context(|| format!("{}: no JWKS line", path.display()))?,
+        checkpoints,
+        records: ExportRecords {
+            lines: open()?,
+            line_no: 0,
+            error: None,
+        },
+    })
+}
+
+#[cfg(test)]
+mod export_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn run(bytes: &[u8]) -> Result<crate::audit::Report, String> {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.jsonl");
+        std::fs::write(&p, bytes).unwrap();
+        let mut e = read_export(&p).map_err(|e| e.to_string())?;
+        let jwks = e.jwks.clone();
+        let r = crate::audit::verify(&mut e.records, &e.checkpoints, &jwks);
+        match e.records.error {
+            Some(err) => Err(err),
+            None => Ok(r),
+        }
+    }
+
+    #[test]
+    fn malformed_truncated_and_oversized_exports_are_errors() {
+        let jwks = "{\"type\":\"jwks\",\"jwks\":{\"keys\":[]}}\n";
+        assert!(run(b"").unwrap_err().contains("no JWKS"));
+        assert!(run(b"{\"type\":\"nope\"}\n")
+            .unwrap_err()
+            .contains("line 1"));
+        assert!(run(format!("{jwks}{{\"type\":\"rec").as_bytes())
+            .unwrap_err()
+            .contains("line 2"));
+        assert!(run(
+            format!("{jwks}{{\"type\":\"record\",\"record\":{{\"seq\":\"x\"}}}}\n").as_bytes()
+        )
+        .unwrap_err()
+        .contains("not a record"));
+        let long = format!("{jwks}{}\n", " ".repeat(MAX_EXPORT_LINE + 10));
+        assert!(run(long.as_bytes()).unwrap_err().contains("longer than"));
+        let r = run(jwks.as_bytes()).unwrap();
+        assert_eq!((r.records, r.broken), (0, None));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn arbitrary_lines_never_panic(lines in proptest::collection::vec(
+            prop_oneof![
+                Just("{\"type\":\"jwks\",\"jwks\":{\"keys\":[{\"kid\":\"k\",\"crv\":\"Ed25519\",\"x\":\"AAAA\"}]}}".to_string()),
+                Just("{\"type\":\"checkpoint\",\"checkpoint\":{\"seq\":2,\"head_hash\":\"h\",\"time_unix\":1,\"signature\":\"e30..AA\"}}".to_string()),
+                (0u64..5, "[a-f0-9]{0,4}").prop_map(|(s, h)| format!(
+                    "{{\"type\":\"record\",\"record\":{{\"seq\":{s},\"node_id\":\"n\",\"time_unix\":1,\"passed\":true,\"claims\":[],\"policy_name\":\"p\",\"policy_digest\":\"d\",\"evidence_digest\":\"\",\"prev_hash\":\"{h}\"}}}}")),
+                ".{0,40}",
+            ],
+            0..12,
+        )) {
+            let _ = run(lines.join("\n").as_bytes());
+        }
+    }
+}

@@ -6,8 +6,8 @@
 //! |---------------------------|--------------|--------------------------------------------|
 //! | (no client certificate)   | node         | Enroll, Activate, Challenge, Attest, Jwks  |
 //! | `urn:assay:node:<id>`     | node `<id>`  | the same, only for node `<id>`             |
-//! | `urn:assay:role:operator` | operator     | Redeem, Jwks, History, Tokens.List/Revoke  |
-//! | `urn:assay:role:auditor`  | auditor      | Jwks, History, Tokens.List (read-only)     |
+//! | `urn:assay:role:operator` | operator     | Redeem, Jwks, History, Export, Tokens.List/Revoke |
+//! | `urn:assay:role:auditor`  | auditor      | Jwks, History, Export, Tokens.List (read-only) |
 //! | `urn:assay:role:orchestrator` | orchestrator | Redeem, Jwks                           |
 //!
 //! A node needs no certificate: its identity is its TPM (the EK certificate
@@ -33,10 +33,11 @@ pub enum Rpc {
     ListTokens,
     RevokeTokens,
     History,
+    Export,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 9] = [
+    pub const ALL: [Rpc; 10] = [
         Rpc::Enroll,
         Rpc::Activate,
         Rpc::Challenge,
@@ -46,6 +47,7 @@ impl Rpc {
         Rpc::ListTokens,
         Rpc::RevokeTokens,
         Rpc::History,
+        Rpc::Export,
     ];
 }
 
@@ -83,8 +85,11 @@ pub fn allowed(role: &Role, rpc: Rpc) -> bool {
     use Rpc::*;
     match role {
         Role::Node(_) => matches!(rpc, Enroll | Activate | Challenge | Attest | Jwks),
-        Role::Operator => matches!(rpc, Redeem | Jwks | ListTokens | RevokeTokens | History),
-        Role::Auditor => matches!(rpc, Jwks | ListTokens | History),
+        Role::Operator => matches!(
+            rpc,
+            Redeem | Jwks | ListTokens | RevokeTokens | History | Export
+        ),
+        Role::Auditor => matches!(rpc, Jwks | ListTokens | History | Export),
         Role::Orchestrator => matches!(rpc, Redeem | Jwks),
     }
 }
@@ -195,9 +200,9 @@ mod tests {
         );
         assert_eq!(
             may(&Role::Operator),
-            [Redeem, Jwks, ListTokens, RevokeTokens, History]
+            [Redeem, Jwks, ListTokens, RevokeTokens, History, Export]
         );
-        assert_eq!(may(&Role::Auditor), [Jwks, ListTokens, History]);
+        assert_eq!(may(&Role::Auditor), [Jwks, ListTokens, History, Export]);
         assert_eq!(may(&Role::Orchestrator), [Redeem, Jwks]);
     }
 

@@ -99,6 +99,8 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
     let verifier = Arc::new(verifier);
     let sweeper = tokio::spawn(sweep(verifier.clone()));
     let upkeep = tokio::spawn(join_upkeep(verifier.clone()));
+    let checkpointer = tokio::spawn(checkpoints(verifier.clone()));
+    let verifier_for_exit = verifier.clone();
     let api = Api(verifier);
     let served = Server::builder()
         .tls_config(tls)?
@@ -121,6 +123,12 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
         .await;
     sweeper.abort();
     upkeep.abort();
+    checkpointer.abort();
+    // A last checkpoint over everything recorded, so a clean stop leaves the
+    // whole history signed.
+    if let Err(e) = checkpoint(&verifier_for_exit) {
+        warn!(error = %e, "final history checkpoint failed");
+    }
     served?;
     info!("assay-verifier stopped");
     Ok(())
@@ -169,6 +177,47 @@ fn join_issuer(config: &Config) -> anyhow::Result<Arc<dyn crate::join::JoinIssue
         default,
         all: made.into_iter().map(|(_, i)| i).collect(),
     }))
+}
+
+/// Signs a checkpoint over the history head if it moved since the last one.
+pub fn checkpoint(v: &Verifier) -> anyhow::Result<Option<crate::audit::Checkpoint>> {
+    let Some(head) = v.store.history_head()? else {
+        return Ok(None);
+    };
+    if v.store
+        .last_checkpoint()?
+        .is_some_and(|c| c.seq >= head.seq)
+    {
+        return Ok(None);
+    }
+    let time_unix = crate::service::now_unix();
+    let head_hash = head.hash();
+    let payload = crate::audit::Checkpoint::payload(head.seq, &head_hash, time_unix);
+    let c = crate::audit::Checkpoint {
+        seq: head.seq,
+        head_hash,
+        time_unix,
+        signature: v
+            .tokens
+            .sign_detached_typ(&payload, "assay-checkpoint+jws")?,
+    };
+    v.store.add_checkpoint(&c)?;
+    Ok(Some(c))
+}
+
+async fn checkpoints(verifier: Arc<Verifier>) {
+    let mut tick = tokio::time::interval(verifier.config.checkpoint_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let v = verifier.clone();
+        match tokio::task::spawn_blocking(move || checkpoint(&v)).await {
+            Ok(Ok(Some(c))) => info!(seq = c.seq, "history checkpoint signed"),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => warn!(error = %e, "history checkpoint failed"),
+            Err(e) => warn!(error = %e, "checkpoint task failed"),
+        }
+    }
 }
 
 /// How often expired nonces, enrollments and tokens are removed.

@@ -174,6 +174,8 @@ pub struct Store {
     last_evidence: sled::Tree,
     /// Nodes isolated after a failed attestation, until they pass again.
     quarantined: sled::Tree,
+    /// Signed history checkpoints, by sequence number (`audit`).
+    checkpoints: sled::Tree,
     history_lock: Mutex<()>,
 }
 
@@ -194,6 +196,7 @@ impl Store {
             history: db.open_tree("history")?,
             last_evidence: db.open_tree("last_evidence")?,
             quarantined: db.open_tree("quarantined")?,
+            checkpoints: db.open_tree("checkpoints")?,
             history_lock: Mutex::new(()),
             db,
         })
@@ -507,6 +510,97 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The newest record, if any.
+    pub fn history_head(&self) -> Result<Option<HistoryRecord>, StoreError> {
+        match self.history.last()? {
+            Some((k, v)) => Ok(Some(from_json("history", &k, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records from `from_seq` on, ascending, each with the seq its key says;
+    /// at most `limit`.
+    pub fn history_found(
+        &self,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::audit::Found>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.history.range(from_seq.to_be_bytes()..) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            let key_seq = <[u8; 8]>::try_from(k.as_ref()).map_or(0, u64::from_be_bytes);
+            out.push(crate::audit::Found {
+                key_seq,
+                record: from_json("history", &k, &v)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every record, ascending, lazily (for `audit verify` over any size).
+    pub fn history_iter(
+        &self,
+    ) -> impl Iterator<Item = Result<crate::audit::Found, StoreError>> + '_ {
+        self.history.iter().map(|item| {
+            let (k, v) = item?;
+            let key_seq = <[u8; 8]>::try_from(k.as_ref()).map_or(0, u64::from_be_bytes);
+            Ok(crate::audit::Found {
+                key_seq,
+                record: from_json("history", &k, &v)?,
+            })
+        })
+    }
+
+    /// Records whose time is in `[from_unix, to_unix]`, ascending; at most `limit`.
+    /// A scan: the history is keyed by sequence number.
+    pub fn history_between(
+        &self,
+        from_unix: i64,
+        to_unix: i64,
+        limit: usize,
+    ) -> Result<Vec<HistoryRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.history.iter() {
+            let (k, v) = item?;
+            let r: HistoryRecord = from_json("history", &k, &v)?;
+            if r.time_unix > to_unix {
+                break;
+            }
+            if r.time_unix >= from_unix {
+                out.push(r);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn add_checkpoint(&self, c: &crate::audit::Checkpoint) -> Result<(), StoreError> {
+        self.checkpoints.insert(c.seq.to_be_bytes(), to_json(c))?;
+        self.flush()
+    }
+
+    /// Checkpoints, ascending.
+    pub fn checkpoints(&self) -> Result<Vec<crate::audit::Checkpoint>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.checkpoints.iter() {
+            let (k, v) = item?;
+            out.push(from_json("checkpoints", &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    pub fn last_checkpoint(&self) -> Result<Option<crate::audit::Checkpoint>, StoreError> {
+        match self.checkpoints.last()? {
+            Some((k, v)) => Ok(Some(from_json("checkpoints", &k, &v)?)),
+            None => Ok(None),
+        }
     }
 
     /// Re-checks the hash chain from the first record; returns the number of

@@ -29,7 +29,7 @@ pub enum TokenError {
     },
     #[error("token has already been used")]
     Reused,
-    #[error("token was revoked: its node failed attestation after it was issued")]
+    #[error("token was revoked (its node failed attestation, or an operator revoked it)")]
     Revoked,
     #[error("token is not known to this verifier (never issued, or revoked)")]
     Unknown,
@@ -156,10 +156,14 @@ impl TokenSigner {
     /// `payload`, with the token key: how webhook bodies are signed. Verify by
     /// putting base64url(payload) between the dots and checking with the JWKS.
     pub fn sign_detached(&self, payload: &[u8]) -> Result<String, TokenError> {
-        let header = URL_SAFE_NO_PAD.encode(
-            serde_json::json!({"alg": "EdDSA", "kid": self.kid, "typ": "assay-webhook+jws"})
-                .to_string(),
-        );
+        self.sign_detached_typ(payload, "assay-webhook+jws")
+    }
+
+    /// A detached JWS (`header..signature`, RFC 7515 appendix F) over `payload`
+    /// with header `typ`.
+    pub fn sign_detached_typ(&self, payload: &[u8], typ: &str) -> Result<String, TokenError> {
+        let header = URL_SAFE_NO_PAD
+            .encode(serde_json::json!({"alg": "EdDSA", "kid": self.kid, "typ": typ}).to_string());
         let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(payload));
         let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &self.encoding, Algorithm::EdDSA)
             .map_err(|e| TokenError::Invalid(format!("signing: {e}")))?;
