@@ -83,6 +83,61 @@ fn audit_verify_names_edited_deleted_reordered_and_rewritten_records() {
     // Let a checkpoint cover the head.
     std::thread::sleep(Duration::from_millis(2500));
 
+    // The auditor's queries: filters, paging, JSON lines, the fleet at a moment.
+    let q = |args: &[&str]| -> Vec<serde_json::Value> {
+        let mut a = vec!["history", "--output", "jsonl"];
+        a.extend_from_slice(args);
+        let out = v.cli(&a).unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let fails = q(&["--verdict", "fail"]);
+    assert_eq!(fails.len(), 1);
+    assert_eq!(fails[0]["seq"], 7);
+    assert_eq!(q(&["--failed-claim", "pcr.sha256.16"]).len(), 1);
+    assert_eq!(q(&["--verdict", "pass", "--node", "node-audit"]).len(), 6);
+    assert!(q(&["--node", "someone-else"]).is_empty());
+    let t7 = fails[0]["time_unix"].as_i64().unwrap();
+    assert!(q(&["--from-unix", &(t7 + 1).to_string()]).is_empty());
+    let page1 = q(&["--limit", "4"]);
+    let page2 = q(&["--limit", "4", "--before-seq", "4"]);
+    assert_eq!(
+        page1
+            .iter()
+            .chain(&page2)
+            .map(|r| r["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![7, 6, 5, 4, 3, 2, 1]
+    );
+    let out = v.cli(&["history", "--limit", "4"]).unwrap();
+    assert!(
+        stdout(&out).contains("next page: --before-seq 4"),
+        "{}",
+        stdout(&out)
+    );
+    let out = v.cli(&["history", "--verdict", "maybe"]).unwrap();
+    assert!(!out.status.success());
+    let fleet = |at: i64| -> serde_json::Value {
+        let out = v
+            .cli(&["fleet", "--at-unix", &at.to_string(), "--output", "json"])
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(fleet(t7)[0]["state"], "fail");
+    assert_eq!(fleet(t7 - 3600)[0]["state"], "unknown");
+
     // The auditor exports and verifies, pinning the JWKS fetched apart.
     let scratch = tempfile::tempdir().unwrap();
     let export = scratch.path().join("history.jsonl");

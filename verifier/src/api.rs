@@ -353,15 +353,29 @@ impl pb::history_server::History for Api {
     ) -> Result<Response<pb::HistoryResponse>, Status> {
         self.authorize(&req, Rpc::History, None)?;
         let r = req.into_inner();
-        let limit = match r.limit {
-            0 => 100,
-            n => (n as usize).min(MAX_HISTORY_LIMIT),
+        let some = |s: String| (!s.is_empty()).then_some(s);
+        let q = crate::store::HistoryQuery {
+            node_id: some(r.node_id),
+            from_unix: (r.from_unix != 0).then_some(r.from_unix),
+            to_unix: (r.to_unix != 0).then_some(r.to_unix),
+            verdict: some(r.verdict.to_ascii_lowercase()),
+            policy_digest: some(r.policy_digest.to_ascii_lowercase()),
+            failed_claim: some(r.failed_claim),
+            before_seq: (r.before_seq != 0).then_some(r.before_seq),
+            limit: match r.limit {
+                0 => 100,
+                n => (n as usize).min(MAX_HISTORY_LIMIT),
+            },
         };
-        let node = (!r.node_id.is_empty()).then_some(r.node_id);
-        let recs = blocking(&self.0, move |v| {
-            Ok(v.store.history(node.as_deref(), limit)?)
-        })
-        .await?;
+        if let Some(v) = &q.verdict {
+            if !["pass", "fail", "verdict", "stale", "webhook", "admin"].contains(&v.as_str()) {
+                return Err(Status::invalid_argument(format!(
+                    "verdict `{v}`: pass, fail, verdict, stale, webhook or admin"
+                )));
+            }
+        }
+        let (recs, next_before_seq) =
+            blocking(&self.0, move |v| Ok(v.store.query_history(&q)?)).await?;
         Ok(Response::new(pb::HistoryResponse {
             records: recs
                 .into_iter()
@@ -377,6 +391,44 @@ impl pb::history_server::History for Api {
                     prev_hash: h.prev_hash,
                     kind: h.kind,
                     claims: h.claims.iter().map(claim).collect(),
+                })
+                .collect(),
+            next_before_seq,
+        }))
+    }
+
+    async fn fleet(
+        &self,
+        req: Request<pb::FleetRequest>,
+    ) -> Result<Response<pb::FleetResponse>, Status> {
+        self.authorize(&req, Rpc::History, None)?;
+        let at = match req.get_ref().at_unix {
+            0 => now_unix(),
+            t => t,
+        };
+        let fleet = blocking(&self.0, move |v| Ok(v.store.fleet_at(at)?)).await?;
+        Ok(Response::new(pb::FleetResponse {
+            nodes: fleet
+                .into_iter()
+                .map(|(node_id, r)| match r {
+                    None => pb::FleetEntry {
+                        node_id,
+                        state: "unknown".into(),
+                        ..Default::default()
+                    },
+                    Some(r) => pb::FleetEntry {
+                        node_id,
+                        state: match (r.kind.as_str(), r.passed) {
+                            ("stale", _) => "stale",
+                            (_, true) => "pass",
+                            (_, false) => "fail",
+                        }
+                        .into(),
+                        seq: r.seq,
+                        time_unix: r.time_unix,
+                        policy_name: r.policy_name,
+                        policy_digest: r.policy_digest,
+                    },
                 })
                 .collect(),
         }))

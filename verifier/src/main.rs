@@ -77,11 +77,41 @@ enum Cmd {
         /// Only this node.
         #[arg(long)]
         node: Option<String>,
+        /// Records at or after this time (unix seconds).
+        #[arg(long)]
+        from_unix: Option<i64>,
+        /// Records at or before this time (unix seconds).
+        #[arg(long)]
+        to_unix: Option<i64>,
+        /// pass, fail, verdict (either), stale, webhook, admin.
+        #[arg(long)]
+        verdict: Option<String>,
+        /// Records under this policy (a prefix of its digest).
+        #[arg(long)]
+        policy_digest: Option<String>,
+        /// Records in which this claim failed, e.g. pcr.sha256.7.
+        #[arg(long)]
+        failed_claim: Option<String>,
+        /// Page: records older than this seq (printed as `next page:` by the previous one).
+        #[arg(long)]
+        before_seq: Option<u64>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
-        /// JSON output (one array).
+        #[arg(long, value_enum, default_value_t = HistoryOutput::Table)]
+        output: HistoryOutput,
+        /// Same as --output json.
         #[arg(long)]
         json: bool,
+    },
+    /// Each node's standing at a moment: its last verdict (or stale mark) at or before it.
+    Fleet {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Unix seconds (default: now).
+        #[arg(long)]
+        at_unix: Option<i64>,
+        #[arg(long, value_enum, default_value_t = HistoryOutput::Table)]
+        output: HistoryOutput,
     },
     /// Issue a client certificate carrying a role, signed by the clients CA
     /// that `init` made (roles: operator, auditor, orchestrator, node).
@@ -231,6 +261,13 @@ enum TokenCmd {
         #[arg(long)]
         node: Option<String>,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum HistoryOutput {
+    Table,
+    Json,
+    Jsonl,
 }
 
 #[derive(Subcommand)]
@@ -466,6 +503,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .query(pb::HistoryRequest {
                     node_id: node.clone(),
                     limit: 1,
+                    verdict: "verdict".into(),
+                    ..Default::default()
                 })
                 .await
                 .map_err(|s| anyhow::anyhow!("{}", s.message()))?
@@ -581,29 +620,101 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::History {
             server,
             node,
+            from_unix,
+            to_unix,
+            verdict,
+            policy_digest,
+            failed_claim,
+            before_seq,
             limit,
+            output,
             json,
         } => {
             let ch = connect(&server).await?;
             let mut c = pb::history_client::HistoryClient::new(ch);
-            let recs = c
+            let r = c
                 .query(pb::HistoryRequest {
                     node_id: node.unwrap_or_default(),
                     limit,
+                    from_unix: from_unix.unwrap_or(0),
+                    to_unix: to_unix.unwrap_or(0),
+                    verdict: verdict.unwrap_or_default(),
+                    policy_digest: policy_digest.unwrap_or_default(),
+                    failed_claim: failed_claim.unwrap_or_default(),
+                    before_seq: before_seq.unwrap_or(0),
                 })
                 .await
                 .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-                .into_inner()
-                .records;
-            if json {
-                outln!(
+                .into_inner();
+            let recs = r.records;
+            match if json { HistoryOutput::Json } else { output } {
+                HistoryOutput::Json => outln!(
                     "{}",
                     serde_json::to_string_pretty(
                         &recs.iter().map(record_json).collect::<Vec<_>>()
                     )?
-                );
-            } else {
-                print_history(&recs);
+                ),
+                HistoryOutput::Jsonl => {
+                    for rec in &recs {
+                        outln!("{}", record_json(rec));
+                    }
+                }
+                HistoryOutput::Table => {
+                    print_history(&recs);
+                    if r.next_before_seq != 0 {
+                        outln!("next page: --before-seq {}", r.next_before_seq);
+                    }
+                }
+            }
+        }
+        Cmd::Fleet {
+            server,
+            at_unix,
+            output,
+        } => {
+            let ch = connect(&server).await?;
+            let nodes = pb::history_client::HistoryClient::new(ch)
+                .fleet(pb::FleetRequest {
+                    at_unix: at_unix.unwrap_or(0),
+                })
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                .into_inner()
+                .nodes;
+            let j = |n: &pb::FleetEntry| {
+                serde_json::json!({"node_id": n.node_id, "state": n.state, "seq": n.seq,
+                    "time_unix": n.time_unix, "policy_name": n.policy_name, "policy_digest": n.policy_digest})
+            };
+            match output {
+                HistoryOutput::Json => outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&nodes.iter().map(j).collect::<Vec<_>>())?
+                ),
+                HistoryOutput::Jsonl => {
+                    for n in &nodes {
+                        outln!("{}", j(n));
+                    }
+                }
+                HistoryOutput::Table => {
+                    outln!(
+                        "{:<24}  {:<8}  {:>6}  {:<12}  policy",
+                        "node",
+                        "state",
+                        "seq",
+                        "time_unix"
+                    );
+                    for n in &nodes {
+                        outln!(
+                            "{:<24}  {:<8}  {:>6}  {:<12}  {}@{}",
+                            n.node_id,
+                            n.state,
+                            n.seq,
+                            n.time_unix,
+                            n.policy_name,
+                            n.policy_digest.get(..8).unwrap_or_default()
+                        );
+                    }
+                }
             }
         }
         Cmd::Token(TokenCmd::Verify {

@@ -9,6 +9,8 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use sled::Transactional as _;
+
 use assay_core::tpm::attest::ClockInfo;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -176,6 +178,9 @@ pub struct Store {
     quarantined: sled::Tree,
     /// Signed history checkpoints, by sequence number (`audit`).
     checkpoints: sled::Tree,
+    /// Index: (node id, seq) → (), for per-node queries. Derived data,
+    /// written in the same transaction as the record.
+    history_by_node: sled::Tree,
     history_lock: Mutex<()>,
 }
 
@@ -188,7 +193,7 @@ impl Store {
                 path: path.display().to_string(),
                 source,
             })?;
-        Ok(Self {
+        Self {
             nodes: db.open_tree("nodes")?,
             enrollments: db.open_tree("enrollments")?,
             nonces: db.open_tree("nonces")?,
@@ -197,9 +202,27 @@ impl Store {
             last_evidence: db.open_tree("last_evidence")?,
             quarantined: db.open_tree("quarantined")?,
             checkpoints: db.open_tree("checkpoints")?,
+            history_by_node: db.open_tree("history_by_node")?,
             history_lock: Mutex::new(()),
             db,
-        })
+        }
+        .with_history_index()
+    }
+
+    /// Builds the per-node index for records written before it existed.
+    fn with_history_index(self) -> Result<Self, StoreError> {
+        const MARK: &[u8] = b"history_by_node/v1";
+        if self.db.get(MARK)?.is_none() {
+            for item in self.history.iter() {
+                let (k, v) = item?;
+                let r: HistoryRecord = from_json("history", &k, &v)?;
+                self.history_by_node
+                    .insert(node_key(&r.node_id, r.seq), &[])?;
+            }
+            self.db.insert(MARK, &[1])?;
+            self.flush()?;
+        }
+        Ok(self)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -476,20 +499,181 @@ impl Store {
     // ---- history
 
     /// Appends a verdict, chaining it to the previous record; durable on return.
-    pub fn append_history(&self, mut rec: HistoryRecord) -> Result<HistoryRecord, StoreError> {
+    pub fn append_history(&self, rec: HistoryRecord) -> Result<HistoryRecord, StoreError> {
+        let mut out = self.append_history_batch(vec![rec])?;
+        Ok(out.remove(0))
+    }
+
+    /// Appends records in order, each chained to the one before, in one
+    /// transaction and one flush; durable on return.
+    pub fn append_history_batch(
+        &self,
+        mut recs: Vec<HistoryRecord>,
+    ) -> Result<Vec<HistoryRecord>, StoreError> {
         let _guard = self.history_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let (seq, prev_hash) = match self.history.last()? {
-            Some((k, v)) => {
-                let prev: HistoryRecord = from_json("history", &k, &v)?;
-                (prev.seq + 1, prev.hash())
-            }
-            None => (1, String::new()),
+        let mut prev: Option<HistoryRecord> = match self.history.last()? {
+            Some((k, v)) => Some(from_json("history", &k, &v)?),
+            None => None,
         };
-        rec.seq = seq;
-        rec.prev_hash = prev_hash;
-        self.history.insert(seq.to_be_bytes(), to_json(&rec))?;
+        let mut rows = Vec::with_capacity(recs.len());
+        for rec in &mut recs {
+            rec.seq = prev.as_ref().map_or(1, |p| p.seq + 1);
+            rec.prev_hash = prev.as_ref().map(HistoryRecord::hash).unwrap_or_default();
+            // Record times never go backwards (a clock stepped back records
+            // the previous time), so a time range is a range of sequence numbers.
+            if let Some(p) = &prev {
+                rec.time_unix = rec.time_unix.max(p.time_unix);
+            }
+            rows.push((rec.seq, to_json(rec), node_key(&rec.node_id, rec.seq)));
+            prev = Some(rec.clone());
+        }
+        (&self.history, &self.history_by_node)
+            .transaction(|(h, n)| {
+                for (seq, value, index) in &rows {
+                    h.insert(&seq.to_be_bytes(), value.as_slice())?;
+                    n.insert(index.as_slice(), &[])?;
+                }
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Storage(e) => StoreError::from(e),
+                sled::transaction::TransactionError::Abort(()) => {
+                    StoreError::from(sled::Error::Unsupported("history append aborted".into()))
+                }
+            })?;
         self.flush()?;
-        Ok(rec)
+        Ok(recs)
+    }
+
+    /// The first seq whose record time is ≥ `t` (binary search: record times
+    /// are non-decreasing); `last + 1` if none.
+    fn seq_from_time(&self, t: i64, last: u64) -> Result<u64, StoreError> {
+        let (mut lo, mut hi) = (1u64, last + 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let time = match self.history.get(mid.to_be_bytes())? {
+                Some(v) => from_json::<HistoryRecord>("history", &mid.to_be_bytes(), &v)?.time_unix,
+                // A hole (purged or tampered): look later.
+                None => i64::MIN,
+            };
+            if time >= t {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// History matching `q`, newest first, at most `q.limit`; and the cursor
+    /// for the next page (`before_seq`), or 0 when this is the last.
+    pub fn query_history(&self, q: &HistoryQuery) -> Result<(Vec<HistoryRecord>, u64), StoreError> {
+        let Some(head) = self.history_head()? else {
+            return Ok((Vec::new(), 0));
+        };
+        let lo = match q.from_unix {
+            Some(t) => self.seq_from_time(t, head.seq)?,
+            None => 1,
+        };
+        let mut hi = match q.to_unix {
+            Some(t) => self
+                .seq_from_time(t.saturating_add(1), head.seq)?
+                .saturating_sub(1),
+            None => head.seq,
+        };
+        if let Some(b) = q.before_seq {
+            hi = hi.min(b.saturating_sub(1));
+        }
+        let mut out = Vec::new();
+        if lo > hi || q.limit == 0 {
+            return Ok((out, 0));
+        }
+        let mut more = false;
+        let mut take = |r: HistoryRecord, out: &mut Vec<HistoryRecord>| -> bool {
+            if q.matches(&r) {
+                if out.len() == q.limit {
+                    more = true;
+                    return false;
+                }
+                out.push(r);
+            }
+            true
+        };
+        match &q.node_id {
+            Some(node) => {
+                let range = node_key(node, lo)..=node_key(node, hi);
+                for item in self.history_by_node.range(range).rev() {
+                    let (k, _) = item?;
+                    let seq = u64::from_be_bytes(k[k.len() - 8..].try_into().unwrap_or_default());
+                    let Some(v) = self.history.get(seq.to_be_bytes())? else {
+                        continue;
+                    };
+                    if !take(from_json("history", &k, &v)?, &mut out) {
+                        break;
+                    }
+                }
+            }
+            None => {
+                for item in self
+                    .history
+                    .range(lo.to_be_bytes()..=hi.to_be_bytes())
+                    .rev()
+                {
+                    let (k, v) = item?;
+                    if !take(from_json("history", &k, &v)?, &mut out) {
+                        break;
+                    }
+                }
+            }
+        }
+        let next = if more {
+            out.last().map_or(0, |r| r.seq)
+        } else {
+            0
+        };
+        Ok((out, next))
+    }
+
+    /// Each node's standing at time `at`: its last verdict or stale record at
+    /// or before `at` (None for nodes with no such record). Nodes are those
+    /// with any history.
+    pub fn fleet_at(&self, at: i64) -> Result<Vec<(String, Option<HistoryRecord>)>, StoreError> {
+        let Some(head) = self.history_head()? else {
+            return Ok(Vec::new());
+        };
+        let hi = self
+            .seq_from_time(at.saturating_add(1), head.seq)?
+            .saturating_sub(1);
+        let mut out = Vec::new();
+        // Walk the index node by node: jump from one node's keys to the next.
+        let mut from: Vec<u8> = Vec::new();
+        loop {
+            let Some(item) = self.history_by_node.range(from.clone()..).next() else {
+                break;
+            };
+            let (k, _) = item?;
+            let node = node_of(&k).to_string();
+            let mut state = None;
+            for item in self
+                .history_by_node
+                .range(node_key(&node, 1)..=node_key(&node, hi))
+                .rev()
+            {
+                let (k, _) = item?;
+                let seq = u64::from_be_bytes(k[k.len() - 8..].try_into().unwrap_or_default());
+                if let Some(v) = self.history.get(seq.to_be_bytes())? {
+                    let r: HistoryRecord = from_json("history", &k, &v)?;
+                    if r.kind.is_empty() || r.kind == "stale" {
+                        state = Some(r);
+                        break;
+                    }
+                }
+            }
+            out.push((node.clone(), state));
+            from = node_key(&node, u64::MAX);
+            from.push(0);
+        }
+        Ok(out)
     }
 
     /// Most recent first, optionally for one node, at most `limit` records.
@@ -619,6 +803,65 @@ impl Store {
             prev = Some(r);
         }
         Ok(Ok(count))
+    }
+}
+
+/// `history_by_node` key: u16 length, node id, seq (big-endian): one node's
+/// records are contiguous and in seq order.
+fn node_key(node: &str, seq: u64) -> Vec<u8> {
+    let n = node.as_bytes();
+    let len = u16::try_from(n.len()).unwrap_or(u16::MAX);
+    let mut k = Vec::with_capacity(2 + n.len() + 8);
+    k.extend_from_slice(&len.to_be_bytes());
+    k.extend_from_slice(&n[..usize::from(len)]);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn node_of(key: &[u8]) -> &str {
+    let len = key
+        .get(..2)
+        .map_or(0, |l| usize::from(u16::from_be_bytes([l[0], l[1]])));
+    key.get(2..2 + len)
+        .and_then(|n| std::str::from_utf8(n).ok())
+        .unwrap_or_default()
+}
+
+/// A history query: every filter optional.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryQuery {
+    pub node_id: Option<String>,
+    pub from_unix: Option<i64>,
+    pub to_unix: Option<i64>,
+    /// `pass`, `fail`, `verdict` (either), or a record kind (`stale`, `webhook`, `admin`).
+    pub verdict: Option<String>,
+    /// A prefix of the policy digest (hex).
+    pub policy_digest: Option<String>,
+    /// Records where this claim failed.
+    pub failed_claim: Option<String>,
+    /// Only records older than this (paging).
+    pub before_seq: Option<u64>,
+    pub limit: usize,
+}
+
+impl HistoryQuery {
+    fn matches(&self, r: &HistoryRecord) -> bool {
+        let verdict_ok = match self.verdict.as_deref() {
+            None => true,
+            Some("pass") => r.kind.is_empty() && r.passed,
+            Some("fail") => r.kind.is_empty() && !r.passed,
+            Some("verdict") => r.kind.is_empty(),
+            Some(kind) => r.kind == kind,
+        };
+        verdict_ok
+            && self
+                .policy_digest
+                .as_ref()
+                .is_none_or(|p| r.policy_digest.starts_with(p.as_str()))
+            && self
+                .failed_claim
+                .as_ref()
+                .is_none_or(|c| r.claims.iter().any(|x| !x.passed && &x.id == c))
     }
 }
 
@@ -917,5 +1160,172 @@ mod tests {
             s.consume_token("tok-b1").unwrap(),
             Consumed::Fresh(_)
         ));
+    }
+
+    fn hrec(
+        node: &str,
+        time: i64,
+        passed: bool,
+        kind: &str,
+        failed: Option<&str>,
+    ) -> HistoryRecord {
+        HistoryRecord {
+            seq: 0,
+            node_id: node.into(),
+            time_unix: time,
+            passed,
+            claims: failed
+                .map(|c| vec![assay_core::verdict::Claim::new(c, false, "e", "a", "l")])
+                .unwrap_or_default(),
+            policy_name: "p".into(),
+            policy_digest: if time < 150 {
+                "aaaa11".into()
+            } else {
+                "bbbb22".into()
+            },
+            evidence_digest: String::new(),
+            prev_hash: String::new(),
+            kind: kind.into(),
+        }
+    }
+
+    #[test]
+    fn history_queries_filter_by_node_time_verdict_policy_and_claim_and_page() {
+        let (_d, s) = store();
+        let mut recs = Vec::new();
+        for i in 0..300 {
+            let node = format!("n{}", i % 3);
+            let failed = (i % 10 == 0).then_some("pcr.sha256.7");
+            recs.push(hrec(&node, 100 + i / 2, failed.is_none(), "", failed));
+        }
+        recs.push(hrec("n1", 90, false, "stale", Some("attestation.fresh")));
+        let stored = s.append_history_batch(recs).unwrap();
+        assert_eq!(stored.len(), 301);
+        assert_eq!(stored[300].time_unix, 249, "times never go backwards");
+        assert_eq!(s.verify_history_chain().unwrap(), Ok(301));
+        let q = |f: &dyn Fn(&mut HistoryQuery)| {
+            let mut q = HistoryQuery {
+                limit: 1000,
+                ..Default::default()
+            };
+            f(&mut q);
+            s.query_history(&q).unwrap()
+        };
+        let (all, next) = q(&|_| {});
+        assert_eq!((all.len(), next), (301, 0));
+        assert!(all.windows(2).all(|w| w[0].seq > w[1].seq), "newest first");
+        let (r, _) = q(&|q| q.node_id = Some("n1".into()));
+        assert_eq!(r.len(), 101);
+        assert!(r.iter().all(|x| x.node_id == "n1"));
+        let (r, _) = q(&|q| {
+            q.from_unix = Some(110);
+            q.to_unix = Some(119);
+        });
+        assert_eq!(r.len(), 20);
+        assert!(r.iter().all(|x| (110..=119).contains(&x.time_unix)));
+        let (r, _) = q(&|q| {
+            q.node_id = Some("n2".into());
+            q.from_unix = Some(110);
+            q.to_unix = Some(119);
+        });
+        assert!(r
+            .iter()
+            .all(|x| x.node_id == "n2" && (110..=119).contains(&x.time_unix)));
+        assert_eq!(r.len(), 7);
+        let (r, _) = q(&|q| q.verdict = Some("fail".into()));
+        assert_eq!(r.len(), 30);
+        let (r, _) = q(&|q| q.verdict = Some("stale".into()));
+        assert_eq!(r.len(), 1);
+        let (r, _) = q(&|q| q.failed_claim = Some("pcr.sha256.7".into()));
+        assert_eq!(r.len(), 30);
+        let (r, _) = q(&|q| q.policy_digest = Some("aaaa".into()));
+        assert_eq!(r.len(), 101, "100 verdicts before t=150 and the stale mark");
+        // Paging: disjoint pages that add up to everything.
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let (page, next) = q(&|q| {
+                q.limit = 64;
+                q.node_id = Some("n0".into());
+                q.before_seq = before;
+            });
+            seen.extend(page.iter().map(|r| r.seq));
+            if next == 0 {
+                break;
+            }
+            before = Some(next);
+        }
+        assert_eq!(seen.len(), 100);
+        seen.dedup();
+        assert_eq!(seen.len(), 100);
+        // Empty ranges.
+        assert!(q(&|q| q.from_unix = Some(10_000)).0.is_empty());
+        assert!(q(&|q| q.to_unix = Some(1)).0.is_empty());
+        assert!(q(&|q| q.node_id = Some("nobody".into())).0.is_empty());
+    }
+
+    #[test]
+    fn the_fleet_at_a_moment_is_each_node_s_last_verdict_then() {
+        let (_d, s) = store();
+        s.append_history_batch(vec![
+            hrec("a", 100, true, "", None),
+            hrec("b", 100, true, "", None),
+            hrec("a", 110, false, "", Some("pcr.sha256.7")),
+            hrec("a", 111, true, "webhook", None),
+            hrec("b", 120, false, "stale", Some("attestation.fresh")),
+            hrec("c", 130, true, "", None),
+        ])
+        .unwrap();
+        let at = |t| -> Vec<(String, Option<(bool, String)>)> {
+            s.fleet_at(t)
+                .unwrap()
+                .into_iter()
+                .map(|(n, r)| (n, r.map(|r| (r.passed, r.kind))))
+                .collect()
+        };
+        let st = |p: bool, k: &str| Some((p, k.to_string()));
+        assert_eq!(
+            at(105),
+            vec![
+                ("a".into(), st(true, "")),
+                ("b".into(), st(true, "")),
+                ("c".into(), None)
+            ]
+        );
+        assert_eq!(
+            at(125),
+            vec![
+                ("a".into(), st(false, "")),
+                ("b".into(), st(false, "stale")),
+                ("c".into(), None)
+            ]
+        );
+        assert_eq!(at(200)[2], ("c".into(), st(true, "")));
+    }
+
+    #[test]
+    fn the_node_index_is_built_for_histories_written_before_it() {
+        let d = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(d.path()).unwrap();
+            s.append_history_batch(vec![
+                hrec("x", 1, true, "", None),
+                hrec("y", 2, true, "", None),
+            ])
+            .unwrap();
+            // As an older verifier left it: no index, no marker.
+            s.history_by_node.clear().unwrap();
+            s.db.remove(b"history_by_node/v1").unwrap();
+            s.flush().unwrap();
+        }
+        let s = Store::open(d.path()).unwrap();
+        let (r, _) = s
+            .query_history(&HistoryQuery {
+                node_id: Some("y".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(r.len(), 1);
     }
 }

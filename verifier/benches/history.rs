@@ -1,0 +1,172 @@
+//! History at scale on sled: loads N records (default 1,000,000; `ASSAY_BENCH_RECORDS`)
+//! for 1,000 nodes, one verdict per node per minute, then times the queries an
+//! auditor runs: a node in a one-hour window, a one-hour window for the whole
+//! fleet (first page of 100), the fleet at a moment, a failed claim over
+//! the last hour, and `audit verify` over everything. Prints figures.
+//!
+//! `cargo bench -p assay-verifier --bench history`
+
+use std::time::{Duration, Instant};
+
+use assay_core::verdict::Claim;
+use assay_verifier::store::{HistoryQuery, HistoryRecord, Store};
+
+const NODES: u64 = 1000;
+const T0: i64 = 1_790_000_000;
+
+fn record(i: u64) -> HistoryRecord {
+    let fail = i.is_multiple_of(97);
+    HistoryRecord {
+        seq: 0,
+        node_id: format!("node-{:04}", i % NODES),
+        // One verdict per node per minute.
+        time_unix: T0 + (i / NODES) as i64 * 60,
+        passed: !fail,
+        claims: if fail {
+            vec![Claim::new(
+                "pcr.sha256.7",
+                false,
+                "00".repeat(32),
+                "ab".repeat(32),
+                "PCR sha256:7",
+            )]
+        } else {
+            Vec::new()
+        },
+        policy_name: "fleet".into(),
+        policy_digest: "5c3a".repeat(16),
+        evidence_digest: "e1".repeat(32),
+        prev_hash: String::new(),
+        kind: String::new(),
+    }
+}
+
+fn time<T>(n: usize, mut f: impl FnMut(usize) -> T) -> (Duration, Duration, T) {
+    let mut ds = Vec::with_capacity(n);
+    let mut last = None;
+    for i in 0..n {
+        let t = Instant::now();
+        last = Some(f(i));
+        ds.push(t.elapsed());
+    }
+    ds.sort();
+    (
+        ds[n / 2],
+        ds[(n * 99 / 100).min(n - 1)],
+        last.expect("n > 0"),
+    )
+}
+
+fn main() {
+    let n: u64 = std::env::var("ASSAY_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(&dir.path().join("db")).expect("store");
+    let t = Instant::now();
+    let batch = 10_000;
+    let mut i = 0;
+    while i < n {
+        let recs: Vec<HistoryRecord> = (i..(i + batch).min(n)).map(record).collect();
+        store.append_history_batch(recs).expect("append");
+        i += batch;
+    }
+    let load = t.elapsed();
+    println!(
+        "loaded {n} records ({NODES} nodes) in {:.1} s ({:.0} records/s, batches of {batch}, one flush each)",
+        load.as_secs_f64(),
+        n as f64 / load.as_secs_f64()
+    );
+    let end = T0 + (n / NODES) as i64 * 60;
+    let hour = 3600;
+
+    let (p50, p99, got) = time(200, |k| {
+        let from = T0 + ((k as i64 * 7919) % ((end - T0 - hour).max(1)));
+        store
+            .query_history(&HistoryQuery {
+                node_id: Some(format!("node-{:04}", k as u64 % NODES)),
+                from_unix: Some(from),
+                to_unix: Some(from + hour),
+                limit: 1000,
+                ..Default::default()
+            })
+            .expect("query")
+            .0
+            .len()
+    });
+    println!("query node + 1 h window: p50 {p50:?}  p99 {p99:?}  ({got} records)");
+
+    let (p50, p99, got) = time(100, |k| {
+        let from = T0 + ((k as i64 * 7919) % ((end - T0 - hour).max(1)));
+        store
+            .query_history(&HistoryQuery {
+                from_unix: Some(from),
+                to_unix: Some(from + hour),
+                limit: 100,
+                ..Default::default()
+            })
+            .expect("query")
+            .0
+            .len()
+    });
+    println!(
+        "query fleet 1 h window, first page of 100: p50 {p50:?}  p99 {p99:?}  ({got} records)"
+    );
+
+    let (p50, p99, got) = time(20, |_| {
+        store
+            .query_history(&HistoryQuery {
+                from_unix: Some(end - hour),
+                failed_claim: Some("pcr.sha256.7".into()),
+                limit: 10_000,
+                ..Default::default()
+            })
+            .expect("query")
+            .0
+            .len()
+    });
+    println!("query failed claim, last hour (scan of that hour): p50 {p50:?}  p99 {p99:?}  ({got} records)");
+
+    let (p50, _, got) = time(5, |k| {
+        store
+            .fleet_at(T0 + (end - T0) / (k as i64 + 2))
+            .expect("fleet")
+            .len()
+    });
+    println!("fleet at a moment ({got} nodes): p50 {p50:?}");
+
+    let jwks = serde_json::json!({"keys": []});
+    let t = Instant::now();
+    let report =
+        assay_verifier::audit::verify(store.history_iter().map(|r| r.expect("read")), &[], &jwks);
+    println!(
+        "audit verify over {} records: {:.2} s ({})",
+        report.records,
+        t.elapsed().as_secs_f64(),
+        if report.broken.is_none() {
+            "intact"
+        } else {
+            "BROKEN"
+        }
+    );
+    let size: u64 = walk(dir.path());
+    println!(
+        "sled on disk: {:.0} MiB ({:.0} bytes/record)",
+        size as f64 / 1048576.0,
+        size as f64 / n as f64
+    );
+}
+
+fn walk(p: &std::path::Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => walk(&e.path()),
+                    _ => e.metadata().map_or(0, |m| m.len()),
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
