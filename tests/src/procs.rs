@@ -60,6 +60,8 @@ impl VerifierOpts {
 /// A running `assay-verifier serve`, killed on drop.
 pub struct VerifierProc {
     child: Child,
+    /// The `serve` command line, for `restart`.
+    args: Vec<std::ffi::OsString>,
     pub dir: TempDir,
     pub url: String,
     pub ca_pem: PathBuf,
@@ -123,38 +125,26 @@ impl VerifierProc {
         for r in &opts.ek_intermediates {
             cmd.arg("--ek-intermediate").arg(r);
         }
-        let log = std::fs::File::create(dir.path().join("verifier.log"))?;
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()?;
-        let stdout = child.stdout.take().context("verifier stdout")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(addr.to_string());
-                }
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let log =
-                    std::fs::read_to_string(dir.path().join("verifier.log")).unwrap_or_default();
-                bail!("assay-verifier did not start within 30 s:\n{log}");
-            }
-        };
+        let args: Vec<std::ffi::OsString> = cmd.get_args().map(|a| a.to_owned()).collect();
+        let (child, addr) = spawn(dir.path(), &args)?;
         Ok(Self {
             child,
+            args,
             url: format!("https://{addr}"),
             ca_pem: tls.join("ca.pem"),
             data_dir,
             dir,
         })
+    }
+
+    /// Starts the verifier again on the same data, TLS material and config
+    /// (after `kill`); it listens on a new port (`url` is updated).
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        let (child, addr) = spawn(self.dir.path(), &self.args)?;
+        self.child = child;
+        self.url = format!("https://{addr}");
+        Ok(())
     }
 
     /// The verifier's log so far (for assertion messages).
@@ -221,6 +211,39 @@ impl VerifierProc {
 impl Drop for VerifierProc {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Spawns `assay-verifier <args>` logging (appending) to `dir/verifier.log`;
+/// the child and the address it listens on.
+fn spawn(dir: &Path, args: &[std::ffi::OsString]) -> Result<(Child, String)> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("verifier.log"))?;
+    let mut child = Command::new(bin("assay-verifier")?)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().context("verifier stdout")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(a) => Ok((child, a)),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(dir.join("verifier.log")).unwrap_or_default();
+            bail!("assay-verifier did not start within 30 s:\n{log}");
+        }
     }
 }
 
