@@ -100,25 +100,28 @@ fn audit_verify_names_edited_deleted_reordered_and_rewritten_records() {
     };
     let fails = q(&["--verdict", "fail"]);
     assert_eq!(fails.len(), 1);
-    assert_eq!(fails[0]["seq"], 7);
+    assert_eq!(
+        fails[0]["seq"], 8,
+        "record 1 is the policy coming into force"
+    );
     assert_eq!(q(&["--failed-claim", "pcr.sha256.16"]).len(), 1);
     assert_eq!(q(&["--verdict", "pass", "--node", "node-audit"]).len(), 6);
     assert!(q(&["--node", "someone-else"]).is_empty());
     let t7 = fails[0]["time_unix"].as_i64().unwrap();
     assert!(q(&["--from-unix", &(t7 + 1).to_string()]).is_empty());
     let page1 = q(&["--limit", "4"]);
-    let page2 = q(&["--limit", "4", "--before-seq", "4"]);
+    let page2 = q(&["--limit", "4", "--before-seq", "5"]);
     assert_eq!(
         page1
             .iter()
             .chain(&page2)
             .map(|r| r["seq"].as_u64().unwrap())
             .collect::<Vec<_>>(),
-        vec![7, 6, 5, 4, 3, 2, 1]
+        vec![8, 7, 6, 5, 4, 3, 2, 1]
     );
     let out = v.cli(&["history", "--limit", "4"]).unwrap();
     assert!(
-        stdout(&out).contains("next page: --before-seq 4"),
+        stdout(&out).contains("next page: --before-seq 5"),
         "{}",
         stdout(&out)
     );
@@ -138,6 +141,21 @@ fn audit_verify_names_edited_deleted_reordered_and_rewritten_records() {
     assert_eq!(fleet(t7)[0]["state"], "fail");
     assert_eq!(fleet(t7 - 3600)[0]["state"], "unknown");
 
+    // The kept evidence reproduces the recorded verdicts.
+    for seq in ["2", "8"] {
+        let out = v.cli(&["audit", "reverify", seq]).unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            stdout(&out),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout(&out).contains("same verdict"), "{}", stdout(&out));
+    }
+    let out = v.cli(&["audit", "reverify", "1", "--json"]).unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a verdict"));
+
     // The auditor exports and verifies, pinning the JWKS fetched apart.
     let scratch = tempfile::tempdir().unwrap();
     let export = scratch.path().join("history.jsonl");
@@ -155,14 +173,14 @@ fn audit_verify_names_edited_deleted_reordered_and_rewritten_records() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout(&out).contains("wrote 7 records"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("wrote 8 records"), "{}", stdout(&out));
     let j = jwks.to_str().unwrap();
     let e = export.to_str().unwrap();
     let out = verify(&["--from-export", e, "--jwks", j]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(stdout(&out).contains("intact"));
     assert!(
-        stdout(&out).contains("signed through record 7"),
+        stdout(&out).contains("signed through record 8"),
         "{}",
         stdout(&out)
     );
@@ -173,7 +191,7 @@ fn audit_verify_names_edited_deleted_reordered_and_rewritten_records() {
     let edited: Vec<String> = lines
         .iter()
         .map(|l| {
-            if l.contains("\"seq\":7") && l.contains("\"type\":\"record\"") {
+            if l.contains("\"seq\":8") && l.contains("\"type\":\"record\"") {
                 l.replace("\"passed\":false", "\"passed\":true")
             } else {
                 l.to_string()
@@ -186,7 +204,7 @@ fn audit_verify_names_edited_deleted_reordered_and_rewritten_records() {
     let out = verify(&["--from-export", f.to_str().unwrap(), "--jwks", j]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stdout(&out).contains("BROKEN at record 7"),
+        stdout(&out).contains("BROKEN at record 8"),
         "{}",
         stdout(&out)
     );
@@ -252,11 +270,11 @@ fn audit_verify_names_edited_deleted_reordered_and_rewritten_records() {
     );
 
     let d = tampered(&data, scratch.path(), "truncate", |t| {
-        t.remove(7u64.to_be_bytes()).unwrap();
+        t.remove(8u64.to_be_bytes()).unwrap();
     });
     let out = verify(&["--data-dir", d.to_str().unwrap()]);
     assert!(
-        stdout(&out).contains("BROKEN at record 7")
+        stdout(&out).contains("BROKEN at record 8")
             && stdout(&out).contains("removed from the end"),
         "{}",
         stdout(&out)
@@ -265,15 +283,36 @@ fn audit_verify_names_edited_deleted_reordered_and_rewritten_records() {
     // The failed verdict rewritten as a pass and every later hash recomputed:
     // the links hold, the signed checkpoint does not.
     let d = tampered(&data, scratch.path(), "rewrite", |t| {
-        let mut r = get(t, 7);
+        let mut r = get(t, 8);
         r.passed = true;
         r.claims.iter_mut().for_each(|c| c.passed = true);
-        put(t, 7, &r);
+        put(t, 8, &r);
     });
     let out = verify(&["--data-dir", d.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stdout(&out).contains("BROKEN at record 7") && stdout(&out).contains("rewritten"),
+        stdout(&out).contains("BROKEN at record 8") && stdout(&out).contains("rewritten"),
+        "{}",
+        stdout(&out)
+    );
+
+    // The same rewrite in the verifier's own store: once it runs again,
+    // re-running the core on the kept evidence contradicts the record.
+    {
+        let db = sled::open(data.join("db")).unwrap();
+        let t = db.open_tree("history").unwrap();
+        let mut r = get(&t, 8);
+        r.passed = true;
+        r.claims.iter_mut().for_each(|c| c.passed = true);
+        put(&t, 8, &r);
+        db.flush().unwrap();
+    }
+    v.restart().unwrap();
+    let out = v.cli(&["audit", "reverify", "8"]).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("recorded PASS, reverified FAIL")
+            && stdout(&out).contains("DIFFERS: claim pcr.sha256.16"),
         "{}",
         stdout(&out)
     );

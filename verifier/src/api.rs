@@ -397,6 +397,26 @@ impl pb::history_server::History for Api {
         }))
     }
 
+    async fn reverify(
+        &self,
+        req: Request<pb::ReverifyRequest>,
+    ) -> Result<Response<pb::ReverifyResponse>, Status> {
+        self.authorize(&req, Rpc::History, None)?;
+        let seq = req.get_ref().seq;
+        let r = blocking(&self.0, move |v| v.reverify(seq)).await?;
+        Ok(Response::new(pb::ReverifyResponse {
+            seq,
+            node_id: r.record.node_id,
+            recorded_passed: r.record.passed,
+            reverified_passed: r.verdict.passed,
+            differences: r.differences,
+            not_rechecked: r.not_rechecked,
+            claims: r.verdict.claims.iter().map(claim).collect(),
+            policy_name: r.record.policy_name,
+            policy_digest: r.record.policy_digest,
+        }))
+    }
+
     async fn fleet(
         &self,
         req: Request<pb::FleetRequest>,

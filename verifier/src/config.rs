@@ -42,7 +42,30 @@ pub struct FileConfig {
     /// How often the history head is signed into a checkpoint (default 60).
     pub checkpoint_interval_secs: Option<u64>,
     #[serde(default)]
+    pub evidence: FileEvidence,
+    #[serde(default)]
     pub webhook: FileWebhook,
+}
+
+/// `[evidence]`: how long the evidence behind each verdict is kept.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEvidence {
+    /// Days (default 30; 0: keep none).
+    pub retention_days: Option<u64>,
+    /// Total size in MiB, logs counted once (default 1024).
+    pub max_mib: Option<u64>,
+    /// Number of verdicts whose evidence is kept (default: no limit).
+    pub max_records: Option<u64>,
+}
+
+/// What of the evidence is kept (oldest pruned first when any bound is exceeded).
+#[derive(Debug, Clone)]
+pub struct EvidenceRetention {
+    /// None: evidence is not kept.
+    pub keep: Option<Duration>,
+    pub max_bytes: u64,
+    pub max_records: usize,
 }
 
 /// `[webhook]`: where isolation and restore notifications go.
@@ -165,11 +188,14 @@ pub struct Config {
     /// None: staleness is not tracked.
     pub stale_after: Option<Duration>,
     pub checkpoint_interval: Duration,
+    pub evidence: EvidenceRetention,
     pub webhook: Option<crate::webhook::WebhookConfig>,
 }
 
 pub const DEFAULT_STALE_AFTER_SECS: u64 = 900;
 pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 60;
+pub const DEFAULT_EVIDENCE_DAYS: u64 = 30;
+pub const DEFAULT_EVIDENCE_MIB: u64 = 1024;
 
 /// A node group and the orchestrator its nodes join.
 #[derive(Debug, Clone)]
@@ -377,6 +403,27 @@ impl Config {
             )?,
             join: join_config(f.join.orchestrator.as_deref(), &f.join)?,
             join_groups: join_groups(&f.join)?,
+            evidence: EvidenceRetention {
+                keep: match f.evidence.retention_days.unwrap_or(DEFAULT_EVIDENCE_DAYS) {
+                    0 => None,
+                    d if d > 36_500 => {
+                        return Err(ConfigError::Invalid {
+                            key: "evidence.retention_days",
+                            reason: format!("{d}: at most 36500"),
+                        })
+                    }
+                    d => Some(Duration::from_secs(d * 86_400)),
+                },
+                max_bytes: f
+                    .evidence
+                    .max_mib
+                    .unwrap_or(DEFAULT_EVIDENCE_MIB)
+                    .saturating_mul(1 << 20),
+                max_records: f
+                    .evidence
+                    .max_records
+                    .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+            },
             checkpoint_interval: secs(
                 "checkpoint_interval_secs",
                 f.checkpoint_interval_secs,

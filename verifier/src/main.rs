@@ -272,6 +272,16 @@ enum HistoryOutput {
 
 #[derive(Subcommand)]
 enum AuditCmd {
+    /// Re-run the verification core on a record's kept evidence, under the
+    /// policy it names; exit 0 if it reaches the recorded verdict, 1 if not.
+    Reverify {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The record's sequence number (`history`).
+        seq: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the history (or a time range of it), the checkpoints and the JWKS
     /// to a JSON-lines file an auditor can take away.
     Export {
@@ -862,6 +872,49 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
             outln!("{}", r.into_inner().jwks_json);
+        }
+        Cmd::Audit(AuditCmd::Reverify { server, seq, json }) => {
+            let ch = connect(&server).await?;
+            let r = pb::history_client::HistoryClient::new(ch)
+                .reverify(pb::ReverifyRequest { seq })
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                .into_inner();
+            let word = |p: bool| if p { "PASS" } else { "FAIL" };
+            if json {
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "seq": r.seq, "node_id": r.node_id, "policy_name": r.policy_name,
+                        "policy_digest": r.policy_digest,
+                        "recorded": word(r.recorded_passed), "reverified": word(r.reverified_passed),
+                        "same": r.differences.is_empty(), "differences": r.differences,
+                        "not_rechecked": r.not_rechecked,
+                        "claims": r.claims.iter().map(claim_json).collect::<Vec<_>>(),
+                    }))?
+                );
+            } else {
+                outln!(
+                    "record {} (node {}, policy {}@{}): recorded {}, reverified {}",
+                    r.seq,
+                    r.node_id,
+                    r.policy_name,
+                    r.policy_digest.get(..8).unwrap_or_default(),
+                    word(r.recorded_passed),
+                    word(r.reverified_passed)
+                );
+                outln!("taken as recorded: {}", r.not_rechecked.join(", "));
+                if r.differences.is_empty() {
+                    outln!("same verdict, claim by claim ({} claims)", r.claims.len());
+                } else {
+                    for d in &r.differences {
+                        outln!("DIFFERS: {d}");
+                    }
+                }
+            }
+            if !r.differences.is_empty() {
+                std::process::exit(1);
+            }
         }
         Cmd::Audit(AuditCmd::Export {
             server,

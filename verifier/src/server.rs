@@ -42,6 +42,7 @@ pub fn build(config: Config) -> anyhow::Result<Verifier> {
         .with_context(|| format!("data_dir {}", config.data_dir.display()))?;
     let store = Store::open(&config.data_dir.join("db"))?;
     let tokens = TokenSigner::load_or_create(&config.data_dir.join("token-signing-key.pem"))?;
+    record_policy(&store, &policy, &config.policy)?;
     let join = join_issuer(&config)?;
     let webhook = match &config.webhook {
         Some(w) => Some(Arc::new(
@@ -220,6 +221,58 @@ async fn checkpoints(verifier: Arc<Verifier>) {
     }
 }
 
+/// Keeps the policy's text under its digest (so `audit reverify` can re-apply
+/// it), and records a policy change — a verifier started with another policy
+/// than last time — in the history.
+fn record_policy(
+    store: &Store,
+    policy: &assay_core::policy::Policy,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let bytes = crate::files::read_capped(path, assay_core::policy::MAX_POLICY_BYTES as u64)?;
+    let text = String::from_utf8(bytes)?;
+    let digest = policy.digest_hex();
+    anyhow::ensure!(
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes())) == digest,
+        "policy {} changed while it was being loaded; start again",
+        path.display()
+    );
+    let before = store.current_policy()?;
+    store.put_policy(&digest, &text)?;
+    if before.as_deref() != Some(digest.as_str()) {
+        let what = match &before {
+            Some(b) => format!(
+                "policy `{}` ({}) in force, replacing {}",
+                policy.name,
+                &digest[..16],
+                b.get(..16).unwrap_or(b)
+            ),
+            None => format!("policy `{}` ({}) in force", policy.name, &digest[..16]),
+        };
+        store.append_history(crate::store::HistoryRecord {
+            seq: 0,
+            node_id: String::new(),
+            time_unix: crate::service::now_unix(),
+            passed: true,
+            claims: vec![assay_core::verdict::Claim::new(
+                "admin.action",
+                true,
+                "the verifier's configuration",
+                format!("{what} (from {})", path.display()),
+                "assay-verifier serve",
+            )],
+            policy_name: policy.name.clone(),
+            policy_digest: digest.clone(),
+            evidence_digest: String::new(),
+            prev_hash: String::new(),
+            kind: "admin".into(),
+        })?;
+        store.set_current_policy(&digest)?;
+        info!(policy = %policy.name, digest = %digest, "policy change recorded in the history");
+    }
+    Ok(())
+}
+
 /// How often expired nonces, enrollments and tokens are removed.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// Records stay this long past expiry, so a late request is still told "expired"
@@ -240,6 +293,22 @@ async fn sweep(verifier: Arc<Verifier>) {
             Ok(Ok(n)) => info!(removed = n, "purged expired nonces, enrollments and tokens"),
             Ok(Err(e)) => warn!(error = %e, "purging expired records failed"),
             Err(e) => warn!(error = %e, "purge task failed"),
+        }
+        let v = verifier.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let e = &v.config.evidence;
+            let before = match e.keep {
+                Some(keep) => crate::service::now_unix() - keep.as_secs() as i64,
+                None => i64::MAX,
+            };
+            v.store.prune_evidence(before, e.max_records, e.max_bytes)
+        })
+        .await;
+        match r {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => info!(removed = n, "pruned evidence past its retention"),
+            Ok(Err(e)) => warn!(error = %e, "pruning evidence failed"),
+            Err(e) => warn!(error = %e, "prune task failed"),
         }
     }
 }

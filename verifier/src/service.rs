@@ -136,6 +136,16 @@ pub struct Verifier {
     pub webhook: Option<std::sync::Arc<crate::webhook::Webhook>>,
 }
 
+/// What `reverify` found.
+pub struct Reverified {
+    pub record: HistoryRecord,
+    pub verdict: Verdict,
+    /// Empty when the kept evidence reproduces the recorded verdict.
+    pub differences: Vec<String>,
+    /// Claims taken as recorded (single-use nonce state).
+    pub not_rechecked: Vec<String>,
+}
+
 pub fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -304,6 +314,141 @@ impl Verifier {
         })
     }
 
+    /// Re-runs the verification core on the evidence kept for record `seq`,
+    /// under the policy the record names, and compares with what was recorded.
+    pub fn reverify(&self, seq: u64) -> Result<Reverified, ServiceError> {
+        let (recs, _) = self.store.query_history(&crate::store::HistoryQuery {
+            before_seq: Some(seq.saturating_add(1)),
+            from_unix: None,
+            limit: 1,
+            ..Default::default()
+        })?;
+        let rec = recs
+            .into_iter()
+            .find(|r| r.seq == seq)
+            .ok_or_else(|| ServiceError::BadRequest(format!("no history record {seq}")))?;
+        if !rec.kind.is_empty() {
+            return Err(ServiceError::BadRequest(format!(
+                "record {seq} is a `{}` record, not a verdict",
+                rec.kind
+            )));
+        }
+        let (ev, logs) = self.store.evidence(seq)?.ok_or_else(|| {
+            ServiceError::BadRequest(format!(
+                "the evidence of record {seq} is no longer kept (see [evidence] retention)"
+            ))
+        })?;
+        let text = self.store.policy_text(&rec.policy_digest)?.ok_or_else(|| {
+            ServiceError::Internal(format!("policy {} is not in the store", rec.policy_digest))
+        })?;
+        let policy = Policy::parse(&rec.policy_name, &text)
+            .map_err(|e| ServiceError::Internal(format!("stored policy: {e}")))?;
+        if policy.digest_hex() != rec.policy_digest {
+            return Err(ServiceError::Internal(
+                "stored policy text does not match its digest".into(),
+            ));
+        }
+        let unhex = |what: &str, h: &str| {
+            hex::decode(h).map_err(|e| ServiceError::Internal(format!("stored {what}: {e}")))
+        };
+        let ak = parse_tpm2b_public(&unhex("AK", &ev.ak_public)?)
+            .map_err(|e| ServiceError::Internal(format!("stored AK: {e}")))?;
+        let (nonce, attest, signature) = (
+            unhex("nonce", &ev.nonce)?,
+            unhex("attest", &ev.attest)?,
+            unhex("signature", &ev.signature)?,
+        );
+        let pcrs = ev
+            .pcrs_sha256
+            .iter()
+            .map(|(i, d)| Ok((*i, unhex("PCR", d)?)))
+            .collect::<Result<Vec<_>, ServiceError>>()?;
+        for (name, digest, bytes) in [
+            ("UEFI log", &ev.uefi_log, &logs[0]),
+            ("IMA log", &ev.ima_log, &logs[1]),
+            ("CEL log", &ev.cel_log, &logs[2]),
+        ] {
+            if digest.is_some() && bytes.is_none() {
+                return Err(ServiceError::Internal(format!(
+                    "the {name} of record {seq} is missing from the store"
+                )));
+            }
+        }
+        let evidence = QuoteEvidence {
+            attest: &attest,
+            signature: &signature,
+            pcrs_sha256: &pcrs,
+            uefi_log: logs[0].as_deref(),
+            ima_log: logs[1].as_deref(),
+            cel_log: logs[2].as_deref(),
+        };
+        let check = QuoteCheck {
+            ak: &ak,
+            expected_nonce: &nonce,
+            previous_clock: ev.previous_clock,
+            policy: &policy,
+        };
+        let outcome = verify_quote(&check, &evidence);
+        // Nonce claims depend on single-use state at the time: taken as recorded.
+        let mut claims: Vec<Claim> = rec
+            .claims
+            .iter()
+            .filter(|c| c.id.starts_with("nonce."))
+            .cloned()
+            .collect();
+        let not_rechecked: Vec<String> = claims.iter().map(|c| c.id.clone()).collect();
+        claims.extend(outcome.verdict.claims);
+        let digest = hex::encode(evidence_digest(&evidence));
+        let mut differences = Vec::new();
+        if digest != rec.evidence_digest {
+            differences.push(format!(
+                "evidence digest: recorded {}, kept evidence hashes to {digest}",
+                rec.evidence_digest
+            ));
+        }
+        let key = |c: &Claim| (c.id.clone(), c.location.clone());
+        let recorded: std::collections::BTreeMap<_, _> =
+            rec.claims.iter().map(|c| (key(c), c.passed)).collect();
+        let now: std::collections::BTreeMap<_, _> =
+            claims.iter().map(|c| (key(c), c.passed)).collect();
+        for (k, was) in &recorded {
+            match now.get(k) {
+                None => differences.push(format!(
+                    "claim {} ({}): recorded, not reached now",
+                    k.0, k.1
+                )),
+                Some(is) if is != was => differences.push(format!(
+                    "claim {} ({}): recorded {}, now {}",
+                    k.0,
+                    k.1,
+                    if *was { "pass" } else { "FAIL" },
+                    if *is { "pass" } else { "FAIL" }
+                )),
+                _ => {}
+            }
+        }
+        for k in now.keys().filter(|k| !recorded.contains_key(*k)) {
+            differences.push(format!(
+                "claim {} ({}): reached now, not recorded",
+                k.0, k.1
+            ));
+        }
+        let verdict = Verdict::from_claims(claims, rec.policy_digest.clone(), digest);
+        if verdict.passed != rec.passed {
+            differences.push(format!(
+                "verdict: recorded {}, now {}",
+                if rec.passed { "PASS" } else { "FAIL" },
+                if verdict.passed { "PASS" } else { "FAIL" }
+            ));
+        }
+        Ok(Reverified {
+            record: rec,
+            verdict,
+            differences,
+            not_rechecked,
+        })
+    }
+
     /// Verifies a quote and records the verdict; mints a join token on a pass only.
     pub fn attest(&self, input: &AttestInput) -> Result<AttestOutput, ServiceError> {
         validate_node_id(&input.node_id)?;
@@ -366,6 +511,31 @@ impl Verifier {
             prev_hash: String::new(),
             kind: String::new(),
         })?;
+        if self.config.evidence.keep.is_some() {
+            self.store.put_evidence(
+                rec.seq,
+                crate::store::StoredEvidence {
+                    node_id: input.node_id.clone(),
+                    time_unix: now,
+                    ak_public: node.ak_public.clone(),
+                    nonce: hex::encode(&input.nonce),
+                    attest: hex::encode(&input.attest),
+                    signature: hex::encode(&input.signature),
+                    pcrs_sha256: input
+                        .pcrs_sha256
+                        .iter()
+                        .map(|(i, d)| (*i, hex::encode(d)))
+                        .collect(),
+                    previous_clock: node.last_clock,
+                    ..Default::default()
+                },
+                [
+                    input.uefi_log.as_deref(),
+                    input.ima_log.as_deref(),
+                    input.cel_log.as_deref(),
+                ],
+            )?;
+        }
         // Advance the rollback baseline only from fresh, authentic quotes.
         let authentic = verdict
             .claims

@@ -178,6 +178,14 @@ pub struct Store {
     quarantined: sled::Tree,
     /// Signed history checkpoints, by sequence number (`audit`).
     checkpoints: sled::Tree,
+    /// The evidence behind each record, by seq (`StoredEvidence`), and the
+    /// logs it names, content-addressed (stored once however many records
+    /// share them) with a reference count; pruned per the retention setting.
+    evidence: sled::Tree,
+    blobs: sled::Tree,
+    blob_refs: sled::Tree,
+    /// Policy files by digest, so a record's policy can be re-applied.
+    policies: sled::Tree,
     /// Index: (node id, seq) → (), for per-node queries. Derived data,
     /// written in the same transaction as the record.
     history_by_node: sled::Tree,
@@ -203,6 +211,10 @@ impl Store {
             quarantined: db.open_tree("quarantined")?,
             checkpoints: db.open_tree("checkpoints")?,
             history_by_node: db.open_tree("history_by_node")?,
+            evidence: db.open_tree("evidence")?,
+            blobs: db.open_tree("blobs")?,
+            blob_refs: db.open_tree("blob_refs")?,
+            policies: db.open_tree("policies")?,
             history_lock: Mutex::new(()),
             db,
         }
@@ -669,7 +681,10 @@ impl Store {
                     }
                 }
             }
-            out.push((node.clone(), state));
+            // Records of no node (the verifier's own admin actions) are not a node.
+            if !node.is_empty() {
+                out.push((node.clone(), state));
+            }
             from = node_key(&node, u64::MAX);
             from.push(0);
         }
@@ -694,6 +709,156 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    // ---- evidence and policies (audit reverify)
+
+    /// Keeps a policy file's text under its digest (idempotent).
+    pub fn put_policy(&self, digest_hex: &str, text: &str) -> Result<(), StoreError> {
+        self.policies
+            .insert(digest_hex.as_bytes(), text.as_bytes())?;
+        self.flush()
+    }
+
+    /// The digest of the policy the verifier last started with.
+    pub fn current_policy(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .db
+            .get(b"current_policy")?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    pub fn set_current_policy(&self, digest_hex: &str) -> Result<(), StoreError> {
+        self.db.insert(b"current_policy", digest_hex.as_bytes())?;
+        self.flush()
+    }
+
+    pub fn policy_text(&self, digest_hex: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .policies
+            .get(digest_hex.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Keeps the evidence behind record `seq`; logs are stored once by digest.
+    pub fn put_evidence(
+        &self,
+        seq: u64,
+        mut ev: StoredEvidence,
+        logs: [Option<&[u8]>; 3],
+    ) -> Result<(), StoreError> {
+        let mut size = ev.attest.len() as u64 / 2 + ev.signature.len() as u64 / 2;
+        let mut names = [None, None, None];
+        for (i, log) in logs.iter().enumerate() {
+            let Some(bytes) = log else { continue };
+            let digest: [u8; 32] = Sha256::digest(bytes).into();
+            let refs = self.blob_refs.get(digest)?.map_or(0, |v| {
+                u64::from_be_bytes(v.as_ref().try_into().unwrap_or_default())
+            });
+            if refs == 0 {
+                self.blobs.insert(digest, *bytes)?;
+                size += bytes.len() as u64;
+            }
+            self.blob_refs.insert(digest, &(refs + 1).to_be_bytes())?;
+            names[i] = Some(hex::encode(digest));
+        }
+        [ev.uefi_log, ev.ima_log, ev.cel_log] = names;
+        ev.bytes = size;
+        self.evidence.insert(seq.to_be_bytes(), to_json(&ev))?;
+        self.add_meta(b"evidence_bytes", size as i64)?;
+        self.flush()
+    }
+
+    /// The evidence behind record `seq` and its logs (UEFI, IMA, CEL).
+    pub fn evidence(
+        &self,
+        seq: u64,
+    ) -> Result<Option<(StoredEvidence, Logs)>, StoreError> {
+        let Some(v) = self.evidence.get(seq.to_be_bytes())? else {
+            return Ok(None);
+        };
+        let ev: StoredEvidence = from_json("evidence", &seq.to_be_bytes(), &v)?;
+        let blob = |d: &Option<String>| -> Result<Option<Vec<u8>>, StoreError> {
+            match d {
+                None => Ok(None),
+                Some(h) => {
+                    let key = hex::decode(h).unwrap_or_default();
+                    Ok(self.blobs.get(key)?.map(|b| b.to_vec()))
+                }
+            }
+        };
+        let logs = [blob(&ev.uefi_log)?, blob(&ev.ima_log)?, blob(&ev.cel_log)?];
+        Ok(Some((ev, logs)))
+    }
+
+    /// Deletes the oldest evidence until what is kept is newer than
+    /// `before_unix`, at most `max_count` entries and `max_bytes` bytes
+    /// (logs counted once). Records stay; only their evidence goes. How many.
+    pub fn prune_evidence(
+        &self,
+        before_unix: i64,
+        max_count: usize,
+        max_bytes: u64,
+    ) -> Result<usize, StoreError> {
+        let mut count = self.evidence.len();
+        let mut bytes = self.meta(b"evidence_bytes")?.max(0) as u64;
+        let mut removed = 0;
+        for item in self.evidence.iter() {
+            let (k, v) = item?;
+            let ev: StoredEvidence = from_json("evidence", &k, &v)?;
+            if ev.time_unix >= before_unix && count <= max_count && bytes <= max_bytes {
+                break;
+            }
+            let mut freed = ev.attest.len() as u64 / 2 + ev.signature.len() as u64 / 2;
+            for d in [&ev.uefi_log, &ev.ima_log, &ev.cel_log]
+                .into_iter()
+                .flatten()
+            {
+                let key = hex::decode(d).unwrap_or_default();
+                let refs = self.blob_refs.get(&key)?.map_or(0, |v| {
+                    u64::from_be_bytes(v.as_ref().try_into().unwrap_or_default())
+                });
+                if refs <= 1 {
+                    if let Some(b) = self.blobs.remove(&key)? {
+                        freed += b.len() as u64;
+                    }
+                    self.blob_refs.remove(&key)?;
+                } else {
+                    self.blob_refs.insert(&key, &(refs - 1).to_be_bytes())?;
+                }
+            }
+            self.evidence.remove(&k)?;
+            self.add_meta(b"evidence_bytes", -(freed as i64))?;
+            bytes = bytes.saturating_sub(freed);
+            count -= 1;
+            removed += 1;
+        }
+        if removed > 0 {
+            self.flush()?;
+        }
+        Ok(removed)
+    }
+
+    /// Bytes of evidence kept (logs counted once) and entries.
+    pub fn evidence_usage(&self) -> Result<(u64, usize), StoreError> {
+        Ok((
+            self.meta(b"evidence_bytes")?.max(0) as u64,
+            self.evidence.len(),
+        ))
+    }
+
+    fn meta(&self, key: &[u8]) -> Result<i64, StoreError> {
+        Ok(self.db.get(key)?.map_or(0, |v| {
+            i64::from_be_bytes(v.as_ref().try_into().unwrap_or_default())
+        }))
+    }
+
+    fn add_meta(&self, key: &[u8], delta: i64) -> Result<(), StoreError> {
+        self.db.update_and_fetch(key, |old| {
+            let n = old.map_or(0, |v| i64::from_be_bytes(v.try_into().unwrap_or_default()));
+            Some((n + delta).to_be_bytes().to_vec())
+        })?;
+        Ok(())
     }
 
     /// The newest record, if any.
@@ -825,6 +990,29 @@ fn node_of(key: &[u8]) -> &str {
     key.get(2..2 + len)
         .and_then(|n| std::str::from_utf8(n).ok())
         .unwrap_or_default()
+}
+
+/// The UEFI, IMA and CEL logs of one piece of evidence.
+pub type Logs = [Option<Vec<u8>>; 3];
+
+/// The evidence behind one record, as kept for `audit reverify`: what the
+/// node sent and the verifier state the verdict depended on (AK, previous
+/// TPM clock). Binary fields are hex; logs are named by their SHA-256.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvidence {
+    pub node_id: String,
+    pub time_unix: i64,
+    pub ak_public: String,
+    pub nonce: String,
+    pub attest: String,
+    pub signature: String,
+    pub pcrs_sha256: Vec<(u32, String)>,
+    pub previous_clock: Option<ClockInfo>,
+    pub uefi_log: Option<String>,
+    pub ima_log: Option<String>,
+    pub cel_log: Option<String>,
+    /// What keeping it cost (logs counted only when first stored).
+    pub bytes: u64,
 }
 
 /// A history query: every filter optional.
@@ -1327,5 +1515,42 @@ mod tests {
             })
             .unwrap();
         assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn evidence_logs_are_stored_once_and_pruned_oldest_first_by_age_count_and_size() {
+        let (_d, s) = store();
+        let ev = |t: i64| StoredEvidence {
+            node_id: "n".into(),
+            time_unix: t,
+            attest: "00".repeat(100),
+            signature: "11".repeat(100),
+            ..Default::default()
+        };
+        let shared = vec![7u8; 10_000];
+        for seq in 1..=5u64 {
+            let own = vec![seq as u8; 1000];
+            s.put_evidence(seq, ev(100 * seq as i64), [Some(&shared), Some(&own), None])
+                .unwrap();
+        }
+        // 5 × (200 + 1000) + one copy of the shared 10,000-byte log.
+        assert_eq!(s.evidence_usage().unwrap(), (16_000, 5));
+        let (e, logs) = s.evidence(3).unwrap().unwrap();
+        assert_eq!(logs[0].as_deref(), Some(shared.as_slice()));
+        assert_eq!(logs[1].as_deref(), Some(vec![3u8; 1000].as_slice()));
+        assert!(logs[2].is_none() && e.cel_log.is_none());
+        // By age: entries older than t=250 go (seq 1, 2); the shared log stays.
+        assert_eq!(s.prune_evidence(250, usize::MAX, u64::MAX).unwrap(), 2);
+        assert!(s.evidence(1).unwrap().is_none() && s.evidence(3).unwrap().is_some());
+        assert_eq!(s.evidence(3).unwrap().unwrap().1[0].as_deref(), Some(shared.as_slice()));
+        assert_eq!(s.evidence_usage().unwrap(), (13_600, 3));
+        // By count: seq 3 goes.
+        assert_eq!(s.prune_evidence(0, 2, u64::MAX).unwrap(), 1);
+        assert_eq!(s.evidence_usage().unwrap(), (12_400, 2));
+        // By size: removing seq 4 frees only its own 1,200 bytes (the shared
+        // log is still used), so seq 5 goes too, taking the shared log.
+        assert_eq!(s.prune_evidence(0, usize::MAX, 5_000).unwrap(), 2);
+        assert_eq!(s.evidence_usage().unwrap(), (0, 0));
+        assert!(s.blobs.is_empty() && s.blob_refs.is_empty(), "no log left behind");
     }
 }
