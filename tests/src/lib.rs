@@ -7,8 +7,28 @@
 //! directories removed on drop). It is not a mock: every test that uses it talks
 //! to a real TPM 2.0 simulator and real binaries.
 
+pub mod http;
 pub mod procs;
 pub mod swtpm;
 
 pub use procs::{attestor, bin, VerifierOpts, VerifierProc};
 pub use swtpm::{Swtpm, TestCa};
+
+use std::time::{Duration, Instant};
+
+/// Polls `f` every 50 ms until it says yes (how long that took) or `within`
+/// passes (an error naming `what`): bounded in time, never a hang.
+pub fn wait_for(
+    what: &str,
+    within: Duration,
+    mut f: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if f()? {
+            return Ok(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    anyhow::bail!("{what}: not within {within:?}")
+}

@@ -15,7 +15,7 @@
 //!   (`node.stale`, history record STALE with claim `attestation.fresh`).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -56,34 +56,16 @@ fn receiver() -> Result<(String, mpsc::Receiver<Hook>)> {
             let Ok(mut conn) = conn else { continue };
             let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
             let mut r = BufReader::new(conn.try_clone().expect("clone"));
-            let mut line = String::new();
-            if r.read_line(&mut line).is_err() || !line.starts_with("POST /hooks/assay ") {
+            let Ok(req) = assay_tests::http::read_request(&mut r, 64 * 1024) else {
+                continue;
+            };
+            if req.method != "POST" || req.path != "/hooks/assay" {
                 let _ = conn.write_all(
                     b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
                 );
                 continue;
             }
-            let mut headers = BTreeMap::new();
-            let mut size = 0;
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" || size > 16 * 1024 {
-                    break;
-                }
-                size += h.len();
-                if let Some((k, v)) = h.split_once(':') {
-                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-                }
-            }
-            let len: usize = headers
-                .get("content-length")
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(0)
-                .min(64 * 1024);
-            let mut body = vec![0; len];
-            if r.read_exact(&mut body).is_err() {
-                continue;
-            }
+            let (headers, body) = (req.headers, req.body);
             let answered = if n == 0 { 503 } else { 204 };
             let reply = if answered == 503 {
                 "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"

@@ -18,7 +18,7 @@
 //!   a concurrent change (409) retried; it passes again: restored.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader, Read as _};
+use std::io::BufReader;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use assay_tests::{attestor, Swtpm, VerifierOpts, VerifierProc};
+use assay_tests::{attestor, wait_for, Swtpm, VerifierOpts, VerifierProc};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use regex::Regex;
@@ -435,30 +435,12 @@ impl FakeApi {
 
 fn serve_one(s: &mut (impl std::io::Read + std::io::Write), st: &Mutex<State>) -> Result<()> {
     let mut r = BufReader::new(&mut *s);
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let (method, path) = (
-        parts.next().unwrap_or_default().to_string(),
-        parts.next().unwrap_or_default().to_string(),
-    );
-    let mut headers = BTreeMap::new();
-    loop {
-        let mut h = String::new();
-        if r.read_line(&mut h)? == 0 || h == "\r\n" {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    let len: usize = headers
-        .get("content-length")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(0)
-        .min(1 << 20);
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
+    let assay_tests::http::Request {
+        method,
+        path,
+        headers,
+        body,
+    } = assay_tests::http::read_request(&mut r, 1 << 20)?;
     let (code, answer) = {
         let mut st = st.lock().unwrap();
         let out = st.handle(&method, &path, &headers, &body);
@@ -486,17 +468,6 @@ fn join(tpm: &Swtpm, v: &VerifierProc, state: &Path, node: &str, exec: bool) -> 
         extra.push("--exec");
     }
     attestor(tpm, v, state, node, "join", &extra)
-}
-
-fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) -> Result<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if f() {
-            return Ok(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!("{what}: not within {within:?}")
 }
 
 /// The kubeadm documentation's recipe, as an independent oracle.
@@ -689,7 +660,7 @@ fn kubernetes_join_against_a_fake_apiserver_checking_every_request_shape() -> Re
     let took = wait_for(
         "used bootstrap tokens deleted",
         Duration::from_secs(15),
-        || api.secrets_of("k8s-worker-1").is_empty(),
+        || Ok(api.secrets_of("k8s-worker-1").is_empty()),
     )?;
     eprintln!("registered node's bootstrap tokens deleted {took:?} after its Node appeared");
 
@@ -703,7 +674,7 @@ fn kubernetes_join_against_a_fake_apiserver_checking_every_request_shape() -> Re
     wait_for(
         "failed node's token deleted",
         Duration::from_secs(5),
-        || api.secrets_of("k8s-worker-2").is_empty(),
+        || Ok(api.secrets_of("k8s-worker-2").is_empty()),
     )?;
 
     // The registered node fails, while someone else writes its Node: the
@@ -714,7 +685,7 @@ fn kubernetes_join_against_a_fake_apiserver_checking_every_request_shape() -> Re
     let failed_at = Instant::now();
     assert_eq!(out.status.code(), Some(3));
     wait_for("Node isolated", Duration::from_secs(10), || {
-        api.node("k8s-worker-1")["metadata"]["labels"]["assay.dev/attested"] == "false"
+        Ok(api.node("k8s-worker-1")["metadata"]["labels"]["assay.dev/attested"] == "false")
     })?;
     let n = api.node("k8s-worker-1");
     let taints = n["spec"]["taints"].as_array().cloned().unwrap_or_default();
@@ -756,7 +727,7 @@ fn kubernetes_join_against_a_fake_apiserver_checking_every_request_shape() -> Re
         String::from_utf8_lossy(&out.stderr)
     );
     wait_for("Node restored", Duration::from_secs(10), || {
-        api.node("k8s-worker-1")["metadata"]["labels"]["assay.dev/attested"] == "true"
+        Ok(api.node("k8s-worker-1")["metadata"]["labels"]["assay.dev/attested"] == "true")
     })?;
     let n = api.node("k8s-worker-1");
     assert_eq!(n["spec"]["taints"], json!([foreign]), "{n}");

@@ -20,7 +20,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use assay_tests::{attestor, Swtpm, VerifierOpts, VerifierProc};
+use assay_tests::{attestor, wait_for, Swtpm, VerifierOpts, VerifierProc};
 use tempfile::TempDir;
 
 const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -220,21 +220,6 @@ fn nodes(manager: &Dockerd) -> Result<Vec<(String, String)>> {
         .filter_map(|l| l.split_once(' '))
         .map(|(h, a)| (h.to_string(), a.to_lowercase()))
         .collect())
-}
-
-fn wait_for(
-    what: &str,
-    timeout: Duration,
-    mut f: impl FnMut() -> Result<bool>,
-) -> Result<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if f()? {
-            return Ok(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bail!("{what}: not within {timeout:?}")
 }
 
 fn join(

@@ -770,10 +770,7 @@ impl Store {
     }
 
     /// The evidence behind record `seq` and its logs (UEFI, IMA, CEL).
-    pub fn evidence(
-        &self,
-        seq: u64,
-    ) -> Result<Option<(StoredEvidence, Logs)>, StoreError> {
+    pub fn evidence(&self, seq: u64) -> Result<Option<(StoredEvidence, Logs)>, StoreError> {
         let Some(v) = self.evidence.get(seq.to_be_bytes())? else {
             return Ok(None);
         };
@@ -1542,7 +1539,10 @@ mod tests {
         // By age: entries older than t=250 go (seq 1, 2); the shared log stays.
         assert_eq!(s.prune_evidence(250, usize::MAX, u64::MAX).unwrap(), 2);
         assert!(s.evidence(1).unwrap().is_none() && s.evidence(3).unwrap().is_some());
-        assert_eq!(s.evidence(3).unwrap().unwrap().1[0].as_deref(), Some(shared.as_slice()));
+        assert_eq!(
+            s.evidence(3).unwrap().unwrap().1[0].as_deref(),
+            Some(shared.as_slice())
+        );
         assert_eq!(s.evidence_usage().unwrap(), (13_600, 3));
         // By count: seq 3 goes.
         assert_eq!(s.prune_evidence(0, 2, u64::MAX).unwrap(), 1);
@@ -1551,6 +1551,9 @@ mod tests {
         // log is still used), so seq 5 goes too, taking the shared log.
         assert_eq!(s.prune_evidence(0, usize::MAX, 5_000).unwrap(), 2);
         assert_eq!(s.evidence_usage().unwrap(), (0, 0));
-        assert!(s.blobs.is_empty() && s.blob_refs.is_empty(), "no log left behind");
+        assert!(
+            s.blobs.is_empty() && s.blob_refs.is_empty(),
+            "no log left behind"
+        );
     }
 }
