@@ -138,8 +138,31 @@ async fn isolate(v: &Arc<Verifier>, mut event: Event) -> Result<(), String> {
     }
 }
 
-/// Has the orchestrator isolate `node_id` and records that it did.
+/// Removes a node from `Verifier::isolating` when its attempt ends, however it ends.
+struct Isolating<'a>(&'a Verifier, String);
+
+impl Drop for Isolating<'_> {
+    fn drop(&mut self) {
+        self.0
+            .isolating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.1);
+    }
+}
+
+/// Has the orchestrator isolate `node_id` and records that it did. If an
+/// attempt for the node is already under way, leaves it to that one.
 async fn apply(v: &Arc<Verifier>, node_id: &str) -> Result<(), String> {
+    let fresh = v
+        .isolating
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(node_id.to_string());
+    if !fresh {
+        return Ok(());
+    }
+    let _guard = Isolating(v, node_id.to_string());
     let done = v
         .join
         .quarantine(node_id)

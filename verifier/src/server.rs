@@ -51,6 +51,7 @@ pub fn build(config: Config) -> anyhow::Result<Verifier> {
         None => None,
     };
     Ok(Verifier {
+        isolating: Default::default(),
         join,
         webhook,
         config,

@@ -134,6 +134,9 @@ pub struct Verifier {
     pub join: std::sync::Arc<dyn crate::join::JoinIssuer>,
     /// Isolation and restore notifications (`[webhook]`).
     pub webhook: Option<std::sync::Arc<crate::webhook::Webhook>>,
+    /// Nodes whose isolation the orchestrator is being asked for right now,
+    /// so the upkeep's retry never races the attest path's first attempt.
+    pub isolating: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// What `reverify` found.
