@@ -2,10 +2,13 @@
 # Installs what Assay builds and tests with, if missing: Debian packages (swtpm,
 # tpm2-tss headers, tpm2-tools as test oracle, protoc, openssl/python3 for the
 # scripts, containerd + runc + busybox-static for the container tests, docker.io +
-# iproute2 + util-linux for the Swarm join test) and, when there
+# iproute2 + util-linux for the Swarm join test; with --vm also QEMU, OVMF,
+# Debian's cloud kernel, cpio and binutils for vm-tests) and, when there
 # is no cargo at all, a stable Rust toolchain via rustup.
 set -euo pipefail
 pkgs=(swtpm swtpm-tools libtss2-dev tpm2-tools pkg-config protobuf-compiler openssl python3 ca-certificates curl build-essential containerd runc busybox-static tar docker.io iproute2 util-linux)
+vm_pkgs=()
+[ "${1:-}" = --vm ] && vm_pkgs=(qemu-system-x86 ovmf linux-image-cloud-amd64 cpio binutils)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -15,6 +18,16 @@ if ((${#missing[@]})); then
   echo "installing: ${missing[*]}" >&2
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+vm_missing=()
+for p in "${vm_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || vm_missing+=("$p")
+done
+if ((${#vm_missing[@]})); then
+  echo "installing: ${vm_missing[*]}" >&2
+  $SUDO apt-get update -qq
+  # Without recommends: a kernel and firmware for guests, not a desktop.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${vm_missing[@]}" >/dev/null
 fi
 if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
   export PATH="$HOME/.cargo/bin:$PATH"

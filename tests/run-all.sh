@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace: formatting, clippy, unit tests,
-# and the real-part tests (swtpm, TLS, sled, tpm2-tools as oracle).
+# the real-part tests (swtpm, TLS, sled, tpm2-tools as oracle), and the fast
+# set of vm-tests (real firmware measured boot in QEMU + OVMF + swtpm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tests/install-deps.sh
+bash tests/install-deps.sh --vm
 export PATH="$HOME/.cargo/bin:$PATH"
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
   rustup component add rustfmt clippy
@@ -13,3 +14,4 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The end-to-end tests run the real binaries: build them first.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
+bash vm-tests/run
