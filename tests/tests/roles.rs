@@ -85,6 +85,14 @@ async fn call(v: &VerifierProc, cert: Option<&Cert>, rpc: &str) -> Result<(), St
             .export(pb::ExportRequest::default())
             .await
             .map(drop),
+        "Fleet" => pb::history_client::HistoryClient::new(ch)
+            .fleet(pb::FleetRequest::default())
+            .await
+            .map(drop),
+        "Reverify" => pb::history_client::HistoryClient::new(ch)
+            .reverify(pb::ReverifyRequest { seq: 1 })
+            .await
+            .map(drop),
         other => panic!("{other}"),
     };
     match r {
@@ -104,7 +112,7 @@ async fn call(v: &VerifierProc, cert: Option<&Cert>, rpc: &str) -> Result<(), St
     }
 }
 
-const RPCS: [&str; 8] = [
+const RPCS: [&str; 10] = [
     "Challenge",
     "ChallengeOther",
     "Redeem",
@@ -113,6 +121,8 @@ const RPCS: [&str; 8] = [
     "RevokeTokens",
     "History",
     "Export",
+    "Fleet",
+    "Reverify",
 ];
 
 #[tokio::test(flavor = "current_thread")]
@@ -140,12 +150,21 @@ async fn each_role_is_refused_every_rpc_its_table_forbids_and_allowed_the_rest()
                 "RevokeTokens",
                 "History",
                 "Export",
+                "Fleet",
+                "Reverify",
             ],
         ),
         (
             "auditor",
             Some(&auditor),
-            vec!["Jwks", "ListTokens", "History", "Export"],
+            vec![
+                "Jwks",
+                "ListTokens",
+                "History",
+                "Export",
+                "Fleet",
+                "Reverify",
+            ],
         ),
         ("orchestrator", Some(&orchestrator), vec!["Redeem", "Jwks"]),
     ];
