@@ -11,7 +11,7 @@ pub mod http;
 pub mod procs;
 pub mod swtpm;
 
-pub use procs::{attestor, bin, VerifierOpts, VerifierProc};
+pub use procs::{attestor, attestor_command, bin, VerifierOpts, VerifierProc};
 pub use swtpm::{Swtpm, TestCa};
 
 use std::time::{Duration, Instant};

@@ -247,15 +247,15 @@ fn spawn(dir: &Path, args: &[std::ffi::OsString]) -> Result<(Child, String)> {
     }
 }
 
-/// Runs `assay-attestor <sub> …` for `node_id` against `tpm` and `v`, with state in `state_dir`.
-pub fn attestor(
+/// `assay-attestor <sub>` for `node_id` against `tpm` and `v`, with state
+/// (and its container measurement log) in `state_dir`; add arguments, then run it.
+pub fn attestor_command(
     tpm: &Swtpm,
     v: &VerifierProc,
     state_dir: &Path,
     node_id: &str,
     sub: &str,
-    extra: &[&str],
-) -> Result<Output> {
+) -> Result<Command> {
     let mut cmd = Command::new(bin("assay-attestor")?);
     cmd.arg(sub)
         .arg("--verifier")
@@ -269,9 +269,22 @@ pub fn attestor(
         .arg("--node-id")
         .arg(node_id)
         // Never the host's /run/assay-attestor: each test node keeps its own.
-        .env("ASSAY_CEL_LOG", state_dir.join("measurements.cel"))
-        .args(extra);
-    Ok(cmd.output()?)
+        .env("ASSAY_CEL_LOG", state_dir.join("measurements.cel"));
+    Ok(cmd)
+}
+
+/// Runs `assay-attestor <sub> … extra` (see [`attestor_command`]).
+pub fn attestor(
+    tpm: &Swtpm,
+    v: &VerifierProc,
+    state_dir: &Path,
+    node_id: &str,
+    sub: &str,
+    extra: &[&str],
+) -> Result<Output> {
+    Ok(attestor_command(tpm, v, state_dir, node_id, sub)?
+        .args(extra)
+        .output()?)
 }
 
 fn run_ok(cmd: &mut Command) -> Result<Output> {

@@ -173,21 +173,11 @@ impl Agent {
             &config,
             "runtime_files = []\ncontainerd_namespaces = [\"default\"]\n",
         )?;
-        let mut child = Command::new(bin("assay-attestor")?)
-            .arg("agent")
+        let mut child = assay_tests::attestor_command(tpm, v, state, "node-ctd", "agent")?
             .arg("--config")
             .arg(&config)
-            .arg("--verifier")
-            .arg(&v.url)
-            .arg("--ca")
-            .arg(&v.ca_pem)
-            .arg("--tcti")
-            .arg(tpm.tcti())
-            .arg("--state-dir")
-            .arg(state)
-            .args(["--node-id", "node-ctd", "--containerd-socket"])
+            .arg("--containerd-socket")
             .arg(ctd.socket())
-            .env("ASSAY_CEL_LOG", state.join("measurements.cel"))
             .env(
                 "ASSAY_LOG",
                 "debug,h2=info,tower=info,hyper=info,hyper_util=info",

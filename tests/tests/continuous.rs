@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -140,17 +140,10 @@ struct Agent {
 
 impl Agent {
     fn start(tpm: &Swtpm, v: &VerifierProc, state: &std::path::Path, node: &str) -> Result<Self> {
-        let mut child = Command::new(assay_tests::bin("assay-attestor")?)
-            .args(["agent", "--verifier", &v.url])
-            .arg("--ca")
-            .arg(&v.ca_pem)
-            .args(["--tcti", &tpm.tcti(), "--node-id", node])
-            .arg("--state-dir")
-            .arg(state)
+        let mut child = assay_tests::attestor_command(tpm, v, state, node, "agent")?
             .arg("--containerd-socket")
             .arg(state.join("no-containerd.sock"))
             .args(["--interval-secs", "1"])
-            .env("ASSAY_CEL_LOG", state.join("measurements.cel"))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .stdin(Stdio::null())

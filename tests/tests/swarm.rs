@@ -235,17 +235,10 @@ fn join(
     }
     // The attestor runs `docker swarm join` against the worker's daemon.
     let host = worker.map(Dockerd::host).unwrap_or_default();
-    let mut cmd = Command::new(assay_tests::bin("assay-attestor")?);
-    cmd.args(["join", "--verifier", &v.url])
-        .arg("--ca")
-        .arg(&v.ca_pem)
-        .args(["--tcti", &tpm.tcti(), "--node-id", node])
-        .arg("--state-dir")
-        .arg(state)
-        .env("ASSAY_CEL_LOG", state.join("measurements.cel"))
+    Ok(assay_tests::attestor_command(tpm, v, state, node, "join")?
         .env("DOCKER_HOST", host)
-        .args(&extra);
-    Ok(cmd.output()?)
+        .args(&extra)
+        .output()?)
 }
 
 #[test]
