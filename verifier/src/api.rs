@@ -487,13 +487,17 @@ impl pb::history_server::History for Api {
                 found.first().map_or(0, |f| f.key_seq),
                 found.last().map_or(0, |f| f.key_seq),
             );
+            // On the last page of a full export also those beyond it: they
+            // reveal records cut off the end.
+            let cp_hi = if next == 0 && r.to_unix == 0 {
+                u64::MAX
+            } else {
+                hi
+            };
             let cps: Vec<String> = v
                 .store
-                .checkpoints()?
+                .checkpoints_between(lo, cp_hi)?
                 .into_iter()
-                // On the last page of a full export also those beyond it:
-                // they reveal records cut off the end.
-                .filter(|c| c.seq >= lo && (c.seq <= hi || (next == 0 && r.to_unix == 0)))
                 .map(|c| serde_json::to_string(&c).unwrap_or_default())
                 .collect();
             let recs: Vec<String> = found

@@ -50,13 +50,16 @@ pub fn read_capped(path: &Path, cap: u64) -> anyhow::Result<Vec<u8>> {
 
 /// Reads and validates a policy file, reading no more than the policy cap.
 pub fn read_policy(path: &Path) -> anyhow::Result<assay_core::policy::Policy> {
+    Ok(read_policy_with_text(path)?.0)
+}
+
+/// [`read_policy`], and the exact text its digest covers.
+pub fn read_policy_with_text(path: &Path) -> anyhow::Result<(assay_core::policy::Policy, String)> {
     use anyhow::Context;
     let cap = assay_core::policy::MAX_POLICY_BYTES as u64;
     let bytes = read_capped(path, cap).with_context(|| format!("policy {}", path.display()))?;
     let text = String::from_utf8(bytes)
         .map_err(|e| anyhow::anyhow!("policy {}: not UTF-8 text ({e})", path.display()))?;
-    Ok(assay_core::policy::Policy::parse(
-        &path.display().to_string(),
-        &text,
-    )?)
+    let policy = assay_core::policy::Policy::parse(&path.display().to_string(), &text)?;
+    Ok((policy, text))
 }

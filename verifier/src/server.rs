@@ -37,12 +37,12 @@ pub fn build(config: Config) -> anyhow::Result<Verifier> {
             .add_intermediates_pem(&pem)
             .with_context(|| format!("trust.ek_intermediates: {}", p.display()))?;
     }
-    let policy = crate::files::read_policy(&config.policy)?;
+    let (policy, policy_text) = crate::files::read_policy_with_text(&config.policy)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("data_dir {}", config.data_dir.display()))?;
     let store = Store::open(&config.data_dir.join("db"))?;
     let tokens = TokenSigner::load_or_create(&config.data_dir.join("token-signing-key.pem"))?;
-    record_policy(&store, &policy, &config.policy)?;
+    record_policy(&store, &policy, &policy_text, &config.policy)?;
     let join = join_issuer(&config)?;
     let webhook = match &config.webhook {
         Some(w) => Some(Arc::new(
@@ -228,18 +228,12 @@ async fn checkpoints(verifier: Arc<Verifier>) {
 fn record_policy(
     store: &Store,
     policy: &assay_core::policy::Policy,
+    text: &str,
     path: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let bytes = crate::files::read_capped(path, assay_core::policy::MAX_POLICY_BYTES as u64)?;
-    let text = String::from_utf8(bytes)?;
     let digest = policy.digest_hex();
-    anyhow::ensure!(
-        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes())) == digest,
-        "policy {} changed while it was being loaded; start again",
-        path.display()
-    );
     let before = store.current_policy()?;
-    store.put_policy(&digest, &text)?;
+    store.put_policy(&digest, text)?;
     if before.as_deref() != Some(digest.as_str()) {
         let what = match &before {
             Some(b) => format!(

@@ -320,15 +320,9 @@ impl Verifier {
     /// Re-runs the verification core on the evidence kept for record `seq`,
     /// under the policy the record names, and compares with what was recorded.
     pub fn reverify(&self, seq: u64) -> Result<Reverified, ServiceError> {
-        let (recs, _) = self.store.query_history(&crate::store::HistoryQuery {
-            before_seq: Some(seq.saturating_add(1)),
-            from_unix: None,
-            limit: 1,
-            ..Default::default()
-        })?;
-        let rec = recs
-            .into_iter()
-            .find(|r| r.seq == seq)
+        let rec = self
+            .store
+            .history_record(seq)?
             .ok_or_else(|| ServiceError::BadRequest(format!("no history record {seq}")))?;
         if !rec.kind.is_empty() {
             return Err(ServiceError::BadRequest(format!(

@@ -691,24 +691,9 @@ impl Store {
         Ok(out)
     }
 
-    /// Most recent first, optionally for one node, at most `limit` records.
-    pub fn history(
-        &self,
-        node_id: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<HistoryRecord>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.history.iter().rev() {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = item?;
-            let r: HistoryRecord = from_json("history", &k, &v)?;
-            if node_id.is_none_or(|n| n == r.node_id) {
-                out.push(r);
-            }
-        }
-        Ok(out)
+    /// The record `seq`, if there is one.
+    pub fn history_record(&self, seq: u64) -> Result<Option<HistoryRecord>, StoreError> {
+        get(&self.history, "history", &seq.to_be_bytes())
     }
 
     // ---- evidence and policies (audit reverify)
@@ -752,9 +737,7 @@ impl Store {
         for (i, log) in logs.iter().enumerate() {
             let Some(bytes) = log else { continue };
             let digest: [u8; 32] = Sha256::digest(bytes).into();
-            let refs = self.blob_refs.get(digest)?.map_or(0, |v| {
-                u64::from_be_bytes(v.as_ref().try_into().unwrap_or_default())
-            });
+            let refs = self.blob_refcount(&digest)?;
             if refs == 0 {
                 self.blobs.insert(digest, *bytes)?;
                 size += bytes.len() as u64;
@@ -812,9 +795,7 @@ impl Store {
                 .flatten()
             {
                 let key = hex::decode(d).unwrap_or_default();
-                let refs = self.blob_refs.get(&key)?.map_or(0, |v| {
-                    u64::from_be_bytes(v.as_ref().try_into().unwrap_or_default())
-                });
+                let refs = self.blob_refcount(&key)?;
                 if refs <= 1 {
                     if let Some(b) = self.blobs.remove(&key)? {
                         freed += b.len() as u64;
@@ -834,6 +815,27 @@ impl Store {
             self.flush()?;
         }
         Ok(removed)
+    }
+
+    /// How many kept evidence entries name the log with this digest.
+    fn blob_refcount(&self, digest: &[u8]) -> Result<u64, StoreError> {
+        Ok(self.blob_refs.get(digest)?.map_or(0, |v| {
+            u64::from_be_bytes(v.as_ref().try_into().unwrap_or_default())
+        }))
+    }
+
+    /// Checkpoints covering records `lo..=hi`, ascending.
+    pub fn checkpoints_between(
+        &self,
+        lo: u64,
+        hi: u64,
+    ) -> Result<Vec<crate::audit::Checkpoint>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.checkpoints.range(lo.to_be_bytes()..=hi.to_be_bytes()) {
+            let (k, v) = item?;
+            out.push(from_json("checkpoints", &k, &v)?);
+        }
+        Ok(out)
     }
 
     /// Bytes of evidence kept (logs counted once) and entries.
@@ -1183,14 +1185,19 @@ mod tests {
         }
         let s = reopen(&d.path().join("db"));
         assert_eq!(s.verify_history_chain().unwrap(), Ok(2));
-        assert_eq!(s.history(Some("a"), 10).unwrap().len(), 1);
-        assert_eq!(
-            s.history(None, 10).unwrap()[0].node_id,
-            "b",
-            "most recent first"
-        );
+        let q = |node: Option<&str>| {
+            s.query_history(&HistoryQuery {
+                node_id: node.map(str::to_string),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+            .0
+        };
+        assert_eq!(q(Some("a")).len(), 1);
+        assert_eq!(q(None)[0].node_id, "b", "most recent first");
         // Tamper with record 1: the chain breaks at record 2.
-        let mut r1 = s.history(Some("a"), 1).unwrap().remove(0);
+        let mut r1 = s.history_record(1).unwrap().unwrap();
         r1.passed = false;
         s.history.insert(1u64.to_be_bytes(), to_json(&r1)).unwrap();
         assert_eq!(s.verify_history_chain().unwrap(), Err(2));
