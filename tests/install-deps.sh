@@ -6,7 +6,7 @@
 # Debian's cloud kernel, cpio and binutils for vm-tests) and, when there
 # is no cargo at all, a stable Rust toolchain via rustup.
 set -euo pipefail
-pkgs=(swtpm swtpm-tools libtss2-dev tpm2-tools pkg-config protobuf-compiler openssl python3 ca-certificates curl build-essential containerd runc busybox-static tar docker.io iproute2 util-linux)
+pkgs=(swtpm swtpm-tools libtss2-dev tpm2-tools pkg-config protobuf-compiler openssl python3 ca-certificates curl build-essential containerd runc busybox-static tar docker.io iproute2 util-linux postgresql)
 vm_pkgs=()
 [ "${1:-}" = --vm ] && vm_pkgs=(qemu-system-x86 ovmf linux-image-cloud-amd64 cpio binutils)
 missing=()

@@ -8,9 +8,11 @@
 //! to a real TPM 2.0 simulator and real binaries.
 
 pub mod http;
+pub mod postgres;
 pub mod procs;
 pub mod swtpm;
 
+pub use postgres::{PgCluster, PgDb};
 pub use procs::{attestor, attestor_command, bin, VerifierOpts, VerifierProc};
 pub use swtpm::{Swtpm, TestCa};
 

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use assay_core::verdict::Claim;
-use assay_verifier::store::{HistoryQuery, HistoryRecord, Store};
+use assay_verifier::store::{HistoryQuery, HistoryRecord, SledStore, Storage};
 
 const NODES: u64 = 1000;
 const T0: i64 = 1_790_000_000;
@@ -63,7 +63,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(&dir.path().join("db")).expect("store");
+    let store = SledStore::open(&dir.path().join("db")).expect("store");
     let t = Instant::now();
     let batch = 10_000;
     let mut i = 0;

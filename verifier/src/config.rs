@@ -45,6 +45,22 @@ pub struct FileConfig {
     pub evidence: FileEvidence,
     #[serde(default)]
     pub webhook: FileWebhook,
+    #[serde(default)]
+    pub storage: FileStorage,
+}
+
+/// `[storage]`: sled (default) or PostgreSQL.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileStorage {
+    /// `sled` (default) or `postgres`.
+    pub backend: Option<String>,
+    /// PostgreSQL connection: libpq `key=value` pairs or a `postgresql://` URL.
+    pub url: Option<String>,
+    /// A file holding the PostgreSQL password (keeps it out of this file).
+    pub password_file: Option<PathBuf>,
+    /// Connections per verifier (default 16).
+    pub pool_size: Option<usize>,
 }
 
 /// `[evidence]`: how long the evidence behind each verdict is kept.
@@ -190,6 +206,7 @@ pub struct Config {
     pub checkpoint_interval: Duration,
     pub evidence: EvidenceRetention,
     pub webhook: Option<crate::webhook::WebhookConfig>,
+    pub storage: crate::store::StorageConfig,
 }
 
 pub const DEFAULT_STALE_AFTER_SECS: u64 = 900;
@@ -433,6 +450,7 @@ impl Config {
                 Some(0) => None,
                 v => Some(secs("stale_after_secs", v, DEFAULT_STALE_AFTER_SECS)?),
             },
+            storage: storage_config(f.storage)?,
             webhook: f.webhook.url.map(|url| crate::webhook::WebhookConfig {
                 url,
                 ca: f.webhook.ca,
@@ -460,6 +478,51 @@ fn secs(key: &'static str, v: Option<u64>, default: u64) -> Result<Duration, Con
         });
     }
     Ok(Duration::from_secs(v))
+}
+
+pub const DEFAULT_PG_POOL_SIZE: usize = 16;
+
+fn storage_config(f: FileStorage) -> Result<crate::store::StorageConfig, ConfigError> {
+    let invalid = |key, reason: &str| ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    };
+    match f.backend.as_deref().unwrap_or("sled") {
+        "sled" => {
+            if f.url.is_some() || f.password_file.is_some() || f.pool_size.is_some() {
+                return Err(invalid(
+                    "storage.url",
+                    "url, password_file and pool_size are for backend = \"postgres\"",
+                ));
+            }
+            Ok(crate::store::StorageConfig::Sled)
+        }
+        "postgres" | "postgresql" => {
+            let url = f.url.ok_or_else(|| {
+                invalid(
+                    "storage.url",
+                    "backend = \"postgres\" needs a url, e.g. \"host=/run/postgresql dbname=assay user=assay\"",
+                )
+            })?;
+            url.parse::<tokio_postgres::Config>()
+                .map_err(|e| invalid("storage.url", &e.to_string()))?;
+            let pool_size = f.pool_size.unwrap_or(DEFAULT_PG_POOL_SIZE);
+            if !(1..=1024).contains(&pool_size) {
+                return Err(invalid("storage.pool_size", "between 1 and 1024"));
+            }
+            Ok(crate::store::StorageConfig::Postgres(
+                crate::store::PgConfig {
+                    url,
+                    password_file: f.password_file,
+                    pool_size,
+                },
+            ))
+        }
+        other => Err(invalid(
+            "storage.backend",
+            &format!("`{other}`: expected `sled` or `postgres`"),
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -516,6 +579,49 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("`policy`"), "{e}");
+    }
+
+    #[test]
+    fn storage_section_chooses_the_backend_and_names_bad_keys() {
+        let base = "policy = \"/p.toml\"\n[trust]\nek_roots = [\"/r.pem\"]\n";
+        let load = |extra: &str| {
+            Config::load(
+                Some(write(&format!("{base}{extra}")).path()),
+                Overrides::default(),
+            )
+        };
+        assert!(matches!(
+            load("").unwrap().storage,
+            crate::store::StorageConfig::Sled
+        ));
+        match load(
+            "[storage]\nbackend = \"postgres\"\nurl = \"host=/run/postgresql dbname=assay\"\n",
+        )
+        .unwrap()
+        .storage
+        {
+            crate::store::StorageConfig::Postgres(p) => {
+                assert_eq!(p.pool_size, DEFAULT_PG_POOL_SIZE);
+                assert!(p.url.contains("dbname=assay"));
+            }
+            other => panic!("{other:?}"),
+        }
+        for (extra, key) in [
+            ("[storage]\nbackend = \"postgres\"\n", "storage.url"),
+            ("[storage]\nbackend = \"mysql\"\n", "storage.backend"),
+            ("[storage]\nurl = \"host=x\"\n", "storage.url"),
+            (
+                "[storage]\nbackend = \"postgres\"\nurl = \"host=x\"\npool_size = 0\n",
+                "storage.pool_size",
+            ),
+            (
+                "[storage]\nbackend = \"postgres\"\nurl = \"postgresql://h:notaport/db\"\n",
+                "storage.url",
+            ),
+        ] {
+            let e = load(extra).unwrap_err().to_string();
+            assert!(e.contains(key), "{extra}: {e}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `assay-verifier`: serve the attestation API, and the operator/auditor commands around it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -166,6 +166,9 @@ enum Cmd {
         /// verifier first); the AK in the bundle must be the same.
         #[arg(long, conflicts_with = "trust_bundle_ak")]
         data_dir: Option<PathBuf>,
+        /// A PostgreSQL store instead of sled (`[storage] url` form).
+        #[arg(long, env = "ASSAY_POSTGRES_URL")]
+        postgres: Option<String>,
         /// Trust the AK inside the bundle without an enrollment (reference boots in a lab).
         #[arg(long)]
         trust_bundle_ak: bool,
@@ -195,6 +198,9 @@ enum PolicyCmd {
         node: Option<String>,
         #[arg(long, env = "ASSAY_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// A PostgreSQL store instead of sled (`[storage] url` form).
+        #[arg(long, env = "ASSAY_POSTGRES_URL")]
+        postgres: Option<String>,
         /// The policy's name.
         #[arg(long, default_value = "reference")]
         name: String,
@@ -298,14 +304,19 @@ enum AuditCmd {
     },
     /// Re-check the hash chain and the checkpoint signatures, naming the first
     /// broken record. Exit 0 intact, 1 broken.
-    #[command(group(clap::ArgGroup::new("source").required(true).args(["from_export", "data_dir"])))]
+    #[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["from_export", "data_dir", "postgres"])))]
     Verify {
         /// A file from `audit export`.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["data_dir", "postgres"])]
         from_export: Option<PathBuf>,
-        /// The verifier's data directory (stop the verifier first: sled is single-process).
+        /// The verifier's data directory (stop the verifier first: sled is
+        /// single-process); with --postgres, only its signing key is read.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// The PostgreSQL store the verifier replicas share (`[storage] url` form);
+        /// give --jwks or --data-dir for the keys.
+        #[arg(long, env = "ASSAY_POSTGRES_URL")]
+        postgres: Option<String>,
         /// The verifier's JWKS (`assay-verifier token jwks`), obtained
         /// independently; default: the one in the export / the data directory's key.
         #[arg(long)]
@@ -322,6 +333,9 @@ enum NodeCmd {
         node: String,
         #[arg(long, env = "ASSAY_DATA_DIR", default_value = assay_verifier::config::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
+        /// A PostgreSQL store instead of sled (`[storage] url` form).
+        #[arg(long, env = "ASSAY_POSTGRES_URL")]
+        postgres: Option<String>,
     },
 }
 
@@ -466,13 +480,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             from_evidence,
             node,
             data_dir,
+            postgres,
             name,
             out,
         }) => {
             let evidence = match (from_evidence, node, data_dir) {
                 (Some(path), _, _) => offline::read_bundle(&path)?.evidence.unwrap_or_default(),
                 (None, Some(node), Some(dir)) => {
-                    let store = assay_verifier::store::Store::open(&dir.join("db"))?;
+                    let store = offline_store(&dir, postgres)?;
                     let bytes = store.last_evidence(&node)?.with_context(|| {
                         format!("node {node} has sent no authentic evidence to this verifier yet")
                     })?;
@@ -596,6 +611,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             policy,
             nonce,
             data_dir,
+            postgres,
             trust_bundle_ak,
             output,
         } => {
@@ -608,7 +624,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let ak = match (data_dir, trust_bundle_ak) {
                 (Some(dir), _) => {
                     let node_id = &bundle.evidence.as_ref().map(|e| e.node_id.clone()).unwrap_or_default();
-                    let store = assay_verifier::store::Store::open(&dir.join("db"))?;
+                    let store = offline_store(&dir, postgres)?;
                     let node = store.node(node_id)?.with_context(|| format!("node {node_id} is not enrolled in {}", dir.display()))?;
                     offline::AkSource::Enrolled(hex::decode(&node.ak_public)?)
                 }
@@ -981,6 +997,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Audit(AuditCmd::Verify {
             from_export,
             data_dir,
+            postgres,
             jwks,
             json,
         }) => {
@@ -990,8 +1007,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 )?),
                 None => None,
             };
-            let (report, source) = match (from_export, data_dir) {
-                (Some(path), _) => {
+            let (report, source) = match (from_export, data_dir, postgres) {
+                (Some(path), _, _) => {
                     let mut e = offline::read_export(&path)?;
                     let keys = pinned.clone().unwrap_or(e.jwks);
                     let report =
@@ -1001,11 +1018,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     (report, format!("export {}", path.display()))
                 }
-                (None, Some(dir)) => {
-                    let store = assay_verifier::store::Store::open(&dir.join("db"))?;
+                (None, dir, postgres) => {
+                    let source = match (&postgres, &dir) {
+                        (Some(_), _) => "PostgreSQL store".to_string(),
+                        (None, d) => format!(
+                            "data directory {}",
+                            d.as_deref().unwrap_or(Path::new(".")).display()
+                        ),
+                    };
+                    let store = match (&postgres, &dir) {
+                        (Some(url), _) => open_postgres(url)?,
+                        (None, d) => offline_store(d.as_deref().unwrap_or(Path::new(".")), None)?,
+                    };
                     let keys = match pinned.clone() {
                         Some(k) => k,
                         None => {
+                            let Some(dir) = &dir else {
+                                bail!("give --jwks (or --data-dir for the verifier's key)");
+                            };
                             let key = dir.join("token-signing-key.pem");
                             anyhow::ensure!(
                                 key.exists(),
@@ -1031,9 +1061,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     if let Some(e) = err {
                         bail!("reading the history: {e}");
                     }
-                    (report, format!("data directory {}", dir.display()))
+                    (report, source)
                 }
-                (None, None) => unreachable!("clap requires one source"),
             };
             if json {
                 outln!("{}", serde_json::to_string_pretty(&report)?);
@@ -1061,8 +1090,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
-        Cmd::Node(NodeCmd::Remove { node, data_dir }) => {
-            let store = assay_verifier::store::Store::open(&data_dir.join("db"))?;
+        Cmd::Node(NodeCmd::Remove {
+            node,
+            data_dir,
+            postgres,
+        }) => {
+            let store = offline_store(&data_dir, postgres)?;
             if store.remove_node(&node)? {
                 outln!("node {node} removed; it may enroll again");
             } else {
@@ -1071,6 +1104,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The store offline commands read: PostgreSQL when a URL is given, else
+/// sled in `data_dir` (the verifier must be stopped: sled is single-process).
+fn offline_store(
+    data_dir: &Path,
+    postgres: Option<String>,
+) -> anyhow::Result<Box<dyn assay_verifier::store::Storage>> {
+    match postgres {
+        Some(url) => open_postgres(&url),
+        None => Ok(Box::new(assay_verifier::store::SledStore::open(
+            &data_dir.join("db"),
+        )?)),
+    }
+}
+
+fn open_postgres(url: &str) -> anyhow::Result<Box<dyn assay_verifier::store::Storage>> {
+    Ok(Box::new(assay_verifier::store::PgStore::open(
+        &assay_verifier::store::PgConfig {
+            url: url.to_string(),
+            password_file: None,
+            pool_size: 2,
+        },
+    )?))
 }
 
 async fn connect(a: &ServerArgs) -> anyhow::Result<Channel> {

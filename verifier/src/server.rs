@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use crate::api::Api;
 use crate::config::Config;
 use crate::service::Verifier;
-use crate::store::Store;
+use crate::store::Storage;
 use crate::token::TokenSigner;
 
 /// Largest gRPC message accepted: a quote is a few KiB, a UEFI log tens of KiB, an
@@ -40,9 +40,9 @@ pub fn build(config: Config) -> anyhow::Result<Verifier> {
     let (policy, policy_text) = crate::files::read_policy_with_text(&config.policy)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("data_dir {}", config.data_dir.display()))?;
-    let store = Store::open(&config.data_dir.join("db"))?;
+    let store = crate::store::open(&config.storage, &config.data_dir)?;
     let tokens = TokenSigner::load_or_create(&config.data_dir.join("token-signing-key.pem"))?;
-    record_policy(&store, &policy, &policy_text, &config.policy)?;
+    record_policy(&*store, &policy, &policy_text, &config.policy)?;
     let join = join_issuer(&config)?;
     let webhook = match &config.webhook {
         Some(w) => Some(Arc::new(
@@ -226,7 +226,7 @@ async fn checkpoints(verifier: Arc<Verifier>) {
 /// it), and records a policy change — a verifier started with another policy
 /// than last time — in the history.
 fn record_policy(
-    store: &Store,
+    store: &dyn Storage,
     policy: &assay_core::policy::Policy,
     text: &str,
     path: &std::path::Path,

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::store::{
-    Consumed, HistoryRecord, NodeRecord, NonceRecord, PendingEnrollment, Store, StoreError,
+    Consumed, HistoryRecord, NodeRecord, NonceRecord, PendingEnrollment, Storage, StoreError,
     TokenRecord,
 };
 use crate::token::{TokenError, TokenSigner};
@@ -128,7 +128,7 @@ pub struct Verifier {
     pub config: Config,
     pub anchors: TrustAnchors,
     pub policy: Policy,
-    pub store: Store,
+    pub store: Box<dyn Storage>,
     pub tokens: TokenSigner,
     /// The orchestrator's join issuer (`[join]`).
     pub join: std::sync::Arc<dyn crate::join::JoinIssuer>,

@@ -1,0 +1,711 @@
+//! One storage test suite, run against both backends: sled in a temp dir and
+//! a real PostgreSQL (a cluster this process starts with initdb, one database
+//! per test). Every test below exists twice, as `sled::NAME` and
+//! `postgres::NAME`; the PostgreSQL ones fail (never skip) when PostgreSQL
+//! is not installed.
+//!
+//! Tampering and "never stored in clear" checks reach under the trait: sled's
+//! trees directly, PostgreSQL through psql.
+
+use std::time::Duration;
+
+use assay_core::tpm::attest::ClockInfo;
+use assay_core::verdict::Claim;
+use assay_tests::PgDb;
+use assay_verifier::audit::Checkpoint;
+use assay_verifier::store::{
+    token_id, Consumed, HistoryQuery, HistoryRecord, NodeRecord, NonceRecord, PendingEnrollment,
+    PgConfig, PgStore, Quarantine, RevokeOne, SledStore, Storage, StoredEvidence, TokenRecord,
+};
+
+enum Backend {
+    Sled(tempfile::TempDir),
+    Postgres(PgDb),
+}
+
+impl Backend {
+    fn sled() -> Self {
+        Backend::Sled(tempfile::tempdir().expect("temp dir"))
+    }
+
+    fn postgres() -> Self {
+        Backend::Postgres(PgDb::new().expect("PostgreSQL for the storage suite"))
+    }
+
+    /// A handle on the store. sled: one at a time (drop the last before
+    /// opening again; its file lock is released from a background thread,
+    /// hence the bounded retry). PostgreSQL: any number, like replicas.
+    fn open(&self) -> Box<dyn Storage> {
+        match self {
+            Backend::Sled(d) => {
+                let mut last = None;
+                for _ in 0..100 {
+                    match SledStore::open(&d.path().join("db")) {
+                        Ok(s) => return Box::new(s),
+                        Err(e) => last = Some(e),
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                panic!("opening sled: {last:?}");
+            }
+            Backend::Postgres(db) => Box::new(
+                PgStore::open(&PgConfig {
+                    url: db.url.clone(),
+                    password_file: None,
+                    pool_size: 4,
+                })
+                .expect("opening PostgreSQL"),
+            ),
+        }
+    }
+
+    /// Rewrites the stored JSON of history record `seq` with `edit`, under the
+    /// trait (the store must be closed for sled).
+    fn tamper_record(&self, seq: u64, edit: impl Fn(&mut serde_json::Value)) {
+        match self {
+            Backend::Sled(d) => {
+                let db = sled::open(d.path().join("db")).expect("sled");
+                let t = db.open_tree("history").expect("tree");
+                let v = t.get(seq.to_be_bytes()).expect("get").expect("record");
+                let mut j: serde_json::Value = serde_json::from_slice(&v).expect("json");
+                edit(&mut j);
+                t.insert(seq.to_be_bytes(), serde_json::to_vec(&j).expect("json"))
+                    .expect("insert");
+                db.flush().expect("flush");
+            }
+            Backend::Postgres(db) => {
+                let text = db
+                    .psql(&format!("SELECT record FROM history WHERE seq = {seq}"))
+                    .expect("select");
+                let mut j: serde_json::Value = serde_json::from_str(&text).expect("json");
+                edit(&mut j);
+                let new = serde_json::to_string(&j).expect("json").replace('\'', "''");
+                db.psql(&format!(
+                    "UPDATE history SET record = '{new}' WHERE seq = {seq}"
+                ))
+                .expect("update");
+            }
+        }
+    }
+
+    /// Everything stored about tokens, as text (keys and values).
+    fn raw_tokens(&self) -> String {
+        match self {
+            Backend::Sled(d) => {
+                let db = sled::open(d.path().join("db")).expect("sled");
+                let t = db.open_tree("tokens").expect("tree");
+                t.iter()
+                    .map(|kv| {
+                        let (k, v) = kv.expect("item");
+                        format!("{} {}", hex::encode(&k), String::from_utf8_lossy(&v))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+            Backend::Postgres(db) => db
+                .psql("SELECT string_agg(t::text, E'\\n') FROM tokens t")
+                .expect("select"),
+        }
+    }
+
+    /// How many logs are kept in the content-addressed store.
+    fn blob_count(&self) -> usize {
+        match self {
+            Backend::Sled(d) => {
+                let db = sled::open(d.path().join("db")).expect("sled");
+                db.open_tree("blobs").expect("tree").len()
+                    + db.open_tree("blob_refs").expect("tree").len()
+            }
+            Backend::Postgres(db) => db
+                .psql("SELECT count(*) FROM blobs")
+                .expect("count")
+                .parse()
+                .expect("number"),
+        }
+    }
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sled_backend {
+            $( #[test] fn $name() { super::$name(super::Backend::sled()) } )*
+        }
+        mod postgres_backend {
+            $( #[test] fn $name() { super::$name(super::Backend::postgres()) } )*
+        }
+    };
+}
+
+suite!(
+    nonce_is_consumed_once_even_under_concurrency,
+    history_is_hash_chained_survives_reopen_and_tampering_breaks_it,
+    concurrent_appends_from_several_handles_form_one_gap_free_chain,
+    tokens_are_stored_hashed_and_single_use,
+    revoking_a_node_s_tokens_spares_other_nodes_and_used_tokens,
+    purge_drops_only_what_expired_before_the_cutoff,
+    tokens_are_listed_by_id_never_by_value_and_revoked_one_at_a_time,
+    history_queries_filter_by_node_time_verdict_policy_and_claim_and_page,
+    the_fleet_at_a_moment_is_each_node_s_last_verdict_then,
+    evidence_logs_are_stored_once_and_pruned_oldest_first_by_age_count_and_size,
+    nodes_enrollments_quarantines_policies_and_checkpoints_round_trip,
+    an_enrollment_is_taken_once_even_under_concurrency,
+);
+
+fn nonce(node: &str, expires: i64) -> NonceRecord {
+    NonceRecord {
+        node_id: node.into(),
+        expires_unix: expires,
+        used: false,
+    }
+}
+
+fn token(node: &str, expires: i64, used: bool) -> TokenRecord {
+    TokenRecord {
+        node_id: node.into(),
+        ak_name: "ak".into(),
+        expires_unix: expires,
+        used,
+        revoked: false,
+        issued_unix: expires - 600,
+    }
+}
+
+fn hrec(node: &str, time: i64, passed: bool, kind: &str, failed: Option<&str>) -> HistoryRecord {
+    HistoryRecord {
+        seq: 0,
+        node_id: node.into(),
+        time_unix: time,
+        passed,
+        claims: failed
+            .map(|c| vec![Claim::new(c, false, "e", "a", "l")])
+            .unwrap_or_default(),
+        policy_name: "p".into(),
+        policy_digest: if time < 150 {
+            "aaaa11".into()
+        } else {
+            "bbbb22".into()
+        },
+        evidence_digest: String::new(),
+        prev_hash: String::new(),
+        kind: kind.into(),
+    }
+}
+
+fn nonce_is_consumed_once_even_under_concurrency(b: Backend) {
+    let s = b.open();
+    s.put_nonce(b"n1", &nonce("a", 10)).unwrap();
+    // PostgreSQL: a second handle, as another replica would have.
+    let other = match &b {
+        Backend::Postgres(_) => Some(b.open()),
+        Backend::Sled(_) => None,
+    };
+    let fresh = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..8)
+            .map(|i| {
+                let s: &dyn Storage = match (&other, i % 2) {
+                    (Some(o), 1) => o.as_ref(),
+                    _ => s.as_ref(),
+                };
+                sc.spawn(move || s.consume_nonce(b"n1").unwrap())
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|c| matches!(c, Consumed::Fresh(_)))
+            .count()
+    });
+    assert_eq!(fresh, 1);
+    assert!(matches!(
+        s.consume_nonce(b"n1").unwrap(),
+        Consumed::AlreadyUsed(r) if r.node_id == "a" && r.used
+    ));
+    assert_eq!(s.consume_nonce(b"nope").unwrap(), Consumed::Unknown);
+}
+
+fn history_is_hash_chained_survives_reopen_and_tampering_breaks_it(b: Backend) {
+    {
+        let s = b.open();
+        let a = s.append_history(hrec("a", 1, true, "", None)).unwrap();
+        let bb = s.append_history(hrec("b", 1, true, "", None)).unwrap();
+        let c = s.append_history(hrec("c", 1, true, "", None)).unwrap();
+        assert_eq!((a.seq, bb.seq, c.seq), (1, 2, 3));
+        assert_eq!(bb.prev_hash, a.hash());
+        assert_eq!(s.history_head().unwrap().unwrap(), c);
+    }
+    {
+        let s = b.open();
+        assert_eq!(s.verify_history_chain().unwrap(), Ok(3));
+        let q = |node: Option<&str>| {
+            s.query_history(&HistoryQuery {
+                node_id: node.map(str::to_string),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+            .0
+        };
+        assert_eq!(q(Some("a")).len(), 1);
+        assert_eq!(q(None)[0].node_id, "c", "most recent first");
+    }
+    // Flip record 1's verdict under the store: the chain breaks at record 2.
+    b.tamper_record(1, |j| j["passed"] = serde_json::Value::Bool(false));
+    let s = b.open();
+    assert!(!s.history_record(1).unwrap().unwrap().passed);
+    assert_eq!(s.verify_history_chain().unwrap(), Err(2));
+}
+
+fn concurrent_appends_from_several_handles_form_one_gap_free_chain(b: Backend) {
+    let stores: Vec<Box<dyn Storage>> = match &b {
+        Backend::Postgres(_) => vec![b.open(), b.open()],
+        Backend::Sled(_) => vec![b.open()],
+    };
+    std::thread::scope(|sc| {
+        for t in 0..4 {
+            let s = stores[t % stores.len()].as_ref();
+            sc.spawn(move || {
+                for i in 0..25 {
+                    let node = format!("t{t}");
+                    if i % 5 == 0 {
+                        let batch = (0..3).map(|_| hrec(&node, 100 + i, true, "", None));
+                        s.append_history_batch(batch.collect()).unwrap();
+                    } else {
+                        s.append_history(hrec(&node, 100 + i, true, "", None))
+                            .unwrap();
+                    }
+                }
+            });
+        }
+    });
+    // 4 writers × (20 singles + 5 batches of 3) = 140 records, none lost or doubled.
+    let s = stores[0].as_ref();
+    assert_eq!(s.verify_history_chain().unwrap(), Ok(140));
+    for t in 0..4 {
+        let (r, _) = s
+            .query_history(&HistoryQuery {
+                node_id: Some(format!("t{t}")),
+                limit: 1000,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(r.len(), 35, "writer t{t}");
+    }
+}
+
+fn tokens_are_stored_hashed_and_single_use(b: Backend) {
+    let tok = "header.payload.signature";
+    {
+        let s = b.open();
+        s.put_token(tok, &token("a", 9, false)).unwrap();
+        assert!(matches!(s.consume_token(tok).unwrap(), Consumed::Fresh(r) if !r.used));
+        assert!(matches!(
+            s.consume_token(tok).unwrap(),
+            Consumed::AlreadyUsed(r) if r.used && !r.revoked
+        ));
+        assert!(matches!(
+            s.consume_token("never.issued.token").unwrap(),
+            Consumed::Unknown
+        ));
+    }
+    let raw = b.raw_tokens();
+    assert!(
+        raw.contains(&token_id(tok)[..16]),
+        "stored by its hash: {raw}"
+    );
+    assert!(!raw.contains(tok) && !raw.contains("payload"), "{raw}");
+}
+
+fn revoking_a_node_s_tokens_spares_other_nodes_and_used_tokens(b: Backend) {
+    let s = b.open();
+    s.put_token("a1", &token("a", 9, false)).unwrap();
+    s.put_token("a2", &token("a", 9, true)).unwrap();
+    s.put_token("b1", &token("b", 9, false)).unwrap();
+    assert_eq!(s.revoke_node_tokens("a").unwrap(), 1);
+    match s.consume_token("a1").unwrap() {
+        Consumed::AlreadyUsed(r) => assert!(r.revoked),
+        other => panic!("{other:?}"),
+    }
+    match s.consume_token("a2").unwrap() {
+        Consumed::AlreadyUsed(r) => assert!(!r.revoked),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(s.consume_token("b1").unwrap(), Consumed::Fresh(_)));
+}
+
+fn purge_drops_only_what_expired_before_the_cutoff(b: Backend) {
+    let s = b.open();
+    s.put_nonce(b"old", &nonce("a", 10)).unwrap();
+    s.put_nonce(b"new", &nonce("a", 100)).unwrap();
+    s.put_token("t-old", &token("a", 10, true)).unwrap();
+    s.put_token("t-new", &token("a", 100, true)).unwrap();
+    let enrollment = |exp| PendingEnrollment {
+        node_id: "a".into(),
+        ek_cert_sha256: "ek".into(),
+        ek_public: "ekp".into(),
+        ak_public: "akp".into(),
+        ak_name: "akn".into(),
+        credential_sha256: "c".into(),
+        expires_unix: exp,
+    };
+    s.put_enrollment("e-old", &enrollment(10)).unwrap();
+    s.put_enrollment("e-new", &enrollment(100)).unwrap();
+    assert_eq!(s.purge_expired(50).unwrap(), 3);
+    assert_eq!(s.consume_nonce(b"old").unwrap(), Consumed::Unknown);
+    assert!(matches!(
+        s.consume_nonce(b"new").unwrap(),
+        Consumed::Fresh(_)
+    ));
+    assert!(matches!(
+        s.consume_token("t-old").unwrap(),
+        Consumed::Unknown
+    ));
+    assert!(matches!(
+        s.consume_token("t-new").unwrap(),
+        Consumed::AlreadyUsed(_)
+    ));
+    assert!(s.take_enrollment("e-old").unwrap().is_none());
+    assert!(s.take_enrollment("e-new").unwrap().is_some());
+    assert_eq!(s.purge_expired(50).unwrap(), 0);
+}
+
+fn tokens_are_listed_by_id_never_by_value_and_revoked_one_at_a_time(b: Backend) {
+    let s = b.open();
+    s.put_token("tok-a1", &token("a", 1000, false)).unwrap();
+    s.put_token("tok-a2", &token("a", 2000, true)).unwrap();
+    s.put_token("tok-a3", &token("a", 500, false)).unwrap();
+    s.put_token("tok-b1", &token("b", 3000, false)).unwrap();
+    let now = 700;
+    // Unused only: a1 (a3 expired, a2 used), b1; newest expiry first.
+    let ids: Vec<String> = s
+        .tokens(None, true, now, 100)
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, vec![token_id("tok-b1"), token_id("tok-a1")]);
+    let all = s.tokens(Some("a"), false, now, 100).unwrap();
+    let states: Vec<&str> = all.iter().map(|(_, r)| r.state(now)).collect();
+    assert_eq!(states, vec!["used", "unused", "expired"]);
+    assert_eq!(all[1].1.issued_unix, 400, "every field kept");
+    assert_eq!(s.tokens(None, false, now, 2).unwrap().len(), 2, "limit");
+    let listed = format!("{:?}", s.tokens(None, false, now, 100).unwrap());
+    assert!(!listed.contains("tok-"), "a token value never comes out");
+
+    let a1 = token_id("tok-a1");
+    match s.revoke_token(&a1[..12].to_ascii_uppercase()).unwrap() {
+        RevokeOne::Revoked(r) => assert!(r.node_id == "a" && r.revoked && r.used),
+        other => panic!("{other:?}"),
+    }
+    match s.consume_token("tok-a1").unwrap() {
+        Consumed::AlreadyUsed(r) => assert!(r.revoked && r.state(now) == "revoked"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(s.revoke_token(&a1).unwrap(), RevokeOne::Spent(_)));
+    assert!(matches!(
+        s.revoke_token(&token_id("tok-a2")).unwrap(),
+        RevokeOne::Spent(_)
+    ));
+    assert!(matches!(
+        s.revoke_token("00000000deadbeef").unwrap(),
+        RevokeOne::NotFound
+    ));
+    // The empty prefix (the API refuses it) would name every token.
+    assert!(matches!(
+        s.revoke_token("").unwrap(),
+        RevokeOne::Ambiguous(4)
+    ));
+    assert!(matches!(
+        s.consume_token("tok-b1").unwrap(),
+        Consumed::Fresh(_)
+    ));
+}
+
+fn history_queries_filter_by_node_time_verdict_policy_and_claim_and_page(b: Backend) {
+    let s = b.open();
+    let mut recs = Vec::new();
+    for i in 0..300 {
+        let node = format!("n{}", i % 3);
+        let failed = (i % 10 == 0).then_some("pcr.sha256.7");
+        recs.push(hrec(&node, 100 + i / 2, failed.is_none(), "", failed));
+    }
+    recs.push(hrec("n1", 90, false, "stale", Some("attestation.fresh")));
+    let stored = s.append_history_batch(recs).unwrap();
+    assert_eq!(stored.len(), 301);
+    assert_eq!(stored[300].time_unix, 249, "times never go backwards");
+    assert_eq!(s.verify_history_chain().unwrap(), Ok(301));
+    let q = |f: &dyn Fn(&mut HistoryQuery)| {
+        let mut q = HistoryQuery {
+            limit: 1000,
+            ..Default::default()
+        };
+        f(&mut q);
+        s.query_history(&q).unwrap()
+    };
+    let (all, next) = q(&|_| {});
+    assert_eq!((all.len(), next), (301, 0));
+    assert!(all.windows(2).all(|w| w[0].seq > w[1].seq), "newest first");
+    assert_eq!(all.last().unwrap(), &stored[0], "stored as returned");
+    let (r, _) = q(&|q| q.node_id = Some("n1".into()));
+    assert_eq!(r.len(), 101);
+    assert!(r.iter().all(|x| x.node_id == "n1"));
+    let (r, _) = q(&|q| {
+        q.from_unix = Some(110);
+        q.to_unix = Some(119);
+    });
+    assert_eq!(r.len(), 20);
+    assert!(r.iter().all(|x| (110..=119).contains(&x.time_unix)));
+    let (r, _) = q(&|q| {
+        q.node_id = Some("n2".into());
+        q.from_unix = Some(110);
+        q.to_unix = Some(119);
+    });
+    assert!(r
+        .iter()
+        .all(|x| x.node_id == "n2" && (110..=119).contains(&x.time_unix)));
+    assert_eq!(r.len(), 7);
+    let (r, _) = q(&|q| q.verdict = Some("fail".into()));
+    assert_eq!(r.len(), 30);
+    let (r, _) = q(&|q| q.verdict = Some("pass".into()));
+    assert_eq!(r.len(), 270);
+    let (r, _) = q(&|q| q.verdict = Some("stale".into()));
+    assert_eq!(r.len(), 1);
+    let (r, _) = q(&|q| q.failed_claim = Some("pcr.sha256.7".into()));
+    assert_eq!(r.len(), 30);
+    let (r, _) = q(&|q| q.failed_claim = Some("pcr.sha256".into()));
+    assert!(r.is_empty(), "a claim id, not a prefix");
+    let (r, _) = q(&|q| q.policy_digest = Some("aaaa".into()));
+    assert_eq!(r.len(), 101, "100 verdicts before t=150 and the stale mark");
+    // Paging: disjoint pages that add up to everything.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let (page, next) = q(&|q| {
+            q.limit = 64;
+            q.node_id = Some("n0".into());
+            q.before_seq = before;
+        });
+        seen.extend(page.iter().map(|r| r.seq));
+        if next == 0 {
+            break;
+        }
+        before = Some(next);
+    }
+    assert_eq!(seen.len(), 100);
+    seen.dedup();
+    assert_eq!(seen.len(), 100);
+    // Empty ranges.
+    assert!(q(&|q| q.from_unix = Some(10_000)).0.is_empty());
+    assert!(q(&|q| q.to_unix = Some(1)).0.is_empty());
+    assert!(q(&|q| q.node_id = Some("nobody".into())).0.is_empty());
+    assert!(q(&|q| q.limit = 0).0.is_empty());
+    // The first record at or after a time, and a page of the raw chain.
+    assert_eq!(s.history_between(120, i64::MAX, 1).unwrap()[0].seq, 41);
+    let found = s.history_found(299, 10).unwrap();
+    assert_eq!(
+        found.iter().map(|f| f.key_seq).collect::<Vec<_>>(),
+        vec![299, 300, 301]
+    );
+}
+
+fn the_fleet_at_a_moment_is_each_node_s_last_verdict_then(b: Backend) {
+    let s = b.open();
+    s.append_history_batch(vec![
+        hrec("a", 100, true, "", None),
+        hrec("b", 100, true, "", None),
+        hrec("a", 110, false, "", Some("pcr.sha256.7")),
+        hrec("a", 111, true, "webhook", None),
+        hrec("", 115, true, "admin", None),
+        hrec("b", 120, false, "stale", Some("attestation.fresh")),
+        hrec("c", 130, true, "", None),
+    ])
+    .unwrap();
+    let at = |t| -> Vec<(String, Option<(bool, String)>)> {
+        s.fleet_at(t)
+            .unwrap()
+            .into_iter()
+            .map(|(n, r)| (n, r.map(|r| (r.passed, r.kind))))
+            .collect()
+    };
+    let st = |p: bool, k: &str| Some((p, k.to_string()));
+    assert_eq!(
+        at(105),
+        vec![
+            ("a".into(), st(true, "")),
+            ("b".into(), st(true, "")),
+            ("c".into(), None)
+        ]
+    );
+    assert_eq!(
+        at(125),
+        vec![
+            ("a".into(), st(false, "")),
+            ("b".into(), st(false, "stale")),
+            ("c".into(), None)
+        ]
+    );
+    assert_eq!(at(200)[2], ("c".into(), st(true, "")));
+    assert!(at(50).iter().all(|(_, r)| r.is_none()));
+}
+
+fn evidence_logs_are_stored_once_and_pruned_oldest_first_by_age_count_and_size(b: Backend) {
+    {
+        let s = b.open();
+        let ev = |t: i64| StoredEvidence {
+            node_id: "n".into(),
+            time_unix: t,
+            attest: "00".repeat(100),
+            signature: "11".repeat(100),
+            ..Default::default()
+        };
+        let shared = vec![7u8; 10_000];
+        for seq in 1..=5u64 {
+            let own = vec![seq as u8; 1000];
+            s.put_evidence(seq, ev(100 * seq as i64), [Some(&shared), Some(&own), None])
+                .unwrap();
+        }
+        // 5 × (200 + 1000) + one copy of the shared 10,000-byte log.
+        assert_eq!(s.evidence_usage().unwrap(), (16_000, 5));
+        let (e, logs) = s.evidence(3).unwrap().unwrap();
+        assert_eq!(e.time_unix, 300);
+        assert_eq!(logs[0].as_deref(), Some(shared.as_slice()));
+        assert_eq!(logs[1].as_deref(), Some(vec![3u8; 1000].as_slice()));
+        assert!(logs[2].is_none() && e.cel_log.is_none());
+        assert!(s.evidence(99).unwrap().is_none());
+        // By age: entries older than t=250 go (seq 1, 2); the shared log stays.
+        assert_eq!(s.prune_evidence(250, usize::MAX, u64::MAX).unwrap(), 2);
+        assert!(s.evidence(1).unwrap().is_none() && s.evidence(3).unwrap().is_some());
+        assert_eq!(
+            s.evidence(3).unwrap().unwrap().1[0].as_deref(),
+            Some(shared.as_slice())
+        );
+        assert_eq!(s.evidence_usage().unwrap(), (13_600, 3));
+        // By count: seq 3 goes.
+        assert_eq!(s.prune_evidence(0, 2, u64::MAX).unwrap(), 1);
+        assert_eq!(s.evidence_usage().unwrap(), (12_400, 2));
+        // By size: removing seq 4 frees only its own 1,200 bytes (the shared
+        // log is still used), so seq 5 goes too, taking the shared log.
+        assert_eq!(s.prune_evidence(0, usize::MAX, 5_000).unwrap(), 2);
+        assert_eq!(s.evidence_usage().unwrap(), (0, 0));
+        assert_eq!(s.prune_evidence(i64::MAX, 0, 0).unwrap(), 0, "nothing left");
+    }
+    assert_eq!(b.blob_count(), 0, "no log left behind");
+}
+
+fn nodes_enrollments_quarantines_policies_and_checkpoints_round_trip(b: Backend) {
+    let s = b.open();
+    let node = NodeRecord {
+        node_id: "node-1".into(),
+        ek_cert_sha256: "ekc".into(),
+        ek_public: "ekp".into(),
+        ak_public: "akp".into(),
+        ak_name: "akn".into(),
+        activated_unix: 5,
+        last_clock: None,
+        last_pass_unix: None,
+    };
+    assert!(s.node("node-1").unwrap().is_none());
+    s.put_node(&node).unwrap();
+    assert_eq!(s.node("node-1").unwrap().as_ref(), Some(&node));
+    let clock = ClockInfo {
+        clock: 1 << 40,
+        reset_count: 3,
+        restart_count: 1,
+        safe: true,
+    };
+    s.set_last_clock("node-1", clock).unwrap();
+    s.set_last_pass("node-1", 1000).unwrap();
+    s.set_last_pass("ghost", 1000).unwrap();
+    let n = s.node("node-1").unwrap().unwrap();
+    assert_eq!((n.last_clock, n.last_pass_unix), (Some(clock), Some(1000)));
+    assert!(s.node("ghost").unwrap().is_none(), "no node made up");
+    assert_eq!(
+        s.nodes_passed_before(1001).unwrap(),
+        vec![("node-1".to_string(), 1000)]
+    );
+    assert!(s.nodes_passed_before(1000).unwrap().is_empty());
+    s.set_last_evidence("node-1", b"evidence-1").unwrap();
+    s.set_last_evidence("node-1", b"evidence-2").unwrap();
+    assert_eq!(s.last_evidence("node-1").unwrap().unwrap(), b"evidence-2");
+    // Enrolling again replaces the record (and keeps the last evidence).
+    let again = NodeRecord {
+        ak_name: "akn2".into(),
+        ..node.clone()
+    };
+    s.put_node(&again).unwrap();
+    assert_eq!(s.node("node-1").unwrap().unwrap().ak_name, "akn2");
+    assert!(s.remove_node("node-1").unwrap());
+    assert!(!s.remove_node("node-1").unwrap());
+    assert!(s.node("node-1").unwrap().is_none());
+    assert!(s.last_evidence("node-1").unwrap().is_none());
+
+    assert!(s.quarantine("q").unwrap().is_none());
+    let q = Quarantine {
+        since_unix: 7,
+        applied: false,
+    };
+    s.set_quarantine("q", Some(&q)).unwrap();
+    s.set_quarantine(
+        "r",
+        Some(&Quarantine {
+            since_unix: 8,
+            applied: true,
+        }),
+    )
+    .unwrap();
+    assert_eq!(s.quarantine("q").unwrap(), Some(q));
+    assert_eq!(s.unapplied_quarantines().unwrap(), vec!["q".to_string()]);
+    s.set_quarantine("q", None).unwrap();
+    assert!(s.quarantine("q").unwrap().is_none());
+    assert!(s.unapplied_quarantines().unwrap().is_empty());
+
+    assert!(s.current_policy().unwrap().is_none());
+    s.put_policy("d1", "name = \"one\"").unwrap();
+    s.put_policy("d1", "name = \"one\"").unwrap();
+    s.set_current_policy("d1").unwrap();
+    s.set_current_policy("d2").unwrap();
+    assert_eq!(s.current_policy().unwrap().as_deref(), Some("d2"));
+    assert_eq!(
+        s.policy_text("d1").unwrap().as_deref(),
+        Some("name = \"one\"")
+    );
+    assert!(s.policy_text("d2").unwrap().is_none());
+
+    assert!(s.last_checkpoint().unwrap().is_none());
+    for seq in [10, 20, 30] {
+        s.add_checkpoint(&Checkpoint {
+            seq,
+            head_hash: format!("h{seq}"),
+            time_unix: seq as i64,
+            signature: "sig".into(),
+        })
+        .unwrap();
+    }
+    let seqs = |v: Vec<Checkpoint>| v.into_iter().map(|c| c.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(s.checkpoints().unwrap()), vec![10, 20, 30]);
+    assert_eq!(seqs(s.checkpoints_between(15, 30).unwrap()), vec![20, 30]);
+    assert_eq!(s.last_checkpoint().unwrap().unwrap().head_hash, "h30");
+}
+
+fn an_enrollment_is_taken_once_even_under_concurrency(b: Backend) {
+    let s = b.open();
+    let e = PendingEnrollment {
+        node_id: "a".into(),
+        ek_cert_sha256: "ek".into(),
+        ek_public: "ekp".into(),
+        ak_public: "akp".into(),
+        ak_name: "akn".into(),
+        credential_sha256: "c".into(),
+        expires_unix: 99,
+    };
+    s.put_enrollment("e1", &e).unwrap();
+    let taken = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..6)
+            .map(|_| sc.spawn(|| s.take_enrollment("e1").unwrap()))
+            .collect();
+        hs.into_iter()
+            .filter_map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].credential_sha256, "c");
+    assert!(s.take_enrollment("e1").unwrap().is_none());
+}

@@ -1,0 +1,1184 @@
+//! The PostgreSQL backend: the state several verifier replicas share.
+//!
+//! - Single-use objects (nonces, tokens, enrollments) are consumed by one
+//!   conditional `UPDATE … WHERE NOT used` / `DELETE … RETURNING`: whichever
+//!   replica gets there first wins, every other sees it used.
+//! - History is one global chain: an append takes a transaction-scoped
+//!   advisory lock, reads the head, and inserts the chained records, so
+//!   records from every replica get one gap-free sequence.
+//! - Every call returns after its transaction committed (durable with the
+//!   server's `synchronous_commit`, on by default).
+//!
+//! The [`Storage`] trait is blocking (the service calls it from blocking
+//! threads, like sled). This backend runs tokio-postgres connections on a
+//! small runtime of its own and waits for each call; it never blocks that
+//! runtime, so it may be called from any thread.
+//!
+//! Connections are plain TCP or a Unix socket (`host=/run/postgresql`):
+//! TLS to the database is not implemented; keep PostgreSQL on loopback, a
+//! Unix socket or a private network.
+
+use std::future::Future;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use super::{
+    from_json, to_json, token_key, ClockInfo, Consumed, HistoryQuery, HistoryRecord, Logs,
+    NodeRecord, NonceRecord, PendingEnrollment, Quarantine, RevokeOne, Storage, StoreError,
+    StoredEvidence, TokenRecord,
+};
+use crate::audit::{Checkpoint, Found};
+use sha2::{Digest, Sha256};
+
+/// Schema migrations, applied in order at start-up (`assay_schema` says which ran).
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/0001_init.sql"))];
+
+/// Advisory lock keys (transaction scoped).
+const LOCK_MIGRATE: i64 = 0x6173_7361_7901;
+const LOCK_HISTORY: i64 = 0x6173_7361_7902;
+const LOCK_EVIDENCE: i64 = 0x6173_7361_7903;
+
+/// Connection settings (`[storage]` in the config file).
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    /// libpq-style `key=value` pairs or a `postgresql://` URL.
+    pub url: String,
+    /// A file holding the password (kept out of the config file), if any.
+    pub password_file: Option<std::path::PathBuf>,
+    /// Connections in the pool.
+    pub pool_size: usize,
+}
+
+pub struct PgStore {
+    pool: Pool,
+    /// Drives the connections. `Option` so `Drop` can shut it down without
+    /// blocking (dropping a runtime blocks, which an async caller forbids).
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn pg(e: tokio_postgres::Error) -> StoreError {
+    let msg = match e.as_db_error() {
+        Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
+        None => {
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(c) = src {
+                s.push_str(": ");
+                s.push_str(&c.to_string());
+                src = c.source();
+            }
+            s
+        }
+    };
+    StoreError::Postgres(msg)
+}
+
+fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => pg(e),
+        other => StoreError::Postgres(format!("connection pool: {other}")),
+    }
+}
+
+fn i64_of(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl PgStore {
+    /// Connects, checks the server answers, and applies pending migrations.
+    pub fn open(config: &PgConfig) -> Result<Self, StoreError> {
+        let mut pg_config: tokio_postgres::Config = config
+            .url
+            .parse()
+            .map_err(|e| StoreError::Postgres(format!("storage.url: {e}")))?;
+        if let Some(p) = &config.password_file {
+            let pw = std::fs::read(p).map_err(|e| {
+                StoreError::Postgres(format!("storage.password_file {}: {e}", p.display()))
+            })?;
+            let pw = pw.strip_suffix(b"\n").unwrap_or(&pw);
+            pg_config.password(pw);
+        }
+        if pg_config.get_connect_timeout().is_none() {
+            pg_config.connect_timeout(Duration::from_secs(10));
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("assay-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Postgres(format!("starting the connection runtime: {e}")))?;
+        let manager = Manager::from_config(
+            pg_config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| StoreError::Postgres(format!("connection pool: {e}")))?;
+        let store = Self { pool, rt: Some(rt) };
+        store.run(store.migrate())?;
+        Ok(store)
+    }
+
+    /// Runs `f` to completion on the calling thread, with the connection
+    /// runtime as the context (connections and timers live there).
+    fn run<T>(&self, f: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        let _context = self.rt.as_ref().map(|rt| rt.enter());
+        futures_executor::block_on(f)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(pool_err)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(pg)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_MIGRATE])
+            .await
+            .map_err(pg)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS assay_schema (
+                 version integer PRIMARY KEY,
+                 applied_unix bigint NOT NULL)",
+        )
+        .await
+        .map_err(pg)?;
+        let current: i32 = tx
+            .query_one("SELECT coalesce(max(version), 0) FROM assay_schema", &[])
+            .await
+            .map_err(pg)?
+            .get(0);
+        let newest = MIGRATIONS.last().map_or(0, |m| m.0);
+        if current > newest {
+            return Err(StoreError::Postgres(format!(
+                "the database schema is version {current}, newer than this verifier knows \
+                 ({newest}): upgrade the verifier"
+            )));
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+            tx.batch_execute(sql)
+                .await
+                .map_err(|e| StoreError::Postgres(format!("migration {version}: {}", pg(e))))?;
+            tx.execute(
+                "INSERT INTO assay_schema (version, applied_unix) \
+                 VALUES ($1, extract(epoch FROM now())::bigint)",
+                &[version],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        tx.commit().await.map_err(pg)
+    }
+
+    /// One statement, prepared once per connection.
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let c = self.client().await?;
+        let st = c.prepare_cached(sql).await.map_err(pg)?;
+        c.query(&st, params).await.map_err(pg)
+    }
+
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        let c = self.client().await?;
+        let st = c.prepare_cached(sql).await.map_err(pg)?;
+        c.execute(&st, params).await.map_err(pg)
+    }
+
+    fn history_rows(rows: &[Row]) -> Result<Vec<HistoryRecord>, StoreError> {
+        rows.iter().map(history_row).collect()
+    }
+}
+
+fn history_row(row: &Row) -> Result<HistoryRecord, StoreError> {
+    let seq: i64 = row.get("seq");
+    let json: &str = row.get("record");
+    from_json("history", &seq.to_be_bytes(), json.as_bytes())
+}
+
+fn token_row(row: &Row) -> TokenRecord {
+    TokenRecord {
+        node_id: row.get("node_id"),
+        ak_name: row.get("ak_name"),
+        issued_unix: row.get("issued_unix"),
+        expires_unix: row.get("expires_unix"),
+        used: row.get("used"),
+        revoked: row.get("revoked"),
+    }
+}
+
+const TOKEN_COLUMNS: &str = "node_id, ak_name, issued_unix, expires_unix, used, revoked";
+
+fn node_row(row: &Row) -> Result<NodeRecord, StoreError> {
+    let node_id: String = row.get("node_id");
+    let last_clock = match row.get::<_, Option<&str>>("last_clock") {
+        Some(j) => Some(from_json("nodes", node_id.as_bytes(), j.as_bytes())?),
+        None => None,
+    };
+    Ok(NodeRecord {
+        ek_cert_sha256: row.get("ek_cert_sha256"),
+        ek_public: row.get("ek_public"),
+        ak_public: row.get("ak_public"),
+        ak_name: row.get("ak_name"),
+        activated_unix: row.get("activated_unix"),
+        last_pass_unix: row.get("last_pass_unix"),
+        last_clock,
+        node_id,
+    })
+}
+
+fn json_text<T: serde::Serialize>(v: &T) -> String {
+    String::from_utf8(to_json(v)).unwrap_or_default()
+}
+
+fn checkpoint_rows(rows: &[Row]) -> Result<Vec<Checkpoint>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            let seq: i64 = r.get("seq");
+            let j: &str = r.get("rec");
+            from_json("checkpoints", &seq.to_be_bytes(), j.as_bytes())
+        })
+        .collect()
+}
+
+impl Storage for PgStore {
+    fn node(&self, node_id: &str) -> Result<Option<NodeRecord>, StoreError> {
+        self.run(async {
+            let rows = self
+                .query("SELECT * FROM nodes WHERE node_id = $1", &[&node_id])
+                .await?;
+            rows.first().map(node_row).transpose()
+        })
+    }
+
+    fn put_node(&self, node: &NodeRecord) -> Result<(), StoreError> {
+        let clock = node.last_clock.as_ref().map(json_text);
+        self.run(async {
+            self.execute(
+                "INSERT INTO nodes (node_id, ek_cert_sha256, ek_public, ak_public, ak_name, \
+                 activated_unix, last_clock, last_pass_unix) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) \
+                 ON CONFLICT (node_id) DO UPDATE SET ek_cert_sha256 = EXCLUDED.ek_cert_sha256, \
+                 ek_public = EXCLUDED.ek_public, ak_public = EXCLUDED.ak_public, \
+                 ak_name = EXCLUDED.ak_name, activated_unix = EXCLUDED.activated_unix, \
+                 last_clock = EXCLUDED.last_clock, last_pass_unix = EXCLUDED.last_pass_unix",
+                &[
+                    &node.node_id,
+                    &node.ek_cert_sha256,
+                    &node.ek_public,
+                    &node.ak_public,
+                    &node.ak_name,
+                    &node.activated_unix,
+                    &clock,
+                    &node.last_pass_unix,
+                ],
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn remove_node(&self, node_id: &str) -> Result<bool, StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await.map_err(pg)?;
+            let n = tx
+                .execute("DELETE FROM nodes WHERE node_id = $1", &[&node_id])
+                .await
+                .map_err(pg)?;
+            tx.execute("DELETE FROM last_evidence WHERE node_id = $1", &[&node_id])
+                .await
+                .map_err(pg)?;
+            tx.commit().await.map_err(pg)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn set_last_evidence(&self, node_id: &str, evidence: &[u8]) -> Result<(), StoreError> {
+        self.run(async {
+            self.execute(
+                "INSERT INTO last_evidence (node_id, evidence) VALUES ($1, $2) \
+                 ON CONFLICT (node_id) DO UPDATE SET evidence = EXCLUDED.evidence",
+                &[&node_id, &evidence],
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn last_evidence(&self, node_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.run(async {
+            let rows = self
+                .query(
+                    "SELECT evidence FROM last_evidence WHERE node_id = $1",
+                    &[&node_id],
+                )
+                .await?;
+            Ok(rows.first().map(|r| r.get(0)))
+        })
+    }
+
+    fn set_last_pass(&self, node_id: &str, now_unix: i64) -> Result<(), StoreError> {
+        self.run(async {
+            self.execute(
+                "UPDATE nodes SET last_pass_unix = $2 WHERE node_id = $1",
+                &[&node_id, &now_unix],
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn nodes_passed_before(&self, cutoff_unix: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        self.run(async {
+            let rows = self
+                .query(
+                    "SELECT node_id, last_pass_unix FROM nodes WHERE last_pass_unix < $1 \
+                     ORDER BY node_id",
+                    &[&cutoff_unix],
+                )
+                .await?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
+    fn set_last_clock(&self, node_id: &str, clock: ClockInfo) -> Result<(), StoreError> {
+        let clock = json_text(&clock);
+        self.run(async {
+            self.execute(
+                "UPDATE nodes SET last_clock = $2 WHERE node_id = $1",
+                &[&node_id, &clock],
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn put_enrollment(&self, id: &str, e: &PendingEnrollment) -> Result<(), StoreError> {
+        let rec = json_text(e);
+        self.run(async {
+            self.execute(
+                "INSERT INTO enrollments (id, expires_unix, rec) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id) DO UPDATE SET expires_unix = EXCLUDED.expires_unix, \
+                 rec = EXCLUDED.rec",
+                &[&id, &e.expires_unix, &rec],
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn take_enrollment(&self, id: &str) -> Result<Option<PendingEnrollment>, StoreError> {
+        self.run(async {
+            let rows = self
+                .query(
+                    "DELETE FROM enrollments WHERE id = $1 RETURNING rec",
+                    &[&id],
+                )
+                .await?;
+            rows.first()
+                .map(|r| from_json("enrollments", id.as_bytes(), r.get::<_, &str>(0).as_bytes()))
+                .transpose()
+        })
+    }
+
+    fn put_nonce(&self, nonce: &[u8], rec: &NonceRecord) -> Result<(), StoreError> {
+        self.run(async {
+            self.execute(
+                "INSERT INTO nonces (nonce, node_id, expires_unix, used) VALUES ($1,$2,$3,$4) \
+                 ON CONFLICT (nonce) DO UPDATE SET node_id = EXCLUDED.node_id, \
+                 expires_unix = EXCLUDED.expires_unix, used = EXCLUDED.used",
+                &[&nonce, &rec.node_id, &rec.expires_unix, &rec.used],
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn consume_nonce(&self, nonce: &[u8]) -> Result<Consumed<NonceRecord>, StoreError> {
+        self.run(async {
+            let row = |r: &Row, used| NonceRecord {
+                node_id: r.get(0),
+                expires_unix: r.get(1),
+                used,
+            };
+            let rows = self
+                .query(
+                    "UPDATE nonces SET used = true WHERE nonce = $1 AND NOT used \
+                     RETURNING node_id, expires_unix",
+                    &[&nonce],
+                )
+                .await?;
+            if let Some(r) = rows.first() {
+                return Ok(Consumed::Fresh(row(r, false)));
+            }
+            let rows = self
+                .query(
+                    "SELECT node_id, expires_unix FROM nonces WHERE nonce = $1",
+                    &[&nonce],
+                )
+                .await?;
+            Ok(match rows.first() {
+                Some(r) => Consumed::AlreadyUsed(row(r, true)),
+                None => Consumed::Unknown,
+            })
+        })
+    }
+
+    fn purge_expired(&self, cutoff_unix: i64) -> Result<usize, StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await.map_err(pg)?;
+            let mut n = 0;
+            for table in ["nonces", "enrollments", "tokens"] {
+                n += tx
+                    .execute(
+                        &format!("DELETE FROM {table} WHERE expires_unix < $1"),
+                        &[&cutoff_unix],
+                    )
+                    .await
+                    .map_err(pg)?;
+            }
+            tx.commit().await.map_err(pg)?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        })
+    }
+
+    fn put_token(&self, token: &str, rec: &TokenRecord) -> Result<(), StoreError> {
+        let id = token_key(token).to_vec();
+        self.run(async {
+            self.execute(
+                "INSERT INTO tokens (id, node_id, ak_name, issued_unix, expires_unix, used, \
+                 revoked) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (id) DO UPDATE SET \
+                 node_id = EXCLUDED.node_id, ak_name = EXCLUDED.ak_name, \
+                 issued_unix = EXCLUDED.issued_unix, expires_unix = EXCLUDED.expires_unix, \
+                 used = EXCLUDED.used, revoked = EXCLUDED.revoked",
+                &[
+                    &id,
+                    &rec.node_id,
+                    &rec.ak_name,
+                    &rec.issued_unix,
+                    &rec.expires_unix,
+                    &rec.used,
+                    &rec.revoked,
+                ],
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn revoke_node_tokens(&self, node_id: &str) -> Result<usize, StoreError> {
+        self.run(async {
+            let n = self
+                .execute(
+                    "UPDATE tokens SET used = true, revoked = true \
+                     WHERE node_id = $1 AND NOT used",
+                    &[&node_id],
+                )
+                .await?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        })
+    }
+
+    fn tokens(
+        &self,
+        node_id: Option<&str>,
+        unused_only: bool,
+        now_unix: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, TokenRecord)>, StoreError> {
+        let limit = i64_of(limit as u64);
+        self.run(async {
+            let rows = self
+                .query(
+                    &format!(
+                        "SELECT id, {TOKEN_COLUMNS} FROM tokens \
+                         WHERE ($1::text IS NULL OR node_id = $1) \
+                         AND (NOT $2 OR (NOT used AND NOT revoked AND expires_unix > $3)) \
+                         ORDER BY expires_unix DESC, id LIMIT $4"
+                    ),
+                    &[&node_id, &unused_only, &now_unix, &limit],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| (hex::encode(r.get::<_, &[u8]>("id")), token_row(r)))
+                .collect())
+        })
+    }
+
+    fn revoke_token(&self, id_prefix: &str) -> Result<RevokeOne, StoreError> {
+        let prefix = id_prefix.to_ascii_lowercase();
+        self.run(async {
+            let rows = self
+                .query(
+                    "SELECT id FROM tokens WHERE starts_with(encode(id, 'hex'), $1)",
+                    &[&prefix],
+                )
+                .await?;
+            let id: Vec<u8> = match rows.len() {
+                0 => return Ok(RevokeOne::NotFound),
+                1 => rows[0].get(0),
+                n => return Ok(RevokeOne::Ambiguous(n)),
+            };
+            let rows = self
+                .query(
+                    &format!(
+                        "UPDATE tokens SET used = true, revoked = true WHERE id = $1 \
+                         AND NOT used RETURNING {TOKEN_COLUMNS}"
+                    ),
+                    &[&id],
+                )
+                .await?;
+            if let Some(r) = rows.first() {
+                return Ok(RevokeOne::Revoked(token_row(r)));
+            }
+            let rows = self
+                .query(
+                    &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1"),
+                    &[&id],
+                )
+                .await?;
+            Ok(rows
+                .first()
+                .map_or(RevokeOne::NotFound, |r| RevokeOne::Spent(token_row(r))))
+        })
+    }
+
+    fn set_quarantine(&self, node_id: &str, q: Option<&Quarantine>) -> Result<(), StoreError> {
+        self.run(async {
+            match q {
+                Some(q) => {
+                    self.execute(
+                        "INSERT INTO quarantined (node_id, since_unix, applied) VALUES ($1,$2,$3) \
+                         ON CONFLICT (node_id) DO UPDATE SET since_unix = EXCLUDED.since_unix, \
+                         applied = EXCLUDED.applied",
+                        &[&node_id, &q.since_unix, &q.applied],
+                    )
+                    .await
+                }
+                None => {
+                    self.execute("DELETE FROM quarantined WHERE node_id = $1", &[&node_id])
+                        .await
+                }
+            }
+            .map(drop)
+        })
+    }
+
+    fn quarantine(&self, node_id: &str) -> Result<Option<Quarantine>, StoreError> {
+        self.run(async {
+            let rows = self
+                .query(
+                    "SELECT since_unix, applied FROM quarantined WHERE node_id = $1",
+                    &[&node_id],
+                )
+                .await?;
+            Ok(rows.first().map(|r| Quarantine {
+                since_unix: r.get(0),
+                applied: r.get(1),
+            }))
+        })
+    }
+
+    fn unapplied_quarantines(&self) -> Result<Vec<String>, StoreError> {
+        self.run(async {
+            let rows = self
+                .query(
+                    "SELECT node_id FROM quarantined WHERE NOT applied ORDER BY node_id",
+                    &[],
+                )
+                .await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn consume_token(&self, token: &str) -> Result<Consumed<TokenRecord>, StoreError> {
+        let id = token_key(token).to_vec();
+        self.run(async {
+            let rows = self
+                .query(
+                    &format!(
+                        "UPDATE tokens SET used = true WHERE id = $1 AND NOT used \
+                         RETURNING {TOKEN_COLUMNS}"
+                    ),
+                    &[&id],
+                )
+                .await?;
+            if let Some(r) = rows.first() {
+                let mut rec = token_row(r);
+                rec.used = false; // as it was
+                return Ok(Consumed::Fresh(rec));
+            }
+            let rows = self
+                .query(
+                    &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1"),
+                    &[&id],
+                )
+                .await?;
+            Ok(rows
+                .first()
+                .map_or(Consumed::Unknown, |r| Consumed::AlreadyUsed(token_row(r))))
+        })
+    }
+
+    fn append_history_batch(
+        &self,
+        mut recs: Vec<HistoryRecord>,
+    ) -> Result<Vec<HistoryRecord>, StoreError> {
+        if recs.is_empty() {
+            return Ok(recs);
+        }
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await.map_err(pg)?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_HISTORY])
+                .await
+                .map_err(pg)?;
+            let head = tx
+                .query(
+                    "SELECT seq, record FROM history ORDER BY seq DESC LIMIT 1",
+                    &[],
+                )
+                .await
+                .map_err(pg)?;
+            let mut prev = head.first().map(history_row).transpose()?;
+            let n = recs.len();
+            let (mut seqs, mut nodes, mut times, mut kinds) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            let (mut passed, mut policies, mut failed, mut json) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            for rec in &mut recs {
+                rec.seq = prev.as_ref().map_or(1, |p| p.seq + 1);
+                rec.prev_hash = prev.as_ref().map(HistoryRecord::hash).unwrap_or_default();
+                // As on sled: record times never go backwards.
+                if let Some(p) = &prev {
+                    rec.time_unix = rec.time_unix.max(p.time_unix);
+                }
+                seqs.push(i64_of(rec.seq));
+                nodes.push(rec.node_id.clone());
+                times.push(rec.time_unix);
+                kinds.push(rec.kind.clone());
+                passed.push(rec.passed);
+                policies.push(rec.policy_digest.clone());
+                // Postgres arrays of arrays must be rectangular: failed claims go
+                // as one tab-separated string each, split on insert.
+                failed.push(
+                    rec.claims
+                        .iter()
+                        .filter(|c| !c.passed)
+                        .map(|c| c.id.replace('\t', " "))
+                        .collect::<Vec<_>>()
+                        .join("\t"),
+                );
+                json.push(json_text(rec));
+                prev = Some(rec.clone());
+            }
+            tx.execute(
+                "INSERT INTO history (seq, node_id, time_unix, kind, passed, policy_digest, \
+                 failed_claims, record) \
+                 SELECT s, n, t, k, p, d, \
+                        CASE WHEN f = '' THEN '{}'::text[] ELSE string_to_array(f, E'\\t') END, r \
+                 FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], \
+                             $5::boolean[], $6::text[], $7::text[], $8::text[]) \
+                      AS u(s, n, t, k, p, d, f, r)",
+                &[
+                    &seqs, &nodes, &times, &kinds, &passed, &policies, &failed, &json,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+            tx.commit().await.map_err(pg)?;
+            Ok(recs)
+        })
+    }
+
+    fn query_history(&self, q: &HistoryQuery) -> Result<(Vec<HistoryRecord>, u64), StoreError> {
+        if q.limit == 0 {
+            return Ok((Vec::new(), 0));
+        }
+        // Only the filters given, so the planner can use the node and time indexes.
+        let mut sql = String::from("SELECT seq, record FROM history WHERE true");
+        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+        fn add(
+            sql: &mut String,
+            params: &mut Vec<Box<dyn ToSql + Sync + Send>>,
+            cond: &str,
+            p: Option<Box<dyn ToSql + Sync + Send>>,
+        ) {
+            if let Some(p) = p {
+                params.push(p);
+            }
+            sql.push_str(&cond.replace('?', &format!("${}", params.len())));
+        }
+        let (s, p) = (&mut sql, &mut params);
+        if let Some(n) = &q.node_id {
+            add(s, p, " AND node_id = ?", Some(Box::new(n.clone())));
+        }
+        if let Some(t) = q.from_unix {
+            add(s, p, " AND time_unix >= ?", Some(Box::new(t)));
+        }
+        if let Some(t) = q.to_unix {
+            add(s, p, " AND time_unix <= ?", Some(Box::new(t)));
+        }
+        if let Some(b) = q.before_seq {
+            add(s, p, " AND seq < ?", Some(Box::new(i64_of(b))));
+        }
+        match q.verdict.as_deref() {
+            None => {}
+            Some("pass") => add(s, p, " AND kind = '' AND passed", None),
+            Some("fail") => add(s, p, " AND kind = '' AND NOT passed", None),
+            Some("verdict") => add(s, p, " AND kind = ''", None),
+            Some(kind) => add(s, p, " AND kind = ?", Some(Box::new(kind.to_string()))),
+        }
+        if let Some(d) = &q.policy_digest {
+            add(
+                s,
+                p,
+                " AND starts_with(policy_digest, ?)",
+                Some(Box::new(d.clone())),
+            );
+        }
+        if let Some(c) = &q.failed_claim {
+            add(
+                s,
+                p,
+                " AND ? = ANY(failed_claims)",
+                Some(Box::new(c.clone())),
+            );
+        }
+        let limit = i64_of(q.limit as u64).saturating_add(1);
+        add(s, p, " ORDER BY seq DESC LIMIT ?", Some(Box::new(limit)));
+        let refs: Vec<&(dyn ToSql + Sync)> = params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let rows = self.run(self.query(&sql, &refs))?;
+        let mut out = Self::history_rows(&rows)?;
+        // The columns are an index; the record is what the chain covers.
+        out.retain(|r| q.matches(r));
+        let more = out.len() > q.limit;
+        out.truncate(q.limit);
+        let next = if more {
+            out.last().map_or(0, |r| r.seq)
+        } else {
+            0
+        };
+        Ok((out, next))
+    }
+
+    fn fleet_at(&self, at: i64) -> Result<Vec<(String, Option<HistoryRecord>)>, StoreError> {
+        self.run(async {
+            // Distinct node ids by skipping through the (node_id, seq) index,
+            // then each node's last verdict or stale mark at or before `at`.
+            let rows = self
+                .query(
+                    "WITH RECURSIVE n(node_id) AS ( \
+                       (SELECT node_id FROM history WHERE node_id > '' ORDER BY node_id LIMIT 1) \
+                       UNION ALL \
+                       SELECT (SELECT h.node_id FROM history h WHERE h.node_id > n.node_id \
+                               ORDER BY h.node_id LIMIT 1) \
+                       FROM n WHERE n.node_id IS NOT NULL) \
+                     SELECT n.node_id, r.seq, r.record FROM n LEFT JOIN LATERAL ( \
+                       SELECT seq, record FROM history h WHERE h.node_id = n.node_id \
+                       AND h.time_unix <= $1 AND h.kind IN ('', 'stale') \
+                       ORDER BY h.seq DESC LIMIT 1) r ON true \
+                     WHERE n.node_id IS NOT NULL",
+                    &[&at],
+                )
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let node: String = r.get("node_id");
+                let rec = match r.get::<_, Option<i64>>("seq") {
+                    Some(_) => Some(history_row(r)?),
+                    None => None,
+                };
+                out.push((node, rec));
+            }
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(out)
+        })
+    }
+
+    fn history_record(&self, seq: u64) -> Result<Option<HistoryRecord>, StoreError> {
+        self.run(async {
+            let rows = self
+                .query(
+                    "SELECT seq, record FROM history WHERE seq = $1",
+                    &[&i64_of(seq)],
+                )
+                .await?;
+            rows.first().map(history_row).transpose()
+        })
+    }
+
+    fn put_policy(&self, digest_hex: &str, text: &str) -> Result<(), StoreError> {
+        self.run(async {
+            self.execute(
+                "INSERT INTO policies (digest, text) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&digest_hex, &text],
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn current_policy(&self) -> Result<Option<String>, StoreError> {
+        self.run(async {
+            let rows = self
+                .query(
+                    "SELECT value FROM settings WHERE key = 'current_policy'",
+                    &[],
+                )
+                .await?;
+            Ok(rows.first().map(|r| r.get(0)))
+        })
+    }
+
+    fn set_current_policy(&self, digest_hex: &str) -> Result<(), StoreError> {
+        self.run(async {
+            self.execute(
+                "INSERT INTO settings (key, value) VALUES ('current_policy', $1) \
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                &[&digest_hex],
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn policy_text(&self, digest_hex: &str) -> Result<Option<String>, StoreError> {
+        self.run(async {
+            let rows = self
+                .query(
+                    "SELECT text FROM policies WHERE digest = $1",
+                    &[&digest_hex],
+                )
+                .await?;
+            Ok(rows.first().map(|r| r.get(0)))
+        })
+    }
+
+    fn put_evidence(
+        &self,
+        seq: u64,
+        mut ev: StoredEvidence,
+        logs: [Option<&[u8]>; 3],
+    ) -> Result<(), StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await.map_err(pg)?;
+            let mut size = ev.attest.len() as u64 / 2 + ev.signature.len() as u64 / 2;
+            let mut names = [None, None, None];
+            for (i, log) in logs.iter().enumerate() {
+                let Some(bytes) = log else { continue };
+                let digest: [u8; 32] = Sha256::digest(bytes).into();
+                let digest = digest.to_vec();
+                // Send the log only when the server does not have it yet.
+                let bumped = tx
+                    .execute(
+                        "UPDATE blobs SET refs = refs + 1 WHERE digest = $1",
+                        &[&digest],
+                    )
+                    .await
+                    .map_err(pg)?;
+                if bumped == 0 {
+                    let inserted: bool = tx
+                        .query_one(
+                            "INSERT INTO blobs (digest, data, refs) VALUES ($1, $2, 1) \
+                             ON CONFLICT (digest) DO UPDATE SET refs = blobs.refs + 1 \
+                             RETURNING (xmax = 0)",
+                            &[&digest, bytes],
+                        )
+                        .await
+                        .map_err(pg)?
+                        .get(0);
+                    if inserted {
+                        size += bytes.len() as u64;
+                    }
+                }
+                names[i] = Some(hex::encode(&digest));
+            }
+            [ev.uefi_log, ev.ima_log, ev.cel_log] = names;
+            ev.bytes = size;
+            tx.execute(
+                "INSERT INTO evidence (seq, time_unix, rec) VALUES ($1, $2, $3) \
+                 ON CONFLICT (seq) DO UPDATE SET time_unix = EXCLUDED.time_unix, rec = EXCLUDED.rec",
+                &[&i64_of(seq), &ev.time_unix, &json_text(&ev)],
+            )
+            .await
+            .map_err(pg)?;
+            add_counter(&tx, "evidence_bytes", i64_of(size)).await?;
+            tx.commit().await.map_err(pg)
+        })
+    }
+
+    fn evidence(&self, seq: u64) -> Result<Option<(StoredEvidence, Logs)>, StoreError> {
+        self.run(async {
+            let rows = self
+                .query("SELECT rec FROM evidence WHERE seq = $1", &[&i64_of(seq)])
+                .await?;
+            let Some(row) = rows.first() else {
+                return Ok(None);
+            };
+            let ev: StoredEvidence = from_json(
+                "evidence",
+                &seq.to_be_bytes(),
+                row.get::<_, &str>(0).as_bytes(),
+            )?;
+            let mut logs: Logs = [None, None, None];
+            for (i, d) in [&ev.uefi_log, &ev.ima_log, &ev.cel_log].iter().enumerate() {
+                let Some(d) = d else { continue };
+                let key = hex::decode(d).unwrap_or_default();
+                let rows = self
+                    .query("SELECT data FROM blobs WHERE digest = $1", &[&key])
+                    .await?;
+                logs[i] = rows.first().map(|r| r.get(0));
+            }
+            Ok(Some((ev, logs)))
+        })
+    }
+
+    fn prune_evidence(
+        &self,
+        before_unix: i64,
+        max_count: usize,
+        max_bytes: u64,
+    ) -> Result<usize, StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await.map_err(pg)?;
+            // One pruner at a time across replicas (reference counts).
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_EVIDENCE])
+                .await
+                .map_err(pg)?;
+            let count: i64 = tx
+                .query_one("SELECT count(*) FROM evidence", &[])
+                .await
+                .map_err(pg)?
+                .get(0);
+            let mut count = usize::try_from(count).unwrap_or(0);
+            let mut bytes = counter(&tx, "evidence_bytes").await?.max(0) as u64;
+            let mut removed = 0;
+            let mut after = 0i64;
+            'pages: loop {
+                let rows = tx
+                    .query(
+                        "SELECT seq, rec FROM evidence WHERE seq > $1 ORDER BY seq LIMIT 1000",
+                        &[&after],
+                    )
+                    .await
+                    .map_err(pg)?;
+                if rows.is_empty() {
+                    break;
+                }
+                for row in &rows {
+                    let seq: i64 = row.get(0);
+                    after = seq;
+                    let ev: StoredEvidence = from_json(
+                        "evidence",
+                        &seq.to_be_bytes(),
+                        row.get::<_, &str>(1).as_bytes(),
+                    )?;
+                    if ev.time_unix >= before_unix && count <= max_count && bytes <= max_bytes {
+                        break 'pages;
+                    }
+                    let mut freed = ev.attest.len() as u64 / 2 + ev.signature.len() as u64 / 2;
+                    for d in [&ev.uefi_log, &ev.ima_log, &ev.cel_log]
+                        .into_iter()
+                        .flatten()
+                    {
+                        let key = hex::decode(d).unwrap_or_default();
+                        let gone = tx
+                            .query(
+                                "DELETE FROM blobs WHERE digest = $1 AND refs <= 1 \
+                                 RETURNING length(data)",
+                                &[&key],
+                            )
+                            .await
+                            .map_err(pg)?;
+                        match gone.first() {
+                            Some(r) => freed += u64::try_from(r.get::<_, i32>(0)).unwrap_or(0),
+                            None => {
+                                tx.execute(
+                                    "UPDATE blobs SET refs = refs - 1 WHERE digest = $1",
+                                    &[&key],
+                                )
+                                .await
+                                .map_err(pg)?;
+                            }
+                        }
+                    }
+                    tx.execute("DELETE FROM evidence WHERE seq = $1", &[&seq])
+                        .await
+                        .map_err(pg)?;
+                    add_counter(&tx, "evidence_bytes", -i64_of(freed)).await?;
+                    bytes = bytes.saturating_sub(freed);
+                    count -= 1;
+                    removed += 1;
+                }
+            }
+            tx.commit().await.map_err(pg)?;
+            Ok(removed)
+        })
+    }
+
+    fn checkpoints_between(&self, lo: u64, hi: u64) -> Result<Vec<Checkpoint>, StoreError> {
+        self.run(async {
+            let rows = self
+                .query(
+                    "SELECT seq, rec FROM checkpoints WHERE seq BETWEEN $1 AND $2 ORDER BY seq",
+                    &[&i64_of(lo), &i64_of(hi)],
+                )
+                .await?;
+            checkpoint_rows(&rows)
+        })
+    }
+
+    fn evidence_usage(&self) -> Result<(u64, usize), StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let bytes = counter(&c, "evidence_bytes").await?;
+            let n: i64 = c
+                .query_one("SELECT count(*) FROM evidence", &[])
+                .await
+                .map_err(pg)?
+                .get(0);
+            Ok((bytes.max(0) as u64, usize::try_from(n).unwrap_or(0)))
+        })
+    }
+
+    fn history_head(&self) -> Result<Option<HistoryRecord>, StoreError> {
+        self.run(async {
+            let rows = self
+                .query(
+                    "SELECT seq, record FROM history ORDER BY seq DESC LIMIT 1",
+                    &[],
+                )
+                .await?;
+            rows.first().map(history_row).transpose()
+        })
+    }
+
+    fn history_found(&self, from_seq: u64, limit: usize) -> Result<Vec<Found>, StoreError> {
+        self.run(async {
+            let rows = self
+                .query(
+                    "SELECT seq, record FROM history WHERE seq >= $1 ORDER BY seq LIMIT $2",
+                    &[&i64_of(from_seq), &i64_of(limit as u64)],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Found {
+                        key_seq: u64::try_from(r.get::<_, i64>("seq")).unwrap_or(0),
+                        record: history_row(r)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn history_between(
+        &self,
+        from_unix: i64,
+        to_unix: i64,
+        limit: usize,
+    ) -> Result<Vec<HistoryRecord>, StoreError> {
+        self.run(async {
+            let rows = self
+                .query(
+                    "SELECT seq, record FROM history WHERE time_unix >= $1 AND time_unix <= $2 \
+                     ORDER BY seq LIMIT $3",
+                    &[&from_unix, &to_unix, &i64_of(limit as u64)],
+                )
+                .await?;
+            Self::history_rows(&rows)
+        })
+    }
+
+    fn add_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
+        // Two replicas may sign the same head: the first signature stays.
+        self.run(async {
+            self.execute(
+                "INSERT INTO checkpoints (seq, rec) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&i64_of(c.seq), &json_text(c)],
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        self.run(async {
+            let rows = self
+                .query("SELECT seq, rec FROM checkpoints ORDER BY seq", &[])
+                .await?;
+            checkpoint_rows(&rows)
+        })
+    }
+
+    fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        self.run(async {
+            let rows = self
+                .query(
+                    "SELECT seq, rec FROM checkpoints ORDER BY seq DESC LIMIT 1",
+                    &[],
+                )
+                .await?;
+            Ok(checkpoint_rows(&rows)?.pop())
+        })
+    }
+}
+
+async fn counter(c: &impl deadpool_postgres::GenericClient, key: &str) -> Result<i64, StoreError> {
+    let rows = c
+        .query("SELECT value FROM counters WHERE key = $1", &[&key])
+        .await
+        .map_err(pg)?;
+    Ok(rows.first().map_or(0, |r| r.get(0)))
+}
+
+async fn add_counter(
+    c: &impl deadpool_postgres::GenericClient,
+    key: &str,
+    delta: i64,
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO counters (key, value) VALUES ($1, $2) \
+         ON CONFLICT (key) DO UPDATE SET value = counters.value + EXCLUDED.value",
+        &[&key, &delta],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
+}
