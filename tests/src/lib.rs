@@ -8,6 +8,7 @@
 //! to a real TPM 2.0 simulator and real binaries.
 
 pub mod http;
+pub mod node;
 pub mod postgres;
 pub mod procs;
 pub mod swtpm;

@@ -214,13 +214,29 @@ impl PgCluster {
 
     /// A new, empty database.
     pub fn database(&'static self) -> Result<PgDb> {
+        self.create(None)
+    }
+
+    /// A new database, empty or a copy of `template` (which nobody may be
+    /// connected to: retried for up to 5 s while old sessions end).
+    fn create(&'static self, template: Option<&str>) -> Result<PgDb> {
         static N: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "assay_test_{}_{}",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         );
-        self.psql("postgres", &format!("CREATE DATABASE {name}"))?;
+        let sql = match template {
+            Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t}"),
+            None => format!("CREATE DATABASE {name}"),
+        };
+        let start = std::time::Instant::now();
+        while let Err(e) = self.psql("postgres", &sql) {
+            if start.elapsed() > Duration::from_secs(5) {
+                return Err(e);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         Ok(PgDb {
             url: format!(
                 "host=127.0.0.1 port={} user=postgres dbname={name}",
@@ -236,6 +252,11 @@ impl PgDb {
     /// A new database on this process's cluster.
     pub fn new() -> Result<Self> {
         PgCluster::shared()?.database()
+    }
+
+    /// A copy of this database (no one may be connected to it).
+    pub fn copy(&self) -> Result<PgDb> {
+        self.cluster.create(Some(&self.name))
     }
 
     /// Runs SQL in this database (psql, superuser): for tampering and checks.

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -62,7 +62,10 @@ pub struct VerifierProc {
     child: Child,
     /// The `serve` command line, for `restart`.
     args: Vec<std::ffi::OsString>,
-    pub dir: TempDir,
+    /// Shared with replicas ([`VerifierProc::replica`]).
+    pub dir: Arc<TempDir>,
+    /// Its log file in `dir`.
+    log_name: String,
     pub url: String,
     pub ca_pem: PathBuf,
     pub data_dir: PathBuf,
@@ -126,14 +129,37 @@ impl VerifierProc {
             cmd.arg("--ek-intermediate").arg(r);
         }
         let args: Vec<std::ffi::OsString> = cmd.get_args().map(|a| a.to_owned()).collect();
-        let (child, addr) = spawn(dir.path(), &args)?;
+        let log_name = "verifier.log".to_string();
+        let (child, addr) = spawn(dir.path(), &log_name, &args)?;
         Ok(Self {
             child,
             args,
             url: format!("https://{addr}"),
             ca_pem: tls.join("ca.pem"),
             data_dir,
-            dir,
+            dir: Arc::new(dir),
+            log_name,
+        })
+    }
+
+    /// Another verifier process with the same command line, TLS material,
+    /// keys, policy and config (so the same store: use it with PostgreSQL),
+    /// on its own port, logging to `verifier-<port>.log`.
+    pub fn replica(&self) -> Result<Self> {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+        let log_name = format!(
+            "verifier-replica-{}.log",
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let (child, addr) = spawn(self.dir.path(), &log_name, &self.args)?;
+        Ok(Self {
+            child,
+            args: self.args.clone(),
+            url: format!("https://{addr}"),
+            ca_pem: self.ca_pem.clone(),
+            data_dir: self.data_dir.clone(),
+            dir: Arc::clone(&self.dir),
+            log_name,
         })
     }
 
@@ -141,7 +167,7 @@ impl VerifierProc {
     /// (after `kill`); it listens on a new port (`url` is updated).
     pub fn restart(&mut self) -> Result<()> {
         self.kill();
-        let (child, addr) = spawn(self.dir.path(), &self.args)?;
+        let (child, addr) = spawn(self.dir.path(), &self.log_name, &self.args)?;
         self.child = child;
         self.url = format!("https://{addr}");
         Ok(())
@@ -149,7 +175,7 @@ impl VerifierProc {
 
     /// The verifier's log so far (for assertion messages).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("verifier.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join(&self.log_name)).unwrap_or_default()
     }
 
     /// Runs an `assay-verifier` client command (`history`, `token verify`, …)
@@ -214,13 +240,13 @@ impl Drop for VerifierProc {
     }
 }
 
-/// Spawns `assay-verifier <args>` logging (appending) to `dir/verifier.log`;
+/// Spawns `assay-verifier <args>` logging (appending) to `dir/<log_name>`;
 /// the child and the address it listens on.
-fn spawn(dir: &Path, args: &[std::ffi::OsString]) -> Result<(Child, String)> {
+fn spawn(dir: &Path, log_name: &str, args: &[std::ffi::OsString]) -> Result<(Child, String)> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(dir.join("verifier.log"))?;
+        .open(dir.join(log_name))?;
     let mut child = Command::new(bin("assay-verifier")?)
         .args(args)
         .stdout(Stdio::piped())
@@ -241,7 +267,7 @@ fn spawn(dir: &Path, args: &[std::ffi::OsString]) -> Result<(Child, String)> {
         Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
-            let log = std::fs::read_to_string(dir.join("verifier.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(dir.join(log_name)).unwrap_or_default();
             bail!("assay-verifier did not start within 30 s:\n{log}");
         }
     }

@@ -2,13 +2,14 @@
 //! attestor on swtpm and signs checkpoints; the history is exported by an
 //! auditor and re-checked offline; then records are edited, deleted,
 //! reordered and rewritten — in the export file and directly in the
-//! verifier's sled database — and `audit verify` names the record each time.
+//! verifier's sled database or PostgreSQL — and `audit verify` names the
+//! record each time.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use assay_tests::{attestor, Swtpm, VerifierOpts, VerifierProc};
+use assay_tests::{attestor, PgDb, Swtpm, VerifierOpts, VerifierProc};
 use assay_verifier::store::HistoryRecord;
 
 const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -60,13 +61,15 @@ fn put(t: &sled::Tree, seq: u64, r: &HistoryRecord) {
         .unwrap();
 }
 
-#[test]
-fn audit_verify_names_edited_deleted_reordered_and_rewritten_records() {
+/// A verifier (with `storage`, extra config) holding 8 records: the policy
+/// coming into force, six passes of one node, then its failure (PCR 16
+/// extended); a checkpoint covers the head.
+fn eight_records(storage: &str) -> (VerifierProc, Swtpm) {
     let mut opts = VerifierOpts::new(format!(
         "schema = 0\nname = \"audit\"\n[pcrs.sha256]\n16 = \"{ZERO}\"\n"
     ));
-    opts.config = Some("checkpoint_interval_secs = 1\n".into());
-    let mut v = VerifierProc::start(&opts).unwrap();
+    opts.config = Some(format!("checkpoint_interval_secs = 1\n{storage}"));
+    let v = VerifierProc::start(&opts).unwrap();
     let tpm = Swtpm::start().unwrap();
     let state = tempfile::tempdir().unwrap();
     for _ in 0..6 {
@@ -82,6 +85,66 @@ fn audit_verify_names_edited_deleted_reordered_and_rewritten_records() {
     assert_eq!(out.status.code(), Some(3));
     // Let a checkpoint cover the head.
     std::thread::sleep(Duration::from_millis(2500));
+    (v, tpm)
+}
+
+#[test]
+fn audit_verify_names_records_tampered_directly_in_postgresql() {
+    let db = PgDb::new().expect("PostgreSQL");
+    let (mut v, _tpm) = eight_records(&db.storage_toml());
+    let scratch = tempfile::tempdir().unwrap();
+    let jwks = scratch.path().join("jwks.json");
+    std::fs::write(&jwks, v.cli(&["token", "jwks"]).unwrap().stdout).unwrap();
+    let j = jwks.to_str().unwrap();
+    v.kill();
+    let out = verify(&["--postgres", &db.url, "--jwks", j]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("8 records") && stdout(&out).contains("signed through record 8"),
+        "{}",
+        stdout(&out)
+    );
+    for (name, sql, expect) in [
+        (
+            "edit",
+            "UPDATE history SET record = replace(record, '\"node_id\":\"node-audit\"', \
+             '\"node_id\":\"someone-else\"') WHERE seq = 3",
+            "BROKEN at record 3",
+        ),
+        (
+            "delete",
+            "DELETE FROM history WHERE seq = 5",
+            "BROKEN at record 5",
+        ),
+        (
+            "reorder",
+            "UPDATE history SET seq = -2 WHERE seq = 2; UPDATE history SET seq = 2 WHERE seq = 4; \
+             UPDATE history SET seq = 4 WHERE seq = -2",
+            "BROKEN at record 2",
+        ),
+        (
+            "truncate",
+            "DELETE FROM history WHERE seq = 8",
+            "removed from the end",
+        ),
+    ] {
+        let copy = db.copy().unwrap();
+        assert!(
+            !copy
+                .psql(&format!("{sql} RETURNING seq"))
+                .unwrap()
+                .is_empty(),
+            "{name}: no row changed"
+        );
+        let out = verify(&["--postgres", &copy.url, "--jwks", j]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stdout(&out));
+        assert!(stdout(&out).contains(expect), "{name}: {}", stdout(&out));
+    }
+}
+
+#[test]
+fn audit_verify_names_edited_deleted_reordered_and_rewritten_records() {
+    let (mut v, _tpm) = eight_records("");
 
     // The auditor's queries: filters, paging, JSON lines, the fleet at a moment.
     let q = |args: &[&str]| -> Vec<serde_json::Value> {

@@ -1,13 +1,13 @@
 //! Durability, for real: three attestors on their own swtpms attest in a
-//! bounded loop against a real verifier (sled), which is killed with SIGKILL
-//! mid-load and restarted on the same data. Every verdict and token the
+//! bounded loop against a real verifier (on sled, and on a real PostgreSQL),
+//! which is killed with SIGKILL mid-load and restarted on the same data. Every verdict and token the
 //! verifier acknowledged (an attestor printed it) must be there after the
 //! restart, and the history must verify.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use assay_tests::{Swtpm, VerifierOpts, VerifierProc};
+use assay_tests::{PgDb, Swtpm, VerifierOpts, VerifierProc};
 
 const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 const NODES: usize = 3;
@@ -22,11 +22,24 @@ struct Acked {
 }
 
 #[test]
-fn sigkill_under_load_loses_no_acknowledged_verdict_or_token() {
+fn sigkill_under_load_loses_no_acknowledged_verdict_or_token_on_sled() {
+    sigkill_under_load(None);
+}
+
+#[test]
+fn sigkill_under_load_loses_no_acknowledged_verdict_or_token_on_postgres() {
+    let db = PgDb::new().expect("PostgreSQL");
+    sigkill_under_load(Some(&db));
+}
+
+fn sigkill_under_load(db: Option<&PgDb>) {
     let mut opts = VerifierOpts::new(format!(
         "schema = 0\nname = \"durability\"\n[pcrs.sha256]\n16 = \"{ZERO}\"\n"
     ));
-    opts.config = Some("checkpoint_interval_secs = 1\n".into());
+    opts.config = Some(format!(
+        "checkpoint_interval_secs = 1\n{}",
+        db.map(PgDb::storage_toml).unwrap_or_default()
+    ));
     let mut v = VerifierProc::start(&opts).unwrap();
     let url = v.url.clone();
     let ca = v.ca_pem.clone();

@@ -8,111 +8,18 @@
 use std::path::Path;
 use std::process::Output;
 
-use assay_attestor::config::Config;
 use assay_attestor::flow::{self, Failure};
 use assay_attestor::tpm::Tpm;
 use assay_proto::v1 as pb;
-use assay_tests::{attestor, Swtpm, TestCa, VerifierOpts, VerifierProc};
+use assay_tests::node::Node;
+use assay_tests::{TestCa, VerifierOpts, VerifierProc};
 use sha2::Digest as _;
-use tempfile::TempDir;
 
 const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// PCRs 0, 1, 2 and 16 at their reset value (all zeros) on a fresh swtpm.
 fn policy() -> String {
     format!("schema = 0\nname = \"e2e\"\n[pcrs.sha256]\n0 = \"{ZERO}\"\n1 = \"{ZERO}\"\n2 = \"{ZERO}\"\n16 = \"{ZERO}\"\n")
-}
-
-struct Node {
-    tpm: Swtpm,
-    state: TempDir,
-    id: String,
-}
-
-impl Node {
-    fn new(id: &str) -> Self {
-        Self {
-            tpm: Swtpm::start().unwrap(),
-            state: tempfile::tempdir().unwrap(),
-            id: id.into(),
-        }
-    }
-
-    fn config(&self, v: &VerifierProc) -> Config {
-        Config {
-            tcti: self.tpm.tcti(),
-            state_dir: self.state.path().to_path_buf(),
-            verifier: v.url.clone(),
-            ca: v.ca_pem.clone(),
-            node_id: self.id.clone(),
-            retries: 0,
-            uefi_log: "/nonexistent/uefi".into(),
-            ima_log: "/nonexistent/ima".into(),
-            max_uefi_log_bytes: 1 << 20,
-            max_ima_log_bytes: 1 << 20,
-            cel_log: self.state.path().join("measurements.cel"),
-            cel_pcr: 13,
-            runtime_files: vec![],
-            containerd_socket: "/nonexistent/containerd.sock".into(),
-            containerd_namespaces: vec![],
-            attest_interval_secs: 300,
-        }
-    }
-
-    fn run(&self, v: &VerifierProc, sub: &str, extra: &[&str]) -> Output {
-        attestor(&self.tpm, v, self.state.path(), &self.id, sub, extra).unwrap()
-    }
-
-    /// Enrolls through the attestor's own flow (EK cert, AK, credential activation).
-    async fn enroll(&self, v: &VerifierProc) {
-        let cfg = self.config(v);
-        let mut tpm = Tpm::open(&cfg.tcti).unwrap();
-        let ch = flow::connect(&cfg).await.unwrap();
-        flow::enroll(&cfg, &mut tpm, ch).await.unwrap();
-    }
-
-    async fn client(
-        &self,
-        v: &VerifierProc,
-    ) -> pb::attestation_client::AttestationClient<tonic::transport::Channel> {
-        pb::attestation_client::AttestationClient::new(
-            flow::connect(&self.config(v)).await.unwrap(),
-        )
-    }
-
-    /// Challenge + real quote; returns the request, untampered.
-    async fn quoted_request(&self, v: &VerifierProc) -> pb::AttestRequest {
-        let mut c = self.client(v).await;
-        let chal = c
-            .challenge(pb::ChallengeRequest {
-                node_id: self.id.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        self.quote_for(&chal.nonce, &chal.pcrs_sha256)
-    }
-
-    fn quote_for(&self, nonce: &[u8], pcrs: &[u32]) -> pb::AttestRequest {
-        let mut tpm = Tpm::open(&self.tpm.tcti()).unwrap();
-        let q = tpm.quote(self.state.path(), nonce, pcrs).unwrap();
-        pb::AttestRequest {
-            node_id: self.id.clone(),
-            nonce: nonce.to_vec(),
-            attest: q.attest,
-            signature: q.signature,
-            pcrs_sha256: q
-                .pcrs_sha256
-                .into_iter()
-                .map(|(index, digest)| pb::PcrValue { index, digest })
-                .collect(),
-            ..Default::default()
-        }
-    }
-
-    async fn send(&self, v: &VerifierProc, req: pb::AttestRequest) -> pb::AttestResponse {
-        self.client(v).await.attest(req).await.unwrap().into_inner()
-    }
 }
 
 fn stdout(o: &Output) -> String {
