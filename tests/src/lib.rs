@@ -11,6 +11,7 @@ pub mod http;
 pub mod node;
 pub mod postgres;
 pub mod procs;
+pub mod simnode;
 pub mod swtpm;
 
 pub use postgres::{PgCluster, PgDb};

@@ -227,6 +227,11 @@ impl VerifierProc {
         ))
     }
 
+    /// The verifier's process id (for CPU and memory figures).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops the verifier (SIGKILL) and waits for it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

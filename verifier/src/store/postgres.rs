@@ -205,6 +205,29 @@ impl PgStore {
         c.execute(&st, params).await.map_err(pg)
     }
 
+    /// The first seq whose record time is ≥ `t` (`i64::MAX` if none).
+    async fn first_seq_at_or_after(&self, t: i64) -> Result<i64, StoreError> {
+        let rows = self
+            .query(
+                "SELECT seq FROM history WHERE time_unix >= $1 ORDER BY time_unix, seq LIMIT 1",
+                &[&t],
+            )
+            .await?;
+        Ok(rows.first().map_or(i64::MAX, |r| r.get(0)))
+    }
+
+    /// The last seq whose record time is ≤ `t` (0 if none).
+    async fn last_seq_at_or_before(&self, t: i64) -> Result<i64, StoreError> {
+        let rows = self
+            .query(
+                "SELECT seq FROM history WHERE time_unix <= $1 \
+                 ORDER BY time_unix DESC, seq DESC LIMIT 1",
+                &[&t],
+            )
+            .await?;
+        Ok(rows.first().map_or(0, |r| r.get(0)))
+    }
+
     fn history_rows(rows: &[Row]) -> Result<Vec<HistoryRecord>, StoreError> {
         rows.iter().map(history_row).collect()
     }
@@ -743,11 +766,16 @@ impl Storage for PgStore {
         if let Some(n) = &q.node_id {
             add(s, p, " AND node_id = ?", Some(Box::new(n.clone())));
         }
+        // Record times never decrease along the chain, so a time range is a
+        // range of sequence numbers: found in the time index, then scanned
+        // in the primary key (or the node index) newest first.
         if let Some(t) = q.from_unix {
-            add(s, p, " AND time_unix >= ?", Some(Box::new(t)));
+            let lo = self.run(self.first_seq_at_or_after(t))?;
+            add(s, p, " AND seq >= ?", Some(Box::new(lo)));
         }
         if let Some(t) = q.to_unix {
-            add(s, p, " AND time_unix <= ?", Some(Box::new(t)));
+            let hi = self.run(self.last_seq_at_or_before(t))?;
+            add(s, p, " AND seq <= ?", Some(Box::new(hi)));
         }
         if let Some(b) = q.before_seq {
             add(s, p, " AND seq < ?", Some(Box::new(i64_of(b))));
@@ -798,7 +826,9 @@ impl Storage for PgStore {
     fn fleet_at(&self, at: i64) -> Result<Vec<(String, Option<HistoryRecord>)>, StoreError> {
         self.run(async {
             // Distinct node ids by skipping through the (node_id, seq) index,
-            // then each node's last verdict or stale mark at or before `at`.
+            // then each node's last verdict or stale mark at or before `at`
+            // (up to the last seq at `at`: record times never decrease).
+            let hi = self.last_seq_at_or_before(at).await?;
             let rows = self
                 .query(
                     "WITH RECURSIVE n(node_id) AS ( \
@@ -809,10 +839,10 @@ impl Storage for PgStore {
                        FROM n WHERE n.node_id IS NOT NULL) \
                      SELECT n.node_id, r.seq, r.record FROM n LEFT JOIN LATERAL ( \
                        SELECT seq, record FROM history h WHERE h.node_id = n.node_id \
-                       AND h.time_unix <= $1 AND h.kind IN ('', 'stale') \
+                       AND h.seq <= $1 AND h.kind IN ('', 'stale') \
                        ORDER BY h.seq DESC LIMIT 1) r ON true \
                      WHERE n.node_id IS NOT NULL",
-                    &[&at],
+                    &[&hi],
                 )
                 .await?;
             let mut out = Vec::with_capacity(rows.len());

@@ -165,11 +165,8 @@ mod tests {
         clippy::panic
     )]
     use super::*;
-    use aes::cipher::AsyncStreamCipher;
     use rand::SeedableRng;
     use rsa::RsaPrivateKey;
-
-    type Aes128CfbDec = cfb_mode::Decryptor<aes::Aes128>;
 
     fn key(bits: usize) -> RsaPrivateKey {
         let mut rng = rand::rngs::StdRng::seed_from_u64(bits as u64);
@@ -182,33 +179,17 @@ mod tests {
         n
     }
 
-    /// What a TPM does in ActivateCredential, written from the spec independently of
-    /// `make_credential`'s code path (used to check the layout; the real oracle is
-    /// swtpm, in tests/tests/oracle_credential.rs).
     fn activate(
         ek: &RsaPrivateKey,
         name: &[u8],
         made: &MadeCredential,
     ) -> Result<Vec<u8>, &'static str> {
-        let seed = ek
-            .decrypt(
-                Oaep::new_with_label::<Sha256, _>("IDENTITY\0"),
-                &made.encrypted_secret,
-            )
-            .map_err(|_| "oaep")?;
-        let blob = &made.credential_blob;
-        let hlen = u16::from_be_bytes([blob[0], blob[1]]) as usize;
-        let (hmac, enc) = blob[2..].split_at(hlen);
-        let hmac_key = kdfa_sha256(&seed, b"INTEGRITY", &[], &[], 256);
-        let mut mac = HmacSha256::new_from_slice(&hmac_key).unwrap();
-        mac.update(enc);
-        mac.update(name);
-        mac.verify_slice(hmac).map_err(|_| "integrity")?;
-        let sym = kdfa_sha256(&seed, b"STORAGE", name, &[], 128);
-        let mut plain = enc.to_vec();
-        Aes128CfbDec::new(sym.as_slice().into(), &[0u8; 16].into()).decrypt(&mut plain);
-        let n = u16::from_be_bytes([plain[0], plain[1]]) as usize;
-        Ok(plain[2..2 + n].to_vec())
+        crate::verify::testutil::activate_credential(
+            ek,
+            name,
+            &made.credential_blob,
+            &made.encrypted_secret,
+        )
     }
 
     #[test]

@@ -346,3 +346,79 @@ impl Scenario {
         self.verify_bytes(&attest, &sig)
     }
 }
+
+/// The `TPM2B_PUBLIC` of an RSA-2048 EK made from the TCG default EK template
+/// (EK Credential Profile, template L-1): fixedTPM, fixedParent,
+/// sensitiveDataOrigin, adminWithPolicy, restricted, decrypt; the standard EK
+/// policy; AES-128-CFB; exponent 0 (65537).
+pub fn rsa_ek_public_bytes(key: &rsa::RsaPublicKey) -> Vec<u8> {
+    const EK_POLICY: &str = "837197674484b3f81a90cc8d46a5d724fd52d76e06520b64f2a1da1b331469aa";
+    const ATTRIBUTES: u32 = ObjectAttributes::FIXED_TPM
+        | ObjectAttributes::FIXED_PARENT
+        | ObjectAttributes::SENSITIVE_DATA_ORIGIN
+        | 0x0000_0080 // adminWithPolicy
+        | ObjectAttributes::RESTRICTED
+        | 0x0002_0000; // decrypt
+    let mut t = Vec::new();
+    t.extend(TPM_ALG_RSA.to_be_bytes());
+    t.extend(HashAlg::Sha256.to_tpm().to_be_bytes());
+    t.extend(ATTRIBUTES.to_be_bytes());
+    tpm2b(&mut t, &hex::decode(EK_POLICY).expect("hex"));
+    t.extend(0x0006u16.to_be_bytes()); // TPM_ALG_AES
+    t.extend(128u16.to_be_bytes());
+    t.extend(0x0043u16.to_be_bytes()); // TPM_ALG_CFB
+    t.extend(TPM_ALG_NULL.to_be_bytes()); // scheme
+    t.extend(2048u16.to_be_bytes());
+    t.extend(0u32.to_be_bytes());
+    tpm2b(&mut t, &key.n().to_bytes_be());
+    let mut out = Vec::new();
+    tpm2b(&mut out, &t);
+    out
+}
+
+/// What a TPM does in `TPM2_ActivateCredential` with EK `ek`, for the object
+/// named `name`: recovers the seed (RSA-OAEP, label "IDENTITY"), checks the
+/// integrity HMAC and decrypts the credential. Written from the TPM 2.0 spec
+/// (Part 1, 24.4–24.5), apart from `make_credential`; the real oracle for the
+/// layout is swtpm (tests/tests/oracle_credential.rs).
+pub fn activate_credential(
+    ek: &rsa::RsaPrivateKey,
+    name: &[u8],
+    credential_blob: &[u8],
+    encrypted_secret: &[u8],
+) -> Result<Vec<u8>, &'static str> {
+    use aes::cipher::{AsyncStreamCipher, KeyIvInit};
+    use hmac::Mac;
+    let seed = ek
+        .decrypt(
+            rsa::Oaep::new_with_label::<Sha256, _>("IDENTITY\0"),
+            encrypted_secret,
+        )
+        .map_err(|_| "oaep")?;
+    let hlen = credential_blob
+        .get(..2)
+        .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
+        .ok_or("short blob")?;
+    let (hmac, enc) = credential_blob
+        .get(2..)
+        .filter(|r| r.len() >= hlen)
+        .ok_or("short blob")?
+        .split_at(hlen);
+    let hmac_key = crate::tpm::credential::kdfa_sha256(&seed, b"INTEGRITY", &[], &[], 256);
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&hmac_key).map_err(|_| "hmac key")?;
+    mac.update(enc);
+    mac.update(name);
+    mac.verify_slice(hmac).map_err(|_| "integrity")?;
+    let sym = crate::tpm::credential::kdfa_sha256(&seed, b"STORAGE", name, &[], 128);
+    let mut plain = enc.to_vec();
+    cfb_mode::Decryptor::<aes::Aes128>::new(sym.as_slice().into(), &[0u8; 16].into())
+        .decrypt(&mut plain);
+    let n = plain
+        .get(..2)
+        .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
+        .ok_or("short credential")?;
+    plain
+        .get(2..2 + n)
+        .map(<[u8]>::to_vec)
+        .ok_or("short credential")
+}

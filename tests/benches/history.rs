@@ -1,15 +1,18 @@
-//! History at scale on sled: loads N records (default 1,000,000; `ASSAY_BENCH_RECORDS`)
-//! for 1,000 nodes, one verdict per node per minute, then times the queries an
-//! auditor runs: a node in a one-hour window, a one-hour window for the whole
-//! fleet (first page of 100), the fleet at a moment, a failed claim over
+//! History at scale, on both backends side by side: loads N records (default
+//! 1,000,000; `ASSAY_BENCH_RECORDS`) for 1,000 nodes, one verdict per node per
+//! minute, into sled and into a real PostgreSQL (a cluster this bench starts;
+//! `ASSAY_BENCH_BACKENDS=sled` or `postgres` for one), then times the queries
+//! an auditor runs: a node in a one-hour window, a one-hour window for the
+//! whole fleet (first page of 100), the fleet at a moment, a failed claim over
 //! the last hour, and `audit verify` over everything. Prints figures.
 //!
-//! `cargo bench -p assay-verifier --bench history`
+//! `cargo bench -p assay-tests --bench history`
 
 use std::time::{Duration, Instant};
 
 use assay_core::verdict::Claim;
-use assay_verifier::store::{HistoryQuery, HistoryRecord, SledStore, Storage};
+use assay_tests::PgDb;
+use assay_verifier::store::{HistoryQuery, HistoryRecord, PgConfig, PgStore, SledStore, Storage};
 
 const NODES: u64 = 1000;
 const T0: i64 = 1_790_000_000;
@@ -62,8 +65,52 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = SledStore::open(&dir.path().join("db")).expect("store");
+    let backends = std::env::var("ASSAY_BENCH_BACKENDS").unwrap_or("sled,postgres".into());
+    for b in backends.split(',') {
+        match b {
+            "sled" => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let store = SledStore::open(&dir.path().join("db")).expect("store");
+                println!("== sled");
+                run(n, &store, &|| {});
+                let size = walk(dir.path());
+                println!(
+                    "sled on disk: {:.0} MiB ({:.0} bytes/record)",
+                    size as f64 / 1048576.0,
+                    size as f64 / n as f64
+                );
+            }
+            "postgres" => {
+                let db = PgDb::new().expect("PostgreSQL");
+                let store = PgStore::open(&PgConfig {
+                    url: db.url.clone(),
+                    password_file: None,
+                    pool_size: 4,
+                })
+                .expect("store");
+                println!("== PostgreSQL");
+                // As autovacuum would after a bulk load: planner statistics.
+                run(n, &store, &|| {
+                    db.psql("VACUUM ANALYZE history").expect("vacuum");
+                });
+                let size: f64 = db
+                    .psql("SELECT pg_database_size(current_database())")
+                    .expect("size")
+                    .parse()
+                    .expect("number");
+                println!(
+                    "PostgreSQL database: {:.0} MiB ({:.0} bytes/record, indexes included)",
+                    size / 1048576.0,
+                    size / n as f64
+                );
+            }
+            other => panic!("ASSAY_BENCH_BACKENDS: unknown backend {other}"),
+        }
+    }
+}
+
+/// Loads `n` records, calls `loaded` (statistics), then times the queries.
+fn run(n: u64, store: &dyn Storage, loaded: &dyn Fn()) {
     let t = Instant::now();
     let batch = 10_000;
     let mut i = 0;
@@ -74,10 +121,11 @@ fn main() {
     }
     let load = t.elapsed();
     println!(
-        "loaded {n} records ({NODES} nodes) in {:.1} s ({:.0} records/s, batches of {batch}, one flush each)",
+        "loaded {n} records ({NODES} nodes) in {:.1} s ({:.0} records/s, batches of {batch}, each durable)",
         load.as_secs_f64(),
         n as f64 / load.as_secs_f64()
     );
+    loaded();
     let end = T0 + (n / NODES) as i64 * 60;
     let hour = 3600;
 
@@ -149,12 +197,6 @@ fn main() {
         } else {
             "BROKEN"
         }
-    );
-    let size: u64 = walk(dir.path());
-    println!(
-        "sled on disk: {:.0} MiB ({:.0} bytes/record)",
-        size as f64 / 1048576.0,
-        size as f64 / n as f64
     );
 }
 
