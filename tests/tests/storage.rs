@@ -16,6 +16,7 @@ use assay_verifier::audit::Checkpoint;
 use assay_verifier::store::{
     token_id, Consumed, HistoryQuery, HistoryRecord, NodeRecord, NonceRecord, PendingEnrollment,
     PgConfig, PgStore, Quarantine, RevokeOne, SledStore, Storage, StoredEvidence, TokenRecord,
+    VerdictWrite,
 };
 
 enum Backend {
@@ -149,6 +150,7 @@ suite!(
     evidence_logs_are_stored_once_and_pruned_oldest_first_by_age_count_and_size,
     nodes_enrollments_quarantines_policies_and_checkpoints_round_trip,
     an_enrollment_is_taken_once_even_under_concurrency,
+    a_verdict_s_writes_land_together,
 );
 
 fn nonce(node: &str, expires: i64) -> NonceRecord {
@@ -708,4 +710,77 @@ fn an_enrollment_is_taken_once_even_under_concurrency(b: Backend) {
     assert_eq!(taken.len(), 1);
     assert_eq!(taken[0].credential_sha256, "c");
     assert!(s.take_enrollment("e1").unwrap().is_none());
+}
+
+fn a_verdict_s_writes_land_together(b: Backend) {
+    let s = b.open();
+    let node = NodeRecord {
+        node_id: "n".into(),
+        ek_cert_sha256: "ekc".into(),
+        ek_public: "ekp".into(),
+        ak_public: "akp".into(),
+        ak_name: "akn".into(),
+        activated_unix: 1,
+        last_clock: None,
+        last_pass_unix: None,
+    };
+    s.put_node(&node).unwrap();
+    s.append_history(hrec("other", 100, true, "", None))
+        .unwrap();
+    let clock = ClockInfo {
+        clock: 77,
+        reset_count: 1,
+        restart_count: 0,
+        safe: true,
+    };
+    let log = vec![5u8; 300];
+    let rec = s
+        .record_verdict(VerdictWrite {
+            record: hrec("n", 120, true, "", None),
+            evidence: Some(StoredEvidence {
+                node_id: "n".into(),
+                time_unix: 120,
+                attest: "00".repeat(10),
+                ..Default::default()
+            }),
+            logs: [Some(&log), None, None],
+            clock: Some(clock),
+            last_evidence: Some(b"request".to_vec()),
+            passed_at: Some(120),
+            token: Some(("tok-n", token("n", 999, false))),
+        })
+        .unwrap();
+    assert_eq!(rec.seq, 2);
+    assert_eq!(s.verify_history_chain().unwrap(), Ok(2));
+    let (ev, logs) = s
+        .evidence(2)
+        .unwrap()
+        .expect("evidence under the record's seq");
+    assert_eq!(
+        (ev.time_unix, logs[0].as_deref()),
+        (120, Some(log.as_slice()))
+    );
+    let n = s.node("n").unwrap().unwrap();
+    assert_eq!((n.last_clock, n.last_pass_unix), (Some(clock), Some(120)));
+    assert_eq!(s.last_evidence("n").unwrap().unwrap(), b"request");
+    assert!(matches!(
+        s.consume_token("tok-n").unwrap(),
+        Consumed::Fresh(_)
+    ));
+    // A failed, unauthentic verdict changes nothing but the history.
+    let rec = s
+        .record_verdict(VerdictWrite {
+            record: hrec("n", 130, false, "", Some("quote.signature")),
+            evidence: None,
+            logs: [None, None, None],
+            clock: None,
+            last_evidence: None,
+            passed_at: None,
+            token: None,
+        })
+        .unwrap();
+    assert_eq!(rec.seq, 3);
+    assert!(s.evidence(3).unwrap().is_none());
+    let n = s.node("n").unwrap().unwrap();
+    assert_eq!((n.last_clock, n.last_pass_unix), (Some(clock), Some(120)));
 }

@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::store::{
     Consumed, HistoryRecord, NodeRecord, NonceRecord, PendingEnrollment, Storage, StoreError,
-    TokenRecord,
+    TokenRecord, VerdictWrite,
 };
 use crate::token::{TokenError, TokenSigner};
 
@@ -496,76 +496,77 @@ impl Verifier {
             hex::encode(evidence_digest(&evidence)),
         );
 
-        let rec = self.store.append_history(HistoryRecord {
-            seq: 0,
-            node_id: input.node_id.clone(),
-            time_unix: now,
-            passed: verdict.passed,
-            claims: verdict.claims.clone(),
-            policy_name: self.policy.name.clone(),
-            policy_digest: verdict.policy_digest.clone(),
-            evidence_digest: verdict.evidence_digest.clone(),
-            prev_hash: String::new(),
-            kind: String::new(),
-        })?;
-        if self.config.evidence.keep.is_some() {
-            self.store.put_evidence(
-                rec.seq,
-                crate::store::StoredEvidence {
-                    node_id: input.node_id.clone(),
-                    time_unix: now,
-                    ak_public: node.ak_public.clone(),
-                    nonce: hex::encode(&input.nonce),
-                    attest: hex::encode(&input.attest),
-                    signature: hex::encode(&input.signature),
-                    pcrs_sha256: input
-                        .pcrs_sha256
-                        .iter()
-                        .map(|(i, d)| (*i, hex::encode(d)))
-                        .collect(),
-                    previous_clock: node.last_clock,
-                    ..Default::default()
-                },
-                [
-                    input.uefi_log.as_deref(),
-                    input.ima_log.as_deref(),
-                    input.cel_log.as_deref(),
-                ],
-            )?;
-        }
         // Advance the rollback baseline only from fresh, authentic quotes.
         let authentic = verdict
             .claims
             .iter()
             .filter(|c| c.id.starts_with("nonce.") || c.id.starts_with("quote."))
             .all(|c| c.passed);
-        if let (true, Some(clock)) = (authentic, outcome.clock) {
-            self.store.set_last_clock(&input.node_id, clock)?;
-            self.store
-                .set_last_evidence(&input.node_id, &input.to_proto().encode_to_vec())?;
-        }
-        let failed: Vec<&str> = verdict.failed().map(|c| c.id.as_str()).collect();
-        info!(node_id = %input.node_id, verdict = if verdict.passed { "pass" } else { "fail" }, seq = rec.seq, failed = ?failed, "attestation verdict");
-
         let token = if verdict.passed {
-            self.store.set_last_pass(&input.node_id, now)?;
             let ttl = self.config.token_ttl.as_secs() as i64;
             let (token, claims) = self.tokens.issue(&input.node_id, &node.ak_name, now, ttl)?;
-            self.store.put_token(
-                &token,
-                &TokenRecord {
-                    node_id: input.node_id.clone(),
-                    ak_name: node.ak_name.clone(),
-                    expires_unix: claims.exp,
-                    used: false,
-                    revoked: false,
-                    issued_unix: now,
-                },
-            )?;
             Some((token, claims.exp))
         } else {
             None
         };
+        // Everything the verdict changes, durable together before it is answered.
+        let rec =
+            self.store.record_verdict(VerdictWrite {
+                record: HistoryRecord {
+                    seq: 0,
+                    node_id: input.node_id.clone(),
+                    time_unix: now,
+                    passed: verdict.passed,
+                    claims: verdict.claims.clone(),
+                    policy_name: self.policy.name.clone(),
+                    policy_digest: verdict.policy_digest.clone(),
+                    evidence_digest: verdict.evidence_digest.clone(),
+                    prev_hash: String::new(),
+                    kind: String::new(),
+                },
+                evidence: self.config.evidence.keep.is_some().then(|| {
+                    crate::store::StoredEvidence {
+                        node_id: input.node_id.clone(),
+                        time_unix: now,
+                        ak_public: node.ak_public.clone(),
+                        nonce: hex::encode(&input.nonce),
+                        attest: hex::encode(&input.attest),
+                        signature: hex::encode(&input.signature),
+                        pcrs_sha256: input
+                            .pcrs_sha256
+                            .iter()
+                            .map(|(i, d)| (*i, hex::encode(d)))
+                            .collect(),
+                        previous_clock: node.last_clock,
+                        ..Default::default()
+                    }
+                }),
+                logs: [
+                    input.uefi_log.as_deref(),
+                    input.ima_log.as_deref(),
+                    input.cel_log.as_deref(),
+                ],
+                clock: outcome.clock.filter(|_| authentic),
+                last_evidence: (authentic && outcome.clock.is_some())
+                    .then(|| input.to_proto().encode_to_vec()),
+                passed_at: verdict.passed.then_some(now),
+                token: token.as_ref().map(|(t, exp)| {
+                    (
+                        t.as_str(),
+                        TokenRecord {
+                            node_id: input.node_id.clone(),
+                            ak_name: node.ak_name.clone(),
+                            expires_unix: *exp,
+                            used: false,
+                            revoked: false,
+                            issued_unix: now,
+                        },
+                    )
+                }),
+            })?;
+        let failed: Vec<&str> = verdict.failed().map(|c| c.id.as_str()).collect();
+        info!(node_id = %input.node_id, verdict = if verdict.passed { "pass" } else { "fail" }, seq = rec.seq, failed = ?failed, "attestation verdict");
+
         Ok(AttestOutput {
             verdict,
             policy_name: self.policy.name.clone(),

@@ -10,7 +10,7 @@ use sled::Transactional as _;
 use super::{
     from_json, to_json, token_key, ClockInfo, Consumed, HistoryQuery, HistoryRecord, Logs,
     NodeRecord, NonceRecord, PendingEnrollment, Quarantine, RevokeOne, Storage, StoreError,
-    StoredEvidence, TokenRecord,
+    StoredEvidence, TokenRecord, VerdictWrite,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use sha2::{Digest, Sha256};
@@ -41,9 +41,79 @@ pub struct SledStore {
     /// written in the same transaction as the record.
     history_by_node: sled::Tree,
     history_lock: Mutex<()>,
+    /// Serializes evidence writes and pruning (log reference counts).
+    evidence_lock: Mutex<()>,
 }
 
 impl SledStore {
+    /// Appends records in order, each chained to the one before, in one
+    /// transaction (not flushed yet).
+    fn append_unflushed(
+        &self,
+        mut recs: Vec<HistoryRecord>,
+    ) -> Result<Vec<HistoryRecord>, StoreError> {
+        let _guard = self.history_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut prev: Option<HistoryRecord> = match self.history.last()? {
+            Some((k, v)) => Some(from_json("history", &k, &v)?),
+            None => None,
+        };
+        let mut rows = Vec::with_capacity(recs.len());
+        for rec in &mut recs {
+            rec.seq = prev.as_ref().map_or(1, |p| p.seq + 1);
+            rec.prev_hash = prev.as_ref().map(HistoryRecord::hash).unwrap_or_default();
+            // Record times never go backwards (a clock stepped back records
+            // the previous time), so a time range is a range of sequence numbers.
+            if let Some(p) = &prev {
+                rec.time_unix = rec.time_unix.max(p.time_unix);
+            }
+            rows.push((rec.seq, to_json(rec), node_key(&rec.node_id, rec.seq)));
+            prev = Some(rec.clone());
+        }
+        (&self.history, &self.history_by_node)
+            .transaction(|(h, n)| {
+                for (seq, value, index) in &rows {
+                    h.insert(&seq.to_be_bytes(), value.as_slice())?;
+                    n.insert(index.as_slice(), &[])?;
+                }
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Storage(e) => StoreError::from(e),
+                sled::transaction::TransactionError::Abort(()) => {
+                    StoreError::from(sled::Error::Unsupported("history append aborted".into()))
+                }
+            })?;
+        Ok(recs)
+    }
+
+    /// Keeps the evidence behind record `seq` (not flushed yet); logs are
+    /// stored once by digest, their reference counts under `evidence_lock`.
+    fn put_evidence_unflushed(
+        &self,
+        seq: u64,
+        mut ev: StoredEvidence,
+        logs: [Option<&[u8]>; 3],
+    ) -> Result<(), StoreError> {
+        let _guard = self.evidence_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut size = ev.attest.len() as u64 / 2 + ev.signature.len() as u64 / 2;
+        let mut names = [None, None, None];
+        for (i, log) in logs.iter().enumerate() {
+            let Some(bytes) = log else { continue };
+            let digest: [u8; 32] = Sha256::digest(bytes).into();
+            let refs = self.blob_refcount(&digest)?;
+            if refs == 0 {
+                self.blobs.insert(digest, *bytes)?;
+                size += bytes.len() as u64;
+            }
+            self.blob_refs.insert(digest, &(refs + 1).to_be_bytes())?;
+            names[i] = Some(hex::encode(digest));
+        }
+        [ev.uefi_log, ev.ima_log, ev.cel_log] = names;
+        ev.bytes = size;
+        self.evidence.insert(seq.to_be_bytes(), to_json(&ev))?;
+        self.add_meta(b"evidence_bytes", size as i64)
+    }
+
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(path)
@@ -67,6 +137,7 @@ impl SledStore {
             blob_refs: db.open_tree("blob_refs")?,
             policies: db.open_tree("policies")?,
             history_lock: Mutex::new(()),
+            evidence_lock: Mutex::new(()),
             db,
         }
         .with_history_index()
@@ -408,41 +479,36 @@ impl Storage for SledStore {
     /// transaction and one flush; durable on return.
     fn append_history_batch(
         &self,
-        mut recs: Vec<HistoryRecord>,
+        recs: Vec<HistoryRecord>,
     ) -> Result<Vec<HistoryRecord>, StoreError> {
-        let _guard = self.history_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut prev: Option<HistoryRecord> = match self.history.last()? {
-            Some((k, v)) => Some(from_json("history", &k, &v)?),
-            None => None,
-        };
-        let mut rows = Vec::with_capacity(recs.len());
-        for rec in &mut recs {
-            rec.seq = prev.as_ref().map_or(1, |p| p.seq + 1);
-            rec.prev_hash = prev.as_ref().map(HistoryRecord::hash).unwrap_or_default();
-            // Record times never go backwards (a clock stepped back records
-            // the previous time), so a time range is a range of sequence numbers.
-            if let Some(p) = &prev {
-                rec.time_unix = rec.time_unix.max(p.time_unix);
-            }
-            rows.push((rec.seq, to_json(rec), node_key(&rec.node_id, rec.seq)));
-            prev = Some(rec.clone());
-        }
-        (&self.history, &self.history_by_node)
-            .transaction(|(h, n)| {
-                for (seq, value, index) in &rows {
-                    h.insert(&seq.to_be_bytes(), value.as_slice())?;
-                    n.insert(index.as_slice(), &[])?;
-                }
-                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| match e {
-                sled::transaction::TransactionError::Storage(e) => StoreError::from(e),
-                sled::transaction::TransactionError::Abort(()) => {
-                    StoreError::from(sled::Error::Unsupported("history append aborted".into()))
-                }
-            })?;
+        let recs = self.append_unflushed(recs)?;
         self.flush()?;
         Ok(recs)
+    }
+
+    /// One verdict's writes, then one flush.
+    fn record_verdict(&self, w: VerdictWrite<'_>) -> Result<HistoryRecord, StoreError> {
+        let node_id = w.record.node_id.clone();
+        let rec = self.append_unflushed(vec![w.record])?.remove(0);
+        if let Some(ev) = w.evidence {
+            self.put_evidence_unflushed(rec.seq, ev, w.logs)?;
+        }
+        if w.clock.is_some() || w.passed_at.is_some() {
+            if let Some(mut n) = self.node(&node_id)? {
+                n.last_clock = w.clock.or(n.last_clock);
+                n.last_pass_unix = w.passed_at.or(n.last_pass_unix);
+                self.nodes.insert(n.node_id.as_bytes(), to_json(&n))?;
+            }
+        }
+        if let Some(e) = &w.last_evidence {
+            self.last_evidence
+                .insert(node_id.as_bytes(), e.as_slice())?;
+        }
+        if let Some((token, t)) = &w.token {
+            self.tokens.insert(token_key(token), to_json(t))?;
+        }
+        self.flush()?;
+        Ok(rec)
     }
 
     /// History matching `q`, newest first, at most `q.limit`; and the cursor
@@ -599,26 +665,10 @@ impl Storage for SledStore {
     fn put_evidence(
         &self,
         seq: u64,
-        mut ev: StoredEvidence,
+        ev: StoredEvidence,
         logs: [Option<&[u8]>; 3],
     ) -> Result<(), StoreError> {
-        let mut size = ev.attest.len() as u64 / 2 + ev.signature.len() as u64 / 2;
-        let mut names = [None, None, None];
-        for (i, log) in logs.iter().enumerate() {
-            let Some(bytes) = log else { continue };
-            let digest: [u8; 32] = Sha256::digest(bytes).into();
-            let refs = self.blob_refcount(&digest)?;
-            if refs == 0 {
-                self.blobs.insert(digest, *bytes)?;
-                size += bytes.len() as u64;
-            }
-            self.blob_refs.insert(digest, &(refs + 1).to_be_bytes())?;
-            names[i] = Some(hex::encode(digest));
-        }
-        [ev.uefi_log, ev.ima_log, ev.cel_log] = names;
-        ev.bytes = size;
-        self.evidence.insert(seq.to_be_bytes(), to_json(&ev))?;
-        self.add_meta(b"evidence_bytes", size as i64)?;
+        self.put_evidence_unflushed(seq, ev, logs)?;
         self.flush()
     }
 
@@ -650,6 +700,7 @@ impl Storage for SledStore {
         max_count: usize,
         max_bytes: u64,
     ) -> Result<usize, StoreError> {
+        let _guard = self.evidence_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut count = self.evidence.len();
         let mut bytes = self.meta(b"evidence_bytes")?.max(0) as u64;
         let mut removed = 0;

@@ -171,6 +171,24 @@ pub enum Consumed<T> {
     Unknown,
 }
 
+/// What one attestation's verdict writes.
+#[derive(Debug, Clone)]
+pub struct VerdictWrite<'a> {
+    /// The history record (its seq and prev_hash are assigned).
+    pub record: HistoryRecord,
+    /// The evidence behind it (kept under the record's seq) and its logs.
+    pub evidence: Option<StoredEvidence>,
+    pub logs: [Option<&'a [u8]>; 3],
+    /// An authentic quote's clock: the node's new rollback baseline.
+    pub clock: Option<ClockInfo>,
+    /// An authentic quote's request (protobuf), for `policy generate --node`.
+    pub last_evidence: Option<Vec<u8>>,
+    /// A pass at this time: the start of the node's freshness window.
+    pub passed_at: Option<i64>,
+    /// A pass's join token (stored by its hash) and record.
+    pub token: Option<(&'a str, TokenRecord)>,
+}
+
 /// Where the verifier keeps its state (`[storage]`).
 #[derive(Debug, Clone, Default)]
 pub enum StorageConfig {
@@ -285,6 +303,29 @@ pub trait Storage: Send + Sync {
 
     /// History matching `q`, newest first, at most `q.limit`; and the cursor
     /// for the next page (`before_seq`), or 0 when this is the last.
+    /// Everything one verdict writes (see [`VerdictWrite`]), durable together
+    /// on return: one flush / one transaction instead of one per write.
+    fn record_verdict(&self, w: VerdictWrite<'_>) -> Result<HistoryRecord, StoreError> {
+        let node_id = w.record.node_id.clone();
+        let rec = self.append_history(w.record)?;
+        if let Some(ev) = w.evidence {
+            self.put_evidence(rec.seq, ev, w.logs)?;
+        }
+        if let Some(c) = w.clock {
+            self.set_last_clock(&node_id, c)?;
+        }
+        if let Some(e) = &w.last_evidence {
+            self.set_last_evidence(&node_id, e)?;
+        }
+        if let Some(t) = w.passed_at {
+            self.set_last_pass(&node_id, t)?;
+        }
+        if let Some((token, t)) = &w.token {
+            self.put_token(token, t)?;
+        }
+        Ok(rec)
+    }
+
     fn query_history(&self, q: &HistoryQuery) -> Result<(Vec<HistoryRecord>, u64), StoreError>;
 
     /// Each node's standing at time `at`: its last verdict or stale record at

@@ -28,7 +28,7 @@ use tokio_postgres::{NoTls, Row};
 use super::{
     from_json, to_json, token_key, ClockInfo, Consumed, HistoryQuery, HistoryRecord, Logs,
     NodeRecord, NonceRecord, PendingEnrollment, Quarantine, RevokeOne, Storage, StoreError,
-    StoredEvidence, TokenRecord,
+    StoredEvidence, TokenRecord, VerdictWrite,
 };
 use crate::audit::{Checkpoint, Found};
 use sha2::{Digest, Sha256};
@@ -487,26 +487,9 @@ impl Storage for PgStore {
     }
 
     fn put_token(&self, token: &str, rec: &TokenRecord) -> Result<(), StoreError> {
-        let id = token_key(token).to_vec();
         self.run(async {
-            self.execute(
-                "INSERT INTO tokens (id, node_id, ak_name, issued_unix, expires_unix, used, \
-                 revoked) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (id) DO UPDATE SET \
-                 node_id = EXCLUDED.node_id, ak_name = EXCLUDED.ak_name, \
-                 issued_unix = EXCLUDED.issued_unix, expires_unix = EXCLUDED.expires_unix, \
-                 used = EXCLUDED.used, revoked = EXCLUDED.revoked",
-                &[
-                    &id,
-                    &rec.node_id,
-                    &rec.ak_name,
-                    &rec.issued_unix,
-                    &rec.expires_unix,
-                    &rec.used,
-                    &rec.revoked,
-                ],
-            )
-            .await
-            .map(drop)
+            let c = self.client().await?;
+            put_token_in(&c, token, rec).await
         })
     }
 
@@ -667,7 +650,7 @@ impl Storage for PgStore {
 
     fn append_history_batch(
         &self,
-        mut recs: Vec<HistoryRecord>,
+        recs: Vec<HistoryRecord>,
     ) -> Result<Vec<HistoryRecord>, StoreError> {
         if recs.is_empty() {
             return Ok(recs);
@@ -675,72 +658,47 @@ impl Storage for PgStore {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await.map_err(pg)?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_HISTORY])
-                .await
-                .map_err(pg)?;
-            let head = tx
-                .query(
-                    "SELECT seq, record FROM history ORDER BY seq DESC LIMIT 1",
-                    &[],
+            let recs = append_in(&tx, recs).await?;
+            tx.commit().await.map_err(pg)?;
+            Ok(recs)
+        })
+    }
+
+    fn record_verdict(&self, w: VerdictWrite<'_>) -> Result<HistoryRecord, StoreError> {
+        let node_id = w.record.node_id.clone();
+        let clock = w.clock.as_ref().map(json_text);
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await.map_err(pg)?;
+            // The node's rows first, the global history lock last: it is
+            // held only for the append, the evidence and the commit.
+            if clock.is_some() || w.passed_at.is_some() {
+                tx.execute(
+                    "UPDATE nodes SET last_clock = coalesce($2, last_clock), \
+                     last_pass_unix = coalesce($3, last_pass_unix) WHERE node_id = $1",
+                    &[&node_id, &clock, &w.passed_at],
                 )
                 .await
                 .map_err(pg)?;
-            let mut prev = head.first().map(history_row).transpose()?;
-            let n = recs.len();
-            let (mut seqs, mut nodes, mut times, mut kinds) = (
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-            );
-            let (mut passed, mut policies, mut failed, mut json) = (
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-            );
-            for rec in &mut recs {
-                rec.seq = prev.as_ref().map_or(1, |p| p.seq + 1);
-                rec.prev_hash = prev.as_ref().map(HistoryRecord::hash).unwrap_or_default();
-                // As on sled: record times never go backwards.
-                if let Some(p) = &prev {
-                    rec.time_unix = rec.time_unix.max(p.time_unix);
-                }
-                seqs.push(i64_of(rec.seq));
-                nodes.push(rec.node_id.clone());
-                times.push(rec.time_unix);
-                kinds.push(rec.kind.clone());
-                passed.push(rec.passed);
-                policies.push(rec.policy_digest.clone());
-                // Postgres arrays of arrays must be rectangular: failed claims go
-                // as one tab-separated string each, split on insert.
-                failed.push(
-                    rec.claims
-                        .iter()
-                        .filter(|c| !c.passed)
-                        .map(|c| c.id.replace('\t', " "))
-                        .collect::<Vec<_>>()
-                        .join("\t"),
-                );
-                json.push(json_text(rec));
-                prev = Some(rec.clone());
             }
-            tx.execute(
-                "INSERT INTO history (seq, node_id, time_unix, kind, passed, policy_digest, \
-                 failed_claims, record) \
-                 SELECT s, n, t, k, p, d, \
-                        CASE WHEN f = '' THEN '{}'::text[] ELSE string_to_array(f, E'\\t') END, r \
-                 FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], \
-                             $5::boolean[], $6::text[], $7::text[], $8::text[]) \
-                      AS u(s, n, t, k, p, d, f, r)",
-                &[
-                    &seqs, &nodes, &times, &kinds, &passed, &policies, &failed, &json,
-                ],
-            )
-            .await
-            .map_err(pg)?;
+            if let Some(e) = &w.last_evidence {
+                tx.execute(
+                    "INSERT INTO last_evidence (node_id, evidence) VALUES ($1, $2) \
+                     ON CONFLICT (node_id) DO UPDATE SET evidence = EXCLUDED.evidence",
+                    &[&node_id, e],
+                )
+                .await
+                .map_err(pg)?;
+            }
+            if let Some((token, t)) = &w.token {
+                put_token_in(&tx, token, t).await?;
+            }
+            let rec = append_in(&tx, vec![w.record]).await?.remove(0);
+            if let Some(ev) = w.evidence {
+                put_evidence_in(&tx, rec.seq, ev, w.logs).await?;
+            }
             tx.commit().await.map_err(pg)?;
-            Ok(recs)
+            Ok(rec)
         })
     }
 
@@ -921,53 +879,13 @@ impl Storage for PgStore {
     fn put_evidence(
         &self,
         seq: u64,
-        mut ev: StoredEvidence,
+        ev: StoredEvidence,
         logs: [Option<&[u8]>; 3],
     ) -> Result<(), StoreError> {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await.map_err(pg)?;
-            let mut size = ev.attest.len() as u64 / 2 + ev.signature.len() as u64 / 2;
-            let mut names = [None, None, None];
-            for (i, log) in logs.iter().enumerate() {
-                let Some(bytes) = log else { continue };
-                let digest: [u8; 32] = Sha256::digest(bytes).into();
-                let digest = digest.to_vec();
-                // Send the log only when the server does not have it yet.
-                let bumped = tx
-                    .execute(
-                        "UPDATE blobs SET refs = refs + 1 WHERE digest = $1",
-                        &[&digest],
-                    )
-                    .await
-                    .map_err(pg)?;
-                if bumped == 0 {
-                    let inserted: bool = tx
-                        .query_one(
-                            "INSERT INTO blobs (digest, data, refs) VALUES ($1, $2, 1) \
-                             ON CONFLICT (digest) DO UPDATE SET refs = blobs.refs + 1 \
-                             RETURNING (xmax = 0)",
-                            &[&digest, bytes],
-                        )
-                        .await
-                        .map_err(pg)?
-                        .get(0);
-                    if inserted {
-                        size += bytes.len() as u64;
-                    }
-                }
-                names[i] = Some(hex::encode(&digest));
-            }
-            [ev.uefi_log, ev.ima_log, ev.cel_log] = names;
-            ev.bytes = size;
-            tx.execute(
-                "INSERT INTO evidence (seq, time_unix, rec) VALUES ($1, $2, $3) \
-                 ON CONFLICT (seq) DO UPDATE SET time_unix = EXCLUDED.time_unix, rec = EXCLUDED.rec",
-                &[&i64_of(seq), &ev.time_unix, &json_text(&ev)],
-            )
-            .await
-            .map_err(pg)?;
-            add_counter(&tx, "evidence_bytes", i64_of(size)).await?;
+            put_evidence_in(&tx, seq, ev, logs).await?;
             tx.commit().await.map_err(pg)
         })
     }
@@ -1207,6 +1125,157 @@ async fn add_counter(
         "INSERT INTO counters (key, value) VALUES ($1, $2) \
          ON CONFLICT (key) DO UPDATE SET value = counters.value + EXCLUDED.value",
         &[&key, &delta],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
+}
+
+/// Appends `recs` to the global chain inside `tx` (which then holds the
+/// history lock until it ends).
+async fn append_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    mut recs: Vec<HistoryRecord>,
+) -> Result<Vec<HistoryRecord>, StoreError> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_HISTORY])
+        .await
+        .map_err(pg)?;
+    let head = tx
+        .query(
+            "SELECT seq, record FROM history ORDER BY seq DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .map_err(pg)?;
+    let mut prev = head.first().map(history_row).transpose()?;
+    let n = recs.len();
+    let (mut seqs, mut nodes, mut times, mut kinds) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut passed, mut policies, mut failed, mut json) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for rec in &mut recs {
+        rec.seq = prev.as_ref().map_or(1, |p| p.seq + 1);
+        rec.prev_hash = prev.as_ref().map(HistoryRecord::hash).unwrap_or_default();
+        // As on sled: record times never go backwards.
+        if let Some(p) = &prev {
+            rec.time_unix = rec.time_unix.max(p.time_unix);
+        }
+        seqs.push(i64_of(rec.seq));
+        nodes.push(rec.node_id.clone());
+        times.push(rec.time_unix);
+        kinds.push(rec.kind.clone());
+        passed.push(rec.passed);
+        policies.push(rec.policy_digest.clone());
+        // Postgres arrays of arrays must be rectangular: failed claims go
+        // as one tab-separated string each, split on insert.
+        failed.push(
+            rec.claims
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| c.id.replace('\t', " "))
+                .collect::<Vec<_>>()
+                .join("\t"),
+        );
+        json.push(json_text(rec));
+        prev = Some(rec.clone());
+    }
+    tx.execute(
+        "INSERT INTO history (seq, node_id, time_unix, kind, passed, policy_digest, \
+         failed_claims, record) \
+         SELECT s, n, t, k, p, d, \
+                CASE WHEN f = '' THEN '{}'::text[] ELSE string_to_array(f, E'\\t') END, r \
+         FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], \
+                     $5::boolean[], $6::text[], $7::text[], $8::text[]) \
+              AS u(s, n, t, k, p, d, f, r)",
+        &[
+            &seqs, &nodes, &times, &kinds, &passed, &policies, &failed, &json,
+        ],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(recs)
+}
+
+/// Keeps the evidence behind record `seq` inside `tx`; logs stored once by digest.
+async fn put_evidence_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    seq: u64,
+    mut ev: StoredEvidence,
+    logs: [Option<&[u8]>; 3],
+) -> Result<(), StoreError> {
+    let mut size = ev.attest.len() as u64 / 2 + ev.signature.len() as u64 / 2;
+    let mut names = [None, None, None];
+    for (i, log) in logs.iter().enumerate() {
+        let Some(bytes) = log else { continue };
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        let digest = digest.to_vec();
+        // Send the log only when the server does not have it yet.
+        let bumped = tx
+            .execute(
+                "UPDATE blobs SET refs = refs + 1 WHERE digest = $1",
+                &[&digest],
+            )
+            .await
+            .map_err(pg)?;
+        if bumped == 0 {
+            let inserted: bool = tx
+                .query_one(
+                    "INSERT INTO blobs (digest, data, refs) VALUES ($1, $2, 1) \
+                     ON CONFLICT (digest) DO UPDATE SET refs = blobs.refs + 1 \
+                     RETURNING (xmax = 0)",
+                    &[&digest, bytes],
+                )
+                .await
+                .map_err(pg)?
+                .get(0);
+            if inserted {
+                size += bytes.len() as u64;
+            }
+        }
+        names[i] = Some(hex::encode(&digest));
+    }
+    [ev.uefi_log, ev.ima_log, ev.cel_log] = names;
+    ev.bytes = size;
+    tx.execute(
+        "INSERT INTO evidence (seq, time_unix, rec) VALUES ($1, $2, $3) \
+         ON CONFLICT (seq) DO UPDATE SET time_unix = EXCLUDED.time_unix, rec = EXCLUDED.rec",
+        &[&i64_of(seq), &ev.time_unix, &json_text(&ev)],
+    )
+    .await
+    .map_err(pg)?;
+    add_counter(tx, "evidence_bytes", i64_of(size)).await?;
+    Ok(())
+}
+
+async fn put_token_in(
+    c: &impl deadpool_postgres::GenericClient,
+    token: &str,
+    rec: &TokenRecord,
+) -> Result<(), StoreError> {
+    let id = token_key(token).to_vec();
+    c.execute(
+        "INSERT INTO tokens (id, node_id, ak_name, issued_unix, expires_unix, used, \
+         revoked) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (id) DO UPDATE SET \
+         node_id = EXCLUDED.node_id, ak_name = EXCLUDED.ak_name, \
+         issued_unix = EXCLUDED.issued_unix, expires_unix = EXCLUDED.expires_unix, \
+         used = EXCLUDED.used, revoked = EXCLUDED.revoked",
+        &[
+            &id,
+            &rec.node_id,
+            &rec.ak_name,
+            &rec.issued_unix,
+            &rec.expires_unix,
+            &rec.used,
+            &rec.revoked,
+        ],
     )
     .await
     .map_err(pg)?;
