@@ -40,7 +40,11 @@ pub struct SledStore {
     /// Index: (node id, seq) → (), for per-node queries. Derived data,
     /// written in the same transaction as the record.
     history_by_node: sled::Tree,
-    history_lock: Mutex<()>,
+    /// The chain head as last appended (None: not read yet), under which
+    /// appends are serialized: no read and re-hash of the head per append.
+    head: Mutex<Option<Option<Head>>>,
+    /// Many threads' flushes served by one fsync (group commit).
+    flusher: GroupFlush,
     /// Serializes evidence writes and pruning (log reference counts).
     evidence_lock: Mutex<()>,
 }
@@ -52,22 +56,37 @@ impl SledStore {
         &self,
         mut recs: Vec<HistoryRecord>,
     ) -> Result<Vec<HistoryRecord>, StoreError> {
-        let _guard = self.history_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut prev: Option<HistoryRecord> = match self.history.last()? {
-            Some((k, v)) => Some(from_json("history", &k, &v)?),
-            None => None,
+        let mut cached = self.head.lock().unwrap_or_else(|p| p.into_inner());
+        let mut head = match &*cached {
+            Some(h) => h.clone(),
+            None => match self.history.last()? {
+                Some((k, v)) => {
+                    let r: HistoryRecord = from_json("history", &k, &v)?;
+                    Some(Head {
+                        seq: r.seq,
+                        hash: r.hash(),
+                        time_unix: r.time_unix,
+                    })
+                }
+                None => None,
+            },
         };
         let mut rows = Vec::with_capacity(recs.len());
         for rec in &mut recs {
-            rec.seq = prev.as_ref().map_or(1, |p| p.seq + 1);
-            rec.prev_hash = prev.as_ref().map(HistoryRecord::hash).unwrap_or_default();
+            rec.seq = head.as_ref().map_or(1, |h| h.seq + 1);
+            rec.prev_hash = head.as_ref().map(|h| h.hash.clone()).unwrap_or_default();
             // Record times never go backwards (a clock stepped back records
             // the previous time), so a time range is a range of sequence numbers.
-            if let Some(p) = &prev {
-                rec.time_unix = rec.time_unix.max(p.time_unix);
+            if let Some(h) = &head {
+                rec.time_unix = rec.time_unix.max(h.time_unix);
             }
-            rows.push((rec.seq, to_json(rec), node_key(&rec.node_id, rec.seq)));
-            prev = Some(rec.clone());
+            let json = to_json(rec);
+            head = Some(Head {
+                seq: rec.seq,
+                hash: hex::encode(Sha256::digest(&json)),
+                time_unix: rec.time_unix,
+            });
+            rows.push((rec.seq, json, node_key(&rec.node_id, rec.seq)));
         }
         (&self.history, &self.history_by_node)
             .transaction(|(h, n)| {
@@ -83,6 +102,7 @@ impl SledStore {
                     StoreError::from(sled::Error::Unsupported("history append aborted".into()))
                 }
             })?;
+        *cached = Some(head);
         Ok(recs)
     }
 
@@ -136,7 +156,8 @@ impl SledStore {
             blobs: db.open_tree("blobs")?,
             blob_refs: db.open_tree("blob_refs")?,
             policies: db.open_tree("policies")?,
-            history_lock: Mutex::new(()),
+            head: Mutex::new(None),
+            flusher: GroupFlush::default(),
             evidence_lock: Mutex::new(()),
             db,
         }
@@ -159,9 +180,9 @@ impl SledStore {
         Ok(self)
     }
 
+    /// Makes every write this thread made before the call durable.
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        Ok(())
+        self.flusher.flush(&self.db)
     }
 
     /// The first seq whose record time is ≥ `t` (binary search: record times
@@ -288,8 +309,9 @@ impl Storage for SledStore {
     // ---- nonces
 
     fn put_nonce(&self, nonce: &[u8], rec: &NonceRecord) -> Result<(), StoreError> {
+        // Not flushed: see the trait (the next flush takes it along).
         self.nonces.insert(nonce, to_json(rec))?;
-        self.flush()
+        Ok(())
     }
 
     /// Marks a nonce used, atomically, and says what it was before.
@@ -834,6 +856,52 @@ impl Storage for SledStore {
         match self.checkpoints.last()? {
             Some((k, v)) => Ok(Some(from_json("checkpoints", &k, &v)?)),
             None => Ok(None),
+        }
+    }
+}
+
+/// The last record's position, hash and time.
+#[derive(Clone)]
+struct Head {
+    seq: u64,
+    hash: String,
+    time_unix: i64,
+}
+
+/// Group commit: a caller's writes are durable once a flush that started
+/// after they were made has finished. One caller flushes for everyone who
+/// asked before it started; those who ask meanwhile wait for the next.
+#[derive(Default)]
+struct GroupFlush {
+    /// (flushes asked for, asked-for count the last finished flush covers, flushing now)
+    state: Mutex<(u64, u64, bool)>,
+    done: std::sync::Condvar,
+}
+
+impl GroupFlush {
+    fn flush(&self, db: &sled::Db) -> Result<(), StoreError> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.0 += 1;
+        let mine = st.0;
+        loop {
+            if st.1 >= mine {
+                return Ok(());
+            }
+            if !st.2 {
+                st.2 = true;
+                let covers = st.0;
+                drop(st);
+                let r = db.flush();
+                st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                st.2 = false;
+                if r.is_ok() {
+                    st.1 = st.1.max(covers);
+                }
+                self.done.notify_all();
+                r?;
+            } else {
+                st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
         }
     }
 }

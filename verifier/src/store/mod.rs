@@ -244,6 +244,10 @@ pub trait Storage: Send + Sync {
 
     // ---- nonces
 
+    /// Keeps an issued nonce. Visible to every verifier sharing the store
+    /// on return, but need not be durable yet: a nonce lost in a crash only
+    /// makes its node's attestation fail `nonce.issued` (it asks again);
+    /// using one is durable (`consume_nonce`).
     fn put_nonce(&self, nonce: &[u8], rec: &NonceRecord) -> Result<(), StoreError>;
 
     /// Marks a nonce used, atomically, and says what it was before.
