@@ -784,3 +784,55 @@ fn a_verdict_s_writes_land_together(b: Backend) {
     let n = s.node("n").unwrap().unwrap();
     assert_eq!((n.last_clock, n.last_pass_unix), (Some(clock), Some(120)));
 }
+
+/// A database a version-1 verifier left (schema 1, two chained records, one
+/// evidence entry) is upgraded in place at start-up and the chain goes on.
+#[test]
+fn postgres_migrations_upgrade_a_version_1_database_in_place() {
+    let db = PgDb::new().expect("PostgreSQL");
+    db.psql(include_str!("../../verifier/migrations/0001_init.sql"))
+        .unwrap();
+    db.psql(
+        "CREATE TABLE assay_schema (version integer PRIMARY KEY, applied_unix bigint NOT NULL); \
+         INSERT INTO assay_schema VALUES (1, 0)",
+    )
+    .unwrap();
+    let mut r1 = hrec("a", 100, true, "", None);
+    r1.seq = 1;
+    let mut r2 = hrec("b", 101, true, "", None);
+    r2.seq = 2;
+    r2.prev_hash = r1.hash();
+    for r in [&r1, &r2] {
+        db.psql(&format!(
+            "INSERT INTO history VALUES ({}, '{}', {}, '', true, 'aaaa11', '{{}}', '{}')",
+            r.seq,
+            r.node_id,
+            r.time_unix,
+            serde_json::to_string(r).unwrap().replace('\'', "''")
+        ))
+        .unwrap();
+    }
+    let ev = StoredEvidence {
+        node_id: "a".into(),
+        time_unix: 100,
+        attest: "00".repeat(40),
+        signature: "11".repeat(60),
+        ..Default::default()
+    };
+    db.psql(&format!(
+        "INSERT INTO evidence VALUES (1, 100, '{}')",
+        serde_json::to_string(&ev).unwrap()
+    ))
+    .unwrap();
+
+    let b = Backend::Postgres(db);
+    let s = b.open();
+    let r3 = s.append_history(hrec("c", 99, true, "", None)).unwrap();
+    assert_eq!((r3.seq, r3.prev_hash.as_str()), (3, r2.hash().as_str()));
+    assert_eq!(
+        r3.time_unix, 101,
+        "times never go backwards, across the upgrade"
+    );
+    assert_eq!(s.verify_history_chain().unwrap(), Ok(3));
+    assert_eq!(s.evidence_usage().unwrap(), (100, 1), "40 + 60 bytes");
+}

@@ -34,11 +34,13 @@ use crate::audit::{Checkpoint, Found};
 use sha2::{Digest, Sha256};
 
 /// Schema migrations, applied in order at start-up (`assay_schema` says which ran).
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../migrations/0001_init.sql")),
+    (2, include_str!("../../migrations/0002_history_head.sql")),
+];
 
 /// Advisory lock keys (transaction scoped).
 const LOCK_MIGRATE: i64 = 0x6173_7361_7901;
-const LOCK_HISTORY: i64 = 0x6173_7361_7902;
 const LOCK_EVIDENCE: i64 = 0x6173_7361_7903;
 
 /// Connection settings (`[storage]` in the config file).
@@ -681,29 +683,39 @@ impl Storage for PgStore {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await.map_err(pg)?;
-            // The node's rows first, the global history lock last: it is
-            // held only for the append, the evidence and the commit.
-            if clock.is_some() || w.passed_at.is_some() {
-                tx.execute(
-                    "UPDATE nodes SET last_clock = coalesce($2, last_clock), \
-                     last_pass_unix = coalesce($3, last_pass_unix) WHERE node_id = $1",
-                    &[&node_id, &clock, &w.passed_at],
-                )
-                .await
-                .map_err(pg)?;
-            }
-            if let Some(e) = &w.last_evidence {
-                tx.execute(
-                    "INSERT INTO last_evidence (node_id, evidence) VALUES ($1, $2) \
-                     ON CONFLICT (node_id) DO UPDATE SET evidence = EXCLUDED.evidence",
-                    &[&node_id, e],
-                )
-                .await
-                .map_err(pg)?;
-            }
-            if let Some((token, t)) = &w.token {
-                put_token_in(&tx, token, t).await?;
-            }
+            // The node's rows first (pipelined), the chain head's lock last:
+            // it is held only for the append, the evidence and the commit.
+            let node_rows = async {
+                if clock.is_some() || w.passed_at.is_some() {
+                    exec(
+                        &tx,
+                        "UPDATE nodes SET last_clock = coalesce($2, last_clock), \
+                         last_pass_unix = coalesce($3, last_pass_unix) WHERE node_id = $1",
+                        &[&node_id, &clock, &w.passed_at],
+                    )
+                    .await?;
+                }
+                Ok::<_, StoreError>(())
+            };
+            let evidence_row = async {
+                if let Some(e) = &w.last_evidence {
+                    exec(
+                        &tx,
+                        "INSERT INTO last_evidence (node_id, evidence) VALUES ($1, $2) \
+                         ON CONFLICT (node_id) DO UPDATE SET evidence = EXCLUDED.evidence",
+                        &[&node_id, e],
+                    )
+                    .await?;
+                }
+                Ok(())
+            };
+            let token_row = async {
+                if let Some((token, t)) = &w.token {
+                    put_token_in(&tx, token, t).await?;
+                }
+                Ok(())
+            };
+            tokio::try_join!(node_rows, evidence_row, token_row)?;
             let rec = append_in(&tx, vec![w.record]).await?.remove(0);
             if let Some(ev) = w.evidence {
                 put_evidence_in(&tx, rec.seq, ev, w.logs).await?;
@@ -946,7 +958,7 @@ impl Storage for PgStore {
                 .map_err(pg)?
                 .get(0);
             let mut count = usize::try_from(count).unwrap_or(0);
-            let mut bytes = counter(&tx, "evidence_bytes").await?.max(0) as u64;
+            let mut bytes = evidence_bytes(&tx).await?;
             let mut removed = 0;
             let mut after = 0i64;
             'pages: loop {
@@ -1000,7 +1012,6 @@ impl Storage for PgStore {
                     tx.execute("DELETE FROM evidence WHERE seq = $1", &[&seq])
                         .await
                         .map_err(pg)?;
-                    add_counter(&tx, "evidence_bytes", -i64_of(freed)).await?;
                     bytes = bytes.saturating_sub(freed);
                     count -= 1;
                     removed += 1;
@@ -1026,13 +1037,13 @@ impl Storage for PgStore {
     fn evidence_usage(&self) -> Result<(u64, usize), StoreError> {
         self.run(async {
             let c = self.client().await?;
-            let bytes = counter(&c, "evidence_bytes").await?;
+            let bytes = evidence_bytes(&c).await?;
             let n: i64 = c
                 .query_one("SELECT count(*) FROM evidence", &[])
                 .await
                 .map_err(pg)?
                 .get(0);
-            Ok((bytes.max(0) as u64, usize::try_from(n).unwrap_or(0)))
+            Ok((bytes, usize::try_from(n).unwrap_or(0)))
         })
     }
 
@@ -1119,27 +1130,18 @@ impl Storage for PgStore {
     }
 }
 
-async fn counter(c: &impl deadpool_postgres::GenericClient, key: &str) -> Result<i64, StoreError> {
-    let rows = c
-        .query("SELECT value FROM counters WHERE key = $1", &[&key])
-        .await
-        .map_err(pg)?;
-    Ok(rows.first().map_or(0, |r| r.get(0)))
-}
-
-async fn add_counter(
-    c: &impl deadpool_postgres::GenericClient,
-    key: &str,
-    delta: i64,
-) -> Result<(), StoreError> {
-    c.execute(
-        "INSERT INTO counters (key, value) VALUES ($1, $2) \
-         ON CONFLICT (key) DO UPDATE SET value = counters.value + EXCLUDED.value",
-        &[&key, &delta],
+/// Bytes of evidence kept: each entry's own quote and signature, and each
+/// log once. Summed when asked (retention runs now and then), so no counter
+/// row every verdict would have to lock.
+async fn evidence_bytes(c: &impl deadpool_postgres::GenericClient) -> Result<u64, StoreError> {
+    let found = rows(
+        c,
+        "SELECT (SELECT coalesce(sum(own_bytes), 0) FROM evidence)::bigint \
+              + (SELECT coalesce(sum(length(data)), 0) FROM blobs)::bigint",
+        &[],
     )
-    .await
-    .map_err(pg)?;
-    Ok(())
+    .await?;
+    Ok(found.first().map_or(0, |r| r.get::<_, i64>(0)).max(0) as u64)
 }
 
 /// Appends `recs` to the global chain inside `tx` (which then holds the
@@ -1148,17 +1150,13 @@ async fn append_in(
     tx: &deadpool_postgres::Transaction<'_>,
     mut recs: Vec<HistoryRecord>,
 ) -> Result<Vec<HistoryRecord>, StoreError> {
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_HISTORY])
+    // The head row's lock serializes appends across replicas until commit.
+    let st = tx
+        .prepare_cached("SELECT seq, hash, time_unix FROM history_head FOR UPDATE")
         .await
         .map_err(pg)?;
-    let head = tx
-        .query(
-            "SELECT seq, record FROM history ORDER BY seq DESC LIMIT 1",
-            &[],
-        )
-        .await
-        .map_err(pg)?;
-    let mut prev = head.first().map(history_row).transpose()?;
+    let head = tx.query_one(&st, &[]).await.map_err(pg)?;
+    let (mut seq, mut hash, mut time): (i64, String, i64) = (head.get(0), head.get(1), head.get(2));
     let n = recs.len();
     let (mut seqs, mut nodes, mut times, mut kinds) = (
         Vec::with_capacity(n),
@@ -1173,13 +1171,13 @@ async fn append_in(
         Vec::with_capacity(n),
     );
     for rec in &mut recs {
-        rec.seq = prev.as_ref().map_or(1, |p| p.seq + 1);
-        rec.prev_hash = prev.as_ref().map(HistoryRecord::hash).unwrap_or_default();
+        seq += 1;
+        rec.seq = u64::try_from(seq).unwrap_or(0);
+        rec.prev_hash = std::mem::take(&mut hash);
         // As on sled: record times never go backwards.
-        if let Some(p) = &prev {
-            rec.time_unix = rec.time_unix.max(p.time_unix);
-        }
-        seqs.push(i64_of(rec.seq));
+        rec.time_unix = rec.time_unix.max(time);
+        time = rec.time_unix;
+        seqs.push(seq);
         nodes.push(rec.node_id.clone());
         times.push(rec.time_unix);
         kinds.push(rec.kind.clone());
@@ -1195,23 +1193,32 @@ async fn append_in(
                 .collect::<Vec<_>>()
                 .join("\t"),
         );
-        json.push(json_text(rec));
-        prev = Some(rec.clone());
+        let j = json_text(rec);
+        hash = hex::encode(Sha256::digest(j.as_bytes()));
+        json.push(j);
     }
-    tx.execute(
-        "INSERT INTO history (seq, node_id, time_unix, kind, passed, policy_digest, \
-         failed_claims, record) \
-         SELECT s, n, t, k, p, d, \
-                CASE WHEN f = '' THEN '{}'::text[] ELSE string_to_array(f, E'\\t') END, r \
-         FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], \
-                     $5::boolean[], $6::text[], $7::text[], $8::text[]) \
-              AS u(s, n, t, k, p, d, f, r)",
-        &[
-            &seqs, &nodes, &times, &kinds, &passed, &policies, &failed, &json,
-        ],
-    )
-    .await
-    .map_err(pg)?;
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO history (seq, node_id, time_unix, kind, passed, policy_digest, \
+             failed_claims, record) \
+             SELECT s, n, t, k, p, d, \
+                    CASE WHEN f = '' THEN '{}'::text[] ELSE string_to_array(f, E'\\t') END, r \
+             FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], \
+                         $5::boolean[], $6::text[], $7::text[], $8::text[]) \
+                  AS u(s, n, t, k, p, d, f, r)",
+        )
+        .await
+        .map_err(pg)?;
+    let advance = tx
+        .prepare_cached("UPDATE history_head SET seq = $1, hash = $2, time_unix = $3")
+        .await
+        .map_err(pg)?;
+    // Pipelined: both go out before either answer comes back.
+    let rows: [&(dyn ToSql + Sync); 8] = [
+        &seqs, &nodes, &times, &kinds, &passed, &policies, &failed, &json,
+    ];
+    let head: [&(dyn ToSql + Sync); 3] = [&seq, &hash, &time];
+    tokio::try_join!(tx.execute(&insert, &rows), tx.execute(&advance, &head)).map_err(pg)?;
     Ok(recs)
 }
 
@@ -1229,24 +1236,23 @@ async fn put_evidence_in(
         let digest: [u8; 32] = Sha256::digest(bytes).into();
         let digest = digest.to_vec();
         // Send the log only when the server does not have it yet.
-        let bumped = tx
-            .execute(
-                "UPDATE blobs SET refs = refs + 1 WHERE digest = $1",
-                &[&digest],
-            )
-            .await
-            .map_err(pg)?;
+        let bumped = exec(
+            tx,
+            "UPDATE blobs SET refs = refs + 1 WHERE digest = $1",
+            &[&digest],
+        )
+        .await?;
         if bumped == 0 {
-            let inserted: bool = tx
-                .query_one(
-                    "INSERT INTO blobs (digest, data, refs) VALUES ($1, $2, 1) \
-                     ON CONFLICT (digest) DO UPDATE SET refs = blobs.refs + 1 \
-                     RETURNING (xmax = 0)",
-                    &[&digest, bytes],
-                )
-                .await
-                .map_err(pg)?
-                .get(0);
+            let inserted = rows(
+                tx,
+                "INSERT INTO blobs (digest, data, refs) VALUES ($1, $2, 1) \
+                 ON CONFLICT (digest) DO UPDATE SET refs = blobs.refs + 1 \
+                 RETURNING (xmax = 0)",
+                &[&digest, bytes],
+            )
+            .await?
+            .first()
+            .is_some_and(|r| r.get::<_, bool>(0));
             if inserted {
                 size += bytes.len() as u64;
             }
@@ -1255,14 +1261,15 @@ async fn put_evidence_in(
     }
     [ev.uefi_log, ev.ima_log, ev.cel_log] = names;
     ev.bytes = size;
-    tx.execute(
-        "INSERT INTO evidence (seq, time_unix, rec) VALUES ($1, $2, $3) \
-         ON CONFLICT (seq) DO UPDATE SET time_unix = EXCLUDED.time_unix, rec = EXCLUDED.rec",
-        &[&i64_of(seq), &ev.time_unix, &json_text(&ev)],
+    let own = i64_of(ev.attest.len() as u64 / 2 + ev.signature.len() as u64 / 2);
+    exec(
+        tx,
+        "INSERT INTO evidence (seq, time_unix, own_bytes, rec) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (seq) DO UPDATE SET time_unix = EXCLUDED.time_unix, \
+         own_bytes = EXCLUDED.own_bytes, rec = EXCLUDED.rec",
+        &[&i64_of(seq), &ev.time_unix, &own, &json_text(&ev)],
     )
-    .await
-    .map_err(pg)?;
-    add_counter(tx, "evidence_bytes", i64_of(size)).await?;
+    .await?;
     Ok(())
 }
 
@@ -1272,7 +1279,8 @@ async fn put_token_in(
     rec: &TokenRecord,
 ) -> Result<(), StoreError> {
     let id = token_key(token).to_vec();
-    c.execute(
+    exec(
+        c,
         "INSERT INTO tokens (id, node_id, ak_name, issued_unix, expires_unix, used, \
          revoked) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (id) DO UPDATE SET \
          node_id = EXCLUDED.node_id, ak_name = EXCLUDED.ak_name, \
@@ -1288,7 +1296,26 @@ async fn put_token_in(
             &rec.revoked,
         ],
     )
-    .await
-    .map_err(pg)?;
+    .await?;
     Ok(())
+}
+
+/// Runs a statement prepared once per connection (parse and plan once).
+async fn exec(
+    c: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, StoreError> {
+    let st = c.prepare_cached(sql).await.map_err(pg)?;
+    c.execute(&st, params).await.map_err(pg)
+}
+
+/// A query prepared once per connection.
+async fn rows(
+    c: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, StoreError> {
+    let st = c.prepare_cached(sql).await.map_err(pg)?;
+    c.query(&st, params).await.map_err(pg)
 }
