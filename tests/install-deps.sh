@@ -2,7 +2,8 @@
 # Installs what Assay builds and tests with, if missing: Debian packages (swtpm,
 # tpm2-tss headers, tpm2-tools as test oracle, protoc, openssl/python3 for the
 # scripts, containerd + runc + busybox-static for the container tests, docker.io +
-# iproute2 + util-linux for the Swarm join test; with --vm also QEMU, OVMF,
+# iproute2 + util-linux for the Swarm join test, postgresql for the storage
+# suite and the replica tests; with --vm also QEMU, OVMF,
 # Debian's cloud kernel, cpio and binutils for vm-tests) and, when there
 # is no cargo at all, a stable Rust toolchain via rustup.
 set -euo pipefail

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace: formatting, clippy, unit tests,
-# the real-part tests (swtpm, TLS, sled, tpm2-tools as oracle), and the fast
+# the real-part tests (swtpm, TLS, sled, PostgreSQL, tpm2-tools as oracle), and the fast
 # set of vm-tests (real firmware measured boot in QEMU + OVMF + swtpm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
