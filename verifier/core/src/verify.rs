@@ -161,10 +161,16 @@ fn quote_claims(
         // The reported PCR values are now proven by the quote: judge them, and
         // the logs that claim to explain them.
         claims.extend(pcr_claims(check.policy, evidence.pcrs_sha256));
+        // The UEFI log is parsed, and its sha256 bank replayed, once for
+        // every rule set that reads it.
+        let uefi = (check.policy.measured_boot().is_some() || check.policy.containers().is_some())
+            .then_some(evidence.uefi_log)
+            .flatten()
+            .map(ParsedUefi::parse);
         if let Some(rules) = check.policy.measured_boot() {
-            claims.extend(measured_boot::claims(
+            claims.extend(measured_boot::claims_parsed(
                 rules,
-                evidence.uefi_log,
+                uefi.as_ref(),
                 evidence.pcrs_sha256,
             ));
         }
@@ -172,10 +178,10 @@ fn quote_claims(
             claims.extend(ima::claims(rules, evidence.ima_log, evidence.pcrs_sha256));
         }
         if let Some(rules) = check.policy.containers() {
-            claims.extend(containers::claims(
+            claims.extend(containers::claims_parsed(
                 rules,
                 evidence.cel_log,
-                evidence.uefi_log,
+                uefi.as_ref(),
                 evidence.pcrs_sha256,
             ));
         }
@@ -318,6 +324,28 @@ fn pcr_claims(policy: &Policy, reported: &[(u32, Vec<u8>)]) -> Vec<Claim> {
             )
         })
         .collect()
+}
+
+/// A UEFI event log parsed, with its sha256 bank replayed (the bank the
+/// quote covers), or why it could not be parsed.
+pub(crate) struct ParsedUefi(
+    Result<
+        (
+            crate::eventlog::uefi::EventLog,
+            crate::eventlog::uefi::Replay,
+        ),
+        crate::eventlog::uefi::EventLogError,
+    >,
+);
+
+impl ParsedUefi {
+    pub(crate) fn parse(bytes: &[u8]) -> Self {
+        use crate::eventlog::uefi;
+        Self(uefi::parse(bytes, &uefi::Limits::default()).map(|log| {
+            let replay = uefi::replay_bank(&log, HashAlg::Sha256);
+            (log, replay)
+        }))
+    }
 }
 
 /// SHA-256 over an unambiguous encoding of the evidence:

@@ -33,13 +33,16 @@ pub fn config_variable<'a>(log: &'a EventLog, name: &str) -> Option<(&'a Event, 
         .iter()
         .filter(|e| e.pcr == SECURE_BOOT_PCR && e.event_type == EV_EFI_VARIABLE_DRIVER_CONFIG)
     {
-        if let Ok(EventData::Variable(v)) = efi::decode(e.event_type, &e.data) {
-            if v.name == name {
-                found = Some((e, v));
-            }
+        // Decode the value of the last event naming `name` only.
+        if efi::variable::name_of(&e.data).is_some_and(|n| n == name) {
+            found = Some(e);
         }
     }
-    found
+    let e = found?;
+    match efi::decode(e.event_type, &e.data) {
+        Ok(EventData::Variable(v)) => Some((e, v)),
+        _ => None,
+    }
 }
 
 /// The entries of a signature database variable, each as the SHA-256 a policy

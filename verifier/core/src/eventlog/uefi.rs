@@ -626,8 +626,18 @@ pub fn hash(bank: HashAlg, data: &[u8]) -> Vec<u8> {
 
 /// Replays the log into every bank it carries.
 pub fn replay(log: &EventLog) -> Replay {
+    replay_banks(log, |_| true)
+}
+
+/// [`replay`] of one bank only (what the verifier compares with a sha256
+/// quote): the other banks' hashing is not done.
+pub fn replay_bank(log: &EventLog, bank: HashAlg) -> Replay {
+    replay_banks(log, |b| b == bank.to_tpm())
+}
+
+fn replay_banks(log: &EventLog, wanted: impl Fn(u16) -> bool) -> Replay {
     let mut out = Replay::default();
-    for alg_id in log.banks() {
+    for alg_id in log.banks().into_iter().filter(|b| wanted(*b)) {
         let Some(bank) = HashAlg::from_tpm(alg_id) else {
             out.unsupported_banks.push(alg_id);
             continue;

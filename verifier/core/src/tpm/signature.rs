@@ -168,6 +168,74 @@ pub fn verify_signature(
             });
         }
     }
+    // Fast path: ring's assembly-backed verification for the common cases
+    // (RSA 2048–8192 PKCS#1 v1.5 and PSS with salt = hash length, ECDSA
+    // P-256). Anything it does not accept — another scheme or size, PSS with
+    // the largest salt, or a bad signature (for the precise error) — goes to
+    // RustCrypto, which implements every case. Both agree (tested).
+    if verify_with_ring(key, message, sig) == Some(true) {
+        return Ok(());
+    }
+    verify_with_rustcrypto(key, message, sig)
+}
+
+/// Verifies with ring where it implements the scheme: `None` when it does not.
+fn verify_with_ring(key: &TpmPublic, message: &[u8], signature: &TpmSignature) -> Option<bool> {
+    use ring::signature as rs;
+    let pss = matches!(signature, TpmSignature::RsaPss { .. });
+    match (signature, &key.key) {
+        (TpmSignature::RsaSsa { hash, sig }, PublicKey::Rsa { modulus, exponent })
+        | (TpmSignature::RsaPss { hash, sig }, PublicKey::Rsa { modulus, exponent }) => {
+            let alg: &'static rs::RsaParameters = match (pss, hash) {
+                (false, HashAlg::Sha1) => &rs::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+                (false, HashAlg::Sha256) => &rs::RSA_PKCS1_2048_8192_SHA256,
+                (false, HashAlg::Sha384) => &rs::RSA_PKCS1_2048_8192_SHA384,
+                (false, HashAlg::Sha512) => &rs::RSA_PKCS1_2048_8192_SHA512,
+                (true, HashAlg::Sha256) => &rs::RSA_PSS_2048_8192_SHA256,
+                (true, HashAlg::Sha384) => &rs::RSA_PSS_2048_8192_SHA384,
+                (true, HashAlg::Sha512) => &rs::RSA_PSS_2048_8192_SHA512,
+                (true, HashAlg::Sha1) => return None,
+            };
+            let n = modulus.get(modulus.iter().take_while(|b| **b == 0).count()..)?;
+            if !(2048..=8192).contains(&(n.len() * 8)) {
+                return None;
+            }
+            let e = if *exponent == 0 { 65_537 } else { *exponent };
+            let e = e.to_be_bytes();
+            let e = e.get(e.iter().take_while(|b| **b == 0).count()..)?;
+            Some(
+                rs::RsaPublicKeyComponents { n, e }
+                    .verify(alg, message, sig)
+                    .is_ok(),
+            )
+        }
+        (TpmSignature::Ecdsa { hash, r, s }, PublicKey::Ecc { curve, x, y })
+            if *curve == TPM_ECC_NIST_P256 =>
+        {
+            if *hash != HashAlg::Sha256 {
+                return None;
+            }
+            let (x, y) = (left_pad::<32>(x)?, left_pad::<32>(y)?);
+            let point = [&[4u8][..], &x, &y].concat();
+            let (Some(r), Some(s)) = (left_pad::<32>(r), left_pad::<32>(s)) else {
+                return Some(false);
+            };
+            Some(
+                rs::UnparsedPublicKey::new(&rs::ECDSA_P256_SHA256_FIXED, point)
+                    .verify(message, &[r, s].concat())
+                    .is_ok(),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// The RustCrypto path (every scheme and size the parser accepts).
+fn verify_with_rustcrypto(
+    key: &TpmPublic,
+    message: &[u8],
+    sig: &TpmSignature,
+) -> Result<(), SignatureError> {
     let digest = sig.hash().digest(message);
     match sig {
         TpmSignature::RsaSsa { hash, sig } => {
@@ -263,6 +331,37 @@ mod tests {
         for ak in all_aks() {
             let sig = parse_tpmt_signature(&ak.sign(&mut rng(), MSG)).unwrap();
             verify_signature(&ak.public(), MSG, &sig).unwrap();
+        }
+    }
+
+    #[test]
+    fn ring_and_rustcrypto_agree_on_good_and_damaged_signatures() {
+        for ak in all_aks() {
+            let public = ak.public();
+            let good = parse_tpmt_signature(&ak.sign(&mut rng(), MSG)).unwrap();
+            assert_eq!(verify_with_ring(&public, MSG, &good), Some(true));
+            assert!(verify_with_rustcrypto(&public, MSG, &good).is_ok());
+            // Every byte of the signature, and of the message, damaged in turn.
+            let raw = good.to_bytes();
+            for i in (6..raw.len()).step_by(7) {
+                let mut bad = raw.clone();
+                bad[i] ^= 0x01;
+                let Ok(bad) = parse_tpmt_signature(&bad) else {
+                    continue;
+                };
+                assert_eq!(
+                    verify_with_ring(&public, MSG, &bad).unwrap_or(false),
+                    verify_with_rustcrypto(&public, MSG, &bad).is_ok(),
+                    "signature byte {i}"
+                );
+                assert!(verify_signature(&public, MSG, &bad).is_err());
+            }
+            for i in 0..MSG.len() {
+                let mut msg = MSG.to_vec();
+                msg[i] ^= 0x80;
+                assert_eq!(verify_with_ring(&public, &msg, &good), Some(false));
+                assert!(verify_with_rustcrypto(&public, &msg, &good).is_err());
+            }
         }
     }
 

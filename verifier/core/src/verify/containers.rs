@@ -25,10 +25,12 @@ use crate::verdict::Claim;
 /// Most failing records listed one claim each; the rest are counted.
 const MAX_LISTED: usize = 32;
 
-pub(super) fn claims(
+/// `[containers]` claims; the UEFI log (what the firmware put into the
+/// CEL's PCR) is parsed once for every rule set that reads it.
+pub(super) fn claims_parsed(
     rules: &ContainerRules,
     cel_log: Option<&[u8]>,
-    uefi_log: Option<&[u8]>,
+    uefi: Option<&super::ParsedUefi>,
     quoted: &[(u32, Vec<u8>)],
 ) -> Vec<Claim> {
     let present = "a container measurement log (TCG CEL TLV)";
@@ -74,7 +76,7 @@ pub(super) fn claims(
             location,
         )];
     };
-    let initial = boot_value(uefi_log, pcr);
+    let initial = boot_value(uefi, pcr);
     let covered = match covered_prefix(&log.records, &initial, quoted) {
         Ok(n) => n,
         Err(why) => return vec![Claim::new(id, false, hex::encode(quoted), why, location)],
@@ -129,11 +131,10 @@ fn loc(r: &Record) -> String {
 
 /// What the UEFI log put into `pcr` at boot (systemd, for one, measures into
 /// PCR 13), or the reset value.
-fn boot_value(uefi_log: Option<&[u8]>, pcr: u32) -> Vec<u8> {
+fn boot_value(uefi: Option<&super::ParsedUefi>, pcr: u32) -> Vec<u8> {
     let bank = HashAlg::Sha256;
-    uefi_log
-        .and_then(|b| uefi::parse(b, &uefi::Limits::default()).ok())
-        .and_then(|log| uefi::replay(&log).pcr(bank, pcr).map(<[u8]>::to_vec))
+    uefi.and_then(|p| p.0.as_ref().ok())
+        .and_then(|(_, replay)| replay.pcr(bank, pcr).map(<[u8]>::to_vec))
         .unwrap_or_else(|| vec![0; bank.digest_len()])
 }
 

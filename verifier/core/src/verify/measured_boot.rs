@@ -18,9 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::eventlog::efi::{self, EventData, Separator, VariableData, EV_SEPARATOR};
 use crate::eventlog::facts;
-use crate::eventlog::uefi::{
-    self, check_event_data, event_type_name, DataCheck, Event, EventLog, Limits,
-};
+use crate::eventlog::uefi::{self, check_event_data, event_type_name, DataCheck, Event, EventLog};
 use crate::policy::measured_boot::MeasuredBootRules;
 use crate::tpm::public::HashAlg;
 use crate::verdict::Claim;
@@ -83,14 +81,16 @@ fn loc(e: &Event) -> String {
 
 /// Every `[measured_boot]` claim for this evidence. `quoted` are the sha256 PCR
 /// values the quote proved.
-pub(super) fn claims(
+/// [`claims`] on a log parsed (and its sha256 bank replayed) once for every
+/// rule set that reads it.
+pub(super) fn claims_parsed(
     rules: &MeasuredBootRules,
-    log: Option<&[u8]>,
+    parsed: Option<&super::ParsedUefi>,
     quoted: &[(u32, Vec<u8>)],
 ) -> Vec<Claim> {
     let mut out = Vec::new();
     let present = "a UEFI event log (TCG PC Client, crypto-agile or SHA-1)";
-    let Some(bytes) = log else {
+    let Some(parsed) = parsed else {
         out.push(Claim::new(
             "eventlog.uefi.present",
             false,
@@ -100,8 +100,8 @@ pub(super) fn claims(
         ));
         return out;
     };
-    let log = match uefi::parse(bytes, &Limits::default()) {
-        Ok(log) => log,
+    let (log, replay) = match &parsed.0 {
+        Ok((log, replay)) => (log, replay),
         Err(e) => {
             out.push(Claim::new(
                 "eventlog.uefi.format",
@@ -123,19 +123,15 @@ pub(super) fn claims(
         ));
         return out;
     }
-    let replay = uefi::replay(&log);
     let mut trusted_pcrs = BTreeSet::new();
     for pcr in &rules.pcrs {
-        let claim = replay_claim(&log, &replay, *pcr, quoted);
+        let claim = replay_claim(log, replay, *pcr, quoted);
         if claim.passed {
             trusted_pcrs.insert(*pcr);
         }
         out.push(claim);
     }
-    let j = Judged {
-        log: &log,
-        trusted_pcrs,
-    };
+    let j = Judged { log, trusted_pcrs };
     separator_claims(rules, &j, &mut out);
     if let Some(expected) = rules.secure_boot {
         out.push(secure_boot_claim(expected, &j));

@@ -168,6 +168,12 @@ pub fn variable_data_only(data: &[u8]) -> Option<&[u8]> {
 /// With `authority` (for `EV_EFI_VARIABLE_AUTHORITY`) the data is read as an
 /// [`Authority`], best-effort; otherwise a well-known variable whose data is
 /// malformed is an error naming the variable.
+/// The variable's name only, without decoding its value (cheap: the
+/// callers looking for one variable skip the others' signature lists).
+pub fn name_of(data: &[u8]) -> Option<String> {
+    split(data).ok().map(|parts| utf16_lossy(parts.name))
+}
+
 pub fn decode(data: &[u8], authority: bool) -> Result<VariableData, EfiError> {
     let parts = split(data)?;
     let name = utf16_lossy(parts.name);
