@@ -79,10 +79,9 @@ fn loc(e: &Event) -> String {
     )
 }
 
-/// Every `[measured_boot]` claim for this evidence. `quoted` are the sha256 PCR
-/// values the quote proved.
-/// [`claims`] on a log parsed (and its sha256 bank replayed) once for every
-/// rule set that reads it.
+/// Every `[measured_boot]` claim for this evidence: `parsed` is the UEFI log
+/// parsed (and its sha256 bank replayed) once for every rule set that reads
+/// it, `quoted` the sha256 PCR values the quote proved.
 pub(super) fn claims_parsed(
     rules: &MeasuredBootRules,
     parsed: Option<&super::ParsedUefi>,
