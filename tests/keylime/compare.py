@@ -28,6 +28,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import statistics
 import struct
 import subprocess
@@ -281,6 +282,11 @@ def run(ev):
         values = {str(i): f"{int(pcrs_hashes.get(str(i), 0)):064x}" for i in MB_PCRS}
         return values, data, failure
 
+    def eventlog_subprocess_us(name):
+        """The part of bootlog_parse spent running tpm2_eventlog (spawn + its YAML output)."""
+        cmd = ["tpm2_eventlog", "--eventlog-version=2", os.path.join(ev, name)]
+        return timed(lambda: subprocess.run(cmd, check=True, capture_output=True))[0]
+
     gce_b64, gce_bad_b64 = bootlog("uefi_gce.bin"), bootlog("uefi_gce.bad.bin")
     gce_vals, gce_data, gce_fail = replay_of(gce_b64)
     gce_bad_vals, _, _ = replay_of(gce_bad_b64)
@@ -295,6 +301,7 @@ def run(ev):
         "bad_detail": f"replay differs from the good log's in PCR {diff}" if diff else "same replay",
         "replay": gce_vals,
         "events": len(gce_data.get("events", [])) if gce_data else 0,
+        "tpm2_eventlog_us": eventlog_subprocess_us("uefi_gce.bin"),
     }
 
     def refstate_for(name):
@@ -316,11 +323,13 @@ def run(ev):
     if reason is None:
         results["uefi_gce_policy"] = {"na": "unexpected: Keylime's stock policy accepts this log"}
     else:
-        # Keep the end of the message: the reason Keylime's test gives.
-        short = reason if len(reason) < 300 else "…" + reason[-300:]
+        # The reason ends with what Keylime's test found ("... lacks fields {...}").
+        m = re.search(r"(lacks fields \{[^}]*\}|has unexpected .*|is None instead of .*)$", reason)
+        short = m.group(1) if m else reason[-160:]
         results["uefi_gce_policy"] = {
-            "na": "Keylime's stock 'example' policy rejects this log with the reference state "
-            "its own create_mb_policy made from it: " + short
+            "na": "stock 'example' policy rejects this good log with the reference state "
+            f"Keylime's own create_mb_policy wrote from it: {short}",
+            "na_detail": reason,
         }
 
     # 2c. The Keylime secure-boot log (the one the TPM replayed): parse + replay,
@@ -340,6 +349,7 @@ def run(ev):
         "bad_detail": f"replay differs from the TPM in PCR {bad_off}" if bad_off else "replay equals the TPM",
         "replay": sb_vals,
         "events": len(sb_data.get("events", [])) if sb_data else 0,
+        "tpm2_eventlog_us": eventlog_subprocess_us("uefi_sb.bin"),
     }
 
     # 2d. Quote + log + Keylime's measured-boot policy: Tpm.check_quote as the
@@ -464,7 +474,7 @@ STEPS = [
     ("quote_ecdsa", "1b quote check, ECDSA P-256 (12 PCRs)"),
     ("quote_relabel", "1c probe: PCR file relabeled (PCR 14's value reported as PCR 15), verdicts only"),
     ("uefi_gce_replay", "2a UEFI log parse + replay: GCE Ubuntu 21.04 log (112 events)"),
-    ("uefi_gce_policy", "2b quote + GCE log + measured-boot policy"),
+    ("uefi_gce_policy", "2b quote + GCE log replay + measured-boot policy (Assay: software-AK quote, no TPM booted this log)"),
     ("uefi_sb_replay", "2c UEFI log parse + replay: Keylime's secure-boot test log (99 events, the TPM's boot)"),
     ("uefi_sb_policy", "2d quote (PCR 0-9, 14) + secure-boot log replay + measured-boot policy"),
     ("ima_replay", "3a IMA ascii log, 10,000 ima-ng entries: parse + replay into sha256 PCR 10"),
@@ -477,7 +487,7 @@ def fmt_us(v):
     return f"{v:,.1f}" if v < 100 else f"{v:,.0f}"
 
 
-def table(assay_path, keylime_path, out_md=None):
+def table(assay_path, keylime_path, out_md=None, header=""):
     # pylint: disable=too-many-branches,too-many-locals
     assay = json.load(open(assay_path))
     keylime = json.load(open(keylime_path))
@@ -512,6 +522,15 @@ def table(assay_path, keylime_path, out_md=None):
                 f"{sid}: {tool}: good {'PASS' if r.get('good_pass') else 'FAIL'} ({r.get('good_detail')}); "
                 f"bad {'PASS' if r.get('bad_pass') else 'FAIL'} ({r.get('bad_detail')}); n = {r.get('n')}"
             )
+        if "events" in a and "events" in k:
+            notes.append(f"{sid}: events parsed: Assay {a['events']}, Keylime (tpm2_eventlog) {k['events']}")
+        if "tpm2_eventlog_us" in k:
+            notes.append(
+                f"{sid}: Keylime: of its {fmt_us(k['median_us'])} µs, running tpm2_eventlog alone "
+                f"(process + its YAML on a pipe) takes {fmt_us(k['tpm2_eventlog_us'])} µs"
+            )
+        if "na_detail" in k:
+            notes.append(f"{sid}: Keylime: {k['na_detail']}")
         # Replayed PCR values must agree between the tools.
         if "replay" in a and "replay" in k:
             for pcr, v in a["replay"].items():
@@ -538,6 +557,8 @@ def table(assay_path, keylime_path, out_md=None):
             print("  " + p)
     if out_md:
         with open(out_md, "w") as f:
+            if header:
+                f.write(header + "\n\n")
             f.write("| " + " | ".join(head) + " |\n|" + "---|" * 4 + "\n")
             for r in rows:
                 f.write("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |\n")
@@ -560,7 +581,7 @@ def main():
     elif cmd == "run":
         run(*args)
     elif cmd == "table":
-        sys.exit(table(*args))
+        sys.exit(table(args[0], args[1], args[2] if len(args) > 2 and args[2] else None, os.environ.get("TABLE_HEADER", "")))
     else:
         raise SystemExit(__doc__)
 

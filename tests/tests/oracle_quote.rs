@@ -132,6 +132,7 @@ fn verify(
         expected_nonce: &q.nonce,
         previous_clock: None,
         policy,
+        cache: None,
     };
     verify_quote(
         &check,

@@ -301,6 +301,7 @@ pub fn verify_bundle(
         expected_nonce: expected_nonce.unwrap_or(&ev.nonce),
         previous_clock: None,
         policy,
+        cache: None,
     };
     let evidence = QuoteEvidence {
         attest: &ev.attest,

@@ -59,8 +59,14 @@ pub fn build(config: Config) -> anyhow::Result<Verifier> {
         policy,
         store,
         tokens,
+        measured_boot_cache: assay_core::verify::MeasuredBootCache::new(
+            MEASURED_BOOT_CACHE_ENTRIES,
+        ),
     })
 }
+
+/// Distinct measured-boot judgements kept (each a few KiB).
+const MEASURED_BOOT_CACHE_ENTRIES: usize = 4096;
 
 /// Serves until SIGINT or SIGTERM. Prints `listening on ADDR` once bound.
 pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {

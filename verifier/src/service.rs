@@ -129,6 +129,9 @@ pub struct Verifier {
     pub anchors: TrustAnchors,
     pub policy: Policy,
     pub store: Box<dyn Storage>,
+    /// Measured-boot judgements by (policy, UEFI log, quoted PCRs): a fleet
+    /// booted from one image is judged once per distinct log.
+    pub measured_boot_cache: assay_core::verify::MeasuredBootCache,
     pub tokens: TokenSigner,
     /// The orchestrator's join issuer (`[join]`).
     pub join: std::sync::Arc<dyn crate::join::JoinIssuer>,
@@ -384,6 +387,8 @@ impl Verifier {
             expected_nonce: &nonce,
             previous_clock: ev.previous_clock,
             policy: &policy,
+            // Reverification judges the stored evidence afresh.
+            cache: None,
         };
         let outcome = verify_quote(&check, &evidence);
         // Nonce claims depend on single-use state at the time: taken as recorded.
@@ -481,6 +486,7 @@ impl Verifier {
             expected_nonce: &input.nonce,
             previous_clock: node.last_clock,
             policy: &self.policy,
+            cache: Some(&self.measured_boot_cache),
         };
         let outcome = verify_quote(&check, &evidence);
         let notes = log_notes(&input.log_notes);

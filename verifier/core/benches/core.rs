@@ -53,6 +53,7 @@ fn whole_verify_quote(c: &mut Criterion) {
             expected_nonce: &scenario.nonce,
             previous_clock: Some(previous),
             policy: &scenario.policy,
+            cache: None,
         };
         let evidence = QuoteEvidence {
             attest: &attest,

@@ -46,6 +46,95 @@ pub struct QuoteCheck<'a> {
     /// The clock info of the node's last authentic quote, for rollback detection.
     pub previous_clock: Option<ClockInfo>,
     pub policy: &'a Policy,
+    /// Measured-boot judgements already reached for the same log (a fleet
+    /// booted from one image sends the same UEFI log again and again).
+    pub cache: Option<&'a MeasuredBootCache>,
+}
+
+/// `[measured_boot]` claims already reached, keyed by SHA-256 over the
+/// policy's digest, the UEFI log and the quoted values of the rule's PCRs —
+/// everything the claims depend on — so a hit is the same judgement, not a
+/// guess. Bounded: when full, the oldest half is dropped.
+#[derive(Debug)]
+pub struct MeasuredBootCache {
+    capacity: usize,
+    inner: std::sync::Mutex<CacheInner>,
+}
+
+/// A judgement: the claims, and the sha256 bank the log replayed to (what
+/// `[containers]` starts the CEL's PCR from), if the log parsed.
+#[derive(Debug)]
+struct Cached {
+    claims: Vec<Claim>,
+    replay: Option<crate::eventlog::uefi::Replay>,
+}
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    map: std::collections::HashMap<[u8; 32], std::sync::Arc<Cached>>,
+    order: std::collections::VecDeque<[u8; 32]>,
+    hits: u64,
+    misses: u64,
+}
+
+impl MeasuredBootCache {
+    /// A cache of at most `capacity` judgements (a few KiB each).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            inner: Default::default(),
+        }
+    }
+
+    /// (hits, misses) so far.
+    pub fn stats(&self) -> (u64, u64) {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        (g.hits, g.misses)
+    }
+
+    fn key(policy: &Policy, log: &[u8], pcrs: &[u32], quoted: &[(u32, Vec<u8>)]) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"assay.measured-boot-claims.v1\0");
+        h.update(policy.digest());
+        h.update(Sha256::digest(log));
+        for pcr in pcrs {
+            h.update(pcr.to_be_bytes());
+            match quoted.iter().find(|(i, _)| i == pcr) {
+                Some((_, v)) => {
+                    h.update([1]);
+                    h.update((v.len() as u64).to_be_bytes());
+                    h.update(v);
+                }
+                None => h.update([0]),
+            }
+        }
+        h.finalize().into()
+    }
+
+    fn get(&self, key: &[u8; 32]) -> Option<std::sync::Arc<Cached>> {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let found = g.map.get(key).cloned();
+        match found {
+            Some(_) => g.hits += 1,
+            None => g.misses += 1,
+        }
+        found
+    }
+
+    fn put(&self, key: [u8; 32], value: Cached) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if g.map.len() >= self.capacity {
+            let drop_n = g.order.len() / 2 + 1;
+            for _ in 0..drop_n {
+                if let Some(k) = g.order.pop_front() {
+                    g.map.remove(&k);
+                }
+            }
+        }
+        if g.map.insert(key, std::sync::Arc::new(value)).is_none() {
+            g.order.push_back(key);
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,27 +250,61 @@ fn quote_claims(
         // The reported PCR values are now proven by the quote: judge them, and
         // the logs that claim to explain them.
         claims.extend(pcr_claims(check.policy, evidence.pcrs_sha256));
-        // The UEFI log is parsed, and its sha256 bank replayed, once for
-        // every rule set that reads it.
-        let uefi = (check.policy.measured_boot().is_some() || check.policy.containers().is_some())
-            .then_some(evidence.uefi_log)
-            .flatten()
-            .map(ParsedUefi::parse);
+        // The UEFI log is parsed, and its sha256 bank replayed, at most once
+        // for every rule set that reads it — not at all on a cache hit.
+        let parsed = std::cell::OnceCell::new();
+        let parse = || {
+            parsed
+                .get_or_init(|| evidence.uefi_log.map(ParsedUefi::parse))
+                .as_ref()
+        };
+        let mut boot_replay: Option<std::sync::Arc<Cached>> = None;
         if let Some(rules) = check.policy.measured_boot() {
-            claims.extend(measured_boot::claims_parsed(
-                rules,
-                uefi.as_ref(),
-                evidence.pcrs_sha256,
-            ));
+            let key = match (check.cache, evidence.uefi_log) {
+                (Some(_), Some(log)) => Some(MeasuredBootCache::key(
+                    check.policy,
+                    log,
+                    &rules.pcrs,
+                    evidence.pcrs_sha256,
+                )),
+                _ => None,
+            };
+            let cached = check.cache.zip(key.as_ref()).and_then(|(c, k)| c.get(k));
+            match cached {
+                Some(hit) => {
+                    claims.extend(hit.claims.iter().cloned());
+                    boot_replay = Some(hit);
+                }
+                None => {
+                    let judged = measured_boot::claims_parsed(rules, parse(), evidence.pcrs_sha256);
+                    claims.extend(judged.iter().cloned());
+                    if let (Some(c), Some(k)) = (check.cache, key) {
+                        let replay = parse()
+                            .and_then(|p| p.0.as_ref().ok())
+                            .map(|(_, r)| r.clone());
+                        c.put(
+                            k,
+                            Cached {
+                                claims: judged,
+                                replay,
+                            },
+                        );
+                    }
+                }
+            }
         }
         if let Some(rules) = check.policy.ima() {
             claims.extend(ima::claims(rules, evidence.ima_log, evidence.pcrs_sha256));
         }
         if let Some(rules) = check.policy.containers() {
+            let boot = match &boot_replay {
+                Some(hit) => hit.replay.as_ref(),
+                None => parse().and_then(|p| p.0.as_ref().ok()).map(|(_, r)| r),
+            };
             claims.extend(containers::claims_parsed(
                 rules,
                 evidence.cel_log,
-                uefi.as_ref(),
+                boot,
                 evidence.pcrs_sha256,
             ));
         }
@@ -764,7 +887,7 @@ mod tests {
         ) {
             let s = rsa();
             let ak = s.ak.public();
-            let check = QuoteCheck { ak: &ak, expected_nonce: &s.nonce, previous_clock: None, policy: &s.policy };
+            let check = QuoteCheck { ak: &ak, expected_nonce: &s.nonce, previous_clock: None, policy: &s.policy, cache: None };
             let o = verify_quote(&check, &QuoteEvidence { attest: &attest, signature: &sig, pcrs_sha256: &pcrs, ..Default::default() });
             prop_assert!(!o.verdict.passed);
         }

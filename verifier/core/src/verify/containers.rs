@@ -25,12 +25,12 @@ use crate::verdict::Claim;
 /// Most failing records listed one claim each; the rest are counted.
 const MAX_LISTED: usize = 32;
 
-/// `[containers]` claims; the UEFI log (what the firmware put into the
-/// CEL's PCR) is parsed once for every rule set that reads it.
+/// `[containers]` claims; `boot` is the UEFI log's sha256 replay (what the
+/// firmware put into the CEL's PCR before the runtime), if there is a log.
 pub(super) fn claims_parsed(
     rules: &ContainerRules,
     cel_log: Option<&[u8]>,
-    uefi: Option<&super::ParsedUefi>,
+    boot: Option<&uefi::Replay>,
     quoted: &[(u32, Vec<u8>)],
 ) -> Vec<Claim> {
     let present = "a container measurement log (TCG CEL TLV)";
@@ -76,7 +76,7 @@ pub(super) fn claims_parsed(
             location,
         )];
     };
-    let initial = boot_value(uefi, pcr);
+    let initial = boot_value(boot, pcr);
     let covered = match covered_prefix(&log.records, &initial, quoted) {
         Ok(n) => n,
         Err(why) => return vec![Claim::new(id, false, hex::encode(quoted), why, location)],
@@ -131,10 +131,9 @@ fn loc(r: &Record) -> String {
 
 /// What the UEFI log put into `pcr` at boot (systemd, for one, measures into
 /// PCR 13), or the reset value.
-fn boot_value(uefi: Option<&super::ParsedUefi>, pcr: u32) -> Vec<u8> {
+fn boot_value(boot: Option<&uefi::Replay>, pcr: u32) -> Vec<u8> {
     let bank = HashAlg::Sha256;
-    uefi.and_then(|p| p.0.as_ref().ok())
-        .and_then(|(_, replay)| replay.pcr(bank, pcr).map(<[u8]>::to_vec))
+    boot.and_then(|replay| replay.pcr(bank, pcr).map(<[u8]>::to_vec))
         .unwrap_or_else(|| vec![0; bank.digest_len()])
 }
 

@@ -320,12 +320,26 @@ impl Scenario {
         ima_log: Option<&[u8]>,
         cel_log: Option<&[u8]>,
     ) -> QuoteOutcome {
+        self.verify_signed_cached(attest, signature, uefi_log, ima_log, cel_log, None)
+    }
+
+    /// [`Self::verify_signed_with_all_logs`] with a measured-boot cache.
+    pub fn verify_signed_cached(
+        &self,
+        attest: &[u8],
+        signature: &[u8],
+        uefi_log: Option<&[u8]>,
+        ima_log: Option<&[u8]>,
+        cel_log: Option<&[u8]>,
+        cache: Option<&MeasuredBootCache>,
+    ) -> QuoteOutcome {
         let ak = self.ak.public();
         let check = QuoteCheck {
             ak: &ak,
             expected_nonce: &self.nonce,
             previous_clock: self.previous_clock,
             policy: &self.policy,
+            cache,
         };
         verify_quote(
             &check,

@@ -332,3 +332,55 @@ fn a_policy_cannot_judge_facts_from_pcrs_it_does_not_replay() {
     let e = Policy::parse("t.toml", text).unwrap_err().to_string();
     assert!(e.contains("kernel_cmdlines"), "{e}");
 }
+
+/// The measured-boot cache gives the judgement a fresh evaluation would, and
+/// only for the same log, policy and quoted PCRs: a node cannot borrow a
+/// cached pass with another log, or with PCRs the log does not replay to.
+#[test]
+fn cached_judgements_are_fresh_judgements_keyed_by_everything_they_depend_on() {
+    use crate::verify::MeasuredBootCache;
+    let log = gce();
+    let rules = format!("pk = [\"{PK}\"]\nkek = [\"{KEK}\"]\nsecure_boot = false");
+    let p = policy(&rules);
+    let honest = Scenario::with(shared_rsa_ak(), quoted_for(&log, &p), p.clone());
+    let bytes = encode(&log);
+    let (attest, sig) = honest.signed();
+    let cache = MeasuredBootCache::new(8);
+    let run = |s: &Scenario, log: &[u8], cache: Option<&MeasuredBootCache>| {
+        let (attest, sig) = s.signed();
+        s.verify_signed_cached(&attest, &sig, Some(log), None, None, cache)
+    };
+    let fresh = honest.verify_signed_cached(&attest, &sig, Some(&bytes), None, None, None);
+    assert!(fresh.verdict.passed, "{:#?}", fresh.verdict);
+    let miss = run(&honest, &bytes, Some(&cache));
+    let hit = run(&honest, &bytes, Some(&cache));
+    assert_eq!(cache.stats(), (1, 1), "one miss, then one hit");
+    assert_eq!(miss.verdict.claims, fresh.verdict.claims);
+    assert_eq!(hit.verdict.claims, fresh.verdict.claims);
+
+    // Another log under the same quote: judged afresh (and it fails).
+    let mut other = gce();
+    event_mut(&mut other, 20).data.push(0);
+    let other = encode(&other);
+    let with_cache = run(&honest, &other, Some(&cache));
+    let without = run(&honest, &other, None);
+    assert!(!with_cache.verdict.passed);
+    assert_eq!(with_cache.verdict.claims, without.verdict.claims);
+
+    // The cached log with a quote of other PCR values: judged afresh (fails).
+    let mut pcrs = quoted_for(&log, &p);
+    pcrs.iter_mut().find(|(i, _)| *i == 4).unwrap().1 = vec![0x44; 32];
+    let liar = Scenario::with(shared_rsa_ak(), pcrs, p.clone());
+    let with_cache = run(&liar, &bytes, Some(&cache));
+    assert!(!with_cache.verdict.passed);
+    assert_eq!(
+        with_cache.verdict.claims,
+        run(&liar, &bytes, None).verdict.claims
+    );
+
+    // Another policy: its own entry.
+    let stricter = policy(&format!("{rules}\ncrtm_versions = [\"another firmware\"]"));
+    let s = Scenario::with(shared_rsa_ak(), quoted_for(&log, &stricter), stricter);
+    assert!(!run(&s, &bytes, Some(&cache)).verdict.passed);
+    assert_eq!(cache.stats().0, 1, "no hit but the honest repeat");
+}
