@@ -8,7 +8,7 @@
 //!
 //! `cargo build --release --workspace --bins && cargo bench -p assay-tests --bench load`
 //!
-//! Environment: ASSAY_LOAD_NODES (default 500), ASSAY_LOAD_SECS (10),
+//! Environment: ASSAY_LOAD_NODES (default 2000), ASSAY_LOAD_SECS (10),
 //! ASSAY_LOAD_CONCURRENCY (32 attestations in flight), ASSAY_LOAD_AK
 //! (p256 | rsa), ASSAY_LOAD_SETUPS (default "sled:1,postgres:1,postgres:2").
 //!
@@ -90,11 +90,12 @@ struct Figures {
     machine_cpu: f64,
     enroll_per_s: f64,
     rss_per_node: f64,
+    rss_total_mib: f64,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let nodes: usize = env("ASSAY_LOAD_NODES", 500);
+    let nodes: usize = env("ASSAY_LOAD_NODES", 2000).max(2);
     let secs: u64 = env("ASSAY_LOAD_SECS", 10);
     let conc: usize = env("ASSAY_LOAD_CONCURRENCY", 32).max(1);
     let ak = match std::env::var("ASSAY_LOAD_AK").as_deref() {
@@ -146,8 +147,9 @@ async fn main() -> anyhow::Result<()> {
     }
     for f in &all {
         println!(
-            "{}: verifier resident memory per enrolled node {:.0} bytes (RSS growth over enrollment / nodes)",
-            f.setup, f.rss_per_node
+            "{}: verifier memory per enrolled node {:.0} bytes (RSS growth over the second half of \
+             the enrollment / its nodes); {:.1} MiB RSS growth over the whole enrollment",
+            f.setup, f.rss_per_node, f.rss_total_mib
         );
     }
     Ok(())
@@ -200,22 +202,15 @@ async fn run(
         .collect::<anyhow::Result<_>>()?;
     let make_secs = made.elapsed().as_secs_f64();
     let t = Instant::now();
-    let mut set = tokio::task::JoinSet::new();
-    for w in 0..16usize {
-        let (sims, ek, channels) = (sims.clone(), ek.clone(), channels.clone());
-        set.spawn(async move {
-            for i in (w..sims.len()).step_by(16) {
-                let r = i % channels.len();
-                let mut c = AttestationClient::new(channels[r][i % channels[r].len()].clone());
-                sims[i].enroll(&ek, &mut c).await?;
-            }
-            anyhow::Ok(())
-        });
-    }
-    while let Some(r) = set.join_next().await {
-        r??;
-    }
+    // In two halves: the verifiers' memory after each gives the cost of one
+    // more enrolled node (the slope), apart from start-up and warm-up.
+    let half = nodes / 2;
+    enroll(&sims[..half], ek, &channels).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_half: u64 = vs.iter().map(|v| rss_kib(v.pid())).sum();
+    enroll(&sims[half..], ek, &channels).await?;
     let enroll_per_s = nodes as f64 / t.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let rss1: u64 = vs.iter().map(|v| rss_kib(v.pid())).sum();
     println!(
         "{setup}: {nodes} nodes made in {make_secs:.1} s, enrolled in {:.1} s",
@@ -287,7 +282,8 @@ async fn run(
         verifier_cpu,
         machine_cpu,
         enroll_per_s,
-        rss_per_node: (rss1.saturating_sub(rss0) as f64 * 1024.0) / nodes as f64,
+        rss_per_node: (rss1 as f64 - rss_half as f64) * 1024.0 / (nodes - half).max(1) as f64,
+        rss_total_mib: (rss1.saturating_sub(rss0)) as f64 / 1024.0,
     };
     println!(
         "{}: {} attestations in {:.1} s = {:.0}/s; p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms \
@@ -303,4 +299,28 @@ async fn run(
     );
     drop(vs);
     Ok(f)
+}
+
+/// Enrolls `sims` through the real path, 16 at a time (node i at replica i % replicas).
+async fn enroll(
+    sims: &[Arc<SimNode>],
+    ek: &Arc<SoftEk>,
+    channels: &Arc<Vec<Vec<Channel>>>,
+) -> anyhow::Result<()> {
+    let mut set = tokio::task::JoinSet::new();
+    for w in 0..16usize {
+        let (sims, ek, channels) = (sims.to_vec(), ek.clone(), channels.clone());
+        set.spawn(async move {
+            for i in (w..sims.len()).step_by(16) {
+                let r = i % channels.len();
+                let mut c = AttestationClient::new(channels[r][i % channels[r].len()].clone());
+                sims[i].enroll(&ek, &mut c).await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r??;
+    }
+    Ok(())
 }

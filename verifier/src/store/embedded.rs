@@ -136,6 +136,7 @@ impl SledStore {
 
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = sled::Config::new()
+            .cache_capacity(SLED_CACHE_BYTES)
             .path(path)
             .open()
             .map_err(|source| StoreError::Open {
@@ -859,6 +860,10 @@ impl Storage for SledStore {
         }
     }
 }
+
+/// sled's page cache (its default is 1 GiB): the verifier's memory then
+/// stays flat as the fleet and its history grow; cold pages come from disk.
+const SLED_CACHE_BYTES: u64 = 128 << 20;
 
 /// The last record's position, hash and time.
 #[derive(Clone)]
