@@ -190,21 +190,18 @@ impl PgStore {
         tx.commit().await.map_err(pg)
     }
 
-    /// One statement, prepared once per connection.
+    /// [`rows`] on a pooled connection.
     async fn query(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        let c = self.client().await?;
-        let st = c.prepare_cached(sql).await.map_err(pg)?;
-        c.query(&st, params).await.map_err(pg)
+        rows(&self.client().await?, sql, params).await
     }
 
+    /// [`exec`] on a pooled connection.
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
-        let c = self.client().await?;
-        let st = c.prepare_cached(sql).await.map_err(pg)?;
-        c.execute(&st, params).await.map_err(pg)
+        exec(&self.client().await?, sql, params).await
     }
 
     /// The first seq whose record time is ≥ `t` (`i64::MAX` if none).
