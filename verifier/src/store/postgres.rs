@@ -199,6 +199,16 @@ impl PgStore {
         rows(&self.client().await?, sql, params).await
     }
 
+    /// The first row `sql` returns, read by `read`; `None` when it returns none.
+    fn first<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        read: impl FnOnce(&Row) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        self.run(async { self.query(sql, params).await?.first().map(read).transpose() })
+    }
+
     /// [`exec`] on a pooled connection.
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
         exec(&self.client().await?, sql, params).await
@@ -285,12 +295,11 @@ fn checkpoint_rows(rows: &[Row]) -> Result<Vec<Checkpoint>, StoreError> {
 
 impl Storage for PgStore {
     fn node(&self, node_id: &str) -> Result<Option<NodeRecord>, StoreError> {
-        self.run(async {
-            let rows = self
-                .query("SELECT * FROM nodes WHERE node_id = $1", &[&node_id])
-                .await?;
-            rows.first().map(node_row).transpose()
-        })
+        self.first(
+            "SELECT * FROM nodes WHERE node_id = $1",
+            &[&node_id],
+            node_row,
+        )
     }
 
     fn put_node(&self, node: &NodeRecord) -> Result<(), StoreError> {
@@ -348,15 +357,11 @@ impl Storage for PgStore {
     }
 
     fn last_evidence(&self, node_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.run(async {
-            let rows = self
-                .query(
-                    "SELECT evidence FROM last_evidence WHERE node_id = $1",
-                    &[&node_id],
-                )
-                .await?;
-            Ok(rows.first().map(|r| r.get(0)))
-        })
+        self.first(
+            "SELECT evidence FROM last_evidence WHERE node_id = $1",
+            &[&node_id],
+            |r| Ok(r.get(0)),
+        )
     }
 
     fn set_last_pass(&self, node_id: &str, now_unix: i64) -> Result<(), StoreError> {
@@ -410,17 +415,11 @@ impl Storage for PgStore {
     }
 
     fn take_enrollment(&self, id: &str) -> Result<Option<PendingEnrollment>, StoreError> {
-        self.run(async {
-            let rows = self
-                .query(
-                    "DELETE FROM enrollments WHERE id = $1 RETURNING rec",
-                    &[&id],
-                )
-                .await?;
-            rows.first()
-                .map(|r| from_json("enrollments", id.as_bytes(), r.get::<_, &str>(0).as_bytes()))
-                .transpose()
-        })
+        self.first(
+            "DELETE FROM enrollments WHERE id = $1 RETURNING rec",
+            &[&id],
+            |r| from_json("enrollments", id.as_bytes(), r.get::<_, &str>(0).as_bytes()),
+        )
     }
 
     fn put_nonce(&self, nonce: &[u8], rec: &NonceRecord) -> Result<(), StoreError> {
@@ -603,18 +602,16 @@ impl Storage for PgStore {
     }
 
     fn quarantine(&self, node_id: &str) -> Result<Option<Quarantine>, StoreError> {
-        self.run(async {
-            let rows = self
-                .query(
-                    "SELECT since_unix, applied FROM quarantined WHERE node_id = $1",
-                    &[&node_id],
-                )
-                .await?;
-            Ok(rows.first().map(|r| Quarantine {
-                since_unix: r.get(0),
-                applied: r.get(1),
-            }))
-        })
+        self.first(
+            "SELECT since_unix, applied FROM quarantined WHERE node_id = $1",
+            &[&node_id],
+            |r| {
+                Ok(Quarantine {
+                    since_unix: r.get(0),
+                    applied: r.get(1),
+                })
+            },
+        )
     }
 
     fn unapplied_quarantines(&self) -> Result<Vec<String>, StoreError> {
@@ -838,15 +835,11 @@ impl Storage for PgStore {
     }
 
     fn history_record(&self, seq: u64) -> Result<Option<HistoryRecord>, StoreError> {
-        self.run(async {
-            let rows = self
-                .query(
-                    "SELECT seq, record FROM history WHERE seq = $1",
-                    &[&i64_of(seq)],
-                )
-                .await?;
-            rows.first().map(history_row).transpose()
-        })
+        self.first(
+            "SELECT seq, record FROM history WHERE seq = $1",
+            &[&i64_of(seq)],
+            history_row,
+        )
     }
 
     fn put_policy(&self, digest_hex: &str, text: &str) -> Result<(), StoreError> {
@@ -861,15 +854,11 @@ impl Storage for PgStore {
     }
 
     fn current_policy(&self) -> Result<Option<String>, StoreError> {
-        self.run(async {
-            let rows = self
-                .query(
-                    "SELECT value FROM settings WHERE key = 'current_policy'",
-                    &[],
-                )
-                .await?;
-            Ok(rows.first().map(|r| r.get(0)))
-        })
+        self.first(
+            "SELECT value FROM settings WHERE key = 'current_policy'",
+            &[],
+            |r| Ok(r.get(0)),
+        )
     }
 
     fn set_current_policy(&self, digest_hex: &str) -> Result<(), StoreError> {
@@ -885,15 +874,11 @@ impl Storage for PgStore {
     }
 
     fn policy_text(&self, digest_hex: &str) -> Result<Option<String>, StoreError> {
-        self.run(async {
-            let rows = self
-                .query(
-                    "SELECT text FROM policies WHERE digest = $1",
-                    &[&digest_hex],
-                )
-                .await?;
-            Ok(rows.first().map(|r| r.get(0)))
-        })
+        self.first(
+            "SELECT text FROM policies WHERE digest = $1",
+            &[&digest_hex],
+            |r| Ok(r.get(0)),
+        )
     }
 
     fn put_evidence(
@@ -1045,15 +1030,11 @@ impl Storage for PgStore {
     }
 
     fn history_head(&self) -> Result<Option<HistoryRecord>, StoreError> {
-        self.run(async {
-            let rows = self
-                .query(
-                    "SELECT seq, record FROM history ORDER BY seq DESC LIMIT 1",
-                    &[],
-                )
-                .await?;
-            rows.first().map(history_row).transpose()
-        })
+        self.first(
+            "SELECT seq, record FROM history ORDER BY seq DESC LIMIT 1",
+            &[],
+            history_row,
+        )
     }
 
     fn history_found(&self, from_seq: u64, limit: usize) -> Result<Vec<Found>, StoreError> {
