@@ -496,10 +496,11 @@ impl Verifier {
             }
             c
         }));
+        // The core hashed the evidence already.
         let verdict = Verdict::from_claims(
             claims,
             self.policy.digest_hex(),
-            hex::encode(evidence_digest(&evidence)),
+            outcome.verdict.evidence_digest,
         );
 
         // Advance the rollback baseline only from fresh, authentic quotes.

@@ -5,8 +5,6 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use sled::Transactional as _;
-
 use super::{
     from_json, to_json, token_key, ClockInfo, Consumed, HistoryQuery, HistoryRecord, Logs,
     NodeRecord, NonceRecord, PendingEnrollment, Quarantine, RevokeOne, Storage, StoreError,
@@ -88,20 +86,15 @@ impl SledStore {
             });
             rows.push((rec.seq, json, node_key(&rec.node_id, rec.seq)));
         }
-        (&self.history, &self.history_by_node)
-            .transaction(|(h, n)| {
-                for (seq, value, index) in &rows {
-                    h.insert(&seq.to_be_bytes(), value.as_slice())?;
-                    n.insert(index.as_slice(), &[])?;
-                }
-                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| match e {
-                sled::transaction::TransactionError::Storage(e) => StoreError::from(e),
-                sled::transaction::TransactionError::Abort(()) => {
-                    StoreError::from(sled::Error::Unsupported("history append aborted".into()))
-                }
-            })?;
+        // No transaction across the two trees: sled's transactions take a
+        // lock every reader of every tree waits on. Appends are serialized by
+        // the head lock; the record goes first, then its index entry (derived
+        // data: `open` restores entries a crash lost, and index readers check
+        // the record's node).
+        for (seq, value, index) in &rows {
+            self.history.insert(seq.to_be_bytes(), value.as_slice())?;
+            self.history_by_node.insert(index.as_slice(), &[])?;
+        }
         *cached = Some(head);
         Ok(recs)
     }
@@ -114,7 +107,12 @@ impl SledStore {
         mut ev: StoredEvidence,
         logs: [Option<&[u8]>; 3],
     ) -> Result<(), StoreError> {
-        let _guard = self.evidence_lock.lock().unwrap_or_else(|p| p.into_inner());
+        // Reference counts need the lock; evidence with no logs touches none
+        // (the byte total is updated atomically).
+        let _guard = logs
+            .iter()
+            .any(Option::is_some)
+            .then(|| self.evidence_lock.lock().unwrap_or_else(|p| p.into_inner()));
         let mut size = ev.attest.len() as u64 / 2 + ev.signature.len() as u64 / 2;
         let mut names = [None, None, None];
         for (i, log) in logs.iter().enumerate() {
@@ -176,6 +174,23 @@ impl SledStore {
                     .insert(node_key(&r.node_id, r.seq), &[])?;
             }
             self.db.insert(MARK, &[1])?;
+            self.flush()?;
+            return Ok(self);
+        }
+        // An append writes the record, then its index entry, unflushed: a
+        // crash between them leaves the newest records without an entry.
+        let mut repaired = false;
+        for item in self.history.iter().rev() {
+            let (k, v) = item?;
+            let r: HistoryRecord = from_json("history", &k, &v)?;
+            let key = node_key(&r.node_id, r.seq);
+            if self.history_by_node.contains_key(&key)? {
+                break;
+            }
+            self.history_by_node.insert(key, &[])?;
+            repaired = true;
+        }
+        if repaired {
             self.flush()?;
         }
         Ok(self)
@@ -317,15 +332,15 @@ impl Storage for SledStore {
 
     /// Marks a nonce used, atomically, and says what it was before.
     fn consume_nonce(&self, nonce: &[u8]) -> Result<Consumed<NonceRecord>, StoreError> {
-        let r = consume(
+        // Not flushed here: the verdict recorded for this use flushes it
+        // before anything is answered (see the trait).
+        consume(
             &self.nonces,
             "nonces",
             nonce,
             |r: &NonceRecord| r.used,
             |r| r.used = true,
-        );
-        self.flush()?;
-        r
+        )
     }
 
     /// Drops nonces, enrollments and join tokens that expired before `cutoff_unix`;
@@ -577,7 +592,13 @@ impl Storage for SledStore {
                     let Some(v) = self.history.get(seq.to_be_bytes())? else {
                         continue;
                     };
-                    if !take(from_json("history", &k, &v)?, &mut out) {
+                    let r: HistoryRecord = from_json("history", &k, &v)?;
+                    // An entry whose record a crash lost names a seq a later
+                    // record of another node may have taken.
+                    if r.node_id != *node {
+                        continue;
+                    }
+                    if !take(r, &mut out) {
                         break;
                     }
                 }
@@ -632,7 +653,7 @@ impl Storage for SledStore {
                 let seq = u64::from_be_bytes(k[k.len() - 8..].try_into().unwrap_or_default());
                 if let Some(v) = self.history.get(seq.to_be_bytes())? {
                     let r: HistoryRecord = from_json("history", &k, &v)?;
-                    if r.kind.is_empty() || r.kind == "stale" {
+                    if r.node_id == node && (r.kind.is_empty() || r.kind == "stale") {
                         state = Some(r);
                         break;
                     }
@@ -1023,5 +1044,63 @@ mod tests {
             })
             .unwrap();
         assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn index_entries_a_crash_lost_are_restored_on_open() {
+        let d = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(d.path()).unwrap();
+            s.append_history_batch(vec![
+                hrec("x", 1, true, "", None),
+                hrec("y", 2, true, "", None),
+                hrec("y", 3, false, "", None),
+            ])
+            .unwrap();
+            // Records written, their index entries not (a crash between the
+            // two unflushed writes of an append).
+            s.history_by_node.remove(node_key("y", 2)).unwrap();
+            s.history_by_node.remove(node_key("y", 3)).unwrap();
+            s.flush().unwrap();
+        }
+        let s = SledStore::open(d.path()).unwrap();
+        let q = |node: &str| {
+            s.query_history(&HistoryQuery {
+                node_id: Some(node.into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+            .0
+            .iter()
+            .map(|r| r.seq)
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(q("y"), vec![3, 2]);
+        assert_eq!(q("x"), vec![1]);
+    }
+
+    #[test]
+    fn an_index_entry_naming_another_nodes_record_is_ignored() {
+        let d = tempfile::tempdir().unwrap();
+        let s = SledStore::open(d.path()).unwrap();
+        s.append_history_batch(vec![
+            hrec("x", 1, true, "", None),
+            hrec("y", 2, false, "", None),
+        ])
+        .unwrap();
+        // Left by a record a crash lost, whose seq record 2 (node y) took.
+        s.history_by_node.insert(node_key("x", 2), &[]).unwrap();
+        let (r, _) = s
+            .query_history(&HistoryQuery {
+                node_id: Some("x".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(r.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1]);
+        let fleet = s.fleet_at(i64::MAX).unwrap();
+        let x = fleet.iter().find(|(n, _)| n == "x").unwrap();
+        assert_eq!(x.1.as_ref().map(|r| r.seq), Some(1));
     }
 }

@@ -250,7 +250,11 @@ pub trait Storage: Send + Sync {
     /// using one is durable (`consume_nonce`).
     fn put_nonce(&self, nonce: &[u8], rec: &NonceRecord) -> Result<(), StoreError>;
 
-    /// Marks a nonce used, atomically, and says what it was before.
+    /// Marks a nonce used, atomically, and says what it was before. The use
+    /// is visible to every verifier sharing the store on return; it is
+    /// durable no later than the verdict recorded after it
+    /// (`record_verdict`), before which nothing is answered: a use a crash
+    /// loses was never acknowledged.
     fn consume_nonce(&self, nonce: &[u8]) -> Result<Consumed<NonceRecord>, StoreError>;
 
     /// Drops nonces, enrollments and join tokens that expired before `cutoff_unix`;
