@@ -124,7 +124,17 @@ pub fn image_path(e: &Event) -> Option<String> {
 /// UTF-16 command lines (PCR 12, or 8).
 pub fn kernel_cmdlines(log: &EventLog) -> Vec<(&Event, String)> {
     let mut out = Vec::new();
-    for e in log.events.iter().filter(|e| e.event_type == EV_IPL) {
+    // Only GRUB's prefixed ASCII strings and NUL-terminated UTF-16 text can
+    // be command lines: the other EV_IPL events (every GRUB command) are not
+    // decoded at all.
+    let candidate =
+        |e: &&Event| e.data.starts_with(b"kernel_cmdline: ") || e.data.ends_with(&[0, 0]);
+    for e in log
+        .events
+        .iter()
+        .filter(|e| e.event_type == EV_IPL)
+        .filter(candidate)
+    {
         let Ok(EventData::Ipl(ipl)) = efi::decode(e.event_type, &e.data) else {
             continue;
         };

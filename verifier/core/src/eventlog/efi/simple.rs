@@ -110,8 +110,14 @@ fn ascii(data: &[u8]) -> Option<Text> {
         Some((0, body)) => (body, true),
         _ => (data, false),
     };
+    // One pass: printable ASCII (no NUL, no control characters but tab and
+    // newlines) is UTF-8 already.
+    let printable = |b: &u8| matches!(b, 0x20..=0x7e | b'\t' | b'\n' | b'\r');
+    if !body.iter().all(printable) {
+        return None;
+    }
     let text = std::str::from_utf8(body).ok()?;
-    (text.is_ascii() && !text.contains('\0') && is_printable(text)).then(|| Text {
+    Some(Text {
         text: text.to_string(),
         encoding: TextEncoding::Ascii,
         nul_terminated,
