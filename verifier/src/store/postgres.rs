@@ -424,25 +424,17 @@ impl Storage for PgStore {
 
     fn put_nonce(&self, nonce: &[u8], rec: &NonceRecord) -> Result<(), StoreError> {
         self.run(async {
-            let mut c = self.client().await?;
-            let tx = c.transaction().await.map_err(pg)?;
             // Visible to every replica at commit, without waiting for the WAL
             // flush (see the trait): issuing a challenge costs no fsync.
-            tx.batch_execute("SET LOCAL synchronous_commit = off")
-                .await
-                .map_err(pg)?;
-            let st = tx
-                .prepare_cached(
-                    "INSERT INTO nonces (nonce, node_id, expires_unix, used) VALUES ($1,$2,$3,$4) \
-                     ON CONFLICT (nonce) DO UPDATE SET node_id = EXCLUDED.node_id, \
-                     expires_unix = EXCLUDED.expires_unix, used = EXCLUDED.used",
-                )
-                .await
-                .map_err(pg)?;
-            tx.execute(&st, &[&nonce, &rec.node_id, &rec.expires_unix, &rec.used])
-                .await
-                .map_err(pg)?;
-            tx.commit().await.map_err(pg)
+            rows_async_commit(
+                &self.client().await?,
+                "INSERT INTO nonces (nonce, node_id, expires_unix, used) VALUES ($1,$2,$3,$4) \
+                 ON CONFLICT (nonce) DO UPDATE SET node_id = EXCLUDED.node_id, \
+                 expires_unix = EXCLUDED.expires_unix, used = EXCLUDED.used",
+                &[&nonce, &rec.node_id, &rec.expires_unix, &rec.used],
+            )
+            .await
+            .map(drop)
         })
     }
 
@@ -453,13 +445,15 @@ impl Storage for PgStore {
                 expires_unix: r.get(1),
                 used,
             };
-            let rows = self
-                .query(
-                    "UPDATE nonces SET used = true WHERE nonce = $1 AND NOT used \
-                     RETURNING node_id, expires_unix",
-                    &[&nonce],
-                )
-                .await?;
+            // Durable with the verdict recorded after it (see the trait): its
+            // synchronous commit flushes the WAL past this one.
+            let rows = rows_async_commit(
+                &self.client().await?,
+                "UPDATE nonces SET used = true WHERE nonce = $1 AND NOT used \
+                 RETURNING node_id, expires_unix",
+                &[&nonce],
+            )
+            .await?;
             if let Some(r) = rows.first() {
                 return Ok(Consumed::Fresh(row(r, false)));
             }
@@ -1286,6 +1280,32 @@ async fn exec(
 ) -> Result<u64, StoreError> {
     let st = c.prepare_cached(sql).await.map_err(pg)?;
     c.execute(&st, params).await.map_err(pg)
+}
+
+/// `sql` alone in a transaction that commits without waiting for its WAL
+/// flush (`synchronous_commit = off`), in one round trip: BEGIN, the
+/// statement (prepared once per connection) and COMMIT are pipelined. A
+/// later synchronous commit on any connection flushes it too (the WAL is one
+/// sequence).
+async fn rows_async_commit(
+    c: &deadpool_postgres::Object,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, StoreError> {
+    // Prepared before the pipeline: a statement prepared inside it would run
+    // after the COMMIT.
+    let st = c.prepare_cached(sql).await.map_err(pg)?;
+    // All three are sent at the first poll, in order, and all three answers
+    // read: a failed statement's COMMIT ends its transaction as a rollback.
+    let (begin, rows, commit) = tokio::join!(
+        c.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"),
+        c.query(&st, params),
+        c.batch_execute("COMMIT"),
+    );
+    begin.map_err(pg)?;
+    let rows = rows.map_err(pg)?;
+    commit.map_err(pg)?;
+    Ok(rows)
 }
 
 /// A query prepared once per connection.
