@@ -36,7 +36,7 @@ pub struct SledStore {
     /// Policy files by digest, so a record's policy can be re-applied.
     policies: sled::Tree,
     /// Index: (node id, seq) → (), for per-node queries. Derived data,
-    /// written in the same transaction as the record.
+    /// written just after the record (restored on open if a crash lost it).
     history_by_node: sled::Tree,
     /// The chain head as last appended (None: not read yet), under which
     /// appends are serialized: no read and re-hash of the head per append.
@@ -48,8 +48,8 @@ pub struct SledStore {
 }
 
 impl SledStore {
-    /// Appends records in order, each chained to the one before, in one
-    /// transaction (not flushed yet).
+    /// Appends records in order, each chained to the one before (not
+    /// flushed yet).
     fn append_unflushed(
         &self,
         mut recs: Vec<HistoryRecord>,
@@ -513,8 +513,8 @@ impl Storage for SledStore {
 
     // ---- history
 
-    /// Appends records in order, each chained to the one before, in one
-    /// transaction and one flush; durable on return.
+    /// Appends records in order, each chained to the one before, with one
+    /// flush; durable on return.
     fn append_history_batch(
         &self,
         recs: Vec<HistoryRecord>,
