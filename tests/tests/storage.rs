@@ -151,6 +151,7 @@ suite!(
     nodes_enrollments_quarantines_policies_and_checkpoints_round_trip,
     an_enrollment_is_taken_once_even_under_concurrency,
     a_verdict_s_writes_land_together,
+    concurrent_verdicts_land_once_each_with_their_own_writes,
 );
 
 fn nonce(node: &str, expires: i64) -> NonceRecord {
@@ -783,6 +784,117 @@ fn a_verdict_s_writes_land_together(b: Backend) {
     assert!(s.evidence(3).unwrap().is_none());
     let n = s.node("n").unwrap().unwrap();
     assert_eq!((n.last_clock, n.last_pass_unix), (Some(clock), Some(120)));
+}
+
+fn verdict_for<'a>(node: &str, i: i64, log: &'a [u8]) -> VerdictWrite<'a> {
+    VerdictWrite {
+        record: hrec(node, 100 + i, true, "", None),
+        evidence: Some(StoredEvidence {
+            node_id: node.into(),
+            time_unix: 100 + i,
+            attest: format!("{i:04x}"),
+            ..Default::default()
+        }),
+        logs: [Some(log), None, None],
+        clock: Some(ClockInfo {
+            clock: 1000 + i as u64,
+            reset_count: 1,
+            restart_count: 0,
+            safe: true,
+        }),
+        last_evidence: Some(format!("request {i}").into_bytes()),
+        passed_at: Some(100 + i),
+        token: None,
+    }
+}
+
+/// Verdicts from many threads (and, on PostgreSQL, two handles, as two
+/// replicas) — written many to a transaction on PostgreSQL — each land once,
+/// under the seq returned to their own caller, with their own evidence,
+/// token and node state.
+fn concurrent_verdicts_land_once_each_with_their_own_writes(b: Backend) {
+    let stores: Vec<Box<dyn Storage>> = match &b {
+        Backend::Postgres(_) => vec![b.open(), b.open()],
+        Backend::Sled(_) => vec![b.open()],
+    };
+    let shared_log = vec![9u8; 2000];
+    let returned = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|sc| {
+        for t in 0..8 {
+            let s = stores[t % stores.len()].as_ref();
+            let (log, returned) = (&shared_log, &returned);
+            sc.spawn(move || {
+                let node = format!("v{t}");
+                for i in 0..20 {
+                    let mut w = verdict_for(&node, i, log);
+                    let tok = format!("tok-{t}-{i}");
+                    w.token = Some((&tok, token(&node, 999, false)));
+                    let rec = s.record_verdict(w).unwrap();
+                    returned
+                        .lock()
+                        .unwrap()
+                        .push((node.clone(), i, rec.seq, tok));
+                }
+            });
+        }
+    });
+    let s = stores[0].as_ref();
+    let returned = returned.into_inner().unwrap();
+    assert_eq!(s.verify_history_chain().unwrap(), Ok(160));
+    let mut seqs: Vec<u64> = returned.iter().map(|r| r.2).collect();
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=160).collect::<Vec<u64>>(),
+        "one seq each, no gap"
+    );
+    for (node, i, seq, tok) in &returned {
+        let rec = s.history_record(*seq).unwrap().unwrap();
+        // (Record times never go backwards: a later seq may carry a later time.)
+        assert_eq!(&rec.node_id, node, "seq {seq}");
+        assert!(rec.time_unix >= 100 + i, "seq {seq}");
+        let (ev, logs) = s.evidence(*seq).unwrap().expect("evidence");
+        assert_eq!(ev.attest, format!("{i:04x}"), "seq {seq}");
+        assert_eq!(logs[0].as_deref(), Some(shared_log.as_slice()));
+        assert!(matches!(s.consume_token(tok).unwrap(), Consumed::Fresh(_)));
+    }
+    for t in 0..8 {
+        let node = format!("v{t}");
+        // Each node's verdicts came from one thread, in order: the last one's
+        // state is what stays.
+        assert_eq!(s.last_evidence(&node).unwrap().unwrap(), b"request 19");
+    }
+}
+
+/// On PostgreSQL a transaction holds many callers' verdicts: one that the
+/// database refuses (a NUL byte in text) fails its own caller only.
+#[test]
+fn postgres_a_refused_verdict_fails_only_its_own_caller() {
+    let b = Backend::postgres();
+    let s = b.open();
+    let log = vec![1u8; 100];
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|sc| {
+        for t in 0..8 {
+            let (s, log, results) = (s.as_ref(), &log, &results);
+            sc.spawn(move || {
+                for i in 0..10 {
+                    let node = if t == 0 && i % 2 == 0 {
+                        format!("bad\0{i}")
+                    } else {
+                        format!("ok{t}")
+                    };
+                    let r = s.record_verdict(verdict_for(&node, i, log));
+                    results.lock().unwrap().push((node, r.is_ok()));
+                }
+            });
+        }
+    });
+    let results = results.into_inner().unwrap();
+    let refused: Vec<&String> = results.iter().filter(|r| !r.1).map(|r| &r.0).collect();
+    assert_eq!(refused.len(), 5, "{refused:?}");
+    assert!(refused.iter().all(|n| n.starts_with("bad")), "{refused:?}");
+    assert_eq!(s.verify_history_chain().unwrap(), Ok(75));
 }
 
 /// A database a version-1 verifier left (schema 1, two chained records, one

@@ -3,11 +3,14 @@
 //! - Single-use objects (nonces, tokens, enrollments) are consumed by one
 //!   conditional `UPDATE … WHERE NOT used` / `DELETE … RETURNING`: whichever
 //!   replica gets there first wins, every other sees it used.
-//! - History is one global chain: an append takes a transaction-scoped
-//!   advisory lock, reads the head, and inserts the chained records, so
-//!   records from every replica get one gap-free sequence.
+//! - History is one global chain: an append locks the head row
+//!   (`history_head … FOR UPDATE`), inserts the chained records and moves the
+//!   head, so records from every replica get one gap-free sequence. The lock
+//!   is held until the commit has flushed the WAL; verdicts are therefore
+//!   written many to a transaction (group commit, [`VerdictQueue`]).
 //! - Every call returns after its transaction committed (durable with the
-//!   server's `synchronous_commit`, on by default).
+//!   server's `synchronous_commit`, on by default); issuing and using a nonce
+//!   commit without waiting for the flush (see the trait).
 //!
 //! The [`Storage`] trait is blocking (the service calls it from blocking
 //! threads, like sled). This backend runs tokio-postgres connections on a
@@ -56,6 +59,8 @@ pub struct PgConfig {
 
 pub struct PgStore {
     pool: Pool,
+    /// Verdicts waiting to be written, many to a transaction.
+    verdicts: VerdictQueue,
     /// Drives the connections. `Option` so `Drop` can shut it down without
     /// blocking (dropping a runtime blocks, which an async caller forbids).
     rt: Option<tokio::runtime::Runtime>,
@@ -134,7 +139,11 @@ impl PgStore {
             .create_timeout(Some(Duration::from_secs(10)))
             .build()
             .map_err(|e| StoreError::Postgres(format!("connection pool: {e}")))?;
-        let store = Self { pool, rt: Some(rt) };
+        let store = Self {
+            pool,
+            verdicts: VerdictQueue::default(),
+            rt: Some(rt),
+        };
         store.run(store.migrate())?;
         Ok(store)
     }
@@ -666,50 +675,8 @@ impl Storage for PgStore {
     }
 
     fn record_verdict(&self, w: VerdictWrite<'_>) -> Result<HistoryRecord, StoreError> {
-        let node_id = w.record.node_id.clone();
-        let clock = w.clock.as_ref().map(json_text);
-        self.run(async {
-            let mut c = self.client().await?;
-            let tx = c.transaction().await.map_err(pg)?;
-            // The node's rows first (pipelined), the chain head's lock last:
-            // it is held only for the append, the evidence and the commit.
-            let node_rows = async {
-                if clock.is_some() || w.passed_at.is_some() {
-                    exec(
-                        &tx,
-                        "UPDATE nodes SET last_clock = coalesce($2, last_clock), \
-                         last_pass_unix = coalesce($3, last_pass_unix) WHERE node_id = $1",
-                        &[&node_id, &clock, &w.passed_at],
-                    )
-                    .await?;
-                }
-                Ok::<_, StoreError>(())
-            };
-            let evidence_row = async {
-                if let Some(e) = &w.last_evidence {
-                    exec(
-                        &tx,
-                        "INSERT INTO last_evidence (node_id, evidence) VALUES ($1, $2) \
-                         ON CONFLICT (node_id) DO UPDATE SET evidence = EXCLUDED.evidence",
-                        &[&node_id, e],
-                    )
-                    .await?;
-                }
-                Ok(())
-            };
-            let token_row = async {
-                if let Some((token, t)) = &w.token {
-                    put_token_in(&tx, token, t).await?;
-                }
-                Ok(())
-            };
-            tokio::try_join!(node_rows, evidence_row, token_row)?;
-            let rec = append_in(&tx, vec![w.record]).await?.remove(0);
-            if let Some(ev) = w.evidence {
-                put_evidence_in(&tx, rec.seq, ev, w.logs).await?;
-            }
-            tx.commit().await.map_err(pg)?;
-            Ok(rec)
+        self.verdicts.write(OwnedVerdict::from(w), |batch| {
+            self.run(write_verdicts(&self.pool, batch))
         })
     }
 
@@ -1114,6 +1081,204 @@ async fn evidence_bytes(c: &impl deadpool_postgres::GenericClient) -> Result<u64
     )
     .await?;
     Ok(found.first().map_or(0, |r| r.get::<_, i64>(0)).max(0) as u64)
+}
+
+/// A [`VerdictWrite`] that owns its logs and token, so that whichever
+/// caller writes a batch can write the others' verdicts too.
+struct OwnedVerdict {
+    record: HistoryRecord,
+    evidence: Option<StoredEvidence>,
+    logs: [Option<Vec<u8>>; 3],
+    clock: Option<String>,
+    last_evidence: Option<Vec<u8>>,
+    passed_at: Option<i64>,
+    token: Option<(String, TokenRecord)>,
+}
+
+impl From<VerdictWrite<'_>> for OwnedVerdict {
+    fn from(w: VerdictWrite<'_>) -> Self {
+        OwnedVerdict {
+            record: w.record,
+            evidence: w.evidence,
+            logs: w.logs.map(|l| l.map(<[u8]>::to_vec)),
+            clock: w.clock.as_ref().map(json_text),
+            last_evidence: w.last_evidence,
+            passed_at: w.passed_at,
+            token: w.token.map(|(t, r)| (t.to_string(), r)),
+        }
+    }
+}
+
+/// Group commit for verdicts. The chain head's row lock is held until the
+/// append's commit has flushed the WAL, so one verdict per transaction would
+/// run the whole service at one WAL flush per attestation. Instead a caller
+/// that finds no batch being written writes every verdict waiting (its own
+/// among them) in one transaction, and each caller returns once the
+/// transaction holding its verdict committed.
+#[derive(Default)]
+struct VerdictQueue {
+    state: std::sync::Mutex<QueueState>,
+    done: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    next_ticket: u64,
+    waiting: Vec<(u64, OwnedVerdict)>,
+    written: std::collections::HashMap<u64, Result<HistoryRecord, StoreError>>,
+    writing: bool,
+}
+
+/// Most verdicts in one transaction.
+const MAX_BATCH: usize = 64;
+
+impl VerdictQueue {
+    fn write(
+        &self,
+        v: OwnedVerdict,
+        write_batch: impl Fn(&[OwnedVerdict]) -> Result<Vec<HistoryRecord>, StoreError>,
+    ) -> Result<HistoryRecord, StoreError> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let ticket = st.next_ticket;
+        st.next_ticket += 1;
+        st.waiting.push((ticket, v));
+        loop {
+            if let Some(r) = st.written.remove(&ticket) {
+                return r;
+            }
+            if st.writing {
+                st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            // Nobody is writing and ours is not written: it is waiting. Write
+            // the oldest waiting verdicts (ours among the first MAX_BATCH
+            // whenever it was queued before them).
+            st.writing = true;
+            let n = st.waiting.len().min(MAX_BATCH);
+            let batch: Vec<(u64, OwnedVerdict)> = st.waiting.drain(..n).collect();
+            drop(st);
+            // Whatever happens to this batch, the next writer may start.
+            let guard = Writing(self);
+            let results = write_each_on_failure(batch, &write_batch);
+            drop(guard);
+            st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.written.extend(results);
+            self.done.notify_all();
+        }
+    }
+}
+
+/// Clears the queue's `writing` mark when a batch is done (or its writer
+/// unwinds), and wakes the waiters.
+struct Writing<'a>(&'a VerdictQueue);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.writing = false;
+        self.0.done.notify_all();
+    }
+}
+
+/// Writes a batch in one transaction; if that fails, each verdict in a
+/// transaction of its own, so one bad write fails only its own caller.
+fn write_each_on_failure(
+    batch: Vec<(u64, OwnedVerdict)>,
+    write_batch: &impl Fn(&[OwnedVerdict]) -> Result<Vec<HistoryRecord>, StoreError>,
+) -> Vec<(u64, Result<HistoryRecord, StoreError>)> {
+    let (tickets, verdicts): (Vec<u64>, Vec<OwnedVerdict>) = batch.into_iter().unzip();
+    let one = |v: &OwnedVerdict| {
+        write_batch(std::slice::from_ref(v)).and_then(|recs| {
+            recs.into_iter()
+                .next()
+                .ok_or_else(|| StoreError::Postgres("a verdict written without its record".into()))
+        })
+    };
+    if verdicts.len() > 1 {
+        if let Ok(recs) = write_batch(&verdicts) {
+            if recs.len() == tickets.len() {
+                return tickets.into_iter().zip(recs.into_iter().map(Ok)).collect();
+            }
+        }
+    }
+    tickets.into_iter().zip(verdicts.iter().map(one)).collect()
+}
+
+/// Writes verdicts in one transaction, in order: the nodes' rows and the
+/// tokens (pipelined), the records appended to the chain under its head's
+/// lock, their evidence; then the commit. Their records, in order.
+async fn write_verdicts(
+    pool: &Pool,
+    batch: &[OwnedVerdict],
+) -> Result<Vec<HistoryRecord>, StoreError> {
+    let mut c = pool.get().await.map_err(pool_err)?;
+    let tx = c.transaction().await.map_err(pg)?;
+    // Per node, what the last of its verdicts in the batch leaves (as
+    // transactions one after the other would): one row each.
+    let mut nodes: std::collections::BTreeMap<&str, (Option<&String>, Option<i64>)> =
+        Default::default();
+    let mut last: std::collections::BTreeMap<&str, &Vec<u8>> = Default::default();
+    for v in batch {
+        let id = v.record.node_id.as_str();
+        if v.clock.is_some() || v.passed_at.is_some() {
+            let e = nodes.entry(id).or_default();
+            e.0 = v.clock.as_ref().or(e.0);
+            e.1 = v.passed_at.or(e.1);
+        }
+        if let Some(ev) = &v.last_evidence {
+            last.insert(id, ev);
+        }
+    }
+    let node_rows = async {
+        if nodes.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = nodes.keys().copied().collect();
+        let clocks: Vec<Option<&String>> = nodes.values().map(|v| v.0).collect();
+        let passes: Vec<Option<i64>> = nodes.values().map(|v| v.1).collect();
+        exec(
+            &tx,
+            "UPDATE nodes SET last_clock = coalesce(u.c, nodes.last_clock), \
+             last_pass_unix = coalesce(u.p, nodes.last_pass_unix) \
+             FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(n, c, p) \
+             WHERE nodes.node_id = u.n",
+            &[&ids, &clocks, &passes],
+        )
+        .await
+        .map(drop)
+    };
+    let evidence_rows = async {
+        if last.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = last.keys().copied().collect();
+        let evidence: Vec<&[u8]> = last.values().map(|e| e.as_slice()).collect();
+        exec(
+            &tx,
+            "INSERT INTO last_evidence (node_id, evidence) \
+             SELECT * FROM unnest($1::text[], $2::bytea[]) \
+             ON CONFLICT (node_id) DO UPDATE SET evidence = EXCLUDED.evidence",
+            &[&ids, &evidence],
+        )
+        .await
+        .map(drop)
+    };
+    let token_rows = futures_util::future::try_join_all(
+        batch
+            .iter()
+            .filter_map(|v| v.token.as_ref())
+            .map(|(token, t)| put_token_in(&tx, token, t)),
+    );
+    tokio::try_join!(node_rows, evidence_rows, token_rows)?;
+    let recs = append_in(&tx, batch.iter().map(|v| v.record.clone()).collect()).await?;
+    futures_util::future::try_join_all(batch.iter().zip(&recs).filter_map(|(v, rec)| {
+        let ev = v.evidence.clone()?;
+        let logs = v.logs.each_ref().map(|l| l.as_deref());
+        Some(put_evidence_in(&tx, rec.seq, ev, logs))
+    }))
+    .await?;
+    tx.commit().await.map_err(pg)?;
+    Ok(recs)
 }
 
 /// Appends `recs` to the global chain inside `tx` (which then holds the
