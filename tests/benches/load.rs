@@ -10,7 +10,12 @@
 //!
 //! Environment: ASSAY_LOAD_NODES (default 2000), ASSAY_LOAD_SECS (10),
 //! ASSAY_LOAD_CONCURRENCY (32 attestations in flight), ASSAY_LOAD_AK
-//! (p256 | rsa), ASSAY_LOAD_SETUPS (default "sled:1,postgres:1,postgres:2").
+//! (p256 | rsa), ASSAY_LOAD_SETUPS (default
+//! "sled:1,postgres:1,postgres:2,sled:1:uefi"): backend:replicas[:evidence],
+//! evidence `pcrs` (a quote of 8 PCRs under golden values) or `uefi` (a
+//! quote of the 11 PCRs a real 112-event UEFI log replays to, the log sent
+//! with every quote and judged under every `[measured_boot]` rule, its
+//! evidence kept).
 //!
 //! The generator runs on the same machine as the verifiers and PostgreSQL,
 //! so they share its cores: next to the attestations per second it prints
@@ -21,6 +26,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
+use assay_core::policy::Policy;
+use assay_core::verify::testutil::{replayed_pcrs, GCE_MEASURED_BOOT_RULES};
 use assay_proto::v1 as pb;
 use assay_tests::simnode::{self, AkKind, SimNode, SoftEk};
 use assay_tests::{PgDb, VerifierOpts, VerifierProc};
@@ -28,6 +36,39 @@ use pb::attestation_client::AttestationClient;
 use tonic::transport::Channel;
 
 const PCRS: [u32; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
+
+const GCE_LOG: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/testdata/eventlogs/tpm2-tools/event-gce-ubuntu-2104-log.bin"
+);
+
+/// What every simulated node sends and the policy judges.
+enum Evidence {
+    /// A quote of [`PCRS`] holding golden values.
+    Pcrs,
+    /// A real UEFI log (112 events), its replayed PCRs quoted, judged under
+    /// every `[measured_boot]` rule.
+    Uefi(Arc<Vec<u8>>),
+}
+
+impl Evidence {
+    fn policy(&self) -> String {
+        match self {
+            Evidence::Pcrs => simnode::golden_policy(&PCRS),
+            Evidence::Uefi(_) => format!(
+                "schema = 1\nname = \"simulated-fleet\"\n[measured_boot]\n{GCE_MEASURED_BOOT_RULES}"
+            ),
+        }
+    }
+
+    /// Makes `node` boot as this evidence says.
+    fn apply(&self, node: &mut SimNode, quoted: &[u32]) {
+        if let Evidence::Uefi(log) = self {
+            node.pcr_overrides = replayed_pcrs(log, quoted);
+            node.uefi_log = Some(log.clone());
+        }
+    }
+}
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -103,17 +144,29 @@ async fn main() -> anyhow::Result<()> {
         _ => AkKind::P256,
     };
     let setups = std::env::var("ASSAY_LOAD_SETUPS")
-        .unwrap_or_else(|_| "sled:1,postgres:1,postgres:2".into());
+        .unwrap_or_else(|_| "sled:1,postgres:1,postgres:2,sled:1:uefi".into());
     let ek = Arc::new(SoftEk::new()?);
     println!(
-        "{nodes} simulated nodes ({ak:?} AKs), {conc} attestations in flight, {secs} s per setup, \
-         policy: 8 PCRs (golden values); every verdict, its evidence and the token durably stored"
+        "{nodes} simulated nodes ({ak:?} AKs), {conc} attestations in flight, {secs} s per setup; \
+         every verdict, its evidence and the token durably stored"
     );
     let mut all = Vec::new();
     for setup in setups.split(',') {
-        let (backend, replicas) = setup.split_once(':').unwrap_or((setup, "1"));
-        let replicas: usize = replicas.parse().unwrap_or(1).max(1);
-        all.push(run(&ek, backend, replicas, nodes, secs, conc, ak).await?);
+        let mut parts = setup.split(':');
+        let backend = parts.next().unwrap_or("sled");
+        let replicas: usize = parts
+            .next()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(1)
+            .max(1);
+        let evidence = match parts.next().unwrap_or("pcrs") {
+            "pcrs" => Evidence::Pcrs,
+            "uefi" => Evidence::Uefi(Arc::new(std::fs::read(GCE_LOG).with_context(|| {
+                format!("{GCE_LOG} (the shared test data, next to the repository)")
+            })?)),
+            other => anyhow::bail!("unknown evidence {other} (pcrs | uefi)"),
+        };
+        all.push(run(&ek, backend, replicas, &evidence, nodes, secs, conc, ak).await?);
     }
     println!();
     println!(
@@ -155,16 +208,21 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     ek: &Arc<SoftEk>,
     backend: &str,
     replicas: usize,
+    evidence: &Evidence,
     nodes: usize,
     secs: u64,
     conc: usize,
     ak: AkKind,
 ) -> anyhow::Result<Figures> {
-    let setup = format!("{backend}×{replicas}");
+    let setup = match evidence {
+        Evidence::Pcrs => format!("{backend}×{replicas}"),
+        Evidence::Uefi(_) => format!("{backend}×{replicas}+uefi"),
+    };
     let db = match backend {
         "postgres" => Some(PgDb::new()?),
         "sled" => None,
@@ -174,7 +232,9 @@ async fn run(
         db.is_some() || replicas == 1,
         "sled is single-process: one verifier"
     );
-    let mut opts = VerifierOpts::new(simnode::golden_policy(&PCRS));
+    let policy = evidence.policy();
+    let quoted = Policy::parse("load.toml", &policy)?.pcr_selection();
+    let mut opts = VerifierOpts::new(policy);
     opts.ek_roots.push(ek.root_pem());
     opts.config = Some(db.as_ref().map(PgDb::storage_toml).unwrap_or_default());
     let first = VerifierProc::start(&opts)?;
@@ -198,7 +258,11 @@ async fn run(
     // Enroll every node through the real path (node i at replica i % replicas).
     let made = Instant::now();
     let sims: Vec<Arc<SimNode>> = (0..nodes)
-        .map(|i| SimNode::new(format!("sim-{i:05}"), ak, ek).map(Arc::new))
+        .map(|i| {
+            let mut node = SimNode::new(format!("sim-{i:05}"), ak, ek)?;
+            evidence.apply(&mut node, &quoted);
+            Ok(Arc::new(node))
+        })
         .collect::<anyhow::Result<_>>()?;
     let make_secs = made.elapsed().as_secs_f64();
     let t = Instant::now();

@@ -118,6 +118,8 @@ pub struct SimNode {
     clock: AtomicU64,
     /// The sha256 PCR bank: PCR i holds `pcr_value(i)`, except where set.
     pub pcr_overrides: Vec<(u32, Vec<u8>)>,
+    /// The UEFI event log sent with every quote, if any.
+    pub uefi_log: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 /// The value simulated PCR `i` holds.
@@ -152,6 +154,7 @@ impl SimNode {
             ak,
             clock: AtomicU64::new(1_000_000),
             pcr_overrides: Vec::new(),
+            uefi_log: None,
         })
     }
 
@@ -229,6 +232,7 @@ impl SimNode {
                 .into_iter()
                 .map(|(index, digest)| pb::PcrValue { index, digest })
                 .collect(),
+            uefi_log: self.uefi_log.as_ref().map(|l| l.to_vec()),
             ..Default::default()
         }
     }

@@ -7,30 +7,15 @@
 use assay_core::eventlog::uefi::{self, Limits};
 use assay_core::policy::Policy;
 use assay_core::tpm::public::HashAlg;
-use assay_core::verify::testutil::{shared_rsa_ak, Scenario};
+use assay_core::verify::testutil::{
+    replayed_pcrs, shared_rsa_ak, Scenario, GCE_MEASURED_BOOT_RULES as RULES,
+};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
 const GCE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../../shared/testdata/eventlogs/tpm2-tools/event-gce-ubuntu-2104-log.bin"
 );
-
-const RULES: &str = r#"
-pcrs = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14]
-secure_boot = false
-pk = ["sha256:d1d217acf60ba4e4a890210322d006d673c0b82de9d65ad7f2d55897635429e2"]
-kek = ["sha256:a1117f516a32cefcba3f2d1ace10a87972fd6bbe8fe0d0b996e09e65d802a503"]
-crtm_versions = ["GCE Virtual Firmware v1"]
-boot_applications = [
-  "sha256:d99c93fcb042dbe52707bbde371c75fcf081dd5b0c88a195d44cc57536f6f521",
-  "sha256:b0a836fec2faf4a9bea0e1a5f1945bc86ddc03ac98ce0ae172ed9b1e536d7595",
-]
-kernel_cmdline_patterns = ['/boot/vmlinuz-\S+ root=PARTUUID=\S+ ro .*']
-[measured_boot.after_separator]
-"4" = ["EV_EFI_BOOT_SERVICES_APPLICATION"]
-"5" = ["EV_EFI_GPT_EVENT", "EV_EFI_ACTION"]
-"7" = ["EV_EFI_VARIABLE_AUTHORITY"]
-"#;
 
 fn bench(c: &mut Criterion) {
     let bytes = std::fs::read(GCE).unwrap();
@@ -40,18 +25,7 @@ fn bench(c: &mut Criterion) {
         &format!("schema = 1\nname = \"bench\"\n[measured_boot]\n{RULES}"),
     )
     .unwrap();
-    let replay = uefi::replay(&log);
-    let quoted: Vec<(u32, Vec<u8>)> = policy
-        .pcr_selection()
-        .iter()
-        .map(|i| {
-            let v = replay.pcr(HashAlg::Sha256, *i).map_or_else(
-                || uefi::initial_pcr_value(HashAlg::Sha256, *i, log.startup_locality),
-                <[u8]>::to_vec,
-            );
-            (*i, v)
-        })
-        .collect();
+    let quoted = replayed_pcrs(&bytes, &policy.pcr_selection());
     let with_log = Scenario::with(shared_rsa_ak(), quoted.clone(), policy);
     // Baseline: the same quote under golden PCR values only.
     let mut golden = String::from("schema = 1\nname = \"bench\"\n[pcrs.sha256]\n");
@@ -193,8 +167,6 @@ fn cel(c: &mut Criterion) {
 /// `[containers]`. Reported per verification, and as verifications/s/core.
 fn full_attestation(c: &mut Criterion) {
     let uefi_bytes = std::fs::read(GCE).unwrap();
-    let log = uefi::parse(&uefi_bytes, &Limits::default()).unwrap();
-    let replay = uefi::replay(&log);
     let (cel_bytes, pcr13, allowed) = cel_log(60);
     let policy = Policy::parse(
         "bench.toml",
@@ -204,20 +176,9 @@ fn full_attestation(c: &mut Criterion) {
         ),
     )
     .unwrap();
-    let quoted: Vec<(u32, Vec<u8>)> = policy
-        .pcr_selection()
-        .iter()
-        .map(|i| {
-            let v = if *i == 13 {
-                pcr13.clone()
-            } else {
-                replay.pcr(HashAlg::Sha256, *i).map_or_else(
-                    || uefi::initial_pcr_value(HashAlg::Sha256, *i, log.startup_locality),
-                    <[u8]>::to_vec,
-                )
-            };
-            (*i, v)
-        })
+    let quoted: Vec<(u32, Vec<u8>)> = replayed_pcrs(&uefi_bytes, &policy.pcr_selection())
+        .into_iter()
+        .map(|(i, v)| (i, if i == 13 { pcr13.clone() } else { v }))
         .collect();
     let s = Scenario::with(shared_rsa_ak(), quoted, policy);
     let o = s.verify_with_all_logs(Some(&uefi_bytes), None, Some(&cel_bytes));

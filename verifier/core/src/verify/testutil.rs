@@ -436,3 +436,40 @@ pub fn activate_credential(
         .map(<[u8]>::to_vec)
         .ok_or("short credential")
 }
+
+/// `[measured_boot]` rules (every kind) that the Google Compute Engine
+/// Ubuntu 21.04 UEFI log of the shared test data
+/// (`tpm2-tools/event-gce-ubuntu-2104-log.bin`, 112 events) satisfies.
+pub const GCE_MEASURED_BOOT_RULES: &str = r#"
+pcrs = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14]
+secure_boot = false
+pk = ["sha256:d1d217acf60ba4e4a890210322d006d673c0b82de9d65ad7f2d55897635429e2"]
+kek = ["sha256:a1117f516a32cefcba3f2d1ace10a87972fd6bbe8fe0d0b996e09e65d802a503"]
+crtm_versions = ["GCE Virtual Firmware v1"]
+boot_applications = [
+  "sha256:d99c93fcb042dbe52707bbde371c75fcf081dd5b0c88a195d44cc57536f6f521",
+  "sha256:b0a836fec2faf4a9bea0e1a5f1945bc86ddc03ac98ce0ae172ed9b1e536d7595",
+]
+kernel_cmdline_patterns = ['/boot/vmlinuz-\S+ root=PARTUUID=\S+ ro .*']
+[measured_boot.after_separator]
+"4" = ["EV_EFI_BOOT_SERVICES_APPLICATION"]
+"5" = ["EV_EFI_GPT_EVENT", "EV_EFI_ACTION"]
+"7" = ["EV_EFI_VARIABLE_AUTHORITY"]
+"#;
+
+/// The sha256 values `pcrs` hold after the boot a UEFI log records (its
+/// replay; a PCR it never extends holds its initial value).
+pub fn replayed_pcrs(uefi_log: &[u8], pcrs: &[u32]) -> Vec<(u32, Vec<u8>)> {
+    use crate::eventlog::uefi;
+    let log = uefi::parse(uefi_log, &uefi::Limits::default()).unwrap();
+    let replay = uefi::replay(&log);
+    pcrs.iter()
+        .map(|i| {
+            let v = replay.pcr(HashAlg::Sha256, *i).map_or_else(
+                || uefi::initial_pcr_value(HashAlg::Sha256, *i, log.startup_locality),
+                <[u8]>::to_vec,
+            );
+            (*i, v)
+        })
+        .collect()
+}
