@@ -461,8 +461,20 @@ kernel_cmdline_patterns = ['/boot/vmlinuz-\S+ root=PARTUUID=\S+ ro .*']
 /// replay; a PCR it never extends holds its initial value).
 pub fn replayed_pcrs(uefi_log: &[u8], pcrs: &[u32]) -> Vec<(u32, Vec<u8>)> {
     use crate::eventlog::uefi;
-    let log = uefi::parse(uefi_log, &uefi::Limits::default()).unwrap();
-    let replay = uefi::replay(&log);
+    replayed_pcrs_of(
+        &uefi::parse(uefi_log, &uefi::Limits::default()).unwrap(),
+        pcrs,
+    )
+}
+
+/// [`replayed_pcrs`] of a parsed log: what an honest TPM that measured this
+/// boot would quote.
+pub fn replayed_pcrs_of(
+    log: &crate::eventlog::uefi::EventLog,
+    pcrs: &[u32],
+) -> Vec<(u32, Vec<u8>)> {
+    use crate::eventlog::uefi;
+    let replay = uefi::replay(log);
     pcrs.iter()
         .map(|i| {
             let v = replay.pcr(HashAlg::Sha256, *i).map_or_else(

@@ -37,17 +37,7 @@ fn policy(rules: &str) -> Policy {
 /// The sha256 values the log replays to, for the policy's PCRs: what an honest
 /// TPM that measured this boot would quote.
 fn quoted_for(log: &EventLog, p: &Policy) -> Vec<(u32, Vec<u8>)> {
-    let replay = uefi::replay(log);
-    p.pcr_selection()
-        .iter()
-        .map(|i| {
-            let v = replay.pcr(HashAlg::Sha256, *i).map_or_else(
-                || uefi::initial_pcr_value(HashAlg::Sha256, *i, log.startup_locality),
-                <[u8]>::to_vec,
-            );
-            (*i, v)
-        })
-        .collect()
+    crate::verify::testutil::replayed_pcrs_of(log, &p.pcr_selection())
 }
 
 /// Verifies `sent` (the log the node sends) against a quote of `measured`
