@@ -22,7 +22,7 @@ use assay_core::eventlog::uefi::{self, check_event_data, DataCheck, Event, Event
 use assay_core::policy::Policy;
 use assay_core::tpm::public::{parse_tpm2b_public, HashAlg};
 use assay_core::verdict::Verdict;
-use assay_core::verify::testutil::{shared_rsa_ak, Scenario};
+use assay_core::verify::testutil::{replayed_pcrs_of, shared_rsa_ak, Scenario};
 use assay_core::verify::{verify_quote, QuoteCheck, QuoteEvidence};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -258,15 +258,9 @@ fn policy(sections: &[&str]) -> Policy {
 
 /// Replayed sha256 values of `pcrs` (the reset value for a PCR the log does not extend).
 fn replayed(log: &EventLog, pcrs: &[u32]) -> BTreeMap<String, String> {
-    let r = uefi::replay(log);
-    pcrs.iter()
-        .map(|i| {
-            let v = r.pcr(HashAlg::Sha256, *i).map_or_else(
-                || uefi::initial_pcr_value(HashAlg::Sha256, *i, log.startup_locality),
-                <[u8]>::to_vec,
-            );
-            (i.to_string(), hex::encode(v))
-        })
+    replayed_pcrs_of(log, pcrs)
+        .into_iter()
+        .map(|(i, v)| (i.to_string(), hex::encode(v)))
         .collect()
 }
 
