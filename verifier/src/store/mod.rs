@@ -209,8 +209,9 @@ pub fn open(config: &StorageConfig, data_dir: &Path) -> Result<Box<dyn Storage>,
 
 /// The verifier's durable state. Every mutating call is durable when it
 /// returns (sled flush / committed transaction), so whatever the service
-/// acknowledges is kept. Calls block: the service makes them from blocking
-/// threads.
+/// acknowledges is kept — except issuing and using a nonce (`put_nonce`,
+/// `consume_nonce`: see each). Calls block: the service makes them from
+/// blocking threads.
 pub trait Storage: Send + Sync {
     // ---- nodes
 
