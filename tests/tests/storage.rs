@@ -14,9 +14,9 @@ use assay_core::verdict::Claim;
 use assay_tests::PgDb;
 use assay_verifier::audit::Checkpoint;
 use assay_verifier::store::{
-    token_id, Consumed, HistoryQuery, HistoryRecord, NodeRecord, NonceRecord, PendingEnrollment,
-    PgConfig, PgStore, Quarantine, RevokeOne, SledStore, Storage, StoredEvidence, TokenRecord,
-    VerdictWrite,
+    latest_authentic_evidence, token_id, Consumed, HistoryQuery, HistoryRecord, NodeRecord,
+    NonceRecord, PendingEnrollment, PgConfig, PgStore, Quarantine, RevokeOne, SledStore, Storage,
+    StoredEvidence, TokenRecord, VerdictWrite,
 };
 
 enum Backend {
@@ -152,6 +152,7 @@ suite!(
     an_enrollment_is_taken_once_even_under_concurrency,
     a_verdict_s_writes_land_together,
     concurrent_verdicts_land_once_each_with_their_own_writes,
+    policy_evidence_is_the_newest_authentic_verdict_s,
 );
 
 fn nonce(node: &str, expires: i64) -> NonceRecord {
@@ -625,10 +626,7 @@ fn nodes_enrollments_quarantines_policies_and_checkpoints_round_trip(b: Backend)
         vec![("node-1".to_string(), 1000)]
     );
     assert!(s.nodes_passed_before(1000).unwrap().is_empty());
-    s.set_last_evidence("node-1", b"evidence-1").unwrap();
-    s.set_last_evidence("node-1", b"evidence-2").unwrap();
-    assert_eq!(s.last_evidence("node-1").unwrap().unwrap(), b"evidence-2");
-    // Enrolling again replaces the record (and keeps the last evidence).
+    // Enrolling again replaces the record.
     let again = NodeRecord {
         ak_name: "akn2".into(),
         ..node.clone()
@@ -638,7 +636,6 @@ fn nodes_enrollments_quarantines_policies_and_checkpoints_round_trip(b: Backend)
     assert!(s.remove_node("node-1").unwrap());
     assert!(!s.remove_node("node-1").unwrap());
     assert!(s.node("node-1").unwrap().is_none());
-    assert!(s.last_evidence("node-1").unwrap().is_none());
 
     assert!(s.quarantine("q").unwrap().is_none());
     let q = Quarantine {
@@ -746,7 +743,6 @@ fn a_verdict_s_writes_land_together(b: Backend) {
             }),
             logs: [Some(&log), None, None],
             clock: Some(clock),
-            last_evidence: Some(b"request".to_vec()),
             passed_at: Some(120),
             token: Some(("tok-n", token("n", 999, false))),
         })
@@ -763,7 +759,6 @@ fn a_verdict_s_writes_land_together(b: Backend) {
     );
     let n = s.node("n").unwrap().unwrap();
     assert_eq!((n.last_clock, n.last_pass_unix), (Some(clock), Some(120)));
-    assert_eq!(s.last_evidence("n").unwrap().unwrap(), b"request");
     assert!(matches!(
         s.consume_token("tok-n").unwrap(),
         Consumed::Fresh(_)
@@ -775,7 +770,6 @@ fn a_verdict_s_writes_land_together(b: Backend) {
             evidence: None,
             logs: [None, None, None],
             clock: None,
-            last_evidence: None,
             passed_at: None,
             token: None,
         })
@@ -784,6 +778,73 @@ fn a_verdict_s_writes_land_together(b: Backend) {
     assert!(s.evidence(3).unwrap().is_none());
     let n = s.node("n").unwrap().unwrap();
     assert_eq!((n.last_clock, n.last_pass_unix), (Some(clock), Some(120)));
+}
+
+fn node_record(id: &str) -> NodeRecord {
+    NodeRecord {
+        node_id: id.into(),
+        ek_cert_sha256: "ekc".into(),
+        ek_public: "ekp".into(),
+        ak_public: "akp".into(),
+        ak_name: "akn".into(),
+        activated_unix: 1,
+        last_clock: None,
+        last_pass_unix: None,
+    }
+}
+
+/// `policy generate --node` reads the evidence kept with the node's newest
+/// verdict whose quote was authentic — not a failed signature's, not
+/// another node's.
+fn policy_evidence_is_the_newest_authentic_verdict_s(b: Backend) {
+    let s = b.open();
+    let claim = |id: &str, passed| Claim::new(id, passed, "e", "a", "l");
+    let write = |node: &str, claims: Vec<Claim>, log: Option<&[u8]>, keep: bool| {
+        let mut record = hrec(node, 100, claims.iter().all(|c| c.passed), "", None);
+        record.claims = claims;
+        s.record_verdict(VerdictWrite {
+            record,
+            evidence: keep.then(|| StoredEvidence {
+                node_id: node.into(),
+                time_unix: 100,
+                pcrs_sha256: vec![(0, "ab".repeat(32))],
+                ..Default::default()
+            }),
+            logs: [log, None, None],
+            clock: None,
+            passed_at: None,
+            token: None,
+        })
+        .unwrap()
+        .seq
+    };
+    let authentic_pass = vec![claim("nonce.unused", true), claim("quote.signature", true)];
+    let authentic_fail = vec![
+        claim("nonce.unused", true),
+        claim("quote.signature", true),
+        claim("pcr.sha256.0", false),
+    ];
+    let forged = vec![claim("nonce.unused", true), claim("quote.signature", false)];
+    write("n", authentic_pass.clone(), Some(b"log A"), true);
+    let newest = write("n", authentic_fail, Some(b"log B"), true);
+    write("n", forged.clone(), Some(b"log C"), true);
+    write("other", authentic_pass.clone(), Some(b"log D"), true);
+    let (rec, ev, logs) = latest_authentic_evidence(s.as_ref(), "n").unwrap().unwrap();
+    assert_eq!(rec.seq, newest);
+    assert_eq!(logs[0].as_deref(), Some(&b"log B"[..]));
+    assert_eq!(ev.pcrs_sha256, vec![(0, "ab".repeat(32))]);
+    // Only forged quotes, or an authentic one whose evidence was not kept: none.
+    write("m", forged, Some(b"log E"), true);
+    assert!(latest_authentic_evidence(s.as_ref(), "m")
+        .unwrap()
+        .is_none());
+    write("k", authentic_pass, None, false);
+    assert!(latest_authentic_evidence(s.as_ref(), "k")
+        .unwrap()
+        .is_none());
+    assert!(latest_authentic_evidence(s.as_ref(), "nobody")
+        .unwrap()
+        .is_none());
 }
 
 fn verdict_for<'a>(node: &str, i: i64, log: &'a [u8]) -> VerdictWrite<'a> {
@@ -802,7 +863,6 @@ fn verdict_for<'a>(node: &str, i: i64, log: &'a [u8]) -> VerdictWrite<'a> {
             restart_count: 0,
             safe: true,
         }),
-        last_evidence: Some(format!("request {i}").into_bytes()),
         passed_at: Some(100 + i),
         token: None,
     }
@@ -818,6 +878,9 @@ fn concurrent_verdicts_land_once_each_with_their_own_writes(b: Backend) {
         Backend::Sled(_) => vec![b.open()],
     };
     let shared_log = vec![9u8; 2000];
+    for t in 0..8 {
+        stores[0].put_node(&node_record(&format!("v{t}"))).unwrap();
+    }
     let returned = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|sc| {
         for t in 0..8 {
@@ -862,7 +925,12 @@ fn concurrent_verdicts_land_once_each_with_their_own_writes(b: Backend) {
         let node = format!("v{t}");
         // Each node's verdicts came from one thread, in order: the last one's
         // state is what stays.
-        assert_eq!(s.last_evidence(&node).unwrap().unwrap(), b"request 19");
+        let n = s.node(&node).unwrap().unwrap();
+        assert_eq!(
+            (n.last_clock.map(|c| c.clock), n.last_pass_unix),
+            (Some(1019), Some(119)),
+            "{node}"
+        );
     }
 }
 

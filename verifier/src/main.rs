@@ -9,7 +9,6 @@ use assay_proto::v1 as pb;
 use assay_verifier::config::{Config, Overrides};
 use assay_verifier::offline;
 use clap::{Args, Parser, Subcommand};
-use prost::Message;
 use serde_json::json;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
@@ -484,27 +483,52 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             out,
         }) => {
-            let evidence = match (from_evidence, node, data_dir) {
-                (Some(path), _, _) => offline::read_bundle(&path)?.evidence.unwrap_or_default(),
-                (None, Some(node), Some(dir)) => {
-                    let store = offline_store(&dir, postgres)?;
-                    let bytes = store.last_evidence(&node)?.with_context(|| {
-                        format!("node {node} has sent no authentic evidence to this verifier yet")
-                    })?;
-                    pb::AttestRequest::decode(bytes.as_slice()).context("stored evidence")?
-                }
-                _ => bail!("give --from-evidence BUNDLE, or --node NODE with --data-dir DIR"),
-            };
-            let pcrs: Vec<(u32, Vec<u8>)> = evidence
-                .pcrs_sha256
-                .iter()
-                .map(|p| (p.index, p.digest.clone()))
-                .collect();
+            // PCR values, and the [UEFI, IMA, CEL] logs.
+            let (pcrs, logs): (Vec<(u32, Vec<u8>)>, assay_verifier::store::Logs) =
+                match (from_evidence, node, data_dir) {
+                    (Some(path), _, _) => {
+                        let e = offline::read_bundle(&path)?.evidence.unwrap_or_default();
+                        (
+                            e.pcrs_sha256
+                                .into_iter()
+                                .map(|p| (p.index, p.digest))
+                                .collect(),
+                            [e.uefi_log, e.ima_log, e.cel_log],
+                        )
+                    }
+                    (None, Some(node), Some(dir)) => {
+                        let store = offline_store(&dir, postgres)?;
+                        let (rec, ev, logs) = assay_verifier::store::latest_authentic_evidence(
+                            store.as_ref(),
+                            &node,
+                        )?
+                        .with_context(|| {
+                            format!(
+                                "node {node}: no authentic verdict with kept evidence \
+                                         (it has not attested yet, or [evidence] retention \
+                                         dropped or never kept it)"
+                            )
+                        })?;
+                        eprintln!(
+                            "from the evidence of record {} ({})",
+                            rec.seq, rec.time_unix
+                        );
+                        let pcrs = ev
+                            .pcrs_sha256
+                            .iter()
+                            .map(|(i, d)| Ok((*i, hex::decode(d)?)))
+                            .collect::<Result<_, hex::FromHexError>>()
+                            .context("kept evidence: PCR values")?;
+                        (pcrs, logs)
+                    }
+                    _ => bail!("give --from-evidence BUNDLE, or --node NODE with --data-dir DIR"),
+                };
+            let [uefi, ima, cel] = logs;
             let text = offline::generate_policy(
                 &name,
-                evidence.uefi_log.as_deref(),
-                evidence.ima_log.as_deref(),
-                evidence.cel_log.as_deref(),
+                uefi.as_deref(),
+                ima.as_deref(),
+                cel.as_deref(),
                 &pcrs,
             )?;
             // What we write must be a valid policy.

@@ -2,7 +2,6 @@
 //! synchronous functions over the store and the pure core. The gRPC layer
 //! (`api.rs`) only converts messages and maps errors to status codes.
 
-use prost::Message as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use assay_core::ek::TrustAnchors;
@@ -79,30 +78,6 @@ pub struct AttestInput {
     pub cel_log: Option<Vec<u8>>,
     /// The attestor's notes on logs it could not send.
     pub log_notes: Vec<String>,
-}
-
-impl AttestInput {
-    /// The wire form, as kept for `policy generate --node`.
-    pub fn to_proto(&self) -> assay_proto::v1::AttestRequest {
-        assay_proto::v1::AttestRequest {
-            node_id: self.node_id.clone(),
-            nonce: self.nonce.clone(),
-            attest: self.attest.clone(),
-            signature: self.signature.clone(),
-            pcrs_sha256: self
-                .pcrs_sha256
-                .iter()
-                .map(|(index, digest)| assay_proto::v1::PcrValue {
-                    index: *index,
-                    digest: digest.clone(),
-                })
-                .collect(),
-            uefi_log: self.uefi_log.clone(),
-            ima_log: self.ima_log.clone(),
-            log_notes: self.log_notes.clone(),
-            cel_log: self.cel_log.clone(),
-        }
-    }
 }
 
 pub struct AttestOutput {
@@ -554,8 +529,6 @@ impl Verifier {
                     input.cel_log.as_deref(),
                 ],
                 clock: outcome.clock.filter(|_| authentic),
-                last_evidence: (authentic && outcome.clock.is_some())
-                    .then(|| input.to_proto().encode_to_vec()),
                 passed_at: verdict.passed.then_some(now),
                 token: token.as_ref().map(|(t, exp)| {
                     (

@@ -22,7 +22,6 @@ pub struct SledStore {
     history: sled::Tree,
     /// Per node, the last authentic evidence (protobuf `AttestRequest`), for
     /// `policy generate --node`. One per node, overwritten: bounded.
-    last_evidence: sled::Tree,
     /// Nodes isolated after a failed attestation, until they pass again.
     quarantined: sled::Tree,
     /// Signed history checkpoints, by sequence number (`audit`).
@@ -141,13 +140,15 @@ impl SledStore {
                 path: path.display().to_string(),
                 source,
             })?;
+        // Older versions kept each node's last request here, logs included;
+        // `policy generate --node` reads the kept evidence instead.
+        db.drop_tree("last_evidence")?;
         Self {
             nodes: db.open_tree("nodes")?,
             enrollments: db.open_tree("enrollments")?,
             nonces: db.open_tree("nonces")?,
             tokens: db.open_tree("tokens")?,
             history: db.open_tree("history")?,
-            last_evidence: db.open_tree("last_evidence")?,
             quarantined: db.open_tree("quarantined")?,
             checkpoints: db.open_tree("checkpoints")?,
             history_by_node: db.open_tree("history_by_node")?,
@@ -257,23 +258,8 @@ impl Storage for SledStore {
 
     fn remove_node(&self, node_id: &str) -> Result<bool, StoreError> {
         let existed = self.nodes.remove(node_id.as_bytes())?.is_some();
-        self.last_evidence.remove(node_id.as_bytes())?;
         self.flush()?;
         Ok(existed)
-    }
-
-    /// Keeps `evidence` as the node's last authentic evidence (replacing the previous).
-    fn set_last_evidence(&self, node_id: &str, evidence: &[u8]) -> Result<(), StoreError> {
-        self.last_evidence.insert(node_id.as_bytes(), evidence)?;
-        self.flush()
-    }
-
-    /// The node's last authentic evidence, if any.
-    fn last_evidence(&self, node_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .last_evidence
-            .get(node_id.as_bytes())?
-            .map(|v| v.to_vec()))
     }
 
     /// Records a pass at `now_unix` (the start of the node's freshness window).
@@ -537,10 +523,6 @@ impl Storage for SledStore {
                 n.last_pass_unix = w.passed_at.or(n.last_pass_unix);
                 self.nodes.insert(n.node_id.as_bytes(), to_json(&n))?;
             }
-        }
-        if let Some(e) = &w.last_evidence {
-            self.last_evidence
-                .insert(node_id.as_bytes(), e.as_slice())?;
         }
         if let Some((token, t)) = &w.token {
             self.tokens.insert(token_key(token), to_json(t))?;

@@ -181,8 +181,6 @@ pub struct VerdictWrite<'a> {
     pub logs: [Option<&'a [u8]>; 3],
     /// An authentic quote's clock: the node's new rollback baseline.
     pub clock: Option<ClockInfo>,
-    /// An authentic quote's request (protobuf), for `policy generate --node`.
-    pub last_evidence: Option<Vec<u8>>,
     /// A pass at this time: the start of the node's freshness window.
     pub passed_at: Option<i64>,
     /// A pass's join token (stored by its hash) and record.
@@ -220,12 +218,6 @@ pub trait Storage: Send + Sync {
     fn put_node(&self, node: &NodeRecord) -> Result<(), StoreError>;
 
     fn remove_node(&self, node_id: &str) -> Result<bool, StoreError>;
-
-    /// Keeps `evidence` as the node's last authentic evidence (replacing the previous).
-    fn set_last_evidence(&self, node_id: &str, evidence: &[u8]) -> Result<(), StoreError>;
-
-    /// The node's last authentic evidence, if any.
-    fn last_evidence(&self, node_id: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Records a pass at `now_unix` (the start of the node's freshness window).
     fn set_last_pass(&self, node_id: &str, now_unix: i64) -> Result<(), StoreError>;
@@ -322,9 +314,6 @@ pub trait Storage: Send + Sync {
         }
         if let Some(c) = w.clock {
             self.set_last_clock(&node_id, c)?;
-        }
-        if let Some(e) = &w.last_evidence {
-            self.set_last_evidence(&node_id, e)?;
         }
         if let Some(t) = w.passed_at {
             self.set_last_pass(&node_id, t)?;
@@ -462,6 +451,44 @@ pub trait Storage: Send + Sync {
 }
 /// The UEFI, IMA and CEL logs of one piece of evidence.
 pub type Logs = [Option<Vec<u8>>; 3];
+
+/// Most of a node's newest verdicts [`latest_authentic_evidence`] looks through.
+const AUTHENTIC_SCAN: usize = 1000;
+
+/// The evidence kept with `node_id`'s newest verdict whose quote was
+/// authentic (every `nonce.*` and `quote.*` claim passed: the node's TPM
+/// really reported it, whatever the policy made of it), among its newest
+/// 1,000 verdicts; `None` when there is none or its evidence was not kept.
+pub fn latest_authentic_evidence(
+    store: &dyn Storage,
+    node_id: &str,
+) -> Result<Option<(HistoryRecord, StoredEvidence, Logs)>, StoreError> {
+    let mut q = HistoryQuery {
+        node_id: Some(node_id.to_string()),
+        verdict: Some("verdict".into()),
+        limit: 100,
+        ..Default::default()
+    };
+    let mut seen = 0;
+    while seen < AUTHENTIC_SCAN {
+        let (recs, next) = store.query_history(&q)?;
+        seen += recs.len();
+        let authentic = |r: &HistoryRecord| {
+            r.claims
+                .iter()
+                .filter(|c| c.id.starts_with("nonce.") || c.id.starts_with("quote."))
+                .all(|c| c.passed)
+        };
+        if let Some(r) = recs.into_iter().find(authentic) {
+            return Ok(store.evidence(r.seq)?.map(|(ev, logs)| (r, ev, logs)));
+        }
+        if next == 0 {
+            break;
+        }
+        q.before_seq = Some(next);
+    }
+    Ok(None)
+}
 
 /// The evidence behind one record, as kept for `audit reverify`: what the
 /// node sent and the verifier state the verdict depended on (AK, previous

@@ -40,6 +40,10 @@ use sha2::{Digest, Sha256};
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../../migrations/0001_init.sql")),
     (2, include_str!("../../migrations/0002_history_head.sql")),
+    (
+        3,
+        include_str!("../../migrations/0003_drop_last_evidence.sql"),
+    ),
 ];
 
 /// Advisory lock keys (transaction scoped).
@@ -345,32 +349,9 @@ impl Storage for PgStore {
                 .execute("DELETE FROM nodes WHERE node_id = $1", &[&node_id])
                 .await
                 .map_err(pg)?;
-            tx.execute("DELETE FROM last_evidence WHERE node_id = $1", &[&node_id])
-                .await
-                .map_err(pg)?;
             tx.commit().await.map_err(pg)?;
             Ok(n > 0)
         })
-    }
-
-    fn set_last_evidence(&self, node_id: &str, evidence: &[u8]) -> Result<(), StoreError> {
-        self.run(async {
-            self.execute(
-                "INSERT INTO last_evidence (node_id, evidence) VALUES ($1, $2) \
-                 ON CONFLICT (node_id) DO UPDATE SET evidence = EXCLUDED.evidence",
-                &[&node_id, &evidence],
-            )
-            .await
-            .map(drop)
-        })
-    }
-
-    fn last_evidence(&self, node_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.first(
-            "SELECT evidence FROM last_evidence WHERE node_id = $1",
-            &[&node_id],
-            |r| Ok(r.get(0)),
-        )
     }
 
     fn set_last_pass(&self, node_id: &str, now_unix: i64) -> Result<(), StoreError> {
@@ -1090,7 +1071,6 @@ struct OwnedVerdict {
     evidence: Option<StoredEvidence>,
     logs: [Option<Vec<u8>>; 3],
     clock: Option<String>,
-    last_evidence: Option<Vec<u8>>,
     passed_at: Option<i64>,
     token: Option<(String, TokenRecord)>,
 }
@@ -1102,7 +1082,6 @@ impl From<VerdictWrite<'_>> for OwnedVerdict {
             evidence: w.evidence,
             logs: w.logs.map(|l| l.map(<[u8]>::to_vec)),
             clock: w.clock.as_ref().map(json_text),
-            last_evidence: w.last_evidence,
             passed_at: w.passed_at,
             token: w.token.map(|(t, r)| (t.to_string(), r)),
         }
@@ -1217,16 +1196,12 @@ async fn write_verdicts(
     // transactions one after the other would): one row each.
     let mut nodes: std::collections::BTreeMap<&str, (Option<&String>, Option<i64>)> =
         Default::default();
-    let mut last: std::collections::BTreeMap<&str, &Vec<u8>> = Default::default();
     for v in batch {
         let id = v.record.node_id.as_str();
         if v.clock.is_some() || v.passed_at.is_some() {
             let e = nodes.entry(id).or_default();
             e.0 = v.clock.as_ref().or(e.0);
             e.1 = v.passed_at.or(e.1);
-        }
-        if let Some(ev) = &v.last_evidence {
-            last.insert(id, ev);
         }
     }
     let node_rows = async {
@@ -1247,29 +1222,13 @@ async fn write_verdicts(
         .await
         .map(drop)
     };
-    let evidence_rows = async {
-        if last.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<&str> = last.keys().copied().collect();
-        let evidence: Vec<&[u8]> = last.values().map(|e| e.as_slice()).collect();
-        exec(
-            &tx,
-            "INSERT INTO last_evidence (node_id, evidence) \
-             SELECT * FROM unnest($1::text[], $2::bytea[]) \
-             ON CONFLICT (node_id) DO UPDATE SET evidence = EXCLUDED.evidence",
-            &[&ids, &evidence],
-        )
-        .await
-        .map(drop)
-    };
     let token_rows = futures_util::future::try_join_all(
         batch
             .iter()
             .filter_map(|v| v.token.as_ref())
             .map(|(token, t)| put_token_in(&tx, token, t)),
     );
-    tokio::try_join!(node_rows, evidence_rows, token_rows)?;
+    tokio::try_join!(node_rows, token_rows)?;
     let recs = append_in(&tx, batch.iter().map(|v| v.record.clone()).collect()).await?;
     futures_util::future::try_join_all(batch.iter().zip(&recs).filter_map(|(v, rec)| {
         let ev = v.evidence.clone()?;
