@@ -1136,26 +1136,40 @@ impl VerdictQueue {
             let n = st.waiting.len().min(MAX_BATCH);
             let batch: Vec<(u64, OwnedVerdict)> = st.waiting.drain(..n).collect();
             drop(st);
-            // Whatever happens to this batch, the next writer may start.
-            let guard = Writing(self);
-            let results = write_each_on_failure(batch, &write_batch);
-            drop(guard);
+            let mut written = Written {
+                queue: self,
+                tickets: batch.iter().map(|(t, _)| *t).collect(),
+                results: Vec::new(),
+            };
+            written.results = write_each_on_failure(batch, &write_batch);
+            drop(written);
             st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            st.written.extend(results);
-            self.done.notify_all();
         }
     }
 }
 
-/// Clears the queue's `writing` mark when a batch is done (or its writer
-/// unwinds), and wakes the waiters.
-struct Writing<'a>(&'a VerdictQueue);
+/// A batch being written. Dropped (also if its writer unwinds), it
+/// publishes every ticket's result — an error for any it has none for —
+/// and clears the `writing` mark under one lock, then wakes the waiters.
+struct Written<'a> {
+    queue: &'a VerdictQueue,
+    tickets: Vec<u64>,
+    results: Vec<(u64, Result<HistoryRecord, StoreError>)>,
+}
 
-impl Drop for Writing<'_> {
+impl Drop for Written<'_> {
     fn drop(&mut self) {
-        let mut st = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self.queue.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.written.extend(self.results.drain(..));
+        for t in &self.tickets {
+            st.written.entry(*t).or_insert_with(|| {
+                Err(StoreError::Postgres(
+                    "the transaction writing this verdict was abandoned".into(),
+                ))
+            });
+        }
         st.writing = false;
-        self.0.done.notify_all();
+        self.queue.done.notify_all();
     }
 }
 
@@ -1440,4 +1454,116 @@ async fn rows(
 ) -> Result<Vec<Row>, StoreError> {
     let st = c.prepare_cached(sql).await.map_err(pg)?;
     c.query(&st, params).await.map_err(pg)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The group-commit queue's hand-over logic, apart from PostgreSQL (the
+    //! storage suite runs it against a real server).
+    use super::*;
+
+    fn verdict(node: &str) -> OwnedVerdict {
+        OwnedVerdict {
+            record: HistoryRecord {
+                seq: 0,
+                node_id: node.into(),
+                time_unix: 0,
+                passed: true,
+                claims: Vec::new(),
+                policy_name: String::new(),
+                policy_digest: String::new(),
+                evidence_digest: String::new(),
+                prev_hash: String::new(),
+                kind: String::new(),
+            },
+            evidence: None,
+            logs: [None, None, None],
+            clock: None,
+            passed_at: None,
+            token: None,
+        }
+    }
+
+    /// 16 threads × 25 verdicts; the writer refuses any batch holding a
+    /// "bad" node (so batches holding one are retried verdict by verdict)
+    /// and numbers the rest in order, as the chain would.
+    #[test]
+    fn every_caller_gets_its_own_result_and_a_refusal_stays_its_own() {
+        let q = VerdictQueue::default();
+        let seq = std::sync::atomic::AtomicU64::new(0);
+        let batches = std::sync::Mutex::new(Vec::new());
+        let write = |b: &[OwnedVerdict]| {
+            batches.lock().unwrap().push(b.len());
+            // A transaction takes a while: the others queue meanwhile.
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            if b.iter().any(|v| v.record.node_id.starts_with("bad")) {
+                return Err(StoreError::Postgres("refused".into()));
+            }
+            Ok(b.iter()
+                .map(|v| HistoryRecord {
+                    seq: seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1,
+                    ..v.record.clone()
+                })
+                .collect())
+        };
+        let results = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|sc| {
+            for t in 0..16 {
+                let (q, write, results) = (&q, &write, &results);
+                sc.spawn(move || {
+                    for i in 0..25 {
+                        let node = if t == 3 && i % 5 == 0 {
+                            format!("bad-{i}")
+                        } else {
+                            format!("t{t}-{i}")
+                        };
+                        let r = q.write(verdict(&node), write);
+                        results.lock().unwrap().push((node, r));
+                    }
+                });
+            }
+        });
+        let results = results.into_inner().unwrap();
+        let mut seqs = Vec::new();
+        for (node, r) in &results {
+            match r {
+                Ok(rec) => {
+                    assert_eq!(&rec.node_id, node);
+                    seqs.push(rec.seq);
+                }
+                Err(_) => assert!(node.starts_with("bad"), "{node} refused"),
+            }
+        }
+        assert_eq!(results.iter().filter(|r| r.1.is_err()).count(), 5);
+        seqs.sort_unstable();
+        seqs.dedup();
+        assert_eq!(seqs.len(), 395, "one seq per written verdict");
+        let b = batches.into_inner().unwrap();
+        assert!(b.iter().all(|n| (1..=MAX_BATCH).contains(n)));
+        assert!(
+            b.iter().any(|n| *n > 1),
+            "some verdicts shared a batch: {b:?}"
+        );
+    }
+
+    /// A writer that unwinds fails its batch's callers; the queue goes on.
+    #[test]
+    fn a_writer_that_panics_fails_its_batch_and_the_queue_goes_on() {
+        let q = VerdictQueue::default();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            q.write(
+                verdict("a"),
+                |_: &[OwnedVerdict]| -> Result<Vec<HistoryRecord>, StoreError> {
+                    panic!("writer died")
+                },
+            )
+        }));
+        assert!(r.is_err(), "the panic reaches the writing caller");
+        let rec = q
+            .write(verdict("b"), |b: &[OwnedVerdict]| {
+                Ok(b.iter().map(|v| v.record.clone()).collect())
+            })
+            .unwrap();
+        assert_eq!(rec.node_id, "b");
+    }
 }
