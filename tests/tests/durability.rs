@@ -96,10 +96,12 @@ fn sigkill_under_load(db: Option<&PgDb>) {
         killed_with >= 15,
         "load was running: {killed_with} acknowledged"
     );
-    assert_eq!(
-        acked.len(),
-        killed_with,
-        "nothing acknowledged after the kill"
+    // An attestor whose answer left before the kill may be counted just
+    // after it (one in flight per node); nothing started later can succeed.
+    assert!(
+        acked.len() <= killed_with + NODES,
+        "{} acknowledged, {killed_with} at the kill: the verifier answered after it",
+        acked.len()
     );
 
     v.restart().unwrap();
