@@ -597,14 +597,8 @@ fn evidence_logs_are_stored_once_and_pruned_oldest_first_by_age_count_and_size(b
 fn nodes_enrollments_quarantines_policies_and_checkpoints_round_trip(b: Backend) {
     let s = b.open();
     let node = NodeRecord {
-        node_id: "node-1".into(),
-        ek_cert_sha256: "ekc".into(),
-        ek_public: "ekp".into(),
-        ak_public: "akp".into(),
-        ak_name: "akn".into(),
         activated_unix: 5,
-        last_clock: None,
-        last_pass_unix: None,
+        ..node_record("node-1")
     };
     assert!(s.node("node-1").unwrap().is_none());
     s.put_node(&node).unwrap();
@@ -712,17 +706,7 @@ fn an_enrollment_is_taken_once_even_under_concurrency(b: Backend) {
 
 fn a_verdict_s_writes_land_together(b: Backend) {
     let s = b.open();
-    let node = NodeRecord {
-        node_id: "n".into(),
-        ek_cert_sha256: "ekc".into(),
-        ek_public: "ekp".into(),
-        ak_public: "akp".into(),
-        ak_name: "akn".into(),
-        activated_unix: 1,
-        last_clock: None,
-        last_pass_unix: None,
-    };
-    s.put_node(&node).unwrap();
+    s.put_node(&node_record("n")).unwrap();
     s.append_history(hrec("other", 100, true, "", None))
         .unwrap();
     let clock = ClockInfo {
