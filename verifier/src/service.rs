@@ -479,11 +479,7 @@ impl Verifier {
         );
 
         // Advance the rollback baseline only from fresh, authentic quotes.
-        let authentic = verdict
-            .claims
-            .iter()
-            .filter(|c| c.id.starts_with("nonce.") || c.id.starts_with("quote."))
-            .all(|c| c.passed);
+        let authentic = assay_core::verdict::quote_authentic(&verdict.claims);
         let token = if verdict.passed {
             let ttl = self.config.token_ttl.as_secs() as i64;
             let (token, claims) = self.tokens.issue(&input.node_id, &node.ak_name, now, ttl)?;

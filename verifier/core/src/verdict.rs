@@ -34,6 +34,15 @@ impl Verdict {
     }
 }
 
+/// Whether every `nonce.*` and `quote.*` claim passed: the node's TPM really
+/// signed this evidence for this challenge, whatever the policy made of it.
+pub fn quote_authentic(claims: &[Claim]) -> bool {
+    claims
+        .iter()
+        .filter(|c| c.id.starts_with("nonce.") || c.id.starts_with("quote."))
+        .all(|c| c.passed)
+}
+
 /// One evaluated claim.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claim {

@@ -473,13 +473,10 @@ pub fn latest_authentic_evidence(
     while seen < AUTHENTIC_SCAN {
         let (recs, next) = store.query_history(&q)?;
         seen += recs.len();
-        let authentic = |r: &HistoryRecord| {
-            r.claims
-                .iter()
-                .filter(|c| c.id.starts_with("nonce.") || c.id.starts_with("quote."))
-                .all(|c| c.passed)
-        };
-        if let Some(r) = recs.into_iter().find(authentic) {
+        if let Some(r) = recs
+            .into_iter()
+            .find(|r| assay_core::verdict::quote_authentic(&r.claims))
+        {
             return Ok(store.evidence(r.seq)?.map(|(ev, logs)| (r, ev, logs)));
         }
         if next == 0 {

@@ -1188,10 +1188,10 @@ fn write_each_on_failure(
         })
     };
     if verdicts.len() > 1 {
+        // Committed: never written again (a ticket without a record, which
+        // append_in does not leave, gets an error from `Written`).
         if let Ok(recs) = write_batch(&verdicts) {
-            if recs.len() == tickets.len() {
-                return tickets.into_iter().zip(recs.into_iter().map(Ok)).collect();
-            }
+            return tickets.into_iter().zip(recs.into_iter().map(Ok)).collect();
         }
     }
     tickets.into_iter().zip(verdicts.iter().map(one)).collect()
