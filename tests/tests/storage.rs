@@ -12,12 +12,26 @@ use std::time::Duration;
 use assay_core::tpm::attest::ClockInfo;
 use assay_core::verdict::Claim;
 use assay_tests::PgDb;
-use assay_verifier::audit::Checkpoint;
 use assay_verifier::store::{
-    latest_authentic_evidence, token_id, Consumed, HistoryQuery, HistoryRecord, NodeRecord,
-    NonceRecord, PendingEnrollment, PgConfig, PgStore, Quarantine, RevokeOne, SledStore, Storage,
-    StoredEvidence, TokenRecord, VerdictWrite,
+    latest_authentic_evidence, token_id, Checkpoint, Consumed, HistoryQuery, HistoryRecord, Logs,
+    NodeRecord, NonceRecord, PendingEnrollment, PgConfig, PgStore, Quarantine, RevokeOne,
+    SledStore, Storage, StoredEvidence, TokenRecord, VerdictWrite,
 };
+
+/// The sled database under the trait, for tampering and inspection; once the
+/// store's handle is dropped (its file lock is released from a background
+/// thread, hence the bounded retry, as in `Backend::open`).
+fn raw_sled(d: &tempfile::TempDir) -> sled::Db {
+    let mut last = None;
+    for _ in 0..100 {
+        match sled::open(d.path().join("db")) {
+            Ok(db) => return db,
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("opening sled: {last:?}");
+}
 
 enum Backend {
     Sled(tempfile::TempDir),
@@ -65,7 +79,7 @@ impl Backend {
     fn tamper_record(&self, seq: u64, edit: impl Fn(&mut serde_json::Value)) {
         match self {
             Backend::Sled(d) => {
-                let db = sled::open(d.path().join("db")).expect("sled");
+                let db = raw_sled(d);
                 let t = db.open_tree("history").expect("tree");
                 let v = t.get(seq.to_be_bytes()).expect("get").expect("record");
                 let mut j: serde_json::Value = serde_json::from_slice(&v).expect("json");
@@ -93,7 +107,7 @@ impl Backend {
     fn raw_tokens(&self) -> String {
         match self {
             Backend::Sled(d) => {
-                let db = sled::open(d.path().join("db")).expect("sled");
+                let db = raw_sled(d);
                 let t = db.open_tree("tokens").expect("tree");
                 t.iter()
                     .map(|kv| {
@@ -113,7 +127,7 @@ impl Backend {
     fn blob_count(&self) -> usize {
         match self {
             Backend::Sled(d) => {
-                let db = sled::open(d.path().join("db")).expect("sled");
+                let db = raw_sled(d);
                 db.open_tree("blobs").expect("tree").len()
                     + db.open_tree("blob_refs").expect("tree").len()
             }
@@ -563,22 +577,30 @@ fn evidence_logs_are_stored_once_and_pruned_oldest_first_by_age_count_and_size(b
         let shared = vec![7u8; 10_000];
         for seq in 1..=5u64 {
             let own = vec![seq as u8; 1000];
-            s.put_evidence(seq, ev(100 * seq as i64), [Some(&shared), Some(&own), None])
-                .unwrap();
+            s.put_evidence(
+                seq,
+                ev(100 * seq as i64),
+                Logs {
+                    uefi: Some(&shared),
+                    ima: Some(&own),
+                    cel: None,
+                },
+            )
+            .unwrap();
         }
         // 5 × (200 + 1000) + one copy of the shared 10,000-byte log.
         assert_eq!(s.evidence_usage().unwrap(), (16_000, 5));
         let (e, logs) = s.evidence(3).unwrap().unwrap();
         assert_eq!(e.time_unix, 300);
-        assert_eq!(logs[0].as_deref(), Some(shared.as_slice()));
-        assert_eq!(logs[1].as_deref(), Some(vec![3u8; 1000].as_slice()));
-        assert!(logs[2].is_none() && e.cel_log.is_none());
+        assert_eq!(logs.uefi.as_deref(), Some(shared.as_slice()));
+        assert_eq!(logs.ima.as_deref(), Some(vec![3u8; 1000].as_slice()));
+        assert!(logs.cel.is_none() && e.cel_log.is_none());
         assert!(s.evidence(99).unwrap().is_none());
         // By age: entries older than t=250 go (seq 1, 2); the shared log stays.
         assert_eq!(s.prune_evidence(250, usize::MAX, u64::MAX).unwrap(), 2);
         assert!(s.evidence(1).unwrap().is_none() && s.evidence(3).unwrap().is_some());
         assert_eq!(
-            s.evidence(3).unwrap().unwrap().1[0].as_deref(),
+            s.evidence(3).unwrap().unwrap().1.uefi.as_deref(),
             Some(shared.as_slice())
         );
         assert_eq!(s.evidence_usage().unwrap(), (13_600, 3));
@@ -725,7 +747,10 @@ fn a_verdict_s_writes_land_together(b: Backend) {
                 attest: "00".repeat(10),
                 ..Default::default()
             }),
-            logs: [Some(&log), None, None],
+            logs: Logs {
+                uefi: Some(&log),
+                ..Logs::default()
+            },
             clock: Some(clock),
             passed_at: Some(120),
             token: Some(("tok-n", token("n", 999, false))),
@@ -738,7 +763,7 @@ fn a_verdict_s_writes_land_together(b: Backend) {
         .unwrap()
         .expect("evidence under the record's seq");
     assert_eq!(
-        (ev.time_unix, logs[0].as_deref()),
+        (ev.time_unix, logs.uefi.as_deref()),
         (120, Some(log.as_slice()))
     );
     let n = s.node("n").unwrap().unwrap();
@@ -752,7 +777,7 @@ fn a_verdict_s_writes_land_together(b: Backend) {
         .record_verdict(VerdictWrite {
             record: hrec("n", 130, false, "", Some("quote.signature")),
             evidence: None,
-            logs: [None, None, None],
+            logs: Logs::default(),
             clock: None,
             passed_at: None,
             token: None,
@@ -794,7 +819,10 @@ fn policy_evidence_is_the_newest_authentic_verdict_s(b: Backend) {
                 pcrs_sha256: vec![(0, "ab".repeat(32))],
                 ..Default::default()
             }),
-            logs: [log, None, None],
+            logs: Logs {
+                uefi: log,
+                ..Logs::default()
+            },
             clock: None,
             passed_at: None,
             token: None,
@@ -815,7 +843,7 @@ fn policy_evidence_is_the_newest_authentic_verdict_s(b: Backend) {
     write("other", authentic_pass.clone(), Some(b"log D"), true);
     let (rec, ev, logs) = latest_authentic_evidence(s.as_ref(), "n").unwrap().unwrap();
     assert_eq!(rec.seq, newest);
-    assert_eq!(logs[0].as_deref(), Some(&b"log B"[..]));
+    assert_eq!(logs.uefi.as_deref(), Some(&b"log B"[..]));
     assert_eq!(ev.pcrs_sha256, vec![(0, "ab".repeat(32))]);
     // Only forged quotes, or an authentic one whose evidence was not kept: none.
     write("m", forged, Some(b"log E"), true);
@@ -840,7 +868,10 @@ fn verdict_for<'a>(node: &str, i: i64, log: &'a [u8]) -> VerdictWrite<'a> {
             attest: format!("{i:04x}"),
             ..Default::default()
         }),
-        logs: [Some(log), None, None],
+        logs: Logs {
+            uefi: Some(log),
+            ..Logs::default()
+        },
         clock: Some(ClockInfo {
             clock: 1000 + i as u64,
             reset_count: 1,
@@ -902,7 +933,7 @@ fn concurrent_verdicts_land_once_each_with_their_own_writes(b: Backend) {
         assert!(rec.time_unix >= 100 + i, "seq {seq}");
         let (ev, logs) = s.evidence(*seq).unwrap().expect("evidence");
         assert_eq!(ev.attest, format!("{i:04x}"), "seq {seq}");
-        assert_eq!(logs[0].as_deref(), Some(shared_log.as_slice()));
+        assert_eq!(logs.uefi.as_deref(), Some(shared_log.as_slice()));
         assert!(matches!(s.consume_token(tok).unwrap(), Consumed::Fresh(_)));
     }
     for t in 0..8 {

@@ -11,34 +11,9 @@
 //! an export file or a test feed it.
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::store::HistoryRecord;
-
-/// A signed statement: "record `seq` is the head, with hash `head_hash`, at `time_unix`".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    pub seq: u64,
-    pub head_hash: String,
-    pub time_unix: i64,
-    /// Detached JWS over [`Checkpoint::payload`].
-    pub signature: String,
-}
-
-impl Checkpoint {
-    /// The exact bytes signed.
-    pub fn payload(seq: u64, head_hash: &str, time_unix: i64) -> Vec<u8> {
-        format!("assay-history-checkpoint/v1\n{seq}\n{head_hash}\n{time_unix}\n").into_bytes()
-    }
-}
-
-/// One record as found: the position it was stored at (its key) and what it says.
-#[derive(Debug, Clone)]
-pub struct Found {
-    /// The sequence number its storage key says (sled key, export line order).
-    pub key_seq: u64,
-    pub record: HistoryRecord,
-}
+use crate::store::{Checkpoint, Found};
 
 /// What `verify` found.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -231,6 +206,7 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::HistoryRecord;
     use crate::token::TokenSigner;
 
     fn rec(seq: u64, prev_hash: String, passed: bool) -> HistoryRecord {

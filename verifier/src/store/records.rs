@@ -1,0 +1,320 @@
+//! What the store keeps: the records the service reads and writes, and how
+//! the backends encode them.
+
+use assay_core::tpm::attest::ClockInfo;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::StoreError;
+
+/// A node whose AK is bound to its EK (activation completed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub node_id: String,
+    /// Hex SHA-256 of the DER EK certificate the node enrolled with.
+    pub ek_cert_sha256: String,
+    /// Hex TPM2B_PUBLIC of the EK.
+    pub ek_public: String,
+    /// Hex TPM2B_PUBLIC of the bound AK.
+    pub ak_public: String,
+    /// Hex TPM name of the bound AK.
+    pub ak_name: String,
+    pub activated_unix: i64,
+    /// Clock info of the last quote whose signature verified (rollback detection).
+    pub last_clock: Option<ClockInfo>,
+    /// When the node last passed; a node that does not pass again within
+    /// `stale_after_secs` is stale.
+    #[serde(default)]
+    pub last_pass_unix: Option<i64>,
+}
+
+/// An enrollment waiting for the node's proof of credential activation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingEnrollment {
+    pub node_id: String,
+    pub ek_cert_sha256: String,
+    pub ek_public: String,
+    pub ak_public: String,
+    pub ak_name: String,
+    /// Hex SHA-256 of the credential; the credential itself is never stored.
+    pub credential_sha256: String,
+    pub expires_unix: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NonceRecord {
+    pub node_id: String,
+    pub expires_unix: i64,
+    pub used: bool,
+}
+
+/// A node isolated after a failed attestation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantine {
+    pub since_unix: i64,
+    /// The orchestrator confirmed the isolation (drain, …); retried until it does.
+    pub applied: bool,
+}
+
+/// A join token, stored under the SHA-256 of the token: the token itself never is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub node_id: String,
+    pub ak_name: String,
+    pub expires_unix: i64,
+    pub used: bool,
+    /// Revoked (the node failed attestation, or an operator) before it was used.
+    #[serde(default)]
+    pub revoked: bool,
+    #[serde(default)]
+    pub issued_unix: i64,
+}
+
+impl TokenRecord {
+    /// `unused`, `used`, `revoked` or `expired`.
+    pub fn state(&self, now_unix: i64) -> &'static str {
+        match (self.revoked, self.used) {
+            (true, _) => "revoked",
+            (false, true) => "used",
+            (false, false) if self.expires_unix <= now_unix => "expired",
+            _ => "unused",
+        }
+    }
+}
+
+/// What revoking one token by id found.
+#[derive(Debug, Clone)]
+pub enum RevokeOne {
+    Revoked(TokenRecord),
+    /// Already used or revoked: nothing to do.
+    Spent(TokenRecord),
+    NotFound,
+    /// The prefix names more than one token.
+    Ambiguous(usize),
+}
+
+/// Shortest token id prefix accepted by [`super::SingleUseStore::revoke_token`] (hex digits).
+pub const MIN_TOKEN_ID_PREFIX: usize = 8;
+
+/// A token's public id: the hex SHA-256 of the token (what the store is keyed by).
+pub fn token_id(token: &str) -> String {
+    hex::encode(token_key(token))
+}
+
+/// One verdict in the history. `hash` chains it to the previous record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryRecord {
+    pub seq: u64,
+    pub node_id: String,
+    pub time_unix: i64,
+    pub passed: bool,
+    pub claims: Vec<assay_core::verdict::Claim>,
+    pub policy_name: String,
+    pub policy_digest: String,
+    pub evidence_digest: String,
+    /// Hex SHA-256 of the previous record's canonical JSON; empty for the first.
+    pub prev_hash: String,
+    /// Empty for a verdict; `stale` (no pass within the window), `webhook` (a
+    /// notification's delivery). Left out of the JSON when empty, so records
+    /// written before it existed hash as they did.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+}
+
+impl HistoryRecord {
+    /// SHA-256 of the record's canonical JSON (the value the next record chains to).
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(Sha256::digest(json))
+    }
+}
+
+/// What consuming a single-use object found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consumed<T> {
+    /// It existed and was unused; it is now used.
+    Fresh(T),
+    /// It existed and had been used before.
+    AlreadyUsed(T),
+    /// It never existed (or was purged).
+    Unknown,
+}
+
+/// What one attestation's verdict writes.
+#[derive(Debug, Clone)]
+pub struct VerdictWrite<'a> {
+    /// The history record (its seq and prev_hash are assigned).
+    pub record: HistoryRecord,
+    /// The evidence behind it (kept under the record's seq) and its logs.
+    pub evidence: Option<StoredEvidence>,
+    pub logs: Logs<&'a [u8]>,
+    /// An authentic quote's clock: the node's new rollback baseline.
+    pub clock: Option<ClockInfo>,
+    /// A pass at this time: the start of the node's freshness window.
+    pub passed_at: Option<i64>,
+    /// A pass's join token (stored by its hash) and record.
+    pub token: Option<(&'a str, TokenRecord)>,
+}
+
+/// A signed statement: "record `seq` is the head, with hash `head_hash`, at
+/// `time_unix`" (see `audit`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub seq: u64,
+    pub head_hash: String,
+    pub time_unix: i64,
+    /// Detached JWS over [`Checkpoint::payload`].
+    pub signature: String,
+}
+
+impl Checkpoint {
+    /// The exact bytes signed.
+    pub fn payload(seq: u64, head_hash: &str, time_unix: i64) -> Vec<u8> {
+        format!("assay-history-checkpoint/v1\n{seq}\n{head_hash}\n{time_unix}\n").into_bytes()
+    }
+}
+
+/// One record as found: the position it was stored at (its key) and what it says.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The sequence number its storage key says (sled key, export line order).
+    pub key_seq: u64,
+    pub record: HistoryRecord,
+}
+
+/// The logs of one piece of evidence, by kind: owned (`Logs`, as read back)
+/// or borrowed (`Logs<&[u8]>`, as written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logs<B = Vec<u8>> {
+    /// The UEFI (firmware) event log.
+    pub uefi: Option<B>,
+    /// The IMA runtime measurement log.
+    pub ima: Option<B>,
+    /// The container measurement log (TCG CEL).
+    pub cel: Option<B>,
+}
+
+impl<B> Default for Logs<B> {
+    fn default() -> Self {
+        Logs {
+            uefi: None,
+            ima: None,
+            cel: None,
+        }
+    }
+}
+
+impl<B> Logs<B> {
+    /// Applies `f` to each log there is, keeping which is which.
+    pub fn map<C>(self, mut f: impl FnMut(B) -> C) -> Logs<C> {
+        Logs {
+            uefi: self.uefi.map(&mut f),
+            ima: self.ima.map(&mut f),
+            cel: self.cel.map(&mut f),
+        }
+    }
+
+    /// Like [`Logs::map`], for a function that can fail.
+    pub fn try_map<C, E>(self, mut f: impl FnMut(B) -> Result<C, E>) -> Result<Logs<C>, E> {
+        Ok(Logs {
+            uefi: self.uefi.map(&mut f).transpose()?,
+            ima: self.ima.map(&mut f).transpose()?,
+            cel: self.cel.map(&mut f).transpose()?,
+        })
+    }
+
+    /// Whether there is any log at all.
+    pub fn any(&self) -> bool {
+        self.uefi.is_some() || self.ima.is_some() || self.cel.is_some()
+    }
+}
+
+impl Logs<Vec<u8>> {
+    /// The logs, borrowed.
+    pub fn borrowed(&self) -> Logs<&[u8]> {
+        Logs {
+            uefi: self.uefi.as_deref(),
+            ima: self.ima.as_deref(),
+            cel: self.cel.as_deref(),
+        }
+    }
+}
+
+/// The evidence behind one record, as kept for `audit reverify`: what the
+/// node sent and the verifier state the verdict depended on (AK, previous
+/// TPM clock). Binary fields are hex; logs are named by their SHA-256.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvidence {
+    pub node_id: String,
+    pub time_unix: i64,
+    pub ak_public: String,
+    pub nonce: String,
+    pub attest: String,
+    pub signature: String,
+    pub pcrs_sha256: Vec<(u32, String)>,
+    pub previous_clock: Option<ClockInfo>,
+    pub uefi_log: Option<String>,
+    pub ima_log: Option<String>,
+    pub cel_log: Option<String>,
+    /// What keeping it cost (logs counted only when first stored).
+    pub bytes: u64,
+}
+
+/// A history query: every filter optional.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryQuery {
+    pub node_id: Option<String>,
+    pub from_unix: Option<i64>,
+    pub to_unix: Option<i64>,
+    /// `pass`, `fail`, `verdict` (either), or a record kind (`stale`, `webhook`, `admin`).
+    pub verdict: Option<String>,
+    /// A prefix of the policy digest (hex).
+    pub policy_digest: Option<String>,
+    /// Records where this claim failed.
+    pub failed_claim: Option<String>,
+    /// Only records older than this (paging).
+    pub before_seq: Option<u64>,
+    pub limit: usize,
+}
+
+impl HistoryQuery {
+    pub(crate) fn matches(&self, r: &HistoryRecord) -> bool {
+        let verdict_ok = match self.verdict.as_deref() {
+            None => true,
+            Some("pass") => r.kind.is_empty() && r.passed,
+            Some("fail") => r.kind.is_empty() && !r.passed,
+            Some("verdict") => r.kind.is_empty(),
+            Some(kind) => r.kind == kind,
+        };
+        verdict_ok
+            && self
+                .policy_digest
+                .as_ref()
+                .is_none_or(|p| r.policy_digest.starts_with(p.as_str()))
+            && self
+                .failed_claim
+                .as_ref()
+                .is_none_or(|c| r.claims.iter().any(|x| !x.passed && &x.id == c))
+    }
+}
+
+pub(crate) fn token_key(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+pub(crate) fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serializing these plain structs cannot fail (no maps with non-string keys).
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+pub(crate) fn from_json<T: DeserializeOwned>(
+    tree: &'static str,
+    key: &[u8],
+    v: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
+        tree,
+        key: hex::encode(key),
+        reason: e.to_string(),
+    })
+}
