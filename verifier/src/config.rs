@@ -1,12 +1,17 @@
 //! The verifier's configuration: one typed struct, from defaults < TOML file <
 //! environment (`ASSAY_…`) < command-line flags, validated at start-up with
-//! errors that name the key.
+//! errors that name the key. Each section is defined, and checked, by the
+//! module that owns it: `[tls]` in `tls`, `[trust]` in `trust`, `[join]` in
+//! `join`, `[evidence]` and `[storage]` in `store`, `[webhook]` in `webhook`;
+//! this file holds the top-level keys and puts the sections together.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::setting::{secs, InvalidKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -17,8 +22,8 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("config key `{key}`: {reason}")]
-    Invalid { key: &'static str, reason: String },
+    #[error(transparent)]
+    Invalid(#[from] InvalidKey),
 }
 
 /// The file form: every key optional, unknown keys refused.
@@ -29,157 +34,71 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub policy: Option<PathBuf>,
     #[serde(default)]
-    pub tls: FileTls,
+    pub tls: crate::tls::FileTls,
     #[serde(default)]
-    pub trust: FileTrust,
+    pub trust: crate::trust::FileTrust,
     pub nonce_ttl_secs: Option<u64>,
     pub token_ttl_secs: Option<u64>,
     pub enrollment_ttl_secs: Option<u64>,
     #[serde(default)]
-    pub join: FileJoin,
+    pub join: crate::join::FileJoin,
     /// A node that does not pass again within this many seconds is stale (0: off).
     pub stale_after_secs: Option<u64>,
     /// How often the history head is signed into a checkpoint (default 60).
     pub checkpoint_interval_secs: Option<u64>,
     #[serde(default)]
-    pub evidence: FileEvidence,
+    pub evidence: crate::store::FileEvidence,
     #[serde(default)]
-    pub webhook: FileWebhook,
+    pub webhook: crate::webhook::FileWebhook,
     #[serde(default)]
-    pub storage: FileStorage,
+    pub storage: crate::store::FileStorage,
 }
 
-/// `[storage]`: sled (default) or PostgreSQL.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileStorage {
-    /// `sled` (default) or `postgres`.
-    pub backend: Option<String>,
-    /// PostgreSQL connection: libpq `key=value` pairs or a `postgresql://` URL.
-    pub url: Option<String>,
-    /// A file holding the PostgreSQL password (keeps it out of this file).
-    pub password_file: Option<PathBuf>,
-    /// Connections per verifier (default 16).
-    pub pool_size: Option<usize>,
-}
-
-/// `[evidence]`: how long the evidence behind each verdict is kept.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileEvidence {
-    /// Days (default 30; 0: keep none).
-    pub retention_days: Option<u64>,
-    /// Total size in MiB, logs counted once (default 1024).
-    pub max_mib: Option<u64>,
-    /// Number of verdicts whose evidence is kept (default: no limit).
-    pub max_records: Option<u64>,
-}
-
-/// What of the evidence is kept (oldest pruned first when any bound is exceeded).
-#[derive(Debug, Clone)]
-pub struct EvidenceRetention {
-    /// None: evidence is not kept.
-    pub keep: Option<Duration>,
-    pub max_bytes: u64,
-    pub max_records: usize,
-}
-
-/// `[webhook]`: where isolation and restore notifications go.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileWebhook {
-    pub url: Option<String>,
-    /// PEM roots for an https URL (default: /etc/ssl/certs/ca-certificates.crt).
-    pub ca: Option<PathBuf>,
-}
-
-/// `[join]`: which orchestrator nodes join, and how to reach it.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileJoin {
-    /// `token` (default) or `swarm`.
-    pub orchestrator: Option<String>,
-    #[serde(default)]
-    pub swarm: FileSwarm,
-    #[serde(default)]
-    pub kubernetes: FileKubernetes,
-    /// Node groups with their own orchestrator (first match wins).
-    #[serde(default)]
-    pub groups: Vec<FileGroup>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileGroup {
-    pub name: String,
-    /// Regular expression over node ids, anchored at both ends.
-    pub nodes: String,
-    /// `token`, `swarm` or `kubeadm` (settings from `[join.swarm]`/`[join.kubernetes]`).
-    pub orchestrator: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileKubernetes {
-    /// `https://host:port` of the API server.
-    pub api_server: Option<String>,
-    /// The cluster CA certificate (PEM), e.g. /etc/kubernetes/pki/ca.crt.
-    pub ca: Option<PathBuf>,
-    /// Bearer token file (a ServiceAccount token).
-    pub token_file: Option<PathBuf>,
-    pub client_cert: Option<PathBuf>,
-    pub client_key: Option<PathBuf>,
-    /// `host:port` for `kubeadm join` (default: the API server's).
-    pub join_endpoint: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileSwarm {
-    /// The manager's Engine API: `unix:///var/run/docker.sock` (default) or a path.
-    pub docker_host: Option<String>,
-    /// `host:port` nodes join at; default: the manager's own swarm address.
-    pub manager_addr: Option<String>,
-    /// How long a handed-out worker token lives before it is rotated (default 120).
-    pub token_window_secs: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileTls {
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-    /// CA of the client certificates that carry roles (operator, auditor,
-    /// orchestrator, node); default `<data_dir>/tls/clients-ca.pem`.
-    pub client_ca: Option<PathBuf>,
-    /// Leave every RPC open to any TLS client (no roles). Off by default.
-    #[serde(default)]
-    pub no_client_auth: bool,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileTrust {
-    /// PEM files holding trusted EK root CA certificates.
-    #[serde(default)]
-    pub ek_roots: Vec<PathBuf>,
-    /// PEM files holding intermediate CA certificates used to build EK chains.
-    #[serde(default)]
-    pub ek_intermediates: Vec<PathBuf>,
-}
-
-/// Values given on the command line or in the environment (clap fills these).
-#[derive(Debug, Default, Clone)]
+/// Values given on the command line or in the environment: they override
+/// the config file (`assay-verifier serve` flattens these into its flags).
+#[derive(Debug, Default, Clone, clap::Args)]
 pub struct Overrides {
+    /// Address to serve the gRPC API on [default: 127.0.0.1:7443]
+    #[arg(long, env = "ASSAY_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Where the store (sled), the token key and the TLS files live
+    /// [default: /var/lib/assay-verifier]
+    #[arg(long, env = "ASSAY_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The golden-value policy file (required here or as `policy` in the config).
+    #[arg(long, env = "ASSAY_POLICY", value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// The server's TLS certificate (PEM) [default: <DATA_DIR>/tls/server.pem]
+    #[arg(long, env = "ASSAY_TLS_CERT", value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
+    /// Its private key [default: <DATA_DIR>/tls/server.key]
+    #[arg(long, env = "ASSAY_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// CA of role-carrying client certificates [default: <DATA_DIR>/tls/clients-ca.pem]
+    #[arg(long, env = "ASSAY_CLIENT_CA", value_name = "FILE")]
     pub client_ca: Option<PathBuf>,
+    /// PEM file of trusted EK root CAs (repeatable; at least one, here or as
+    /// `trust.ek_roots`).
+    #[arg(
+        long = "ek-root",
+        env = "ASSAY_EK_ROOTS",
+        value_delimiter = ',',
+        value_name = "FILE"
+    )]
     pub ek_roots: Vec<PathBuf>,
+    /// PEM file of EK intermediate CAs (repeatable) [default: none]
+    #[arg(
+        long = "ek-intermediate",
+        env = "ASSAY_EK_INTERMEDIATES",
+        value_delimiter = ',',
+        value_name = "FILE"
+    )]
     pub ek_intermediates: Vec<PathBuf>,
+    /// How long an issued nonce may be used, in seconds [default: 60]
+    #[arg(long, env = "ASSAY_NONCE_TTL_SECS", value_name = "SECS")]
     pub nonce_ttl_secs: Option<u64>,
+    /// How long a join token lives, in seconds [default: 600]
+    #[arg(long, env = "ASSAY_TOKEN_TTL_SECS", value_name = "SECS")]
     pub token_ttl_secs: Option<u64>,
 }
 
@@ -198,147 +117,19 @@ pub struct Config {
     pub nonce_ttl: Duration,
     pub token_ttl: Duration,
     pub enrollment_ttl: Duration,
-    pub join: JoinConfig,
+    pub join: crate::join::JoinConfig,
     /// Node groups that join another orchestrator than `join`.
-    pub join_groups: Vec<JoinGroup>,
+    pub join_groups: Vec<crate::join::JoinGroup>,
     /// None: staleness is not tracked.
     pub stale_after: Option<Duration>,
     pub checkpoint_interval: Duration,
-    pub evidence: EvidenceRetention,
+    pub evidence: crate::store::EvidenceRetention,
     pub webhook: Option<crate::webhook::WebhookConfig>,
     pub storage: crate::store::StorageConfig,
 }
 
 pub const DEFAULT_STALE_AFTER_SECS: u64 = 900;
 pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 60;
-pub const DEFAULT_EVIDENCE_DAYS: u64 = 30;
-pub const DEFAULT_EVIDENCE_MIB: u64 = 1024;
-
-/// A node group and the orchestrator its nodes join.
-#[derive(Debug, Clone)]
-pub struct JoinGroup {
-    pub name: String,
-    /// The `nodes` pattern as written (compiled and checked at load).
-    pub nodes: String,
-    pub join: JoinConfig,
-}
-
-/// The orchestrator nodes join.
-#[derive(Debug, Clone)]
-pub enum JoinConfig {
-    /// The signed JWS only.
-    Token,
-    Swarm(crate::join::swarm::SwarmConfig),
-    Kubernetes(crate::join::kubernetes::KubernetesConfig),
-}
-
-pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
-pub const DEFAULT_SWARM_TOKEN_WINDOW_SECS: u64 = 120;
-
-fn join_groups(f: &FileJoin) -> Result<Vec<JoinGroup>, ConfigError> {
-    let mut out: Vec<JoinGroup> = Vec::new();
-    for g in &f.groups {
-        if g.name.is_empty() || out.iter().any(|o| o.name == g.name) {
-            return Err(ConfigError::Invalid {
-                key: "join.groups.name",
-                reason: format!("`{}`: every group needs a distinct, non-empty name", g.name),
-            });
-        }
-        crate::join::groups::node_pattern(&g.nodes).map_err(|e| ConfigError::Invalid {
-            key: "join.groups.nodes",
-            reason: format!("group `{}`: {e}", g.name),
-        })?;
-        out.push(JoinGroup {
-            name: g.name.clone(),
-            nodes: g.nodes.clone(),
-            join: join_config(Some(&g.orchestrator), f)?,
-        });
-    }
-    Ok(out)
-}
-
-fn join_config(kind: Option<&str>, f: &FileJoin) -> Result<JoinConfig, ConfigError> {
-    match kind.unwrap_or("token") {
-        "token" => Ok(JoinConfig::Token),
-        "swarm" => {
-            let host = f
-                .swarm
-                .docker_host
-                .clone()
-                .unwrap_or_else(|| DEFAULT_DOCKER_SOCKET.to_string());
-            let socket = match host.strip_prefix("unix://") {
-                Some(p) => PathBuf::from(p),
-                None if host.starts_with('/') => PathBuf::from(&host),
-                None => {
-                    return Err(ConfigError::Invalid {
-                        key: "join.swarm.docker_host",
-                        reason: format!(
-                            "`{host}`: only the manager's Unix socket is supported \
-                             (`unix:///var/run/docker.sock`); an unauthenticated TCP Docker API \
-                             is root on the manager"
-                        ),
-                    })
-                }
-            };
-            if let Some(a) = &f.swarm.manager_addr {
-                if a.rsplit_once(':')
-                    .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
-                {
-                    return Err(ConfigError::Invalid {
-                        key: "join.swarm.manager_addr",
-                        reason: format!("`{a}` is not host:port"),
-                    });
-                }
-            }
-            Ok(JoinConfig::Swarm(crate::join::swarm::SwarmConfig {
-                socket,
-                manager_addr: f.swarm.manager_addr.clone(),
-                token_window: secs(
-                    "join.swarm.token_window_secs",
-                    f.swarm.token_window_secs,
-                    DEFAULT_SWARM_TOKEN_WINDOW_SECS,
-                )?,
-            }))
-        }
-        "kubeadm" => {
-            let k = &f.kubernetes;
-            let api_server = k.api_server.clone().ok_or(ConfigError::Invalid {
-                key: "join.kubernetes.api_server",
-                reason: "required for `kubeadm` (https://host:6443)".into(),
-            })?;
-            let ca = k.ca.clone().ok_or(ConfigError::Invalid {
-                key: "join.kubernetes.ca",
-                reason: "required for `kubeadm`: the cluster CA (/etc/kubernetes/pki/ca.crt)"
-                    .into(),
-            })?;
-            if let Some(a) = &k.join_endpoint {
-                if a.rsplit_once(':')
-                    .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
-                {
-                    return Err(ConfigError::Invalid {
-                        key: "join.kubernetes.join_endpoint",
-                        reason: format!("`{a}` is not host:port"),
-                    });
-                }
-            }
-            Ok(JoinConfig::Kubernetes(
-                crate::join::kubernetes::KubernetesConfig {
-                    api_server,
-                    ca,
-                    token_file: k.token_file.clone(),
-                    client_cert: k.client_cert.clone(),
-                    client_key: k.client_key.clone(),
-                    join_endpoint: k.join_endpoint.clone(),
-                },
-            ))
-        }
-        other => Err(ConfigError::Invalid {
-            key: "join.orchestrator",
-            reason: format!("`{other}`: expected `token`, `swarm` or `kubeadm`"),
-        }),
-    }
-}
-
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/assay-verifier";
 pub const DEFAULT_NONCE_TTL_SECS: u64 = 60;
@@ -367,20 +158,19 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let listen = match o.listen.or(f.listen) {
             Some(l) => l,
-            None => DEFAULT_LISTEN.parse().map_err(|e| ConfigError::Invalid {
-                key: "listen",
-                reason: format!("{e}"),
-            })?,
+            None => DEFAULT_LISTEN
+                .parse()
+                .map_err(|e| InvalidKey::new("listen", format!("{e}")))?,
         };
         let pick_list =
             |flag: Vec<PathBuf>, file: Vec<PathBuf>| if flag.is_empty() { file } else { flag };
         let cfg = Config {
             listen,
-            policy: o.policy.or(f.policy).ok_or(ConfigError::Invalid {
-                key: "policy",
-                reason:
-                    "no policy file given; set `policy = \"FILE\"` or pass --policy (see policies/)"
-                        .into(),
+            policy: o.policy.or(f.policy).ok_or_else(|| {
+                InvalidKey::new(
+                    "policy",
+                    "no policy file given; set `policy = \"FILE\"` or pass --policy (see policies/)",
+                )
             })?,
             tls_cert: o
                 .tls_cert
@@ -392,10 +182,11 @@ impl Config {
                 .unwrap_or_else(|| data_dir.join("tls/server.key")),
             client_ca: match (f.tls.no_client_auth, o.client_ca.or(f.tls.client_ca)) {
                 (true, Some(_)) => {
-                    return Err(ConfigError::Invalid {
-                        key: "tls.no_client_auth",
-                        reason: "set together with tls.client_ca: choose one".into(),
-                    })
+                    return Err(InvalidKey::new(
+                        "tls.no_client_auth",
+                        "set together with tls.client_ca: choose one",
+                    )
+                    .into())
                 }
                 (true, None) => None,
                 (false, Some(p)) => Some(p),
@@ -418,29 +209,9 @@ impl Config {
                 f.enrollment_ttl_secs,
                 DEFAULT_ENROLLMENT_TTL_SECS,
             )?,
-            join: join_config(f.join.orchestrator.as_deref(), &f.join)?,
-            join_groups: join_groups(&f.join)?,
-            evidence: EvidenceRetention {
-                keep: match f.evidence.retention_days.unwrap_or(DEFAULT_EVIDENCE_DAYS) {
-                    0 => None,
-                    d if d > 36_500 => {
-                        return Err(ConfigError::Invalid {
-                            key: "evidence.retention_days",
-                            reason: format!("{d}: at most 36500"),
-                        })
-                    }
-                    d => Some(Duration::from_secs(d * 86_400)),
-                },
-                max_bytes: f
-                    .evidence
-                    .max_mib
-                    .unwrap_or(DEFAULT_EVIDENCE_MIB)
-                    .saturating_mul(1 << 20),
-                max_records: f
-                    .evidence
-                    .max_records
-                    .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX)),
-            },
+            join: f.join.default_join()?,
+            join_groups: f.join.groups()?,
+            evidence: f.evidence.validate()?,
             checkpoint_interval: secs(
                 "checkpoint_interval_secs",
                 f.checkpoint_interval_secs,
@@ -450,78 +221,19 @@ impl Config {
                 Some(0) => None,
                 v => Some(secs("stale_after_secs", v, DEFAULT_STALE_AFTER_SECS)?),
             },
-            storage: storage_config(f.storage)?,
-            webhook: f.webhook.url.map(|url| crate::webhook::WebhookConfig {
-                url,
-                ca: f.webhook.ca,
-            }),
+            storage: f.storage.validate()?,
+            webhook: f.webhook.validate(),
             data_dir,
         };
         if cfg.ek_roots.is_empty() {
-            return Err(ConfigError::Invalid {
-                key: "trust.ek_roots",
-                reason: "no EK root CA configured: no TPM could enroll. Add the PEM file of your TPM vendor's EK CA \
-                         (for swtpm: /var/lib/swtpm-localca/swtpm-localca-rootca-cert.pem)"
-                    .into(),
-            });
+            return Err(InvalidKey::new(
+                "trust.ek_roots",
+                "no EK root CA configured: no TPM could enroll. Add the PEM file of your TPM vendor's EK CA \
+                 (for swtpm: /var/lib/swtpm-localca/swtpm-localca-rootca-cert.pem)",
+            )
+            .into());
         }
         Ok(cfg)
-    }
-}
-
-fn secs(key: &'static str, v: Option<u64>, default: u64) -> Result<Duration, ConfigError> {
-    let v = v.unwrap_or(default);
-    if v == 0 || v > 86_400 {
-        return Err(ConfigError::Invalid {
-            key,
-            reason: format!("{v} is out of range (1 to 86400 seconds)"),
-        });
-    }
-    Ok(Duration::from_secs(v))
-}
-
-pub const DEFAULT_PG_POOL_SIZE: usize = 16;
-
-fn storage_config(f: FileStorage) -> Result<crate::store::StorageConfig, ConfigError> {
-    let invalid = |key, reason: &str| ConfigError::Invalid {
-        key,
-        reason: reason.into(),
-    };
-    match f.backend.as_deref().unwrap_or("sled") {
-        "sled" => {
-            if f.url.is_some() || f.password_file.is_some() || f.pool_size.is_some() {
-                return Err(invalid(
-                    "storage.url",
-                    "url, password_file and pool_size are for backend = \"postgres\"",
-                ));
-            }
-            Ok(crate::store::StorageConfig::Sled)
-        }
-        "postgres" | "postgresql" => {
-            let url = f.url.ok_or_else(|| {
-                invalid(
-                    "storage.url",
-                    "backend = \"postgres\" needs a url, e.g. \"host=/run/postgresql dbname=assay user=assay\"",
-                )
-            })?;
-            url.parse::<tokio_postgres::Config>()
-                .map_err(|e| invalid("storage.url", &e.to_string()))?;
-            let pool_size = f.pool_size.unwrap_or(DEFAULT_PG_POOL_SIZE);
-            if !(1..=1024).contains(&pool_size) {
-                return Err(invalid("storage.pool_size", "between 1 and 1024"));
-            }
-            Ok(crate::store::StorageConfig::Postgres(
-                crate::store::PgConfig {
-                    url,
-                    password_file: f.password_file,
-                    pool_size,
-                },
-            ))
-        }
-        other => Err(invalid(
-            "storage.backend",
-            &format!("`{other}`: expected `sled` or `postgres`"),
-        )),
     }
 }
 
@@ -601,7 +313,7 @@ mod tests {
         .storage
         {
             crate::store::StorageConfig::Postgres(p) => {
-                assert_eq!(p.pool_size, DEFAULT_PG_POOL_SIZE);
+                assert_eq!(p.pool_size, crate::store::DEFAULT_PG_POOL_SIZE);
                 assert!(p.url.contains("dbname=assay"));
             }
             other => panic!("{other:?}"),
@@ -628,7 +340,7 @@ mod tests {
     fn join_section_is_validated() {
         let base = "policy = \"/p.toml\"\n[trust]\nek_roots = [\"/r.pem\"]\n";
         let c = Config::load(Some(write(base).path()), Overrides::default()).unwrap();
-        assert!(matches!(c.join, JoinConfig::Token));
+        assert!(matches!(c.join, crate::join::JoinConfig::Token));
         let f = write(&format!(
             "{base}[join]\norchestrator = \"swarm\"\n[join.swarm]\ndocker_host = \"unix:///x/d.sock\"\n"
         ));
@@ -636,11 +348,11 @@ mod tests {
             .unwrap()
             .join
         {
-            JoinConfig::Swarm(s) => {
+            crate::join::JoinConfig::Swarm(s) => {
                 assert_eq!(s.socket, PathBuf::from("/x/d.sock"));
                 assert_eq!(
                     s.token_window,
-                    Duration::from_secs(DEFAULT_SWARM_TOKEN_WINDOW_SECS)
+                    Duration::from_secs(crate::join::DEFAULT_SWARM_TOKEN_WINDOW_SECS)
                 );
             }
             other => panic!("{other:?}"),

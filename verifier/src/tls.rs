@@ -3,12 +3,27 @@
 //! no other tool. Production deployments may point `tls.cert`/`tls.key` at
 //! certificates from their own PKI instead.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose, SanType,
 };
+
+/// `[tls]`: the server's certificate, and the CA of role-carrying client
+/// certificates.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTls {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// CA of the client certificates that carry roles (operator, auditor,
+    /// orchestrator, node); default `<data_dir>/tls/clients-ca.pem`.
+    pub client_ca: Option<PathBuf>,
+    /// Leave every RPC open to any TLS client (no roles). Off by default.
+    #[serde(default)]
+    pub no_client_auth: bool,
+}
 
 /// Writes `ca.pem`, `server.pem` and `server.key` into `dir`. The server
 /// certificate names `names` (DNS names or IP addresses) as SANs.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use hyper::body::Bytes;
 use hyper::Method;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Attempts per notification.
 pub const ATTEMPTS: u32 = 5;
@@ -19,6 +19,22 @@ pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default trust store for `https://` webhooks (Debian's ca-certificates).
 pub const DEFAULT_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// `[webhook]`: where isolation and restore notifications go.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileWebhook {
+    pub url: Option<String>,
+    /// PEM roots for an https URL (default: /etc/ssl/certs/ca-certificates.crt).
+    pub ca: Option<PathBuf>,
+}
+
+impl FileWebhook {
+    /// None: no webhook configured.
+    pub fn validate(self) -> Option<WebhookConfig> {
+        self.url.map(|url| WebhookConfig { url, ca: self.ca })
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {

@@ -376,7 +376,7 @@ impl KubernetesIssuer {
             let Some(node) = self.node(name).await? else {
                 return Ok(vec![format!("no Kubernetes Node {name}: nothing to label")]);
             };
-            let Some(patch) = node_patch(&node, want, super::super::service::now_unix()) else {
+            let Some(patch) = node_patch(&node, want, crate::clock::now_unix()) else {
                 return Ok(Vec::new());
             };
             let path = format!("/api/v1/nodes/{}", percent(name));

@@ -2,7 +2,7 @@
 //! is done to its membership on a fail. One trait, one implementation per
 //! orchestrator, chosen in the verifier's config (`[join] orchestrator`).
 //!
-//! - `token`: the spine's signed JWS (bound to node id and AK, single use,
+//! - `token`: the verifier's signed JWS join token (bound to node id and AK, single use,
 //!   checked with `Tokens.Redeem` or the JWKS) — for any orchestrator.
 //! - `swarm`: Docker Swarm's worker join token, fetched from the manager's
 //!   Engine API, rotated before it is handed out and again when its join
@@ -15,10 +15,16 @@
 //! `assay-verifier token verify` checks), and revoked with every other
 //! outstanding token of a node that fails.
 
+mod config;
 pub mod docker;
 pub mod groups;
 pub mod kubernetes;
 pub mod swarm;
+
+pub use self::config::{
+    issuer, FileGroup, FileJoin, FileKubernetes, FileSwarm, JoinConfig, JoinGroup,
+    DEFAULT_DOCKER_SOCKET, DEFAULT_SWARM_TOKEN_WINDOW_SECS,
+};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -48,7 +54,7 @@ pub struct Grant {
     pub expires_unix: i64,
 }
 
-/// The node a grant is for, and the spine's JWS minted for it.
+/// The node a grant is for, and the signed JWS minted for it.
 pub struct IssueFor<'a> {
     pub node_id: &'a str,
     pub jws: &'a str,
@@ -81,7 +87,7 @@ pub trait JoinIssuer: Send + Sync {
     fn tick(&self, now_unix: i64) -> BoxFuture<'_, Result<(), JoinError>>;
 }
 
-/// The spine's signed token, for any orchestrator that checks it itself.
+/// The verifier's signed JWS join token, for any orchestrator that checks it itself.
 pub struct TokenIssuer;
 
 impl JoinIssuer for TokenIssuer {
