@@ -16,15 +16,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use assay_core::verdict::Claim;
-use assay_proto::v1 as pb;
 use hyper::body::Bytes;
 use sha2::{Digest as _, Sha256};
 use tracing::{info, warn};
 
-use crate::api::blocking;
-use crate::join::IssueFor;
-use crate::service::{now_unix, AttestOutput, Verifier};
-use crate::store::{HistoryRecord, Quarantine};
+use crate::clock::now_unix;
+use crate::join::{Grant, IssueFor};
+use crate::service::{blocking, AttestOutput, ServiceError, Verifier};
+use crate::store::Quarantine;
 use crate::webhook::Event;
 
 /// After the verdict is durable: restore and issue on a pass, isolate on an
@@ -33,7 +32,7 @@ pub async fn after_verdict(
     v: &Arc<Verifier>,
     node_id: &str,
     out: &AttestOutput,
-) -> (Option<pb::JoinGrant>, String) {
+) -> (Option<Grant>, String) {
     if !out.verdict.passed {
         if out.authentic {
             let event = Event {
@@ -77,16 +76,7 @@ pub async fn after_verdict(
                 expires_unix = g.expires_unix,
                 "join grant issued"
             );
-            (
-                Some(pb::JoinGrant {
-                    orchestrator: g.orchestrator.to_string(),
-                    token: g.token,
-                    endpoint: g.endpoint,
-                    ca_cert_hash: g.ca_cert_hash,
-                    expires_unix: g.expires_unix,
-                }),
-                String::new(),
-            )
+            (Some(g), String::new())
         }
         Err(e) => {
             warn!(node_id, error = %e, orchestrator = v.join.name_for(node_id), "join grant not issued");
@@ -102,14 +92,10 @@ pub async fn after_verdict(
     }
 }
 
-fn msg(s: tonic::Status) -> String {
-    s.message().to_string()
-}
-
 /// Records the quarantine and revokes the node's tokens, then has the
 /// orchestrator isolate it. Only the transition into quarantine is notified:
 /// a node that keeps failing is not announced at every attestation.
-async fn isolate(v: &Arc<Verifier>, mut event: Event) -> Result<(), String> {
+async fn isolate(v: &Arc<Verifier>, mut event: Event) -> Result<(), ServiceError> {
     let node = event.node_id.clone();
     let (revoked, was) = blocking(v, move |v| {
         let was = v.store.quarantine(&node)?;
@@ -124,8 +110,7 @@ async fn isolate(v: &Arc<Verifier>, mut event: Event) -> Result<(), String> {
         )?;
         Ok((v.store.revoke_node_tokens(&node)?, was))
     })
-    .await
-    .map_err(msg)?;
+    .await?;
     event.tokens_revoked = revoked;
     let node_id = event.node_id.clone();
     match was {
@@ -153,7 +138,7 @@ impl Drop for Isolating<'_> {
 
 /// Has the orchestrator isolate `node_id` and records that it did. If an
 /// attempt for the node is already under way, leaves it to that one.
-async fn apply(v: &Arc<Verifier>, node_id: &str) -> Result<(), String> {
+async fn apply(v: &Arc<Verifier>, node_id: &str) -> Result<(), ServiceError> {
     let fresh = v
         .isolating
         .lock()
@@ -163,11 +148,7 @@ async fn apply(v: &Arc<Verifier>, node_id: &str) -> Result<(), String> {
         return Ok(());
     }
     let _guard = Isolating(v, node_id.to_string());
-    let done = v
-        .join
-        .quarantine(node_id)
-        .await
-        .map_err(|e| e.to_string())?;
+    let done = v.join.quarantine(node_id).await?;
     let node = node_id.to_string();
     blocking(v, move |v| {
         if let Some(mut q) = v.store.quarantine(&node)? {
@@ -176,27 +157,23 @@ async fn apply(v: &Arc<Verifier>, node_id: &str) -> Result<(), String> {
         }
         Ok(())
     })
-    .await
-    .map_err(msg)?;
+    .await?;
     warn!(node_id, actions = ?done, "node isolated");
     Ok(())
 }
 
 /// Undoes an isolation when a quarantined node passes again.
-async fn restore(v: &Arc<Verifier>, node_id: &str, history_seq: u64) -> Result<(), String> {
+async fn restore(v: &Arc<Verifier>, node_id: &str, history_seq: u64) -> Result<(), ServiceError> {
     let node = node_id.to_string();
     if blocking(v, move |v| Ok(v.store.quarantine(&node)?))
-        .await
-        .map_err(msg)?
+        .await?
         .is_none()
     {
         return Ok(());
     }
-    let done = v.join.restore(node_id).await.map_err(|e| e.to_string())?;
+    let done = v.join.restore(node_id).await?;
     let node = node_id.to_string();
-    blocking(v, move |v| Ok(v.store.set_quarantine(&node, None)?))
-        .await
-        .map_err(msg)?;
+    blocking(v, move |v| Ok(v.store.set_quarantine(&node, None)?)).await?;
     info!(node_id, actions = ?done, "node passed again: restored");
     notify(
         v,
@@ -214,10 +191,8 @@ async fn restore(v: &Arc<Verifier>, node_id: &str, history_seq: u64) -> Result<(
 }
 
 /// Retries every isolation the orchestrator has not confirmed yet.
-pub async fn retry_quarantines(v: &Arc<Verifier>) -> Result<(), String> {
-    let pending = blocking(v, |v| Ok(v.store.unapplied_quarantines()?))
-        .await
-        .map_err(msg)?;
+pub async fn retry_quarantines(v: &Arc<Verifier>) -> Result<(), ServiceError> {
+    let pending = blocking(v, |v| Ok(v.store.unapplied_quarantines()?)).await?;
     for node in pending {
         apply(v, &node).await?;
     }
@@ -232,7 +207,10 @@ fn scan_interval(stale_after: Duration) -> Duration {
 
 /// Isolates nodes whose last pass is older than `stale_after_secs`, each with
 /// a `stale` history record (claim `attestation.fresh`).
-pub async fn mark_stale(v: &Arc<Verifier>, last_scan: &mut Option<Instant>) -> Result<(), String> {
+pub async fn mark_stale(
+    v: &Arc<Verifier>,
+    last_scan: &mut Option<Instant>,
+) -> Result<(), ServiceError> {
     let Some(after) = v.config.stale_after else {
         return Ok(());
     };
@@ -251,8 +229,7 @@ pub async fn mark_stale(v: &Arc<Verifier>, last_scan: &mut Option<Instant>) -> R
         }
         Ok(out)
     })
-    .await
-    .map_err(msg)?;
+    .await?;
     for (node, last_pass) in stale {
         let claim = Claim::new(
             "attestation.fresh",
@@ -263,21 +240,9 @@ pub async fn mark_stale(v: &Arc<Verifier>, last_scan: &mut Option<Instant>) -> R
         );
         let n = node.clone();
         let rec = blocking(v, move |v| {
-            Ok(v.store.append_history(HistoryRecord {
-                seq: 0,
-                node_id: n,
-                time_unix: now,
-                passed: false,
-                claims: vec![claim],
-                policy_name: v.policy.name.clone(),
-                policy_digest: v.policy.digest_hex(),
-                evidence_digest: String::new(),
-                prev_hash: String::new(),
-                kind: "stale".into(),
-            })?)
+            Ok(v.append_event("stale", n, false, claim, String::new())?)
         })
-        .await
-        .map_err(msg)?;
+        .await?;
         warn!(node_id = %node, last_pass, seq = rec.seq, "node is stale: no pass within the window");
         isolate(
             v,
@@ -337,22 +302,11 @@ fn notify(v: &Arc<Verifier>, event: Event) {
         );
         let node_id = event.node_id.clone();
         let r = blocking(&v, move |v| {
-            Ok(v.store.append_history(HistoryRecord {
-                seq: 0,
-                node_id,
-                time_unix: now_unix(),
-                passed: d.delivered,
-                claims: vec![claim],
-                policy_name: v.policy.name.clone(),
-                policy_digest: v.policy.digest_hex(),
-                evidence_digest: digest,
-                prev_hash: String::new(),
-                kind: "webhook".into(),
-            })?)
+            Ok(v.append_event("webhook", node_id, d.delivered, claim, digest)?)
         })
         .await;
         if let Err(e) = r {
-            warn!(error = %e.message(), "recording a webhook delivery failed");
+            warn!(error = %e, "recording a webhook delivery failed");
         }
     });
 }

@@ -5,14 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use assay_core::ek::TrustAnchors;
 use assay_proto::v1 as pb;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tracing::{info, warn};
 
 use crate::api::Api;
 use crate::config::Config;
-use crate::service::Verifier;
+use crate::service::{ServiceError, Verifier};
 use crate::store::Storage;
 use crate::token::TokenSigner;
 
@@ -22,28 +21,15 @@ pub const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Builds the verifier from its configuration, checking every file it names.
 pub fn build(config: Config) -> anyhow::Result<Verifier> {
-    let mut anchors = TrustAnchors::new();
-    for p in &config.ek_roots {
-        let pem =
-            std::fs::read(p).with_context(|| format!("trust.ek_roots: reading {}", p.display()))?;
-        anchors
-            .add_roots_pem(&pem)
-            .with_context(|| format!("trust.ek_roots: {}", p.display()))?;
-    }
-    for p in &config.ek_intermediates {
-        let pem = std::fs::read(p)
-            .with_context(|| format!("trust.ek_intermediates: reading {}", p.display()))?;
-        anchors
-            .add_intermediates_pem(&pem)
-            .with_context(|| format!("trust.ek_intermediates: {}", p.display()))?;
-    }
+    let anchors = crate::trust::load_anchors(&config.ek_roots, &config.ek_intermediates)?;
     let (policy, policy_text) = crate::files::read_policy_with_text(&config.policy)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("data_dir {}", config.data_dir.display()))?;
     let store = crate::store::open(&config.storage, &config.data_dir)?;
     let tokens = TokenSigner::load_or_create(&config.data_dir.join("token-signing-key.pem"))?;
     record_policy(&*store, &policy, &policy_text, &config.policy)?;
-    let join = join_issuer(&config)?;
+    let join =
+        crate::join::issuer(&config.join, &config.join_groups).map_err(anyhow::Error::msg)?;
     let webhook = match &config.webhook {
         Some(w) => Some(Arc::new(
             crate::webhook::Webhook::new(w).map_err(anyhow::Error::msg)?,
@@ -143,53 +129,8 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The configured orchestrators: one issuer per kind, shared by the default
-/// and every node group that names it.
-fn join_issuer(config: &Config) -> anyhow::Result<Arc<dyn crate::join::JoinIssuer>> {
-    use crate::config::JoinConfig;
-    use crate::join::JoinIssuer;
-    let mut made: Vec<(&'static str, Arc<dyn JoinIssuer>)> = Vec::new();
-    let mut make = |c: &JoinConfig| -> anyhow::Result<Arc<dyn JoinIssuer>> {
-        let kind = match c {
-            JoinConfig::Token => "token",
-            JoinConfig::Swarm(_) => "swarm",
-            JoinConfig::Kubernetes(_) => "kubeadm",
-        };
-        if let Some((_, i)) = made.iter().find(|(k, _)| *k == kind) {
-            return Ok(i.clone());
-        }
-        let i: Arc<dyn JoinIssuer> = match c {
-            JoinConfig::Token => Arc::new(crate::join::TokenIssuer),
-            JoinConfig::Swarm(s) => Arc::new(crate::join::swarm::SwarmIssuer::new(s.clone())),
-            JoinConfig::Kubernetes(k) => Arc::new(
-                crate::join::kubernetes::KubernetesIssuer::new(k.clone())
-                    .map_err(anyhow::Error::msg)?,
-            ),
-        };
-        made.push((kind, i.clone()));
-        Ok(i)
-    };
-    let default = make(&config.join)?;
-    if config.join_groups.is_empty() {
-        return Ok(default);
-    }
-    let mut groups = Vec::new();
-    for g in &config.join_groups {
-        groups.push(crate::join::groups::Group {
-            name: g.name.clone(),
-            nodes: crate::join::groups::node_pattern(&g.nodes).map_err(anyhow::Error::msg)?,
-            issuer: make(&g.join)?,
-        });
-    }
-    Ok(Arc::new(crate::join::groups::Groups {
-        groups,
-        default,
-        all: made.into_iter().map(|(_, i)| i).collect(),
-    }))
-}
-
 /// Signs a checkpoint over the history head if it moved since the last one.
-pub fn checkpoint(v: &Verifier) -> anyhow::Result<Option<crate::audit::Checkpoint>> {
+pub fn checkpoint(v: &Verifier) -> anyhow::Result<Option<crate::store::Checkpoint>> {
     let Some(head) = v.store.history_head()? else {
         return Ok(None);
     };
@@ -199,10 +140,10 @@ pub fn checkpoint(v: &Verifier) -> anyhow::Result<Option<crate::audit::Checkpoin
     {
         return Ok(None);
     }
-    let time_unix = crate::service::now_unix();
+    let time_unix = crate::clock::now_unix();
     let head_hash = head.hash();
-    let payload = crate::audit::Checkpoint::payload(head.seq, &head_hash, time_unix);
-    let c = crate::audit::Checkpoint {
+    let payload = crate::store::Checkpoint::payload(head.seq, &head_hash, time_unix);
+    let c = crate::store::Checkpoint {
         seq: head.seq,
         head_hash,
         time_unix,
@@ -254,7 +195,7 @@ fn record_policy(
         store.append_history(crate::store::HistoryRecord {
             seq: 0,
             node_id: String::new(),
-            time_unix: crate::service::now_unix(),
+            time_unix: crate::clock::now_unix(),
             passed: true,
             claims: vec![assay_core::verdict::Claim::new(
                 "admin.action",
@@ -289,7 +230,7 @@ async fn sweep(verifier: Arc<Verifier>) {
     loop {
         tick.tick().await;
         let v = verifier.clone();
-        let cutoff = crate::service::now_unix() - SWEEP_GRACE_SECS;
+        let cutoff = crate::clock::now_unix() - SWEEP_GRACE_SECS;
         match tokio::task::spawn_blocking(move || v.store.purge_expired(cutoff)).await {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => info!(removed = n, "purged expired nonces, enrollments and tokens"),
@@ -300,7 +241,7 @@ async fn sweep(verifier: Arc<Verifier>) {
         let r = tokio::task::spawn_blocking(move || {
             let e = &v.config.evidence;
             let before = match e.keep {
-                Some(keep) => crate::service::now_unix() - keep.as_secs() as i64,
+                Some(keep) => crate::clock::now_unix() - keep.as_secs() as i64,
                 None => i64::MAX,
             };
             v.store.prune_evidence(before, e.max_records, e.max_bytes)
@@ -327,9 +268,9 @@ async fn join_upkeep(verifier: Arc<Verifier>) {
         tick.tick().await;
         let mut result = verifier
             .join
-            .tick(crate::service::now_unix())
+            .tick(crate::clock::now_unix())
             .await
-            .map_err(|e| e.to_string());
+            .map_err(ServiceError::from);
         if result.is_ok() {
             result = crate::membership::retry_quarantines(&verifier).await;
         }
@@ -339,9 +280,9 @@ async fn join_upkeep(verifier: Arc<Verifier>) {
         // One warning per distinct problem, not one a second.
         match result {
             Ok(()) => last_warning = None,
-            Err(e) if last_warning.as_deref() != Some(&e) => {
+            Err(e) if last_warning.as_deref() != Some(e.to_string().as_str()) => {
                 warn!(error = %e, orchestrator = verifier.join.name(), "join upkeep failed; retrying every second");
-                last_warning = Some(e);
+                last_warning = Some(e.to_string());
             }
             Err(_) => {}
         }

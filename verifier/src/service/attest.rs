@@ -1,0 +1,310 @@
+//! Attestation: Challenge issues a single-use nonce with the policy's PCR
+//! selection; Attest judges the quote with the core and records the verdict,
+//! minting a join token on a pass only.
+
+use assay_core::tpm::public::parse_tpm2b_public;
+use assay_core::verdict::{Claim, Verdict};
+use assay_core::verify::{verify_quote, QuoteCheck, QuoteEvidence};
+use tracing::info;
+
+use super::{bounded, random, validate_node_id, ServiceError, Verifier, NONCE_LEN};
+use crate::clock::now_unix;
+use crate::store::{
+    Consumed, HistoryRecord, Logs, NodeRecord, NonceRecord, StoredEvidence, TokenRecord,
+    VerdictWrite,
+};
+
+pub struct ChallengeOutput {
+    pub nonce: Vec<u8>,
+    pub pcrs_sha256: Vec<u32>,
+    pub expires_unix: i64,
+    pub want_uefi_log: bool,
+    pub want_ima_log: bool,
+    pub want_cel_log: bool,
+}
+
+pub struct AttestInput {
+    pub node_id: String,
+    pub nonce: Vec<u8>,
+    pub attest: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub pcrs_sha256: Vec<(u32, Vec<u8>)>,
+    pub uefi_log: Option<Vec<u8>>,
+    pub ima_log: Option<Vec<u8>>,
+    pub cel_log: Option<Vec<u8>>,
+    /// The attestor's notes on logs it could not send.
+    pub log_notes: Vec<String>,
+}
+
+pub struct AttestOutput {
+    pub verdict: Verdict,
+    pub policy_name: String,
+    pub history_seq: u64,
+    /// A join token and its expiry, on a pass only.
+    pub token: Option<(String, i64)>,
+    /// The quote's signature and nonce verified: the node itself produced this
+    /// evidence. Only such a verdict may isolate a node (anyone can send garbage
+    /// in a node's name).
+    pub authentic: bool,
+}
+
+/// The attestor's notes on missing logs, bounded for the verdict.
+fn log_notes(notes: &[String]) -> String {
+    notes
+        .iter()
+        .take(4)
+        .map(|n| n.chars().take(300).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Verifier {
+    /// A single-use nonce bound to the node, with the PCR selection to quote.
+    pub fn challenge(&self, node_id: &str) -> Result<ChallengeOutput, ServiceError> {
+        validate_node_id(node_id)?;
+        if self.store.node(node_id)?.is_none() {
+            return Err(ServiceError::NotEnrolled(node_id.into()));
+        }
+        let nonce = random::<NONCE_LEN>().to_vec();
+        let expires_unix = now_unix() + self.config.nonce_ttl.as_secs() as i64;
+        self.store.put_nonce(
+            &nonce,
+            &NonceRecord {
+                node_id: node_id.into(),
+                expires_unix,
+                used: false,
+            },
+        )?;
+        Ok(ChallengeOutput {
+            nonce,
+            pcrs_sha256: self.policy.pcr_selection(),
+            expires_unix,
+            want_uefi_log: self.policy.measured_boot().is_some(),
+            want_ima_log: self.policy.ima().is_some(),
+            want_cel_log: self.policy.containers().is_some(),
+        })
+    }
+
+    /// Re-runs the verification core on the evidence kept for record `seq`,
+    /// Verifies a quote and records the verdict; mints a join token on a pass only.
+    pub fn attest(&self, input: &AttestInput) -> Result<AttestOutput, ServiceError> {
+        validate_node_id(&input.node_id)?;
+        bounded("attest", &input.attest)?;
+        bounded("signature", &input.signature)?;
+        if input.pcrs_sha256.len() > 24 {
+            return Err(ServiceError::BadRequest(format!(
+                "{} PCR values; at most 24",
+                input.pcrs_sha256.len()
+            )));
+        }
+        let node = self
+            .store
+            .node(&input.node_id)?
+            .ok_or_else(|| ServiceError::NotEnrolled(input.node_id.clone()))?;
+        let ak_bytes =
+            hex::decode(&node.ak_public).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let ak = parse_tpm2b_public(&ak_bytes)
+            .map_err(|e| ServiceError::Internal(format!("stored AK: {e}")))?;
+        let now = now_unix();
+
+        let mut claims = self.nonce_claims(&input.node_id, &input.nonce, now)?;
+        let evidence = QuoteEvidence {
+            attest: &input.attest,
+            signature: &input.signature,
+            pcrs_sha256: &input.pcrs_sha256,
+            uefi_log: input.uefi_log.as_deref(),
+            ima_log: input.ima_log.as_deref(),
+            cel_log: input.cel_log.as_deref(),
+        };
+        let check = QuoteCheck {
+            ak: &ak,
+            expected_nonce: &input.nonce,
+            previous_clock: node.last_clock,
+            policy: &self.policy,
+            cache: Some(&self.measured_boot_cache),
+        };
+        let outcome = verify_quote(&check, &evidence);
+        let notes = log_notes(&input.log_notes);
+        claims.extend(outcome.verdict.claims.into_iter().map(|mut c| {
+            if !c.passed && c.id.ends_with(".present") && !notes.is_empty() {
+                c.actual = format!("{}; the attestor says: {notes}", c.actual);
+            }
+            c
+        }));
+        // The core hashed the evidence already.
+        let verdict = Verdict::from_claims(
+            claims,
+            self.policy.digest_hex(),
+            outcome.verdict.evidence_digest,
+        );
+
+        // Advance the rollback baseline only from fresh, authentic quotes.
+        let authentic = assay_core::verdict::quote_authentic(&verdict.claims);
+        let token = if verdict.passed {
+            let ttl = self.config.token_ttl.as_secs() as i64;
+            let (token, claims) = self.tokens.issue(&input.node_id, &node.ak_name, now, ttl)?;
+            Some((token, claims.exp))
+        } else {
+            None
+        };
+        // Everything the verdict changes, durable together before it is answered.
+        let rec = self.store.record_verdict(VerdictWrite {
+            record: HistoryRecord {
+                seq: 0,
+                node_id: input.node_id.clone(),
+                time_unix: now,
+                passed: verdict.passed,
+                claims: verdict.claims.clone(),
+                policy_name: self.policy.name.clone(),
+                policy_digest: verdict.policy_digest.clone(),
+                evidence_digest: verdict.evidence_digest.clone(),
+                prev_hash: String::new(),
+                kind: String::new(),
+            },
+            evidence: self
+                .config
+                .evidence
+                .keep
+                .is_some()
+                .then(|| kept_evidence(input, &node, now)),
+            logs: Logs {
+                uefi: input.uefi_log.as_deref(),
+                ima: input.ima_log.as_deref(),
+                cel: input.cel_log.as_deref(),
+            },
+            clock: outcome.clock.filter(|_| authentic),
+            passed_at: verdict.passed.then_some(now),
+            token: token.as_ref().map(|(t, exp)| {
+                (
+                    t.as_str(),
+                    TokenRecord {
+                        node_id: input.node_id.clone(),
+                        ak_name: node.ak_name.clone(),
+                        expires_unix: *exp,
+                        used: false,
+                        revoked: false,
+                        issued_unix: now,
+                    },
+                )
+            }),
+        })?;
+        let failed: Vec<&str> = verdict.failed().map(|c| c.id.as_str()).collect();
+        info!(node_id = %input.node_id, verdict = if verdict.passed { "pass" } else { "fail" }, seq = rec.seq, failed = ?failed, "attestation verdict");
+
+        Ok(AttestOutput {
+            verdict,
+            policy_name: self.policy.name.clone(),
+            history_seq: rec.seq,
+            token,
+            authentic,
+        })
+    }
+
+    /// The nonce claims: issued by us, to this node, not expired, not used before.
+    fn nonce_claims(
+        &self,
+        node_id: &str,
+        nonce: &[u8],
+        now: i64,
+    ) -> Result<Vec<Claim>, ServiceError> {
+        const LOC: &str = "AttestRequest.nonce";
+        let shown = hex::encode(nonce.get(..NONCE_LEN.min(nonce.len())).unwrap_or_default());
+        if nonce.len() != NONCE_LEN {
+            return Ok(vec![Claim::new(
+                "nonce.issued",
+                false,
+                "a nonce issued by this verifier",
+                format!("{} bytes", nonce.len()),
+                LOC,
+            )]);
+        }
+        let rec = match self.store.consume_nonce(nonce)? {
+            Consumed::Unknown => {
+                return Ok(vec![Claim::new(
+                    "nonce.issued",
+                    false,
+                    "a nonce issued by this verifier",
+                    format!("unknown nonce {shown}"),
+                    LOC,
+                )])
+            }
+            Consumed::AlreadyUsed(r) => {
+                return Ok(vec![
+                    Claim::new(
+                        "nonce.issued",
+                        true,
+                        "a nonce issued by this verifier",
+                        "issued",
+                        LOC,
+                    ),
+                    Claim::new(
+                        "nonce.unused",
+                        false,
+                        "a nonce not used before",
+                        "already used (replay)",
+                        LOC,
+                    ),
+                ]
+                .into_iter()
+                .chain(node_claim(&r, node_id))
+                .collect())
+            }
+            Consumed::Fresh(r) => r,
+        };
+        let mut v = vec![
+            Claim::new(
+                "nonce.issued",
+                true,
+                "a nonce issued by this verifier",
+                "issued",
+                LOC,
+            ),
+            Claim::new(
+                "nonce.unused",
+                true,
+                "a nonce not used before",
+                "first use",
+                LOC,
+            ),
+        ];
+        v.extend(node_claim(&rec, node_id));
+        v.push(Claim::new(
+            "nonce.fresh",
+            now <= rec.expires_unix,
+            format!("used by {}", rec.expires_unix),
+            format!("used at {now}"),
+            LOC,
+        ));
+        Ok(v)
+    }
+}
+
+/// What is kept for `audit reverify`: the request and the verifier state its
+/// verdict depended on (the AK, the previous TPM clock).
+fn kept_evidence(input: &AttestInput, node: &NodeRecord, now: i64) -> StoredEvidence {
+    StoredEvidence {
+        node_id: input.node_id.clone(),
+        time_unix: now,
+        ak_public: node.ak_public.clone(),
+        nonce: hex::encode(&input.nonce),
+        attest: hex::encode(&input.attest),
+        signature: hex::encode(&input.signature),
+        pcrs_sha256: input
+            .pcrs_sha256
+            .iter()
+            .map(|(i, d)| (*i, hex::encode(d)))
+            .collect(),
+        previous_clock: node.last_clock,
+        ..Default::default()
+    }
+}
+
+fn node_claim(rec: &NonceRecord, node_id: &str) -> Option<Claim> {
+    Some(Claim::new(
+        "nonce.node",
+        rec.node_id == node_id,
+        format!("issued to {node_id}"),
+        format!("issued to {}", rec.node_id),
+        "AttestRequest.nonce",
+    ))
+}

@@ -1,0 +1,113 @@
+//! Enrollment: Enroll checks the EK chain, the EK public area and the AK,
+//! then protects a fresh credential to the EK bound to the AK's name;
+//! Activate binds the AK once the node shows it recovered the credential.
+
+use assay_core::enroll::check_enrollment;
+use assay_core::tpm::credential::make_credential;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tracing::{info, warn};
+
+use super::{bounded, random, validate_node_id, ServiceError, Verifier};
+use crate::clock::now_unix;
+use crate::store::{NodeRecord, PendingEnrollment};
+
+pub struct EnrollOutput {
+    pub enrollment_id: String,
+    pub credential_blob: Vec<u8>,
+    pub encrypted_secret: Vec<u8>,
+}
+
+impl Verifier {
+    /// Step 1 of enrollment: check EK chain, EK/cert match and AK attributes, then protect a
+    /// fresh credential to the EK, bound to the AK's name.
+    pub fn enroll(
+        &self,
+        node_id: &str,
+        ek_cert: &[u8],
+        ek_public: &[u8],
+        ak_public: &[u8],
+    ) -> Result<EnrollOutput, ServiceError> {
+        validate_node_id(node_id)?;
+        bounded("ek_certificate", ek_cert)?;
+        bounded("ek_public", ek_public)?;
+        bounded("ak_public", ak_public)?;
+        let now = now_unix();
+        let checked = check_enrollment(ek_cert, ek_public, ak_public, &self.anchors, now)
+            .inspect_err(|e| {
+                warn!(node_id, reason = %e, "enrollment refused");
+            })?;
+        let ek_cert_sha256 = hex::encode(Sha256::digest(ek_cert));
+        if let Some(existing) = self.store.node(node_id)? {
+            if existing.ek_cert_sha256 != ek_cert_sha256 {
+                warn!(
+                    node_id,
+                    "enrollment refused: EK differs from the enrolled one"
+                );
+                return Err(ServiceError::EkChanged(node_id.into()));
+            }
+        }
+        let credential = random::<32>();
+        let made = make_credential(
+            &checked.ek_key,
+            &checked.ak_name,
+            &credential,
+            &mut rand::rngs::OsRng,
+        )
+        .map_err(|e| ServiceError::Internal(format!("MakeCredential: {e}")))?;
+        let enrollment_id = hex::encode(random::<16>());
+        self.store.put_enrollment(
+            &enrollment_id,
+            &PendingEnrollment {
+                node_id: node_id.into(),
+                ek_cert_sha256,
+                ek_public: hex::encode(ek_public),
+                ak_public: hex::encode(ak_public),
+                ak_name: hex::encode(&checked.ak_name),
+                credential_sha256: hex::encode(Sha256::digest(credential)),
+                expires_unix: now + self.config.enrollment_ttl.as_secs() as i64,
+            },
+        )?;
+        info!(node_id, ek = %checked.ek_certificate.subject, "enrollment started; credential sent");
+        Ok(EnrollOutput {
+            enrollment_id,
+            credential_blob: made.credential_blob,
+            encrypted_secret: made.encrypted_secret,
+        })
+    }
+
+    /// Step 2: the node shows the credential it recovered; only then is its AK bound.
+    pub fn activate(
+        &self,
+        node_id: &str,
+        enrollment_id: &str,
+        credential: &[u8],
+    ) -> Result<String, ServiceError> {
+        validate_node_id(node_id)?;
+        // Taken (removed) whatever the outcome: each credential gets one try.
+        let pending = self
+            .store
+            .take_enrollment(enrollment_id)?
+            .filter(|p| p.node_id == node_id && p.expires_unix >= now_unix())
+            .ok_or_else(|| ServiceError::EnrollmentUnknown(enrollment_id.into()))?;
+        let got: [u8; 32] = Sha256::digest(credential).into();
+        let want = hex::decode(&pending.credential_sha256)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        if !bool::from(got.as_slice().ct_eq(&want)) {
+            warn!(node_id, "credential activation failed");
+            return Err(ServiceError::ActivationFailed);
+        }
+        self.store.put_node(&NodeRecord {
+            node_id: node_id.into(),
+            ek_cert_sha256: pending.ek_cert_sha256,
+            ek_public: pending.ek_public,
+            ak_public: pending.ak_public,
+            ak_name: pending.ak_name.clone(),
+            activated_unix: now_unix(),
+            last_clock: None,
+            last_pass_unix: None,
+        })?;
+        info!(node_id, ak_name = %pending.ak_name, "AK bound to EK");
+        Ok(pending.ak_name)
+    }
+}

@@ -1,0 +1,148 @@
+//! The verifier's flows as plain synchronous functions over the store and the
+//! pure core, one file per flow: `enroll.rs` (Enroll, Activate), `attest.rs`
+//! (Challenge, Attest), `redeem.rs` (token redemption), `reverify.rs`
+//! (`audit reverify`). The gRPC layer (`api/`) only converts messages and maps
+//! [`ServiceError`] to status codes; `membership` acts on verdicts afterwards.
+
+mod attest;
+mod enroll;
+mod redeem;
+mod reverify;
+
+pub use self::attest::{AttestInput, AttestOutput, ChallengeOutput};
+pub use self::enroll::EnrollOutput;
+pub use self::redeem::RedeemOutput;
+pub use self::reverify::Reverified;
+
+use std::sync::Arc;
+
+use assay_core::ek::TrustAnchors;
+use assay_core::enroll::EnrollError;
+use assay_core::policy::Policy;
+use assay_core::verdict::Claim;
+use rand::RngCore;
+
+use crate::clock::now_unix;
+use crate::config::Config;
+use crate::store::{HistoryRecord, Storage, StoreError};
+use crate::token::{TokenError, TokenSigner};
+
+/// Largest node id accepted.
+pub const MAX_NODE_ID: usize = 253;
+/// Largest EK certificate, TPM2B_PUBLIC, TPMS_ATTEST or TPMT_SIGNATURE accepted.
+pub const MAX_BLOB: usize = 16 * 1024;
+/// Nonce size issued (and the only size accepted back).
+pub const NONCE_LEN: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("invalid request: {0}")]
+    BadRequest(String),
+    #[error("enrollment refused: {0}")]
+    EnrollRefused(#[from] EnrollError),
+    #[error("node `{0}` is already enrolled with a different EK; if this is a replaced TPM, remove the node first (`assay-verifier node remove {0}`)")]
+    EkChanged(String),
+    #[error("enrollment `{0}` is unknown, expired or already completed; enroll again")]
+    EnrollmentUnknown(String),
+    #[error("credential activation failed: the node did not recover the credential, so its AK is not bound to a trusted EK")]
+    ActivationFailed,
+    #[error("node `{0}` is not enrolled (or its AK activation was never completed); run `assay-attestor join` to enroll")]
+    NotEnrolled(String),
+    #[error("join token refused: {0}")]
+    Token(#[from] TokenError),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("the orchestrator: {0}")]
+    Join(#[from] crate::join::JoinError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The verifier: configuration, trust anchors, policy, store and token key.
+pub struct Verifier {
+    pub config: Config,
+    pub anchors: TrustAnchors,
+    pub policy: Policy,
+    pub store: Box<dyn Storage>,
+    /// Measured-boot judgements by (policy, UEFI log, quoted PCRs): a fleet
+    /// booted from one image is judged once per distinct log.
+    pub measured_boot_cache: assay_core::verify::MeasuredBootCache,
+    pub tokens: TokenSigner,
+    /// The orchestrator's join issuer (`[join]`).
+    pub join: std::sync::Arc<dyn crate::join::JoinIssuer>,
+    /// Isolation and restore notifications (`[webhook]`).
+    pub webhook: Option<std::sync::Arc<crate::webhook::Webhook>>,
+    /// Nodes whose isolation the orchestrator is being asked for right now,
+    /// so the upkeep's retry never races the attest path's first attempt.
+    pub isolating: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl Verifier {
+    /// Appends a record that is not a verdict (`admin`, `stale`, `webhook`)
+    /// under the policy in force, durably; the record as appended.
+    pub fn append_event(
+        &self,
+        kind: &str,
+        node_id: String,
+        passed: bool,
+        claim: Claim,
+        evidence_digest: String,
+    ) -> Result<HistoryRecord, StoreError> {
+        self.store.append_history(HistoryRecord {
+            seq: 0,
+            node_id,
+            time_unix: now_unix(),
+            passed,
+            claims: vec![claim],
+            policy_name: self.policy.name.clone(),
+            policy_digest: self.policy.digest_hex(),
+            evidence_digest,
+            prev_hash: String::new(),
+            kind: kind.into(),
+        })
+    }
+}
+
+/// Runs `f` on a blocking thread (it does crypto and durable writes) and
+/// waits for it.
+pub async fn blocking<T: Send + 'static>(
+    v: &Arc<Verifier>,
+    f: impl FnOnce(&Verifier) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    let v = Arc::clone(v);
+    tokio::task::spawn_blocking(move || f(&v))
+        .await
+        .map_err(|e| ServiceError::Internal(format!("worker failed: {e}")))?
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b
+}
+
+pub fn validate_node_id(id: &str) -> Result<(), ServiceError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_NODE_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ServiceError::BadRequest(format!(
+            "node id `{}` must be 1 to {MAX_NODE_ID} characters of [A-Za-z0-9._-]",
+            id.escape_debug()
+        )))
+    }
+}
+
+fn bounded(what: &str, b: &[u8]) -> Result<(), ServiceError> {
+    if b.is_empty() || b.len() > MAX_BLOB {
+        return Err(ServiceError::BadRequest(format!(
+            "{what} is {} bytes; expected 1 to {MAX_BLOB}",
+            b.len()
+        )));
+    }
+    Ok(())
+}
