@@ -1,27 +1,43 @@
 //! # assay-verifier — the verifier service
 //!
-//! A thin shell around the pure core (`assay-core`): it owns the gRPC API over
-//! TLS (`api`), the flows that need state (`service`: enrollment with
-//! MakeCredential, single-use nonces, attestation, join tokens), the sled store
-//! (`store`: nodes, nonces, tokens, hash-chained history), signed join tokens
-//! (`token`), configuration (`config`) and TLS material (`tls`).
+//! A thin shell around the pure core (`assay-core`), which makes every
+//! verification decision and returns it as a verdict listing each claim.
+//! This crate does not judge evidence; it owns what needs state, I/O or time:
 //!
-//! It does not judge evidence itself: every verification decision is made by
-//! `assay-core` and returned as a verdict that lists each claim.
+//! | module | what it is |
+//! | --- | --- |
+//! | [`server`] | start-up from the config, the TLS listener, background upkeep (sweeps, checkpoints, join upkeep) |
+//! | [`api`] | the gRPC services, one file each: message conversion, roles, status codes |
+//! | [`service`] | the flows (enroll, activate, challenge, attest, redeem, reverify) over the store and the core |
+//! | [`membership`] | what a verdict does to a node's membership: grants, quarantine, restore, staleness, webhooks |
+//! | [`store`] | the storage seam (`Storage`) and its backends, `sled/` and `postgres/` |
+//! | [`join`] | orchestrator join issuers: signed token, Docker Swarm, kubeadm; node groups |
+//! | [`audit`] | re-checking the hash-chained history and its signed checkpoints (pure) |
+//! | [`roles`] | client-certificate roles and the permission table |
+//! | [`token`] | signed join tokens, detached signatures, the JWKS |
+//! | [`config`] | the configuration: top-level keys and the sections owned by `tls`, `trust`, `join`, `store`, `webhook` |
+//! | [`tls`], [`trust`], [`webhook`], [`http`] | TLS material, EK trust anchors, notifications, the HTTP client they share |
+//! | [`clock`], [`files`], [`setting`] | the clock, careful file reads and writes, config-key errors |
+//! | [`reference`] | reference policies from known-good evidence |
+//!
+//! The command line (`assay-verifier`) lives beside it in `src/cli/`, one file
+//! per command family.
 
 pub mod api;
 pub mod audit;
+pub mod clock;
 pub mod config;
 pub mod files;
 pub mod http;
 pub mod join;
 pub mod membership;
-pub mod offline;
 pub mod reference;
 pub mod roles;
 pub mod server;
 pub mod service;
+pub mod setting;
 pub mod store;
 pub mod tls;
 pub mod token;
+pub mod trust;
 pub mod webhook;

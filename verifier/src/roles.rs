@@ -150,9 +150,22 @@ pub fn caller(leaf_der: Option<&[u8]>) -> Result<Caller, Status> {
 /// as the node it names.
 pub fn authorize(caller: &Caller, rpc: Rpc, node_id: Option<&str>) -> Result<(), Status> {
     if !allowed(&caller.role, rpc) {
+        let may: Vec<String> = [
+            Role::Operator,
+            Role::Auditor,
+            Role::Orchestrator,
+            Role::Node(None),
+        ]
+        .iter()
+        .filter(|r| allowed(r, rpc))
+        .map(Role::to_string)
+        .collect();
         return Err(Status::permission_denied(format!(
-            "{} (`{}`) may not call {rpc:?}",
-            caller.role, caller.subject
+            "{} (`{}`) may not call {rpc:?}; it takes a client certificate with the role {} \
+             (`assay-verifier client-cert --role ...`)",
+            caller.role,
+            caller.subject,
+            may.join(" or ")
         )));
     }
     if let (Role::Node(Some(own)), Some(asked)) = (&caller.role, node_id) {
@@ -183,6 +196,31 @@ pub fn san_uri(role: &str, node: Option<&str>) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_names_the_roles_that_may_call() {
+        let anon = Caller {
+            role: Role::Node(None),
+            subject: "anonymous".into(),
+        };
+        let e = authorize(&anon, Rpc::History, None).unwrap_err();
+        assert!(
+            e.message().contains("may not call History")
+                && e.message().contains("the role operator or auditor"),
+            "{}",
+            e.message()
+        );
+        let auditor = Caller {
+            role: Role::Auditor,
+            subject: "CN=alice".into(),
+        };
+        let e = authorize(&auditor, Rpc::Redeem, None).unwrap_err();
+        assert!(
+            e.message().contains("the role operator or orchestrator"),
+            "{}",
+            e.message()
+        );
+    }
 
     #[test]
     fn the_permission_table_is_least_privilege() {
