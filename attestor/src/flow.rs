@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use assay_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use tonic::transport::Channel;
 use tonic::Code;
 use tracing::{info, warn};
 
@@ -199,60 +199,45 @@ pub struct ClaimOut {
 }
 
 /// Connects over TLS (the verifier's certificate must chain to `cfg.ca`), retrying
-/// with exponential backoff while the verifier is unreachable.
+/// with exponential backoff while the verifier is unreachable. A certificate
+/// `--ca` does not vouch for is a configuration error, not retried.
 pub async fn connect(cfg: &Config) -> Result<Channel, Failure> {
+    use assay_proto::client::{self, ConnectError};
     let ca = std::fs::read(&cfg.ca)
         .map_err(|e| Failure::Config(format!("--ca {}: {e}", cfg.ca.display())))?;
-    let uri: tonic::transport::Uri = cfg
-        .verifier
-        .parse()
+    let endpoint = client::endpoint(&cfg.verifier, ca, None)
         .map_err(|e| Failure::Config(format!("--verifier {}: {e}", cfg.verifier)))?;
-    let host = uri
-        .host()
-        .unwrap_or("localhost")
-        .trim_matches(['[', ']'])
-        .to_string();
-    let endpoint = Channel::builder(uri)
-        .tls_config(
-            ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(ca))
-                .domain_name(host),
-        )
-        .map_err(|e| Failure::Config(format!("TLS setup: {e}")))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30));
     let mut delay = Duration::from_millis(250);
     let mut attempt = 0;
     loop {
-        match endpoint.connect().await {
+        match client::connect(&cfg.verifier, &endpoint).await {
             Ok(ch) => return Ok(ch),
-            Err(e) if attempt < cfg.retries => {
+            Err(e @ ConnectError::Certificate { .. }) => {
+                return Err(Failure::Config(format!(
+                    "{e}: check --ca {} (the verifier's ca.pem) and --verifier",
+                    cfg.ca.display()
+                )))
+            }
+            Err(ConnectError::Setup(e)) => return Err(Failure::Config(e)),
+            Err(ConnectError::Unreachable { cause, .. }) if attempt < cfg.retries => {
                 attempt += 1;
-                warn!(verifier = %cfg.verifier, attempt, error = %source_chain(&e), "verifier unreachable; retrying in {delay:?}");
+                warn!(verifier = %cfg.verifier, attempt, error = %cause, "verifier unreachable; retrying in {delay:?}");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
-            Err(e) => {
+            Err(ConnectError::Unreachable { cause, .. }) => {
                 return Err(Failure::Unreachable(format!(
-                    "{} after {} attempts: {} (check --verifier, --ca and that the verifier runs)",
+                    "{} after {}: {cause} (check --verifier and that the verifier runs)",
                     cfg.verifier,
-                    attempt + 1,
-                    source_chain(&e)
+                    if attempt == 0 {
+                        "1 attempt".to_string()
+                    } else {
+                        format!("{} attempts", attempt + 1)
+                    }
                 )))
             }
         }
     }
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Enrolls: sends EK certificate, EK public and AK public; activates the credential

@@ -74,6 +74,18 @@ impl std::fmt::Debug for Tpm {
     }
 }
 
+/// For a simulator TCTI, the port layout it assumes, which a wrongly started
+/// simulator breaks with nothing but an unrecognized response code.
+fn simulator_hint(tcti: &str) -> &'static str {
+    if tcti.starts_with("swtpm:") || tcti.starts_with("mssim:") {
+        "; the swtpm and mssim TCTIs send commands to `port` and control requests to \
+         `port`+1: start swtpm with `--server type=tcp,port=P --ctrl type=tcp,port=P+1` \
+         and give `port=P`"
+    } else {
+        ""
+    }
+}
+
 impl Tpm {
     /// Opens the TPM behind a TCTI string: `device:/dev/tpmrm0`,
     /// `swtpm:host=127.0.0.1,port=2321`, `mssim:host=…,port=…`, `tabrmd:`.
@@ -84,7 +96,7 @@ impl Tpm {
         };
         let conf = TctiNameConf::from_str(tcti)
             .map_err(|e| fail(format!("not a valid TCTI string ({e})")))?;
-        let ctx = Context::new(conf).map_err(|e| fail(e.to_string()))?;
+        let ctx = Context::new(conf).map_err(|e| fail(format!("{e}{}", simulator_hint(tcti))))?;
         Ok(Self { ctx })
     }
 
