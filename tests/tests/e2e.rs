@@ -464,6 +464,9 @@ async fn unreachable_verifier_and_bad_tpm_have_their_own_exit_codes() {
     // TPM that is not there.
     let out = attestor_with_tcti(&v, n.state.path(), "swtpm:host=127.0.0.1,port=1");
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    // The simulator TCTIs' port layout is said, since a wrongly started
+    // simulator shows only an unrecognized response code.
+    assert!(stderr(&out).contains("port`+1"), "{}", stderr(&out));
     // Bad configuration: no --ca.
     let out = std::process::Command::new(assay_tests::bin("assay-attestor").unwrap())
         .args(["join", "--verifier", &v.url, "--node-id", "x"])
@@ -479,6 +482,88 @@ async fn unreachable_verifier_and_bad_tpm_have_their_own_exit_codes() {
         flow::connect(&cfg).await,
         Err(Failure::Unreachable(_))
     ));
+}
+
+/// A CA that did not sign the verifier's certificate: a configuration error
+/// said once and plainly (attestor: exit 2, at once, no retries; verifier
+/// commands: exit 1), never "unreachable"; a verifier that is not there is
+/// exit 4 for both; a refused token is exit 3.
+#[tokio::test(flavor = "current_thread")]
+async fn a_wrong_ca_is_a_configuration_error_not_an_unreachable_verifier() {
+    let v = VerifierProc::start(&VerifierOpts::new(policy())).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let init = std::process::Command::new(assay_tests::bin("assay-verifier").unwrap())
+        .args(["init", "--dir"])
+        .arg(other.path())
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", stderr(&init));
+    let wrong_ca = other.path().join("ca.pem");
+
+    let n = Node::new("node-wrong-ca");
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(assay_tests::bin("assay-attestor").unwrap())
+        .args([
+            "join",
+            "--retries",
+            "5",
+            "--node-id",
+            "node-wrong-ca",
+            "--tcti",
+        ])
+        .arg(n.tpm.tcti())
+        .arg("--verifier")
+        .arg(&v.url)
+        .arg("--ca")
+        .arg(&wrong_ca)
+        .arg("--state-dir")
+        .arg(n.state.path())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is not signed by the CA given"), "{err}");
+    assert!(!err.contains("unreachable"), "{err}");
+    // Not retried: five retries with backoff would take seconds.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{err}"
+    );
+
+    let out = std::process::Command::new(assay_tests::bin("assay-verifier").unwrap())
+        .args(["history", "--server", &v.url, "--ca"])
+        .arg(&wrong_ca)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is not signed by the CA given"), "{err}");
+    assert_eq!(err.matches("not signed").count(), 1, "said once: {err}");
+
+    let port = assay_tests::swtpm::free_port().unwrap();
+    let out = std::process::Command::new(assay_tests::bin("assay-verifier").unwrap())
+        .args([
+            "history",
+            "--server",
+            &format!("https://127.0.0.1:{port}"),
+            "--ca",
+        ])
+        .arg(&v.ca_pem)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("verifier unreachable"), "{err}");
+
+    let out = v
+        .cli(&["token", "verify", "--token", "not-a-token", "--node", "x"])
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    // A role that may not call: refused (3), naming who may.
+    let out = v.cli_as(&["history"], None).unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("the role operator or auditor"), "{err}");
 }
 
 fn attestor_with_tcti(v: &VerifierProc, state: &Path, tcti: &str) -> Output {
