@@ -25,13 +25,6 @@
 //! Types" and §10.4.5 "EV_NO_ACTION Event Types"), UEFI Specification 2.10
 //! (§3.1.3 load options, §5.3 GPT, §10 device paths, §32.4.1 signature database).
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 pub mod devicepath;
 pub mod firmware;
 pub mod gpt;
