@@ -92,4 +92,17 @@ mod tests {
         assert_eq!(event_type_name(0x13), None);
         assert_eq!(event_type_from_name("EV_NOPE"), None);
     }
+
+    /// The paths callers outside this module use keep working.
+    #[test]
+    fn uefi_and_efi_re_export_the_table() {
+        use crate::eventlog::{efi, uefi};
+        assert_eq!(efi::EV_SEPARATOR, EV_SEPARATOR);
+        assert_eq!(uefi::EVENT_TYPES, EVENT_TYPES);
+        assert_eq!(uefi::event_type_name(EV_IPL), Some("EV_IPL"));
+        assert_eq!(uefi::event_type_from_name("EV_IPL"), Some(EV_IPL));
+        assert_eq!(efi::event_type_from_name("EV_IPL"), Some(EV_IPL));
+        assert_eq!(efi::event_type_name(EV_IPL), "EV_IPL");
+        assert_eq!(efi::event_type_name(0x13), "Unknown event type");
+    }
 }
