@@ -9,16 +9,15 @@
 //!
 //! `side_by_side EVIDENCE_DIR` (or `ASSAY_SIDE_BY_SIDE_EVIDENCE=DIR`)
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use assay_core::eventlog::efi::EV_SEPARATOR;
-use assay_core::eventlog::facts;
 use assay_core::eventlog::ima;
-use assay_core::eventlog::uefi::{self, check_event_data, DataCheck, Event, EventLog, Limits};
+use assay_core::eventlog::uefi::{self, EventLog, Limits};
+use assay_core::policy::reference::{self, toml_str};
 use assay_core::policy::Policy;
 use assay_core::tpm::public::{parse_tpm2b_public, HashAlg};
 use assay_core::verdict::Verdict;
@@ -137,108 +136,23 @@ fn judge(v: &Verdict) -> (bool, String) {
     (false, failed.join("; "))
 }
 
-fn toml_str(s: &str) -> String {
-    serde_json::to_string(s).expect("a string serializes")
-}
-
-fn sha256_of(e: &Event) -> Option<String> {
-    e.digest(HashAlg::Sha256)
-        .map(|d| format!("sha256:{}", hex::encode(d)))
-}
-
-fn proven(e: &Event) -> bool {
-    check_event_data(e) == DataCheck::Verified
-}
-
-/// `[measured_boot]` for a known-good log, from the facts the verifier judges
-/// (as `assay-verifier policy generate` writes it; that lives in the verifier
-/// crate): Secure Boot state, PK/KEK/db/dbx, CRTM version, firmware blobs, boot
-/// applications, kernel command lines, events after the separators. `cmdline`
-/// replaces the command lines (the bad policy).
+/// `[measured_boot]` for a known-good log as `assay-verifier policy generate`
+/// writes it (`assay_core::policy::reference`), judging `MB_PCRS` (what
+/// Keylime's policy judges). `cmdline` replaces the kernel command lines (the
+/// bad policy).
 fn measured_boot_section(log: &EventLog, cmdline: Option<&str>) -> String {
-    let list = |items: &BTreeSet<String>| {
-        let v: Vec<String> = items.iter().map(|s| toml_str(s)).collect();
-        format!("[{}]", v.join(", "))
-    };
-    let pcrs: Vec<String> = MB_PCRS.iter().map(u32::to_string).collect();
-    let mut out = format!("[measured_boot]\npcrs = [{}]\n", pcrs.join(", "));
-    if let Some((e, v)) = facts::config_variable(log, "SecureBoot") {
-        if let (true, Some(on)) = (proven(e), facts::secure_boot_state(&v.value)) {
-            let _ = writeln!(out, "secure_boot = {on}");
-        }
+    let generated = reference::measured_boot_section(log);
+    let mut t: toml::Table = toml::from_str(&generated).expect("a generated section parses");
+    let mb = t
+        .get_mut("measured_boot")
+        .and_then(toml::Value::as_table_mut)
+        .expect("[measured_boot]");
+    let pcrs = MB_PCRS.iter().map(|i| toml::Value::from(i64::from(*i)));
+    mb.insert("pcrs".into(), toml::Value::Array(pcrs.collect()));
+    if let Some(c) = cmdline {
+        mb.insert("kernel_cmdlines".into(), toml::Value::Array(vec![c.into()]));
     }
-    for (key, var) in [
-        ("pk", "PK"),
-        ("kek", "KEK"),
-        ("db", "db"),
-        ("dbx_required", "dbx"),
-    ] {
-        let Some((e, v)) = facts::config_variable(log, var) else {
-            continue;
-        };
-        let entries: BTreeSet<String> = facts::signature_entries(&v.value)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(fp, _)| format!("sha256:{}", hex::encode(fp)))
-            .collect();
-        if proven(e) && !entries.is_empty() {
-            let _ = writeln!(out, "{key} = {}", list(&entries));
-        }
-    }
-    let crtm: BTreeSet<String> = facts::crtm_versions(log)
-        .into_iter()
-        .filter(|(e, _)| proven(e))
-        .filter_map(|(_, v)| v.ok())
-        .collect();
-    if !crtm.is_empty() {
-        let _ = writeln!(out, "crtm_versions = {}", list(&crtm));
-    }
-    let blobs: BTreeSet<String> = log
-        .events
-        .iter()
-        .filter(|e| facts::is_firmware_blob(e))
-        .filter_map(sha256_of)
-        .collect();
-    if !blobs.is_empty() {
-        let _ = writeln!(out, "firmware_blobs = {}", list(&blobs));
-    }
-    let apps: BTreeSet<String> = log
-        .events
-        .iter()
-        .filter(|e| facts::is_boot_application(e))
-        .filter_map(sha256_of)
-        .collect();
-    if !apps.is_empty() {
-        let _ = writeln!(out, "boot_applications = {}", list(&apps));
-    }
-    let cmdlines: BTreeSet<String> = match cmdline {
-        Some(c) => BTreeSet::from([c.to_string()]),
-        None => facts::kernel_cmdlines(log)
-            .into_iter()
-            .filter(|(e, _)| proven(e))
-            .map(|(_, c)| c)
-            .collect(),
-    };
-    if !cmdlines.is_empty() {
-        let _ = writeln!(out, "kernel_cmdlines = {}", list(&cmdlines));
-    }
-    let mut after: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
-    for e in log
-        .events
-        .iter()
-        .filter(|e| e.event_type == EV_SEPARATOR && e.pcr <= 7)
-    {
-        after.entry(e.pcr).or_default();
-    }
-    for (e, t) in facts::after_separator(log) {
-        let name = uefi::event_type_name(t).map_or_else(|| format!("{t:#x}"), str::to_string);
-        after.entry(e.pcr).or_default().insert(name);
-    }
-    out.push_str("[measured_boot.after_separator]\n");
-    for (pcr, types) in after {
-        let _ = writeln!(out, "\"{pcr}\" = {}", list(&types));
-    }
-    out
+    toml::to_string(&t).expect("a section serializes")
 }
 
 /// `[ima]` allowing exactly the (path, sha256) pairs of an allowlist TSV.

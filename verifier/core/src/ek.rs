@@ -22,13 +22,6 @@
 //!
 //! Revocation (CRLs) is not checked here; see the closing note of issue 2.
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::pem::Pem;

@@ -4,13 +4,6 @@
 //! sent a credential (`tpm::credential::make_credential`); the AK is trusted only
 //! once the node proves it recovered that credential.
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use crate::ek::{validate_ek_certificate, EkCertificate, EkError, EkPublicKey, TrustAnchors};
 use crate::reader::WireError;
 use crate::tpm::public::{check_ak_attributes, parse_tpm2b_public, AkError, PublicKey, TpmPublic};

@@ -12,6 +12,20 @@
 //! nonces and random number generators are passed in by the caller. That keeps
 //! the core unit-testable on fixtures, fuzzable, benchmarkable, and usable for
 //! offline re-verification of stored evidence.
+//!
+//! Peer bytes must never panic the verifier: the whole crate (outside its unit
+//! tests) denies indexing, slicing, `unwrap`, `expect` and `panic!`. The
+//! workspace `[lints]` table cannot carry per-crate keys, hence the attribute.
+
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 
 pub mod ek;
 pub mod enroll;

@@ -4,13 +4,6 @@
 //! against a caller-given maximum before anything is taken or allocated. Peer
 //! input can only produce a [`WireError`], never a panic.
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 /// What was wrong with a wire structure, and which field it was about.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {

@@ -17,13 +17,6 @@
 //! Assay's content value is itself TLVs: `KIND` first, then the kind's fields
 //! (see [`Measurement`]).
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use std::collections::BTreeMap;
 
 use serde::Serialize;

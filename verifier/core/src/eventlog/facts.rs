@@ -5,13 +5,6 @@
 //! Nothing here decides trust: callers check the event's PCR replay and
 //! [`super::uefi::check_event_data`] before relying on a fact.
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use super::efi::{
     self, EventData, SignatureValue, TextEncoding, VariableData, VariableValue,
     EV_EFI_BOOT_SERVICES_APPLICATION, EV_EFI_PLATFORM_FIRMWARE_BLOB,

@@ -5,6 +5,8 @@
 //!   which event contents policy may trust.
 //! - [`efi`]: decoders for the event data policies judge (UEFI variables, EFI
 //!   signature lists, device paths, image load events, firmware blobs, GPT).
+//! - [`event_type`]: the `EV_*` event type numbers and their spec names (one
+//!   table, re-exported by `uefi` and `efi`).
 //! - [`ima`]: Linux IMA runtime measurement logs (ascii and binary; templates
 //!   ima, ima-ng, ima-sig) and their replay into PCR 10.
 //!
@@ -14,6 +16,7 @@
 
 pub mod cel;
 pub mod efi;
+pub mod event_type;
 pub mod facts;
 pub mod ima;
 pub mod uefi;

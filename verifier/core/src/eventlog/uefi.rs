@@ -17,13 +17,6 @@
 //! (§10.4.5.3). [`check_event_data`] decides whether an event's data is proven by
 //! its digests, which is what lets a policy rely on decoded content.
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -32,7 +25,11 @@ use sha2::Digest as _;
 use crate::reader::{Reader, WireError};
 use crate::tpm::public::HashAlg;
 
-use super::efi::{self, EV_EFI_VARIABLE_BOOT, EV_IPL, EV_NO_ACTION};
+use super::efi;
+use super::event_type::{EV_EFI_VARIABLE_BOOT, EV_IPL, EV_NO_ACTION};
+
+// The event-type table lives in `event_type`; these paths are kept for callers.
+pub use super::event_type::{event_type_from_name, event_type_name, EVENT_TYPES};
 
 /// Highest PCR index an extended event may name (PC Client TPMs have PCRs 0-23).
 pub const MAX_PCR: u32 = 23;
@@ -41,63 +38,6 @@ pub const MAX_ALGORITHMS: u32 = 16;
 const SPEC_ID_SIGNATURE: &[u8; 16] = b"Spec ID Event03\0";
 const STARTUP_LOCALITY: &[u8; 16] = b"StartupLocality\0";
 const SHA1_LEN: usize = 20;
-
-/// Event type numbers and the names `tpm2_eventlog` prints for them
-/// (TCG PC Client PFP §10.4.1, Table 9).
-pub const EVENT_TYPES: &[(u32, &str)] = &[
-    (0x0, "EV_PREBOOT_CERT"),
-    (0x1, "EV_POST_CODE"),
-    (0x2, "EV_UNUSED"),
-    (0x3, "EV_NO_ACTION"),
-    (0x4, "EV_SEPARATOR"),
-    (0x5, "EV_ACTION"),
-    (0x6, "EV_EVENT_TAG"),
-    (0x7, "EV_S_CRTM_CONTENTS"),
-    (0x8, "EV_S_CRTM_VERSION"),
-    (0x9, "EV_CPU_MICROCODE"),
-    (0xa, "EV_PLATFORM_CONFIG_FLAGS"),
-    (0xb, "EV_TABLE_OF_DEVICES"),
-    (0xc, "EV_COMPACT_HASH"),
-    (0xd, "EV_IPL"),
-    (0xe, "EV_IPL_PARTITION_DATA"),
-    (0xf, "EV_NONHOST_CODE"),
-    (0x10, "EV_NONHOST_CONFIG"),
-    (0x11, "EV_NONHOST_INFO"),
-    (0x12, "EV_OMIT_BOOT_DEVICE_EVENTS"),
-    (0x8000_0000, "EV_EFI_EVENT_BASE"),
-    (0x8000_0001, "EV_EFI_VARIABLE_DRIVER_CONFIG"),
-    (0x8000_0002, "EV_EFI_VARIABLE_BOOT"),
-    (0x8000_0003, "EV_EFI_BOOT_SERVICES_APPLICATION"),
-    (0x8000_0004, "EV_EFI_BOOT_SERVICES_DRIVER"),
-    (0x8000_0005, "EV_EFI_RUNTIME_SERVICES_DRIVER"),
-    (0x8000_0006, "EV_EFI_GPT_EVENT"),
-    (0x8000_0007, "EV_EFI_ACTION"),
-    (0x8000_0008, "EV_EFI_PLATFORM_FIRMWARE_BLOB"),
-    (0x8000_0009, "EV_EFI_HANDOFF_TABLES"),
-    (0x8000_000a, "EV_EFI_PLATFORM_FIRMWARE_BLOB2"),
-    (0x8000_000b, "EV_EFI_HANDOFF_TABLES2"),
-    (0x8000_000c, "EV_EFI_VARIABLE_BOOT2"),
-    (0x8000_0010, "EV_EFI_HCRTM_EVENT"),
-    (0x8000_00e0, "EV_EFI_VARIABLE_AUTHORITY"),
-    (0x8000_00e1, "EV_EFI_SPDM_FIRMWARE_BLOB"),
-    (0x8000_00e2, "EV_EFI_SPDM_FIRMWARE_CONFIG"),
-];
-
-/// The spec name of an event type, or `None` for unassigned numbers.
-pub fn event_type_name(event_type: u32) -> Option<&'static str> {
-    EVENT_TYPES
-        .iter()
-        .find(|(n, _)| *n == event_type)
-        .map(|(_, name)| *name)
-}
-
-/// The event type a spec name stands for (`EV_SEPARATOR` → 4).
-pub fn event_type_from_name(name: &str) -> Option<u32> {
-    EVENT_TYPES
-        .iter()
-        .find(|(_, n)| *n == name)
-        .map(|(num, _)| *num)
-}
 
 /// Caps on what a log may make the verifier hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,6 +28,7 @@
 pub mod containers;
 pub mod ima;
 pub mod measured_boot;
+pub mod reference;
 
 use std::collections::BTreeMap;
 

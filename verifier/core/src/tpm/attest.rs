@@ -1,12 +1,5 @@
 //! `TPMS_ATTEST` for quotes (TPM 2.0 Part 2, 10.12.12): the structure the AK signs.
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use serde::{Deserialize, Serialize};
 
 use crate::reader::{Reader, WireError};

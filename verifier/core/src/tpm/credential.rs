@@ -21,13 +21,6 @@
 //! credential_blob = u16be(32) || outerHMAC || encIdentity   (TPM2B_ID_OBJECT contents)
 //! ```
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use aes::cipher::{AsyncStreamCipher, KeyIvInit};
 use hmac::{Hmac, Mac};
 use rand_core::CryptoRngCore;

@@ -1,12 +1,5 @@
 //! `TPML_PCR_SELECTION` (TPM 2.0 Part 2, 10.9.7) and the PCR composite digest.
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use crate::reader::{Reader, WireError};
 use crate::tpm::public::HashAlg;
 

@@ -1,12 +1,5 @@
 //! `TPMT_SIGNATURE` (TPM 2.0 Part 2, 11.3.4) and its verification with a TPM public key.
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use rsa::traits::PublicKeyParts;
 
 use crate::reader::{Reader, WireError};

@@ -7,13 +7,6 @@
 //! no prefix of which reaches the quoted value is not the one the TPM measured,
 //! and nothing in it is judged.
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use std::collections::BTreeSet;
 
 use crate::eventlog::cel::{self, Measurement, Record};

@@ -7,13 +7,6 @@
 //! and are not judged (the next attestation covers them). If no prefix matches,
 //! the log is not the one the TPM measured and nothing in it is judged.
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use crate::eventlog::ima::{self, ImaEntry, ImaLog};
 use crate::eventlog::uefi::extend;
 use crate::policy::ima::ImaRules;

@@ -7,13 +7,6 @@
 //! that needs an event whose PCR did not replay, or whose data is not proven,
 //! fails and names the event, whatever the event says.
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::eventlog::efi::{self, EventData, Separator, VariableData, EV_SEPARATOR};

@@ -12,13 +12,6 @@
 //! EFI_CONFIGURATION_TABLE      { EFI_GUID VendorGuid; VOID *VendorTable }   // 64-bit pointer
 //! ```
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use serde::Serialize;
 
 use super::wire::{Cursor, Guid};

@@ -12,13 +12,6 @@
 //! `NumberOfPartitions` as a 4-byte `UINTN`; such logs fail here rather than
 //! being misread.
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use serde::Serialize;
 
 use super::wire::{Cursor, Guid};

@@ -9,13 +9,6 @@
 //!                         UEFI_DEVICE_PATH DevicePath[LengthOfDevicePath] }
 //! ```
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use serde::Serialize;
 
 use super::devicepath::DevicePath;

@@ -25,13 +25,6 @@
 //! Types" and §10.4.5 "EV_NO_ACTION Event Types"), UEFI Specification 2.10
 //! (§3.1.3 load options, §5.3 GPT, §10 device paths, §32.4.1 signature database).
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 pub mod devicepath;
 pub mod firmware;
 pub mod gpt;
@@ -100,43 +93,10 @@ impl EfiError {
     }
 }
 
-// Event types (PFP §10.4.1, "Events" table).
-pub const EV_PREBOOT_CERT: u32 = 0x0;
-pub const EV_POST_CODE: u32 = 0x1;
-pub const EV_UNUSED: u32 = 0x2;
-pub const EV_NO_ACTION: u32 = 0x3;
-pub const EV_SEPARATOR: u32 = 0x4;
-pub const EV_ACTION: u32 = 0x5;
-pub const EV_EVENT_TAG: u32 = 0x6;
-pub const EV_S_CRTM_CONTENTS: u32 = 0x7;
-pub const EV_S_CRTM_VERSION: u32 = 0x8;
-pub const EV_CPU_MICROCODE: u32 = 0x9;
-pub const EV_PLATFORM_CONFIG_FLAGS: u32 = 0xa;
-pub const EV_TABLE_OF_DEVICES: u32 = 0xb;
-pub const EV_COMPACT_HASH: u32 = 0xc;
-pub const EV_IPL: u32 = 0xd;
-pub const EV_IPL_PARTITION_DATA: u32 = 0xe;
-pub const EV_NONHOST_CODE: u32 = 0xf;
-pub const EV_NONHOST_CONFIG: u32 = 0x10;
-pub const EV_NONHOST_INFO: u32 = 0x11;
-pub const EV_OMIT_BOOT_DEVICE_EVENTS: u32 = 0x12;
-pub const EV_EFI_EVENT_BASE: u32 = 0x8000_0000;
-pub const EV_EFI_VARIABLE_DRIVER_CONFIG: u32 = 0x8000_0001;
-pub const EV_EFI_VARIABLE_BOOT: u32 = 0x8000_0002;
-pub const EV_EFI_BOOT_SERVICES_APPLICATION: u32 = 0x8000_0003;
-pub const EV_EFI_BOOT_SERVICES_DRIVER: u32 = 0x8000_0004;
-pub const EV_EFI_RUNTIME_SERVICES_DRIVER: u32 = 0x8000_0005;
-pub const EV_EFI_GPT_EVENT: u32 = 0x8000_0006;
-pub const EV_EFI_ACTION: u32 = 0x8000_0007;
-pub const EV_EFI_PLATFORM_FIRMWARE_BLOB: u32 = 0x8000_0008;
-pub const EV_EFI_HANDOFF_TABLES: u32 = 0x8000_0009;
-pub const EV_EFI_PLATFORM_FIRMWARE_BLOB2: u32 = 0x8000_000a;
-pub const EV_EFI_HANDOFF_TABLES2: u32 = 0x8000_000b;
-pub const EV_EFI_VARIABLE_BOOT2: u32 = 0x8000_000c;
-pub const EV_EFI_HCRTM_EVENT: u32 = 0x8000_0010;
-pub const EV_EFI_VARIABLE_AUTHORITY: u32 = 0x8000_00e0;
-pub const EV_EFI_SPDM_FIRMWARE_BLOB: u32 = 0x8000_00e1;
-pub const EV_EFI_SPDM_FIRMWARE_CONFIG: u32 = 0x8000_00e2;
+// Event types (PFP §10.4.1, "Events" table), defined once in `event_type`.
+// The glob brings the `EV_*` constants, `EVENT_TYPES` and `event_type_from_name`;
+// this module's own `event_type_name` (below, never `None`) shadows the glob's.
+pub use super::event_type::*;
 
 /// The event type's name as `tpm2_eventlog` prints it (`"EV_EFI_VARIABLE_BOOT"`).
 ///
@@ -144,7 +104,7 @@ pub const EV_EFI_SPDM_FIRMWARE_CONFIG: u32 = 0x8000_00e2;
 /// does not know, including `EV_EFI_EVENT_BASE` and the SPDM types; we name
 /// those by the spec and keep "Unknown event type" for the rest.
 pub fn event_type_name(event_type: u32) -> &'static str {
-    super::uefi::event_type_name(event_type).unwrap_or("Unknown event type")
+    super::event_type::event_type_name(event_type).unwrap_or("Unknown event type")
 }
 
 /// Whether the event's digest is the hash of its event data, so that the data

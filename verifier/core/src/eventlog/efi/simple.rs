@@ -2,13 +2,6 @@
 //! `EV_S_CRTM_VERSION`, `EV_POST_CODE`), `EV_SEPARATOR`, `EV_EVENT_TAG` and the
 //! `StartupLocality` `EV_NO_ACTION` event (PFP §10.4.1, §10.4.3-§10.4.5).
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use serde::Serialize;
 
 use super::firmware::{decode_blob, decode_blob2, FirmwareBlob};

@@ -15,13 +15,6 @@
 //!                      UINT8 OptionalData[] }          // UEFI 2.10 §3.1.3
 //! ```
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use serde::Serialize;
 
 use super::devicepath::DevicePath;

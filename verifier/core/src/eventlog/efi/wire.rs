@@ -5,13 +5,6 @@
 //! read is checked against what is left, every length field against a maximum
 //! before anything is taken, and each error names the structure and the field.
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use std::fmt;
 
 use serde::Serialize;
