@@ -18,7 +18,6 @@
 //! | [`config`] | the configuration: top-level keys and the sections owned by `tls`, `trust`, `join`, `store`, `webhook` |
 //! | [`tls`], [`trust`], [`webhook`], [`http`] | TLS material, EK trust anchors, notifications, the HTTP client they share |
 //! | [`clock`], [`files`], [`setting`] | the clock, careful file reads and writes, config-key errors |
-//! | [`reference`] | reference policies from known-good evidence |
 //!
 //! The command line (`assay-verifier`) lives beside it in `src/cli/`, one file
 //! per command family.
@@ -31,7 +30,6 @@ pub mod files;
 pub mod http;
 pub mod join;
 pub mod membership;
-pub mod reference;
 pub mod roles;
 pub mod server;
 pub mod service;

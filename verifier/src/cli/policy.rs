@@ -130,7 +130,7 @@ fn generate(
                 return Err(Exit::Usage("give --from-evidence FILE or --node ID".into()).into())
             }
         };
-    let text = assay_verifier::reference::generate_policy(
+    let text = assay_core::policy::reference::generate(
         name,
         logs.uefi.as_deref(),
         logs.ima.as_deref(),
