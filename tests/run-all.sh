@@ -11,6 +11,11 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
 fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The fuzz targets (their own workspace, run on nightly by tests/fuzz.sh) must keep
+# compiling against the core: checked here on stable (no libFuzzer link), in a
+# folder of the shared target dir.
+cargo check --manifest-path verifier/core/fuzz/Cargo.toml --bins --locked \
+  --target-dir "${CARGO_TARGET_DIR:-target}/fuzz-check"
 # The end-to-end tests run the real binaries: build them first.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked

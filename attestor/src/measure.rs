@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use assay_core::eventlog::cel::{self, CelLog, Measurement, Record};
 use assay_core::eventlog::uefi;
 use assay_core::tpm::public::HashAlg;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::tpm::{Tpm, TpmError};
 
@@ -32,7 +32,11 @@ pub const DEFAULT_CEL_LOG: &str = "/run/assay-attestor/measurements.cel";
 pub const MAX_CEL_LOG_BYTES: u64 = 16 << 20;
 
 /// Test-only crash injection: `ASSAY_TEST_CRASH_AT=after-append|after-extend`
-/// aborts the process at that point, as a `kill -9` would.
+/// aborts the process at that point, as a `kill -9` would. Compiled in only
+/// with the crate's `test-hooks` feature (off by default; the tests crate turns
+/// it on for `cargo build --workspace --bins`), so a release build of the
+/// attestor neither reads this variable nor contains its name.
+#[cfg(feature = "test-hooks")]
 const CRASH_ENV: &str = "ASSAY_TEST_CRASH_AT";
 
 #[derive(Debug, thiserror::Error)]
@@ -83,12 +87,19 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> MeasureError + '_ {
     }
 }
 
+/// Aborts here if [`CRASH_ENV`] names `at` (feature `test-hooks` only).
+#[cfg(feature = "test-hooks")]
 fn crash_point(at: &str) {
     if std::env::var(CRASH_ENV).is_ok_and(|v| v == at) {
-        warn!(at, "{CRASH_ENV}: aborting");
+        tracing::warn!(at, "{CRASH_ENV}: aborting");
         std::process::abort();
     }
 }
+
+/// Without the `test-hooks` feature: no crash injection.
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+fn crash_point(_at: &str) {}
 
 impl MeasurementLog {
     /// Opens (creating) and locks the log at `path`, then reconciles it with the

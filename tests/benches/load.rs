@@ -37,10 +37,8 @@ use tonic::transport::Channel;
 
 const PCRS: [u32; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
 
-const GCE_LOG: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/testdata/eventlogs/tpm2-tools/event-gce-ubuntu-2104-log.bin"
-);
+/// A real UEFI log (tpm2-tools' GCE Ubuntu 21.04 fixture), under `tests/data`.
+const GCE_LOG: &str = "eventlogs/tpm2-tools/event-gce-ubuntu-2104-log.bin";
 
 /// What every simulated node sends and the policy judges.
 enum Evidence {
@@ -161,9 +159,12 @@ async fn main() -> anyhow::Result<()> {
             .max(1);
         let evidence = match parts.next().unwrap_or("pcrs") {
             "pcrs" => Evidence::Pcrs,
-            "uefi" => Evidence::Uefi(Arc::new(std::fs::read(GCE_LOG).with_context(|| {
-                format!("{GCE_LOG} (the shared test data, next to the repository)")
-            })?)),
+            "uefi" => {
+                let path = assay_tests::testdata(GCE_LOG);
+                Evidence::Uefi(Arc::new(
+                    std::fs::read(&path).with_context(|| format!("{}", path.display()))?,
+                ))
+            }
             other => anyhow::bail!("unknown evidence {other} (pcrs | uefi)"),
         };
         all.push(run(&ek, backend, replicas, &evidence, nodes, secs, conc, ak).await?);

@@ -17,7 +17,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 OUT_MD=${1:-}
 [ -z "$OUT_MD" ] || OUT_MD=$(realpath -m "$OUT_MD")
 VENV=${ASSAY_KEYLIME_VENV:-$ROOT/target/keylime-venv}
-TESTDATA=${ASSAY_TESTDATA:-$ROOT/../shared/testdata}
+TESTDATA=${ASSAY_TESTDATA:-$ROOT/tests/data}
 IMA_COUNT=10000
 KEYLIME_VERSION=7.14.3
 log() { echo "[keylime-bench] $*" >&2; }

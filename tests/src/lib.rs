@@ -18,7 +18,15 @@ pub use postgres::{PgCluster, PgDb};
 pub use procs::{attestor, attestor_command, bin, VerifierOpts, VerifierProc};
 pub use swtpm::{Swtpm, TestCa};
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// A file or folder of the repository's third-party test data, `tests/data/`
+/// (UEFI event logs, IMA logs; their sources and licenses are in its README and
+/// MANIFEST.tsv files): `testdata("eventlogs/tpm2-tools/event.bin")`.
+pub fn testdata(rel: impl AsRef<Path>) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(rel)
+}
 
 /// Polls `f` every 50 ms until it says yes (how long that took) or `within`
 /// passes (an error naming `what`): bounded in time, never a hang.

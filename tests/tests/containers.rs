@@ -288,7 +288,8 @@ fn a_crash_between_append_and_extend_or_after_extend_is_reconciled() -> Result<(
         let m = node.measure_image("docker.io/library/busybox:1.36", BUSYBOX, Some(at))?;
         assert!(
             m.status.code().is_none(),
-            "{at}: the process must have been killed (SIGABRT)"
+            "{at}: the process must have been killed (SIGABRT); is assay-attestor built \
+             with its `test-hooks` feature (`cargo build --workspace --bins`)?"
         );
         // The record is on disk either way.
         assert_eq!(

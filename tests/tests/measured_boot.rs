@@ -19,9 +19,7 @@ use assay_tests::{attestor, bin, Swtpm, VerifierOpts, VerifierProc};
 use tempfile::TempDir;
 
 fn corpus(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata")
-        .join(rel)
+    assay_tests::testdata(rel)
 }
 
 /// A GCE Ubuntu 21.04 shielded VM's log: 112 events, Secure Boot off, sha1 + sha256.

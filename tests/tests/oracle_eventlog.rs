@@ -1,4 +1,4 @@
-//! Peer oracle: for every UEFI event log in ../shared/testdata/eventlogs, the PCRs
+//! Peer oracle: for every UEFI event log in tests/data/eventlogs, the PCRs
 //! `assay-verifier eventlog FILE --replay --output json` prints equal what
 //! tpm2-tools' `tpm2_eventlog` (run live) computes, bank by bank. Logs that
 //! tpm2_eventlog rejects or crashes on (see the corpus MANIFEST) must still give
@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use sha2::Digest as _;
 
 fn corpus_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/eventlogs")
+    assay_tests::testdata("eventlogs")
 }
 
 type Banks = BTreeMap<String, BTreeMap<u32, String>>;

@@ -14,7 +14,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
 const GCE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/testdata/eventlogs/tpm2-tools/event-gce-ubuntu-2104-log.bin"
+    "/../../tests/data/eventlogs/tpm2-tools/event-gce-ubuntu-2104-log.bin"
 );
 
 fn bench(c: &mut Criterion) {

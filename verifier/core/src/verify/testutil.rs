@@ -438,7 +438,7 @@ pub fn activate_credential(
 }
 
 /// `[measured_boot]` rules (every kind) that the Google Compute Engine
-/// Ubuntu 21.04 UEFI log of the shared test data
+/// Ubuntu 21.04 UEFI log of the test data in `tests/data/eventlogs`
 /// (`tpm2-tools/event-gce-ubuntu-2104-log.bin`, 112 events) satisfies.
 pub const GCE_MEASURED_BOOT_RULES: &str = r#"
 pcrs = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14]

@@ -140,7 +140,7 @@ pub fn event_type_name(event_type: u32) -> &'static str {
 ///   (tag 0x8F3B22EC) with the initrd's digest, so the data cannot be relied on;
 /// - `EV_NO_ACTION` (never extended) and unknown types.
 ///
-/// Checked against every log in `shared/testdata/eventlogs` (see the tests).
+/// Checked against every log in `tests/data/eventlogs` (see the tests).
 pub fn data_is_digested(event_type: u32) -> bool {
     matches!(
         event_type,

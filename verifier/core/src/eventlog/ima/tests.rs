@@ -9,7 +9,7 @@ use super::*;
 use proptest::prelude::*;
 use sha2::Digest;
 
-const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata/ima/");
+const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/ima/");
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{TESTDATA}{name}")).unwrap_or_else(|e| panic!("{TESTDATA}{name}: {e}"))

@@ -9,10 +9,7 @@ use super::*;
 use crate::eventlog::efi::{EV_IPL, EV_SEPARATOR};
 use proptest::prelude::*;
 
-pub(crate) const CORPUS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/testdata/eventlogs"
-);
+pub(crate) const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/eventlogs");
 
 pub(crate) fn corpus(name: &str) -> Vec<u8> {
     std::fs::read(format!("{CORPUS}/{name}")).unwrap_or_else(|e| panic!("{CORPUS}/{name}: {e}"))

@@ -297,7 +297,7 @@ fn boot_time_events_in_the_same_pcr_are_replayed_first() {
     // A UEFI log with an event in PCR 13 (systemd measures system extensions there).
     let gce = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/testdata/eventlogs/tpm2-tools/event-gce-ubuntu-2104-log.bin"
+        "/../../tests/data/eventlogs/tpm2-tools/event-gce-ubuntu-2104-log.bin"
     ))
     .unwrap();
     let mut boot = uefi::parse(&gce, &uefi::Limits::default()).unwrap();

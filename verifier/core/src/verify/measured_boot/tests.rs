@@ -16,7 +16,7 @@ use crate::verify::QuoteOutcome;
 
 const GCE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/testdata/eventlogs/tpm2-tools/event-gce-ubuntu-2104-log.bin"
+    "/../../tests/data/eventlogs/tpm2-tools/event-gce-ubuntu-2104-log.bin"
 );
 const PCRS: &str = "pcrs = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14]";
 const PK: &str = "sha256:d1d217acf60ba4e4a890210322d006d673c0b82de9d65ad7f2d55897635429e2";

@@ -1,5 +1,5 @@
 //! Tests across the decoders: a minimal log walker and helpers here; every
-//! event of every log in `shared/testdata/eventlogs` (`corpus`); per-log
+//! event of every log in `tests/data/eventlogs` (`corpus`); per-log
 //! expectations checked by hand against `tpm2_eventlog` (tpm2-tools 5.4) and
 //! `openssl x509` (`logs`); dispatch and property tests (`dispatch`).
 

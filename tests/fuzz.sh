@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# tests/fuzz.sh [SECONDS] — runs every cargo-fuzz target of the core
+# (verifier/core/fuzz, listed by `cargo fuzz list`) for SECONDS each (default 60)
+# with libFuzzer on nightly, then prints per target: runs, seconds, result.
+# Exits non-zero if any target crashed (or failed to build or run).
+#
+# Starting inputs: fuzz/seeds/<target>/ when it exists, and for uefi_log / ima_log
+# the repository's third-party logs (tests/data/eventlogs, tests/data/ima).
+# New inputs go to fuzz/corpus/<target>/ (git-ignored, kept between runs);
+# crashes to fuzz/artifacts/<target>/; each target's libFuzzer output to
+# $TARGET_DIR/fuzz-logs/<target>.log. Builds in ${CARGO_TARGET_DIR:-target}/fuzz.
+# Installs cargo-fuzz (`cargo install --locked cargo-fuzz`) if missing.
+set -euo pipefail
+SECS=${1:-60}
+if ! [[ $SECS =~ ^[0-9]+$ ]] || [ "$SECS" -eq 0 ]; then
+  echo "usage: $0 [SECONDS]   (seconds per target, default 60)" >&2
+  exit 2
+fi
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+export PATH="$HOME/.cargo/bin:$PATH"
+TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-$ROOT/target}")/fuzz
+LOGS=$TARGET_DIR/fuzz-logs
+log() { echo "[fuzz] $*" >&2; }
+
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+  log "installing the nightly toolchain (libFuzzer needs -Z sanitizer flags)"
+  rustup toolchain install nightly --profile minimal
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  log "installing cargo-fuzz"
+  cargo install --locked cargo-fuzz
+fi
+
+cd "$ROOT/verifier/core"
+mapfile -t targets < <(cargo +nightly fuzz list)
+[ "${#targets[@]}" -gt 0 ] || { log "cargo fuzz list found no targets"; exit 1; }
+log "${#targets[@]} targets, ${SECS}s each: ${targets[*]}"
+log "building all targets (release, ASan) in $TARGET_DIR"
+cargo +nightly fuzz build --target-dir "$TARGET_DIR"
+mkdir -p "$LOGS"
+
+rows=()
+bad=0
+for t in "${targets[@]}"; do
+  corpus=fuzz/corpus/$t
+  mkdir -p "$corpus" "fuzz/artifacts/$t"
+  seeds=()
+  [ -d "fuzz/seeds/$t" ] && seeds+=("fuzz/seeds/$t")
+  case $t in
+    uefi_log) seeds+=("$ROOT/tests/data/eventlogs") ;;
+    ima_log) seeds+=("$ROOT/tests/data/ima") ;;
+  esac
+  log "$t: ${SECS}s from ${seeds[*]:-(no seeds)}"
+  start=$(date +%s)
+  rc=0
+  cargo +nightly fuzz run --target-dir "$TARGET_DIR" "$t" "$corpus" "${seeds[@]}" -- \
+    -max_total_time="$SECS" -print_final_stats=1 >"$LOGS/$t.log" 2>&1 || rc=$?
+  secs=$(($(date +%s) - start))
+  # "Done N runs in S second(s)" on a clean stop; else the last "#N ..." status line.
+  runs=$(sed -n 's/^Done \([0-9]*\) runs in .*/\1/p' "$LOGS/$t.log" | tail -n1)
+  [ -n "$runs" ] || runs=$(sed -n 's/^#\([0-9]*\)[[:space:]].*/\1/p' "$LOGS/$t.log" | tail -n1)
+  # Artifacts: crash-/leak-/timeout-/oom-… are failures; slow-unit-… (an input
+  # over 10 s, e.g. the first one, which builds a target's fixtures) only a note.
+  artifact=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$LOGS/$t.log" |
+    grep -v '/slow-unit-' | tail -n1 || true)
+  slowest=$(sed -n 's/^stat::slowest_unit_time_sec:[[:space:]]*\([0-9]*\).*/\1/p' "$LOGS/$t.log")
+  if [ -n "$artifact" ]; then
+    result="CRASH $artifact"
+  elif [ "$rc" -ne 0 ]; then
+    result="FAILED (exit $rc, see $LOGS/$t.log)"
+  else
+    result=ok
+    [ "${slowest:-0}" -lt 10 ] || result="ok (slowest unit ${slowest}s)"
+  fi
+  case $result in ok*) ;; *)
+    bad=1
+    tail -n 30 "$LOGS/$t.log" >&2
+    ;;
+  esac
+  rows+=("$(printf '%-18s %12s %6ss  %s' "$t" "${runs:-?}" "$secs" "$result")")
+done
+
+printf '%-18s %12s %7s  %s\n' target runs time result
+printf '%s\n' "${rows[@]}"
+if [ "$bad" -ne 0 ]; then
+  log "FAILED: a target crashed or did not run (reproduce: cd verifier/core && cargo +nightly fuzz run TARGET ARTIFACT)"
+  exit 1
+fi
+log "no crashes"
