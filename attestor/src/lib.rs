@@ -3,8 +3,10 @@
 //! Proves to an Assay verifier, with the node's TPM, what the node booted. All
 //! TPM access goes through [`tpm`] (the only module that uses tss-esapi); the
 //! protocol (enroll with credential activation, challenge, quote, verdict and
-//! join token) is in `flow`; event logs are read in [`logs`]; configuration in
-//! [`config`].
+//! join token) is in [`flow`]; event logs are read in [`logs`]; the container
+//! measurement log (CEL, appended and fsynced before each PCR extend) is
+//! [`measure`]; the long-running agent that follows containerd's events is
+//! [`agent`] over [`containerd`]; configuration in [`config`].
 //!
 //! It does not judge its own evidence: the verifier does.
 

@@ -78,9 +78,10 @@ pub fn certificate_problem(e: &(dyn std::error::Error + 'static)) -> Option<Stri
         });
         if let Some(t) = tls {
             return Some(match t {
-                Tls::InvalidCertificate(CertificateError::UnknownIssuer) => {
-                    "is not signed by the CA given (--ca)".into()
-                }
+                // A CA of the same name that did not sign it: BadSignature.
+                Tls::InvalidCertificate(
+                    CertificateError::UnknownIssuer | CertificateError::BadSignature,
+                ) => "is not signed by the CA given (--ca)".into(),
                 Tls::InvalidCertificate(
                     CertificateError::NotValidForName
                     | CertificateError::NotValidForNameContext { .. },
@@ -155,6 +156,14 @@ mod tests {
         let io = std::io::Error::new(std::io::ErrorKind::InvalidData, inner);
         assert_eq!(
             certificate_problem(&io).as_deref(),
+            Some("is not signed by the CA given (--ca)")
+        );
+        let same_name = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature),
+        );
+        assert_eq!(
+            certificate_problem(&same_name).as_deref(),
             Some("is not signed by the CA given (--ca)")
         );
         assert_eq!(certificate_problem(&Layer("refused", None)), None);

@@ -33,8 +33,6 @@ pub enum StorageConfig {
     Postgres(PgConfig),
 }
 
-pub const DEFAULT_PG_POOL_SIZE: usize = 16;
-
 impl FileStorage {
     pub fn validate(self) -> Result<StorageConfig, InvalidKey> {
         match self.backend.as_deref().unwrap_or("sled") {
@@ -47,25 +45,11 @@ impl FileStorage {
                 }
                 Ok(StorageConfig::Sled)
             }
-            "postgres" | "postgresql" => {
-                let url = self.url.ok_or_else(|| {
-                    InvalidKey::new(
-                        "storage.url",
-                        "backend = \"postgres\" needs a url, e.g. \"host=/run/postgresql dbname=assay user=assay\"",
-                    )
-                })?;
-                url.parse::<tokio_postgres::Config>()
-                    .map_err(|e| InvalidKey::new("storage.url", e.to_string()))?;
-                let pool_size = self.pool_size.unwrap_or(DEFAULT_PG_POOL_SIZE);
-                if !(1..=1024).contains(&pool_size) {
-                    return Err(InvalidKey::new("storage.pool_size", "between 1 and 1024"));
-                }
-                Ok(StorageConfig::Postgres(PgConfig {
-                    url,
-                    password_file: self.password_file,
-                    pool_size,
-                }))
-            }
+            "postgres" | "postgresql" => Ok(StorageConfig::Postgres(PgConfig::from_section(
+                self.url,
+                self.password_file,
+                self.pool_size,
+            )?)),
             other => Err(InvalidKey::new(
                 "storage.backend",
                 format!("`{other}`: expected `sled` or `postgres`"),

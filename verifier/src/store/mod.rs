@@ -16,10 +16,10 @@ mod storage;
 
 pub use self::config::{
     EvidenceRetention, FileEvidence, FileStorage, StorageConfig, DEFAULT_EVIDENCE_DAYS,
-    DEFAULT_EVIDENCE_MIB, DEFAULT_PG_POOL_SIZE,
+    DEFAULT_EVIDENCE_MIB,
 };
 pub use self::error::StoreError;
-pub use self::postgres::{PgConfig, PgStore};
+pub use self::postgres::{PgConfig, PgStore, DEFAULT_PG_POOL_SIZE};
 pub(crate) use self::records::{from_json, to_json, token_key};
 pub use self::records::{
     token_id, Checkpoint, Consumed, Found, HistoryQuery, HistoryRecord, Logs, NodeRecord,

@@ -9,6 +9,11 @@
 //!   table, re-exported by `uefi` and `efi`).
 //! - [`ima`]: Linux IMA runtime measurement logs (ascii and binary; templates
 //!   ima, ima-ng, ima-sig) and their replay into PCR 10.
+//! - [`cel`]: the TCG Canonical Event Log of container measurements (runtime
+//!   files, images, container starts) and its replay into one PCR.
+//! - [`facts`]: what a replayed UEFI log says about the boot (Secure Boot
+//!   variables, key databases, CRTM, boot applications, kernel command lines),
+//!   shared by the policy checks and the reference-policy generator.
 //!
 //! Every parser here is bounded: sizes are checked against what is left and a
 //! fixed maximum before anything is allocated, and peer input can only produce

@@ -36,7 +36,7 @@ mod schema;
 mod single_use;
 mod writes;
 
-pub use self::config::PgConfig;
+pub use self::config::{PgConfig, DEFAULT_PG_POOL_SIZE};
 
 use std::future::Future;
 use std::time::Duration;

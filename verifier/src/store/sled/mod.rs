@@ -20,6 +20,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use self::flush::GroupFlush;
 use super::{from_json, to_json, Consumed, HistoryRecord, StoreError};
 
+/// The embedded store: one sled tree per kind of record.
 pub struct SledStore {
     db: sled::Db,
     nodes: sled::Tree,
@@ -27,8 +28,6 @@ pub struct SledStore {
     nonces: sled::Tree,
     tokens: sled::Tree,
     history: sled::Tree,
-    /// Per node, the last authentic evidence (protobuf `AttestRequest`), for
-    /// `policy generate --node`. One per node, overwritten: bounded.
     /// Nodes isolated after a failed attestation, until they pass again.
     quarantined: sled::Tree,
     /// Signed history checkpoints, by sequence number (`audit`).
