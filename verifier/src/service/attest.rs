@@ -208,42 +208,34 @@ impl Verifier {
         now: i64,
     ) -> Result<Vec<Claim>, ServiceError> {
         const LOC: &str = "AttestRequest.nonce";
+        let issued = |passed: bool, actual: String| {
+            Claim::new(
+                "nonce.issued",
+                passed,
+                "a nonce issued by this verifier",
+                actual,
+                LOC,
+            )
+        };
+        let unused = |passed: bool, actual: &str| {
+            Claim::new(
+                "nonce.unused",
+                passed,
+                "a nonce not used before",
+                actual,
+                LOC,
+            )
+        };
         let shown = hex::encode(nonce.get(..NONCE_LEN.min(nonce.len())).unwrap_or_default());
         if nonce.len() != NONCE_LEN {
-            return Ok(vec![Claim::new(
-                "nonce.issued",
-                false,
-                "a nonce issued by this verifier",
-                format!("{} bytes", nonce.len()),
-                LOC,
-            )]);
+            return Ok(vec![issued(false, format!("{} bytes", nonce.len()))]);
         }
         let rec = match self.store.consume_nonce(nonce)? {
-            Consumed::Unknown => {
-                return Ok(vec![Claim::new(
-                    "nonce.issued",
-                    false,
-                    "a nonce issued by this verifier",
-                    format!("unknown nonce {shown}"),
-                    LOC,
-                )])
-            }
+            Consumed::Unknown => return Ok(vec![issued(false, format!("unknown nonce {shown}"))]),
             Consumed::AlreadyUsed(r) => {
-                return Ok(vec![
-                    Claim::new(
-                        "nonce.issued",
-                        true,
-                        "a nonce issued by this verifier",
-                        "issued",
-                        LOC,
-                    ),
-                    Claim::new(
-                        "nonce.unused",
-                        false,
-                        "a nonce not used before",
-                        "already used (replay)",
-                        LOC,
-                    ),
+                return Ok([
+                    issued(true, "issued".into()),
+                    unused(false, "already used (replay)"),
                 ]
                 .into_iter()
                 .chain(node_claim(&r, node_id))
@@ -251,22 +243,7 @@ impl Verifier {
             }
             Consumed::Fresh(r) => r,
         };
-        let mut v = vec![
-            Claim::new(
-                "nonce.issued",
-                true,
-                "a nonce issued by this verifier",
-                "issued",
-                LOC,
-            ),
-            Claim::new(
-                "nonce.unused",
-                true,
-                "a nonce not used before",
-                "first use",
-                LOC,
-            ),
-        ];
+        let mut v = vec![issued(true, "issued".into()), unused(true, "first use")];
         v.extend(node_claim(&rec, node_id));
         v.push(Claim::new(
             "nonce.fresh",
