@@ -150,15 +150,10 @@ impl SingleUseStore for PgStore {
             if let Some(r) = rows.first() {
                 return Ok(RevokeOne::Revoked(token_row(r)));
             }
-            let rows = self
-                .query(
-                    &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1"),
-                    &[&id],
-                )
-                .await?;
-            Ok(rows
-                .first()
-                .map_or(RevokeOne::NotFound, |r| RevokeOne::Spent(token_row(r))))
+            Ok(self
+                .token_by_id(&id)
+                .await?
+                .map_or(RevokeOne::NotFound, RevokeOne::Spent))
         })
     }
 
@@ -179,15 +174,23 @@ impl SingleUseStore for PgStore {
                 rec.used = false; // as it was
                 return Ok(Consumed::Fresh(rec));
             }
-            let rows = self
-                .query(
-                    &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1"),
-                    &[&id],
-                )
-                .await?;
-            Ok(rows
-                .first()
-                .map_or(Consumed::Unknown, |r| Consumed::AlreadyUsed(token_row(r))))
+            Ok(self
+                .token_by_id(&id)
+                .await?
+                .map_or(Consumed::Unknown, Consumed::AlreadyUsed))
         })
+    }
+}
+
+impl PgStore {
+    /// The token stored under `id` (the SHA-256 of the token), as it is now.
+    async fn token_by_id(&self, id: &[u8]) -> Result<Option<TokenRecord>, StoreError> {
+        let rows = self
+            .query(
+                &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1"),
+                &[&id],
+            )
+            .await?;
+        Ok(rows.first().map(token_row))
     }
 }
