@@ -38,6 +38,8 @@ pub struct Overrides {
     pub verifier: Option<String>,
     pub ca: Option<PathBuf>,
     pub node_id: Option<String>,
+    /// Act as `node_id` although the state dir holds another node id.
+    pub rename: bool,
     pub retries: Option<u32>,
     pub uefi_log: Option<PathBuf>,
     pub ima_log: Option<PathBuf>,
@@ -129,17 +131,19 @@ impl Config {
             None if !online => PathBuf::new(),
             None => return Err("config key `ca`: no CA certificate for the verifier given (--ca FILE, the verifier's tls/ca.pem)".into()),
         };
-        let node_id = match o.node_id.or(f.node_id) {
-            Some(n) => n,
-            None => hostname()
-                .ok_or("config key `node_id`: not given and the host name could not be read")?,
-        };
+        let state_dir = o
+            .state_dir
+            .or(f.state_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        let node_id = crate::enrollment::resolve_node_id(
+            o.node_id.or(f.node_id),
+            &state_dir,
+            o.rename,
+            hostname,
+        )?;
         Ok(Self {
             tcti: o.tcti.or(f.tcti).unwrap_or_else(|| DEFAULT_TCTI.into()),
-            state_dir: o
-                .state_dir
-                .or(f.state_dir)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+            state_dir,
             verifier,
             ca,
             node_id,

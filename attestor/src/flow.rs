@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use assay_proto::v1 as pb;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tonic::transport::Channel;
 use tonic::Code;
 use tracing::{info, warn};
@@ -67,19 +67,7 @@ fn tpm_err(e: impl std::fmt::Display) -> Failure {
     Failure::Tpm(e.to_string())
 }
 
-/// What the attestor remembers about its enrollment (in the state dir).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Enrollment {
-    pub verifier: String,
-    pub node_id: String,
-    pub ak_name: String,
-}
-
-const ENROLLMENT_FILE: &str = "enrollment.json";
-
-fn load_enrollment(state: &Path) -> Option<Enrollment> {
-    serde_json::from_slice(&std::fs::read(state.join(ENROLLMENT_FILE)).ok()?).ok()
-}
+pub use crate::enrollment::Enrollment;
 
 /// The outcome of one attestation.
 #[derive(Debug, Clone, Serialize)]
@@ -274,9 +262,7 @@ pub async fn enroll(cfg: &Config, tpm: &mut Tpm, ch: Channel) -> Result<Enrollme
         node_id: cfg.node_id.clone(),
         ak_name: a.ak_name,
     };
-    let json = serde_json::to_vec_pretty(&e).map_err(|e| Failure::Internal(e.to_string()))?;
-    std::fs::write(cfg.state_dir.join(ENROLLMENT_FILE), json)
-        .map_err(|err| Failure::Config(format!("state_dir {}: {err}", cfg.state_dir.display())))?;
+    crate::enrollment::store(&cfg.state_dir, &e).map_err(|e| Failure::Config(e.to_string()))?;
     info!(node_id = %e.node_id, ak_name = %e.ak_name, "enrolled: AK bound to EK");
     Ok(e)
 }
@@ -515,7 +501,8 @@ pub async fn join(cfg: &Config) -> Result<Outcome, Failure> {
 /// [`join`] with an open TPM; `measure` as in [`attest_with`].
 pub async fn join_with(cfg: &Config, tpm: &mut Tpm, measure: bool) -> Result<Outcome, Failure> {
     let ch = connect(cfg).await?;
-    let enrolled = load_enrollment(&cfg.state_dir)
+    let enrolled = crate::enrollment::load(&cfg.state_dir)
+        .map_err(|e| Failure::Config(e.to_string()))?
         .is_some_and(|e| e.verifier == cfg.verifier && e.node_id == cfg.node_id);
     if !enrolled {
         enroll(cfg, tpm, ch.clone()).await?;

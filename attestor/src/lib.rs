@@ -6,13 +6,15 @@
 //! join token) is in [`flow`]; event logs are read in [`logs`]; the container
 //! measurement log (CEL, appended and fsynced before each PCR extend) is
 //! [`measure`]; the long-running agent that follows containerd's events is
-//! [`agent`] over [`containerd`]; configuration in [`config`].
+//! [`agent`] over [`containerd`]; configuration in [`config`]; the node's
+//! identity in the state dir in [`enrollment`].
 //!
 //! It does not judge its own evidence: the verifier does.
 
 pub mod agent;
 pub mod config;
 pub mod containerd;
+pub mod enrollment;
 pub mod flow;
 pub mod logs;
 pub mod measure;

@@ -191,9 +191,13 @@ struct Common {
     /// Where the AK blobs and enrollment record live (default /var/lib/assay-attestor).
     #[arg(long, env = "ASSAY_STATE_DIR")]
     state_dir: Option<PathBuf>,
-    /// This node's id (default: the host name).
+    /// This node's id (default: the one the state dir keeps since enrollment, else the host name).
     #[arg(long, env = "ASSAY_NODE_ID")]
     node_id: Option<String>,
+    /// Enroll as --node-id although the state dir holds another node id (after the operator's
+    /// `assay-verifier node move OLD NEW`).
+    #[arg(long)]
+    rename: bool,
     /// Connection retries, with exponential backoff, while the verifier is unreachable.
     #[arg(long, env = "ASSAY_RETRIES")]
     retries: Option<u32>,
@@ -226,6 +230,7 @@ impl Common {
             verifier: self.verifier.clone(),
             ca: self.ca.clone(),
             node_id: self.node_id.clone(),
+            rename: self.rename,
             retries: self.retries,
             uefi_log: self.uefi_log.clone(),
             ima_log: self.ima_log.clone(),

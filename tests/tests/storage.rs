@@ -167,6 +167,7 @@ suite!(
     a_verdict_s_writes_land_together,
     concurrent_verdicts_land_once_each_with_their_own_writes,
     policy_evidence_is_the_newest_authentic_verdict_s,
+    a_node_is_found_by_its_ek_and_the_index_follows_moves_and_removals,
 );
 
 fn nonce(node: &str, expires: i64) -> NonceRecord {
@@ -787,6 +788,37 @@ fn a_verdict_s_writes_land_together(b: Backend) {
     assert!(s.evidence(3).unwrap().is_none());
     let n = s.node("n").unwrap().unwrap();
     assert_eq!((n.last_clock, n.last_pass_unix), (Some(clock), Some(120)));
+}
+
+/// One EK holds one node id: enrollment looks the holder up by the EK
+/// certificate's hash; a move (new record, then the old one removed), a
+/// re-enrollment with another EK and a removal keep the index true, and it
+/// survives reopening.
+fn a_node_is_found_by_its_ek_and_the_index_follows_moves_and_removals(b: Backend) {
+    let s = b.open();
+    assert_eq!(s.node_by_ek("ekc").unwrap(), None);
+    s.put_node(&node_record("node-a")).unwrap();
+    assert_eq!(s.node_by_ek("ekc").unwrap().as_deref(), Some("node-a"));
+    // Updates (last pass, clock) keep it.
+    s.set_last_pass("node-a", 9).unwrap();
+    assert_eq!(s.node_by_ek("ekc").unwrap().as_deref(), Some("node-a"));
+    // `node move node-a node-b`.
+    s.put_node(&node_record("node-b")).unwrap();
+    assert!(s.remove_node("node-a").unwrap());
+    assert_eq!(s.node_by_ek("ekc").unwrap().as_deref(), Some("node-b"));
+    // The node re-enrolled with another EK (after `node remove`, a new TPM).
+    s.put_node(&NodeRecord {
+        ek_cert_sha256: "ekc2".into(),
+        ..node_record("node-b")
+    })
+    .unwrap();
+    assert_eq!(s.node_by_ek("ekc").unwrap(), None);
+    assert_eq!(s.node_by_ek("ekc2").unwrap().as_deref(), Some("node-b"));
+    drop(s);
+    let s = b.open();
+    assert_eq!(s.node_by_ek("ekc2").unwrap().as_deref(), Some("node-b"));
+    assert!(s.remove_node("node-b").unwrap());
+    assert_eq!(s.node_by_ek("ekc2").unwrap(), None);
 }
 
 fn node_record(id: &str) -> NodeRecord {

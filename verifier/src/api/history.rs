@@ -33,9 +33,13 @@ impl pb::history_server::History for Api {
             },
         };
         if let Some(v) = &q.verdict {
-            if !["pass", "fail", "verdict", "stale", "webhook", "admin"].contains(&v.as_str()) {
+            if ![
+                "pass", "fail", "verdict", "stale", "webhook", "admin", "enroll",
+            ]
+            .contains(&v.as_str())
+            {
                 return Err(Status::invalid_argument(format!(
-                    "verdict `{v}`: pass, fail, verdict, stale, webhook or admin"
+                    "verdict `{v}`: pass, fail, verdict, stale, webhook, admin or enroll"
                 )));
             }
         }

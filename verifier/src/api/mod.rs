@@ -28,6 +28,7 @@ fn status(e: ServiceError) -> Status {
         ServiceError::BadRequest(_) => Status::invalid_argument(msg),
         ServiceError::EnrollRefused(_)
         | ServiceError::EkChanged(_)
+        | ServiceError::EkHeld { .. }
         | ServiceError::ActivationFailed
         | ServiceError::Token(_) => Status::permission_denied(msg),
         ServiceError::EnrollmentUnknown(_) => Status::failed_precondition(msg),

@@ -20,7 +20,7 @@ pub struct HistoryArgs {
     /// Records at or before this time, in unix seconds [default: the newest]
     #[arg(long, value_name = "T")]
     to_unix: Option<i64>,
-    /// pass, fail, verdict (either), stale, webhook or admin [default: every record]
+    /// pass, fail, verdict (either), stale, webhook, admin or enroll [default: every record]
     #[arg(long, value_name = "KIND")]
     verdict: Option<String>,
     /// Records under this policy: a prefix of its digest (hex).
@@ -118,11 +118,12 @@ pub async fn fleet(a: FleetArgs) -> anyhow::Result<()> {
 
 /// What a history record says, in one word: a verdict's PASS/FAIL, STALE for a
 /// node that missed its window, SENT/UNSENT for a webhook delivery, ADMIN for
-/// an operator's action.
+/// an operator's action, ENROLL for an AK bound to a node's EK.
 fn record_label(r: &pb::HistoryRecord) -> &'static str {
     match (r.kind.as_str(), r.passed) {
         ("stale", _) => "STALE",
         ("admin", _) => "ADMIN",
+        ("enroll", _) => "ENROLL",
         ("webhook", true) => "SENT",
         ("webhook", false) => "UNSENT",
         (_, true) => "PASS",

@@ -9,6 +9,8 @@ use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
 use super::{bounded, random, validate_node_id, ServiceError, Verifier};
+use assay_core::verdict::Claim;
+
 use crate::clock::now_unix;
 use crate::store::{NodeRecord, PendingEnrollment};
 
@@ -38,15 +40,7 @@ impl Verifier {
                 warn!(node_id, reason = %e, "enrollment refused");
             })?;
         let ek_cert_sha256 = hex::encode(Sha256::digest(ek_cert));
-        if let Some(existing) = self.store.node(node_id)? {
-            if existing.ek_cert_sha256 != ek_cert_sha256 {
-                warn!(
-                    node_id,
-                    "enrollment refused: EK differs from the enrolled one"
-                );
-                return Err(ServiceError::EkChanged(node_id.into()));
-            }
-        }
+        self.check_identity(node_id, &ek_cert_sha256)?;
         let credential = random::<32>();
         let made = make_credential(
             &checked.ek_key,
@@ -76,6 +70,34 @@ impl Verifier {
         })
     }
 
+    /// One EK holds one node id, and a node id held by one EK cannot be
+    /// taken by another. Checked when the credential is sent and again when
+    /// it comes back (another enrollment may have completed in between).
+    fn check_identity(&self, node_id: &str, ek_cert_sha256: &str) -> Result<(), ServiceError> {
+        if let Some(existing) = self.store.node(node_id)? {
+            if existing.ek_cert_sha256 != ek_cert_sha256 {
+                warn!(
+                    node_id,
+                    "enrollment refused: EK differs from the enrolled one"
+                );
+                return Err(ServiceError::EkChanged(node_id.into()));
+            }
+        }
+        if let Some(holder) = self.store.node_by_ek(ek_cert_sha256)? {
+            if holder != node_id {
+                warn!(
+                    node_id,
+                    holder, "enrollment refused: the EK already holds another node id"
+                );
+                return Err(ServiceError::EkHeld {
+                    node_id: node_id.into(),
+                    holder,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Step 2: the node shows the credential it recovered; only then is its AK bound.
     pub fn activate(
         &self,
@@ -97,17 +119,41 @@ impl Verifier {
             warn!(node_id, "credential activation failed");
             return Err(ServiceError::ActivationFailed);
         }
+        self.check_identity(node_id, &pending.ek_cert_sha256)?;
+        // Re-enrollment of the same EK (the attestor lost its state and made a
+        // new AK) keeps the node's rollback baseline: the TPM clock, reset and
+        // restart counters of its last verified quote. Restoring an older copy
+        // of the TPM state and enrolling again is still caught.
+        let previous = self.store.node(node_id)?;
+        let reenrolled = previous.is_some();
+        let (last_clock, last_pass_unix) = previous
+            .map(|p| (p.last_clock, p.last_pass_unix))
+            .unwrap_or_default();
         self.store.put_node(&NodeRecord {
             node_id: node_id.into(),
-            ek_cert_sha256: pending.ek_cert_sha256,
+            ek_cert_sha256: pending.ek_cert_sha256.clone(),
             ek_public: pending.ek_public,
             ak_public: pending.ak_public,
             ak_name: pending.ak_name.clone(),
             activated_unix: now_unix(),
-            last_clock: None,
-            last_pass_unix: None,
+            last_clock,
+            last_pass_unix,
         })?;
-        info!(node_id, ak_name = %pending.ak_name, "AK bound to EK");
+        if reenrolled {
+            let claim = Claim::new(
+                "enroll.ak_bound",
+                true,
+                "an AK activated by the TPM holding the enrolled EK",
+                format!(
+                    "re-enrolled: AK {} bound to EK certificate sha256:{} (a new AK for the \
+                     enrolled EK; the rollback baseline is kept)",
+                    pending.ak_name, pending.ek_cert_sha256
+                ),
+                "TPM2_ActivateCredential",
+            );
+            self.append_event("enroll", node_id.into(), true, claim, String::new())?;
+        }
+        info!(node_id, ak_name = %pending.ak_name, reenrolled, "AK bound to EK");
         Ok(pending.ak_name)
     }
 }

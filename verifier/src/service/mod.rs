@@ -42,6 +42,8 @@ pub enum ServiceError {
     EnrollRefused(#[from] EnrollError),
     #[error("node `{0}` is already enrolled with a different EK; if this is a replaced TPM, remove the node first (`assay-verifier node remove {0}`)")]
     EkChanged(String),
+    #[error("node `{node_id}` refused: this TPM's EK is enrolled as node `{holder}`, and one EK holds one node id; to rename the node, run `assay-verifier node move {holder} {node_id}`, then `assay-attestor join --node-id {node_id} --rename` on the node")]
+    EkHeld { node_id: String, holder: String },
     #[error("enrollment `{0}` is unknown, expired or already completed; enroll again")]
     EnrollmentUnknown(String),
     #[error("credential activation failed: the node did not recover the credential, so its AK is not bound to a trusted EK")]

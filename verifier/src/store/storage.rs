@@ -46,6 +46,10 @@ pub trait NodeStore: Send + Sync {
 
     fn remove_node(&self, node_id: &str) -> Result<bool, StoreError>;
 
+    /// The node enrolled with the EK certificate whose hex SHA-256 is
+    /// `ek_cert_sha256`, if any (one EK holds one node id).
+    fn node_by_ek(&self, ek_cert_sha256: &str) -> Result<Option<String>, StoreError>;
+
     /// Records a pass at `now_unix` (the start of the node's freshness window).
     fn set_last_pass(&self, node_id: &str, now_unix: i64) -> Result<(), StoreError>;
 

@@ -15,6 +15,14 @@ impl NodeStore for PgStore {
         )
     }
 
+    fn node_by_ek(&self, ek_cert_sha256: &str) -> Result<Option<String>, StoreError> {
+        self.first(
+            "SELECT node_id FROM nodes WHERE ek_cert_sha256 = $1 ORDER BY node_id LIMIT 1",
+            &[&ek_cert_sha256],
+            |row| Ok(row.get(0)),
+        )
+    }
+
     fn put_node(&self, node: &NodeRecord) -> Result<(), StoreError> {
         let clock = node.last_clock.as_ref().map(json_text);
         self.run(async {

@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         3,
         include_str!("../../../migrations/0003_drop_last_evidence.sql"),
     ),
+    (4, include_str!("../../../migrations/0004_nodes_by_ek.sql")),
 ];
 
 /// Advisory lock keys (transaction scoped).

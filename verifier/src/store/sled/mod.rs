@@ -18,12 +18,15 @@ use std::sync::Mutex;
 use serde::{de::DeserializeOwned, Serialize};
 
 use self::flush::GroupFlush;
-use super::{from_json, to_json, Consumed, HistoryRecord, StoreError};
+use super::{from_json, to_json, Consumed, HistoryRecord, NodeRecord, StoreError};
 
 /// The embedded store: one sled tree per kind of record.
 pub struct SledStore {
     db: sled::Db,
     nodes: sled::Tree,
+    /// Index: EK certificate SHA-256 (hex) → node id (one EK holds one node
+    /// id); written in one transaction with `nodes`.
+    ek_nodes: sled::Tree,
     enrollments: sled::Tree,
     nonces: sled::Tree,
     tokens: sled::Tree,
@@ -64,6 +67,7 @@ impl SledStore {
         db.drop_tree("last_evidence")?;
         Self {
             nodes: db.open_tree("nodes")?,
+            ek_nodes: db.open_tree("ek_nodes")?,
             enrollments: db.open_tree("enrollments")?,
             nonces: db.open_tree("nonces")?,
             tokens: db.open_tree("tokens")?,
@@ -80,7 +84,24 @@ impl SledStore {
             evidence_lock: Mutex::new(()),
             db,
         }
-        .with_history_index()
+        .with_history_index()?
+        .with_ek_index()
+    }
+
+    /// Builds the EK index for nodes enrolled before it existed.
+    fn with_ek_index(self) -> Result<Self, StoreError> {
+        const MARK: &[u8] = b"ek_nodes/v1";
+        if self.db.get(MARK)?.is_none() {
+            for item in self.nodes.iter() {
+                let (k, v) = item?;
+                let n: NodeRecord = from_json("nodes", &k, &v)?;
+                self.ek_nodes
+                    .insert(n.ek_cert_sha256.as_bytes(), n.node_id.as_bytes())?;
+            }
+            self.db.insert(MARK, &[1])?;
+            self.flush()?;
+        }
+        Ok(self)
     }
 
     /// Builds the per-node index for records written before it existed.

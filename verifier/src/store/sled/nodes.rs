@@ -2,6 +2,8 @@
 
 use assay_core::tpm::attest::ClockInfo;
 
+use sled::Transactional;
+
 use super::{get, SledStore};
 use crate::store::{
     from_json, to_json, NodeRecord, NodeStore, PendingEnrollment, Quarantine, StoreError,
@@ -12,15 +14,62 @@ impl NodeStore for SledStore {
         get(&self.nodes, "nodes", node_id.as_bytes())
     }
 
+    /// The record and its EK index entry in one transaction (an EK the node
+    /// no longer holds leaves the index).
     fn put_node(&self, node: &NodeRecord) -> Result<(), StoreError> {
-        self.nodes.insert(node.node_id.as_bytes(), to_json(node))?;
+        let value = to_json(node);
+        (&self.nodes, &self.ek_nodes)
+            .transaction(|(nodes, ek_nodes)| {
+                let id = node.node_id.as_bytes();
+                if let Some(old) = nodes.insert(id, value.as_slice())? {
+                    let old = serde_json::from_slice::<NodeRecord>(&old)
+                        .ok()
+                        .filter(|o| o.ek_cert_sha256 != node.ek_cert_sha256);
+                    if let Some(old) = old {
+                        let key = old.ek_cert_sha256.as_bytes();
+                        if ek_nodes.get(key)?.as_deref() == Some(id) {
+                            ek_nodes.remove(key)?;
+                        }
+                    }
+                }
+                ek_nodes.insert(node.ek_cert_sha256.as_bytes(), id)?;
+                Ok(())
+            })
+            .map_err(tx_error)?;
         self.flush()
     }
 
     fn remove_node(&self, node_id: &str) -> Result<bool, StoreError> {
-        let existed = self.nodes.remove(node_id.as_bytes())?.is_some();
+        let existed = (&self.nodes, &self.ek_nodes)
+            .transaction(|(nodes, ek_nodes)| {
+                let id = node_id.as_bytes();
+                let Some(old) = nodes.remove(id)? else {
+                    return Ok(false);
+                };
+                if let Ok(old) = serde_json::from_slice::<NodeRecord>(&old) {
+                    let key = old.ek_cert_sha256.as_bytes();
+                    if ek_nodes.get(key)?.as_deref() == Some(id) {
+                        ek_nodes.remove(key)?;
+                    }
+                }
+                Ok(true)
+            })
+            .map_err(tx_error)?;
         self.flush()?;
         Ok(existed)
+    }
+
+    fn node_by_ek(&self, ek_cert_sha256: &str) -> Result<Option<String>, StoreError> {
+        self.ek_nodes
+            .get(ek_cert_sha256.as_bytes())?
+            .map(|id| {
+                String::from_utf8(id.to_vec()).map_err(|_| StoreError::Corrupt {
+                    tree: "ek_nodes",
+                    key: ek_cert_sha256.into(),
+                    reason: "node id is not UTF-8".into(),
+                })
+            })
+            .transpose()
     }
 
     /// Records a pass at `now_unix` (the start of the node's freshness window).
@@ -92,5 +141,14 @@ impl NodeStore for SledStore {
             }
         }
         Ok(out)
+    }
+}
+
+fn tx_error(e: sled::transaction::TransactionError<()>) -> StoreError {
+    match e {
+        sled::transaction::TransactionError::Storage(e) => e.into(),
+        sled::transaction::TransactionError::Abort(()) => {
+            StoreError::Db("node transaction aborted".into())
+        }
     }
 }
