@@ -73,8 +73,14 @@ impl Verifier {
     /// One EK holds one node id, and a node id held by one EK cannot be
     /// taken by another. Checked when the credential is sent and again when
     /// it comes back (another enrollment may have completed in between).
-    fn check_identity(&self, node_id: &str, ek_cert_sha256: &str) -> Result<(), ServiceError> {
-        if let Some(existing) = self.store.node(node_id)? {
+    /// The node's current record, if it is enrolled.
+    fn check_identity(
+        &self,
+        node_id: &str,
+        ek_cert_sha256: &str,
+    ) -> Result<Option<NodeRecord>, ServiceError> {
+        let existing = self.store.node(node_id)?;
+        if let Some(existing) = &existing {
             if existing.ek_cert_sha256 != ek_cert_sha256 {
                 warn!(
                     node_id,
@@ -95,7 +101,7 @@ impl Verifier {
                 });
             }
         }
-        Ok(())
+        Ok(existing)
     }
 
     /// Step 2: the node shows the credential it recovered; only then is its AK bound.
@@ -119,12 +125,11 @@ impl Verifier {
             warn!(node_id, "credential activation failed");
             return Err(ServiceError::ActivationFailed);
         }
-        self.check_identity(node_id, &pending.ek_cert_sha256)?;
+        let previous = self.check_identity(node_id, &pending.ek_cert_sha256)?;
         // Re-enrollment of the same EK (the attestor lost its state and made a
         // new AK) keeps the node's rollback baseline: the TPM clock, reset and
         // restart counters of its last verified quote. Restoring an older copy
         // of the TPM state and enrolling again is still caught.
-        let previous = self.store.node(node_id)?;
         let reenrolled = previous.is_some();
         let (last_clock, last_pass_unix) = previous
             .map(|p| (p.last_clock, p.last_pass_unix))
