@@ -26,7 +26,7 @@ pub struct Enrollment {
 pub enum EnrollmentFileError {
     #[error("{path}: {reason}; move it away to enroll afresh")]
     Unreadable { path: PathBuf, reason: String },
-    #[error("state_dir {path}: {reason}")]
+    #[error("{path}: {reason}")]
     Write { path: PathBuf, reason: String },
 }
 
@@ -53,16 +53,16 @@ pub fn load(state_dir: &Path) -> Result<Option<Enrollment>, EnrollmentFileError>
         .map_err(|e| unreadable(format!("not an enrollment record ({e})")))
 }
 
-/// Writes the enrollment record atomically (a temp file renamed over it).
+/// Writes the enrollment record as the AK blobs are written: atomically,
+/// durably, readable by the owner only.
 pub fn store(state_dir: &Path, e: &Enrollment) -> Result<(), EnrollmentFileError> {
+    let path = state_dir.join(ENROLLMENT_FILE);
     let write = |reason: String| EnrollmentFileError::Write {
-        path: state_dir.to_path_buf(),
+        path: path.clone(),
         reason,
     };
     let json = serde_json::to_vec_pretty(e).map_err(|e| write(e.to_string()))?;
-    let tmp = state_dir.join(format!("{ENROLLMENT_FILE}.tmp"));
-    std::fs::write(&tmp, json).map_err(|e| write(e.to_string()))?;
-    std::fs::rename(&tmp, state_dir.join(ENROLLMENT_FILE)).map_err(|e| write(e.to_string()))
+    crate::files::write_private_atomic(&path, &json).map_err(write)
 }
 
 /// The node id to act as: the one given (flag, environment or config file),

@@ -15,6 +15,7 @@ pub mod agent;
 pub mod config;
 pub mod containerd;
 pub mod enrollment;
+mod files;
 pub mod flow;
 pub mod logs;
 pub mod measure;

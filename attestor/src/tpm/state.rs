@@ -7,10 +7,10 @@
 //! `ak.priv` without `ak.pub` is an interrupted creation whose key was never handed out,
 //! and is replaced; an `ak.pub` without `ak.priv` is an error.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::fs::{self, DirBuilder};
+use std::io::ErrorKind;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
 
 use super::TpmError;
 
@@ -104,26 +104,7 @@ pub(crate) fn frame(contents: &[u8]) -> Result<Vec<u8>, TpmError> {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TpmError> {
-    let tmp: PathBuf = path.with_extension("tmp");
-    let io = |what: &str, e: std::io::Error| state_err(path, format!("cannot {what}: {e}"));
-    {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| io("create its temporary file", e))?;
-        f.write_all(bytes).map_err(|e| io("write it", e))?;
-        f.sync_all().map_err(|e| io("fsync it", e))?;
-    }
-    fs::rename(&tmp, path).map_err(|e| io("rename it into place", e))?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io("fsync its directory", e))?;
-    }
-    Ok(())
+    crate::files::write_private_atomic(path, bytes).map_err(|reason| state_err(path, reason))
 }
 
 #[cfg(test)]
