@@ -108,7 +108,8 @@ def main():
          "TLS on loopback, every verdict durably stored. A setup is backend×replicas; `+uefi` "
          "setups send a real 112-event UEFI log with every quote (its 11 replayed PCRs quoted) "
          "and judge it under every `[measured_boot]` rule, the others quote 8 PCRs under golden "
-         "values. `verif ms/att` is the verifiers' CPU "
+         "values; `+inv` setups run in enrollment mode `inventory` (every node registered first "
+         "with one `node import`; `enroll/s` then includes the inventory check). `verif ms/att` is the verifiers' CPU "
          "time per attestation (/proc), `all ms/att` the whole machine's (verifiers, PostgreSQL "
          "and the generator itself).", "load.txt"),
         ("One attestation on swtpm, broken down",

@@ -231,7 +231,13 @@ pub async fn connect(cfg: &Config) -> Result<Channel, Failure> {
 /// Enrolls: sends EK certificate, EK public and AK public; activates the credential
 /// the verifier protected to the EK; records the enrollment in the state dir.
 pub async fn enroll(cfg: &Config, tpm: &mut Tpm, ch: Channel) -> Result<Enrollment, Failure> {
-    let ek_cert = tpm.ek_certificate().map_err(tpm_err)?;
+    // A TPM without an EK certificate in NV sends none: a verifier in
+    // inventory mode enrolls it if an operator registered its EK public area.
+    let ek_cert = tpm.ek_certificate_if_any().map_err(tpm_err)?;
+    if ek_cert.is_none() {
+        warn!("this TPM holds no EK certificate in NV; enrolling with the EK public area only");
+    }
+    let ek_cert = ek_cert.unwrap_or_default();
     let ek_public = tpm.ek_public().map_err(tpm_err)?;
     let ak = tpm.load_or_create_ak(&cfg.state_dir).map_err(tpm_err)?;
     let mut c = pb::attestation_client::AttestationClient::new(ch);

@@ -54,6 +54,10 @@ enum Cmd {
     Join(JoinArgs),
     /// Enroll this node's TPM with the verifier (EK certificate, AK, credential activation).
     Enroll(Common),
+    /// Print this TPM's EK identity, for registering the node with the
+    /// verifier (`assay-verifier node add`): the SHA-256 of its EK certificate
+    /// and of its EK public area. Needs no verifier.
+    Ek(Common),
     /// Attest once and print the verdict.
     Attest(Common),
     /// Write an evidence bundle (quote, PCRs, logs, AK, EK certificate) for offline
@@ -268,6 +272,7 @@ fn main() -> ExitCode {
         Cmd::Collect(a) => (&a.common, run_collect(a)),
         Cmd::MeasureImage(a) => (&a.common, run_measure_image(a)),
         Cmd::MeasureRuntime(c) => (c, run_measure_runtime(c)),
+        Cmd::Ek(c) => (c, run_ek(c)),
         Cmd::Log(LogCmd::Show(c)) => (c, run_log_show(c)),
         Cmd::Agent(a) => (&a.common, rt.block_on(run_agent(a))),
     };
@@ -345,6 +350,55 @@ fn run_measure_image(a: &MeasureImageArgs) -> Result<u8, Failure> {
             cfg.cel_pcr
         ),
         (_, None) => outln!("{} was already measured", a.digest),
+    }
+    Ok(0)
+}
+
+fn run_ek(c: &Common) -> Result<u8, Failure> {
+    use sha2::{Digest, Sha256};
+    let cfg = Config::load_offline(c.config.as_deref(), c.overrides()).map_err(Failure::Config)?;
+    let mut tpm =
+        assay_attestor::tpm::Tpm::open(&cfg.tcti).map_err(|e| Failure::Tpm(e.to_string()))?;
+    let tpm_err = |e: assay_attestor::tpm::TpmError| Failure::Tpm(e.to_string());
+    let cert = tpm.ek_certificate_if_any().map_err(tpm_err)?;
+    let public = tpm.ek_public().map_err(tpm_err)?;
+    let cert_sha256 = cert.as_ref().map(|c| hex::encode(Sha256::digest(c)));
+    let public_sha256 = hex::encode(Sha256::digest(&public));
+    match c.output {
+        Output::Json => outln!(
+            "{}",
+            serde_json::json!({
+                "ek_cert_sha256": cert_sha256,
+                "ek_public_sha256": public_sha256,
+                "ek_certificate_der_base64": cert.as_ref().map(|c| {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::STANDARD.encode(c)
+                }),
+            })
+        ),
+        Output::Env => {
+            outln!(
+                "ASSAY_EK_CERT_SHA256={}",
+                cert_sha256.as_deref().unwrap_or("")
+            );
+            outln!("ASSAY_EK_PUBLIC_SHA256={public_sha256}");
+        }
+        Output::Text => {
+            match &cert_sha256 {
+                Some(h) => outln!("EK certificate sha256: {h}"),
+                None => {
+                    outln!("EK certificate sha256: (none: this TPM holds no EK certificate in NV)")
+                }
+            }
+            outln!("EK public area sha256: {public_sha256}");
+            let node = cfg.node_id.as_str();
+            match &cert_sha256 {
+                Some(h) => outln!("register with: assay-verifier node add {node} --ek-sha256 {h}"),
+                None => outln!(
+                    "register with: assay-verifier node add {node} --ek-public-sha256 {public_sha256}"
+                ),
+            }
+        }
     }
     Ok(0)
 }

@@ -11,11 +11,13 @@
 //! Environment: ASSAY_LOAD_NODES (default 2000), ASSAY_LOAD_SECS (10),
 //! ASSAY_LOAD_CONCURRENCY (32 attestations in flight), ASSAY_LOAD_AK
 //! (p256 | rsa), ASSAY_LOAD_SETUPS (default
-//! "sled:1,postgres:1,postgres:2,sled:1:uefi"): backend:replicas[:evidence],
-//! evidence `pcrs` (a quote of 8 PCRs under golden values) or `uefi` (a
-//! quote of the 11 PCRs a real 112-event UEFI log replays to, the log sent
-//! with every quote and judged under every `[measured_boot]` rule, its
-//! evidence kept).
+//! "sled:1,postgres:1,postgres:2,sled:1:uefi,sled:1:pcrs:inventory,postgres:1:pcrs:inventory"):
+//! backend:replicas[:evidence[:mode]], evidence `pcrs` (a quote of 8 PCRs
+//! under golden values) or `uefi` (a quote of the 11 PCRs a real 112-event
+//! UEFI log replays to, the log sent with every quote and judged under every
+//! `[measured_boot]` rule, its evidence kept); mode `open` (the default) or
+//! `inventory` (every node registered first with `node import`, each
+//! enrollment then checked against the inventory).
 //!
 //! The generator runs on the same machine as the verifiers and PostgreSQL,
 //! so they share its cores: next to the attestations per second it prints
@@ -141,8 +143,10 @@ async fn main() -> anyhow::Result<()> {
         Ok("rsa") => AkKind::Rsa,
         _ => AkKind::P256,
     };
-    let setups = std::env::var("ASSAY_LOAD_SETUPS")
-        .unwrap_or_else(|_| "sled:1,postgres:1,postgres:2,sled:1:uefi".into());
+    let setups = std::env::var("ASSAY_LOAD_SETUPS").unwrap_or_else(|_| {
+        "sled:1,postgres:1,postgres:2,sled:1:uefi,sled:1:pcrs:inventory,postgres:1:pcrs:inventory"
+            .into()
+    });
     let ek = Arc::new(SoftEk::new()?);
     println!(
         "{nodes} simulated nodes ({ak:?} AKs), {conc} attestations in flight, {secs} s per setup; \
@@ -167,7 +171,17 @@ async fn main() -> anyhow::Result<()> {
             }
             other => anyhow::bail!("unknown evidence {other} (pcrs | uefi)"),
         };
-        all.push(run(&ek, backend, replicas, &evidence, nodes, secs, conc, ak).await?);
+        let inventory = match parts.next().unwrap_or("open") {
+            "open" => false,
+            "inventory" => true,
+            other => anyhow::bail!("unknown enrollment mode {other} (open | inventory)"),
+        };
+        all.push(
+            run(
+                &ek, backend, replicas, &evidence, inventory, nodes, secs, conc, ak,
+            )
+            .await?,
+        );
     }
     println!();
     println!(
@@ -215,15 +229,19 @@ async fn run(
     backend: &str,
     replicas: usize,
     evidence: &Evidence,
+    inventory: bool,
     nodes: usize,
     secs: u64,
     conc: usize,
     ak: AkKind,
 ) -> anyhow::Result<Figures> {
-    let setup = match evidence {
+    let mut setup = match evidence {
         Evidence::Pcrs => format!("{backend}×{replicas}"),
         Evidence::Uefi(_) => format!("{backend}×{replicas}+uefi"),
     };
+    if inventory {
+        setup.push_str("+inv");
+    }
     let db = match backend {
         "postgres" => Some(PgDb::new()?),
         "sled" => None,
@@ -237,7 +255,11 @@ async fn run(
     let quoted = Policy::parse("load.toml", &policy)?.pcr_selection();
     let mut opts = VerifierOpts::new(policy);
     opts.ek_roots.push(ek.root_pem());
-    opts.config = Some(db.as_ref().map(PgDb::storage_toml).unwrap_or_default());
+    let mut config = db.as_ref().map(PgDb::storage_toml).unwrap_or_default();
+    if inventory {
+        config.push_str("\n[enrollment]\nmode = \"inventory\"\n");
+    }
+    opts.config = Some(config);
     let first = VerifierProc::start(&opts)?;
     let mut vs = vec![first];
     for _ in 1..replicas {
@@ -266,6 +288,27 @@ async fn run(
         })
         .collect::<anyhow::Result<_>>()?;
     let make_secs = made.elapsed().as_secs_f64();
+    if inventory {
+        // Registered beforehand, as an operator would from a hardware
+        // inventory: one `node import` (all or none), not timed as enrollment.
+        let csv = vs[0].dir.path().join("inventory.csv");
+        let mut text = String::from("node_id,ek_cert_sha256\n");
+        for s in &sims {
+            text.push_str(&format!("{},{}\n", s.id, s.ek_cert_sha256()));
+        }
+        std::fs::write(&csv, text)?;
+        let t = Instant::now();
+        let out = vs[0].cli(&["node", "import", &csv.display().to_string()])?;
+        anyhow::ensure!(
+            out.status.success(),
+            "node import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!(
+            "{setup}: {nodes} nodes registered with one `node import` in {:.2} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
     let t = Instant::now();
     // In two halves: the verifiers' memory after each gives the cost of one
     // more enrolled node (the slope), apart from start-up and warm-up.

@@ -160,6 +160,12 @@ impl SimNode {
 
     /// Enrolls through the real path: `Enroll`, software credential
     /// activation with the EK, `Activate`.
+    /// The hex SHA-256 of its EK certificate (what `node add --ek-sha256` registers).
+    pub fn ek_cert_sha256(&self) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&self.ek_cert))
+    }
+
     pub async fn enroll(&self, ek: &SoftEk, c: &mut AttestationClient<Channel>) -> Result<()> {
         let r = c
             .enroll(pb::EnrollRequest {

@@ -94,14 +94,15 @@ impl TestCa {
 
     /// Runs swtpm_setup: TPM 2.0 state with RSA + ECC EKs and their certificates.
     fn manufacture(&self, state: &Path) -> Result<()> {
+        self.manufacture_with(state, &["--create-ek-cert", "--create-platform-cert"])
+    }
+
+    /// Runs swtpm_setup with `extra` flags (none: no EK certificate in NV).
+    fn manufacture_with(&self, state: &Path, extra: &[&str]) -> Result<()> {
         let out = Command::new("swtpm_setup")
-            .args([
-                "--tpm2",
-                "--create-ek-cert",
-                "--create-platform-cert",
-                "--lock-nvram",
-                "--overwrite",
-            ])
+            .arg("--tpm2")
+            .args(extra)
+            .args(["--lock-nvram", "--overwrite"])
             .arg("--tpmstate")
             .arg(state)
             .arg("--config")
@@ -136,6 +137,18 @@ impl Swtpm {
     pub fn start_with_ca(ca: &TestCa) -> Result<Self> {
         let state = tempfile::Builder::new().prefix("assay-swtpm-").tempdir()?;
         ca.manufacture(state.path())?;
+        Self::run(state)
+    }
+
+    /// A TPM with no EK certificate in NV (as many firmware TPMs ship: the
+    /// vendor publishes the certificate instead).
+    pub fn start_without_ek_certificate() -> Result<Self> {
+        let state = tempfile::Builder::new().prefix("assay-swtpm-").tempdir()?;
+        TestCa::shared().manufacture_with(state.path(), &[])?;
+        Self::run(state)
+    }
+
+    fn run(state: TempDir) -> Result<Self> {
         // Ports are picked free and then handed to swtpm, so another process can take
         // them in between: retry a bounded number of times.
         let mut last_err = None;

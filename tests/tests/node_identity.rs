@@ -38,7 +38,7 @@ fn history(v: &VerifierProc, node: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn one_ek_holds_one_node_id_and_node_move_renames_it() {
-    let mut v = VerifierProc::start(&VerifierOpts::new(policy())).unwrap();
+    let v = VerifierProc::start(&VerifierOpts::new(policy())).unwrap();
     let tpm = Swtpm::start().unwrap();
     let state = tempfile::tempdir().unwrap();
     let first = join(&tpm, &v, state.path(), "node-a", &["--output", "json"]);
@@ -90,14 +90,20 @@ fn one_ek_holds_one_node_id_and_node_move_renames_it() {
     let j: serde_json::Value = serde_json::from_slice(&kept.stdout).unwrap();
     assert_eq!(j["node_id"], "node-a", "{j}");
 
-    // The operator's way: `node move`, then the node renames itself.
-    v.kill();
-    let data_dir = v.data_dir.display().to_string();
-    let mv = v
-        .cli(&["node", "move", "node-a", "node-a2", "--data-dir", &data_dir])
-        .unwrap();
+    // The operator's way: `node move` (through the API, an ADMIN record
+    // under both ids), then the node renames itself.
+    let mv = v.cli(&["node", "move", "node-a", "node-a2"]).unwrap();
     assert!(mv.status.success(), "{}", text(&mv));
-    v.restart().unwrap();
+    for id in ["node-a", "node-a2"] {
+        let h = history(&v, id);
+        let last = &h[0];
+        assert_eq!(last["kind"], "admin", "{id}: {last}");
+        let actual = last["details"][0]["actual"].as_str().unwrap();
+        assert!(
+            actual.contains("renamed node node-a to node-a2") && actual.contains("test-operator"),
+            "{actual}"
+        );
+    }
     let moved = join(
         &tpm,
         &v,

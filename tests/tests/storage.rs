@@ -13,9 +13,10 @@ use assay_core::tpm::attest::ClockInfo;
 use assay_core::verdict::Claim;
 use assay_tests::PgDb;
 use assay_verifier::store::{
-    latest_authentic_evidence, token_id, Checkpoint, Consumed, HistoryQuery, HistoryRecord, Logs,
-    NodeRecord, NonceRecord, PendingEnrollment, PgConfig, PgStore, Quarantine, RevokeOne,
-    SledStore, Storage, StoredEvidence, TokenRecord, VerdictWrite,
+    latest_authentic_evidence, token_id, Checkpoint, Consumed, EkBinding, HistoryQuery,
+    HistoryRecord, InventoryEntry, Logs, Moved, NodeRecord, NonceRecord, PendingEnrollment,
+    PgConfig, PgStore, Quarantine, RevokeOne, SledStore, Storage, StoredEvidence, TokenRecord,
+    VerdictWrite,
 };
 
 /// The sled database under the trait, for tampering and inspection; once the
@@ -168,6 +169,8 @@ suite!(
     concurrent_verdicts_land_once_each_with_their_own_writes,
     policy_evidence_is_the_newest_authentic_verdict_s,
     a_node_is_found_by_its_ek_and_the_index_follows_moves_and_removals,
+    inventory_adds_all_or_none_and_one_ek_holds_one_node_id,
+    a_move_carries_registration_enrollment_and_quarantine_atomically,
 );
 
 fn nonce(node: &str, expires: i64) -> NonceRecord {
@@ -1062,4 +1065,139 @@ fn postgres_migrations_upgrade_a_version_1_database_in_place() {
     );
     assert_eq!(s.verify_history_chain().unwrap(), Ok(3));
     assert_eq!(s.evidence_usage().unwrap(), (100, 1), "40 + 60 bytes");
+}
+
+fn entry(id: &str, ek: &str) -> InventoryEntry {
+    InventoryEntry {
+        node_id: id.into(),
+        binding: EkBinding::Certificate,
+        ek_sha256: ek.into(),
+        ek_subject: String::new(),
+        labels: Default::default(),
+        added_unix: 1,
+        added_by: "op".into(),
+    }
+}
+
+fn inventory_adds_all_or_none_and_one_ek_holds_one_node_id(b: Backend) {
+    let s = b.open();
+    let batch: Vec<InventoryEntry> = (0..300)
+        .map(|i| entry(&format!("n{i:04}"), &format!("ek{i:04}")))
+        .collect();
+    let added = s.add_inventory(&batch).unwrap().unwrap();
+    assert_eq!(added.added, 300);
+    assert_eq!(
+        s.inventory_by_ek("ek0123").unwrap().unwrap().node_id,
+        "n0123"
+    );
+    assert_eq!(s.inventory("n0007").unwrap().unwrap().ek_sha256, "ek0007");
+    assert_eq!(s.inventory_by_ek("nope").unwrap(), None);
+    // Again: unchanged; with a label: updated.
+    let again = s.add_inventory(&batch).unwrap().unwrap();
+    assert_eq!((again.added, again.unchanged), (0, 300));
+    let mut labelled = entry("n0001", "ek0001");
+    labelled.labels.insert("rack".into(), "r1".into());
+    let up = s.add_inventory(&[labelled.clone()]).unwrap().unwrap();
+    assert_eq!(up.updated, 1);
+    assert_eq!(s.inventory("n0001").unwrap().unwrap(), labelled);
+    // A batch with one conflict writes nothing: the EK of n0002 under a new
+    // id, a known id with another EK, and duplicates within the batch.
+    for bad in [
+        vec![entry("new-1", "ek-new-1"), entry("new-2", "ek0002")],
+        vec![entry("new-1", "ek-new-1"), entry("n0003", "ek-other")],
+        vec![entry("new-1", "ek-new-1"), entry("new-1", "ek-new-2")],
+        vec![entry("new-1", "ek-new-1"), entry("new-2", "ek-new-1")],
+    ] {
+        let c = s.add_inventory(&bad).unwrap().unwrap_err();
+        assert_eq!(c.0.len(), 1, "{:?}", c.0);
+        assert_eq!(s.inventory("new-1").unwrap(), None, "{:?}", c.0);
+        assert_eq!(s.inventory_by_ek("ek-new-1").unwrap(), None);
+    }
+    assert_eq!(
+        s.inventory_by_ek("ek0002").unwrap().unwrap().node_id,
+        "n0002"
+    );
+    // Paging in node-id order.
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = s.list_inventory(&after, 128).unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.node_id.clone();
+        seen.extend(page.into_iter().map(|e| e.node_id));
+    }
+    assert_eq!(seen.len(), 300);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]));
+    // Removal frees the id and the EK; it survives a reopen.
+    assert!(s.remove_inventory("n0004").unwrap());
+    assert!(!s.remove_inventory("n0004").unwrap());
+    drop(s);
+    let s = b.open();
+    assert_eq!(s.inventory("n0004").unwrap(), None);
+    assert_eq!(s.inventory_by_ek("ek0004").unwrap(), None);
+    assert_eq!(
+        s.add_inventory(&[entry("n9999", "ek0004")])
+            .unwrap()
+            .unwrap()
+            .added,
+        1
+    );
+    assert_eq!(s.list_inventory("", 1000).unwrap().len(), 300);
+}
+
+fn a_move_carries_registration_enrollment_and_quarantine_atomically(b: Backend) {
+    let s = b.open();
+    s.add_inventory(&[entry("node-a", "ekc"), entry("node-c", "ekz")])
+        .unwrap()
+        .unwrap();
+    s.put_node(&node_record("node-a")).unwrap();
+    let q = Quarantine {
+        since_unix: 5,
+        applied: false,
+    };
+    s.set_quarantine("node-a", Some(&q)).unwrap();
+    // Onto a taken id (registered), or from an unknown one: nothing moves.
+    assert_eq!(s.move_node("node-a", "node-c").unwrap(), Moved::Taken);
+    assert_eq!(s.move_node("ghost", "node-x").unwrap(), Moved::Unknown);
+    assert!(s.node("node-a").unwrap().is_some());
+    assert_eq!(
+        s.move_node("node-a", "node-b").unwrap(),
+        Moved::Done {
+            enrolled: true,
+            registered: true
+        }
+    );
+    assert_eq!(s.node("node-a").unwrap(), None);
+    assert_eq!(s.inventory("node-a").unwrap(), None);
+    assert_eq!(s.quarantine("node-a").unwrap(), None);
+    let n = s.node("node-b").unwrap().unwrap();
+    assert_eq!(
+        (n.node_id.as_str(), n.ek_cert_sha256.as_str()),
+        ("node-b", "ekc")
+    );
+    assert_eq!(s.node_by_ek("ekc").unwrap().as_deref(), Some("node-b"));
+    assert_eq!(s.inventory_by_ek("ekc").unwrap().unwrap().node_id, "node-b");
+    assert_eq!(s.quarantine("node-b").unwrap(), Some(q));
+    // Enrolled but never registered (open mode) moves too; the list of
+    // enrolled nodes follows.
+    s.put_node(&NodeRecord {
+        ek_cert_sha256: "ekd".into(),
+        ..node_record("node-d")
+    })
+    .unwrap();
+    assert_eq!(
+        s.move_node("node-d", "node-e").unwrap(),
+        Moved::Done {
+            enrolled: true,
+            registered: false
+        }
+    );
+    let ids: Vec<String> = s
+        .list_nodes("", 10)
+        .unwrap()
+        .into_iter()
+        .map(|n| n.node_id)
+        .collect();
+    assert_eq!(ids, ["node-b", "node-e"]);
+    assert_eq!(s.list_nodes("node-b", 10).unwrap().len(), 1);
 }

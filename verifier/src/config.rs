@@ -41,6 +41,8 @@ pub struct FileConfig {
     pub token_ttl_secs: Option<u64>,
     pub enrollment_ttl_secs: Option<u64>,
     #[serde(default)]
+    pub enrollment: FileEnrollment,
+    #[serde(default)]
     pub join: crate::join::FileJoin,
     /// A node that does not pass again within this many seconds is stale (0: off).
     pub stale_after_secs: Option<u64>,
@@ -52,6 +54,36 @@ pub struct FileConfig {
     pub webhook: crate::webhook::FileWebhook,
     #[serde(default)]
     pub storage: crate::store::FileStorage,
+}
+
+/// `[enrollment]`: who may enroll.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEnrollment {
+    pub mode: Option<EnrollmentMode>,
+}
+
+/// Who may enroll (`[enrollment] mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EnrollmentMode {
+    /// Any TPM whose EK certificate chains to a configured root, under any
+    /// node id not held by another EK (first come, first served). The
+    /// default, so that existing set-ups keep enrolling.
+    #[default]
+    Open,
+    /// Only EKs an operator registered (`assay-verifier node add | import`),
+    /// each under its registered node id. Recommended for production.
+    Inventory,
+}
+
+impl EnrollmentMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnrollmentMode::Open => "open",
+            EnrollmentMode::Inventory => "inventory",
+        }
+    }
 }
 
 /// Values given on the command line or in the environment: they override
@@ -100,6 +132,10 @@ pub struct Overrides {
     /// How long a join token lives, in seconds [default: 600]
     #[arg(long, env = "ASSAY_TOKEN_TTL_SECS", value_name = "SECS")]
     pub token_ttl_secs: Option<u64>,
+    /// Who may enroll: `open` (any TPM with a trusted EK certificate) or
+    /// `inventory` (only registered EKs; recommended) [default: open]
+    #[arg(long, env = "ASSAY_ENROLLMENT_MODE", value_name = "MODE")]
+    pub enrollment_mode: Option<EnrollmentMode>,
 }
 
 /// The validated configuration the service runs with.
@@ -117,6 +153,7 @@ pub struct Config {
     pub nonce_ttl: Duration,
     pub token_ttl: Duration,
     pub enrollment_ttl: Duration,
+    pub enrollment_mode: EnrollmentMode,
     pub join: crate::join::JoinConfig,
     /// Node groups that join another orchestrator than `join`.
     pub join_groups: Vec<crate::join::JoinGroup>,
@@ -209,6 +246,10 @@ impl Config {
                 f.enrollment_ttl_secs,
                 DEFAULT_ENROLLMENT_TTL_SECS,
             )?,
+            enrollment_mode: o
+                .enrollment_mode
+                .or(f.enrollment.mode)
+                .unwrap_or_default(),
             join: f.join.default_join()?,
             join_groups: f.join.groups()?,
             evidence: f.evidence.validate()?,
@@ -225,7 +266,9 @@ impl Config {
             webhook: f.webhook.validate(),
             data_dir,
         };
-        if cfg.ek_roots.is_empty() {
+        // In inventory mode a fleet of TPMs without EK certificates, each
+        // registered by its EK's public area, needs no EK root.
+        if cfg.ek_roots.is_empty() && cfg.enrollment_mode == EnrollmentMode::Open {
             return Err(InvalidKey::new(
                 "trust.ek_roots",
                 "no EK root CA configured: no TPM could enroll. Add the PEM file of your TPM vendor's EK CA \
@@ -267,6 +310,27 @@ mod tests {
             c.tls_cert,
             PathBuf::from(DEFAULT_DATA_DIR).join("tls/server.pem")
         );
+    }
+
+    #[test]
+    fn enrollment_mode_is_open_unless_set_and_inventory_needs_no_ek_root() {
+        let f = write("policy = \"/p.toml\"\n[trust]\nek_roots = [\"/r.pem\"]\n");
+        let c = Config::load(Some(f.path()), Overrides::default()).unwrap();
+        assert_eq!(c.enrollment_mode, EnrollmentMode::Open);
+        let f = write("policy = \"/p.toml\"\n[enrollment]\nmode = \"inventory\"\n");
+        let c = Config::load(Some(f.path()), Overrides::default()).unwrap();
+        assert_eq!(c.enrollment_mode, EnrollmentMode::Inventory);
+        let c = Config::load(
+            Some(f.path()),
+            Overrides {
+                enrollment_mode: Some(EnrollmentMode::Open),
+                ..Default::default()
+            },
+        );
+        assert!(c.unwrap_err().to_string().contains("trust.ek_roots"));
+        let f = write("policy = \"/p.toml\"\n[enrollment]\nmode = \"closed\"\n");
+        let e = Config::load(Some(f.path()), Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("closed"), "{e}");
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! |---------------------------|--------------|--------------------------------------------|
 //! | (no client certificate)   | node         | Enroll, Activate, Challenge, Attest, Jwks  |
 //! | `urn:assay:node:<id>`     | node `<id>`  | the same, only for node `<id>`             |
-//! | `urn:assay:role:operator` | operator     | Redeem, Jwks, History, Export, Tokens.List/Revoke |
-//! | `urn:assay:role:auditor`  | auditor      | Jwks, History, Export, Tokens.List (read-only) |
+//! | `urn:assay:role:operator` | operator     | Redeem, Jwks, History, Export, Tokens.List/Revoke, Nodes (all) |
+//! | `urn:assay:role:auditor`  | auditor      | Jwks, History, Export, Tokens.List, Nodes.List/Show (read-only) |
 //! | `urn:assay:role:orchestrator` | orchestrator | Redeem, Jwks                           |
 //!
 //! A node needs no certificate: its identity is its TPM (the EK certificate
@@ -34,10 +34,14 @@ pub enum Rpc {
     RevokeTokens,
     History,
     Export,
+    /// Nodes.List and Nodes.Show.
+    ReadNodes,
+    /// Nodes.Add, Nodes.Remove and Nodes.Move.
+    ChangeNodes,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 10] = [
+    pub const ALL: [Rpc; 12] = [
         Rpc::Enroll,
         Rpc::Activate,
         Rpc::Challenge,
@@ -48,6 +52,8 @@ impl Rpc {
         Rpc::RevokeTokens,
         Rpc::History,
         Rpc::Export,
+        Rpc::ReadNodes,
+        Rpc::ChangeNodes,
     ];
 }
 
@@ -87,9 +93,9 @@ pub fn allowed(role: &Role, rpc: Rpc) -> bool {
         Role::Node(_) => matches!(rpc, Enroll | Activate | Challenge | Attest | Jwks),
         Role::Operator => matches!(
             rpc,
-            Redeem | Jwks | ListTokens | RevokeTokens | History | Export
+            Redeem | Jwks | ListTokens | RevokeTokens | History | Export | ReadNodes | ChangeNodes
         ),
-        Role::Auditor => matches!(rpc, Jwks | ListTokens | History | Export),
+        Role::Auditor => matches!(rpc, Jwks | ListTokens | History | Export | ReadNodes),
         Role::Orchestrator => matches!(rpc, Redeem | Jwks),
     }
 }
@@ -238,9 +244,21 @@ mod tests {
         );
         assert_eq!(
             may(&Role::Operator),
-            [Redeem, Jwks, ListTokens, RevokeTokens, History, Export]
+            [
+                Redeem,
+                Jwks,
+                ListTokens,
+                RevokeTokens,
+                History,
+                Export,
+                ReadNodes,
+                ChangeNodes
+            ]
         );
-        assert_eq!(may(&Role::Auditor), [Jwks, ListTokens, History, Export]);
+        assert_eq!(
+            may(&Role::Auditor),
+            [Jwks, ListTokens, History, Export, ReadNodes]
+        );
         assert_eq!(may(&Role::Orchestrator), [Redeem, Jwks]);
     }
 

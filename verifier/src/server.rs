@@ -107,6 +107,10 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
+            pb::nodes_server::NodesServer::new(api.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
             pb::history_server::HistoryServer::new(api)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )

@@ -102,11 +102,16 @@ impl Tpm {
 
     /// The RSA EK certificate (NV 0x01c00002), exact DER.
     pub fn ek_certificate(&mut self) -> Result<Vec<u8>, TpmError> {
-        nv::read_der_certificate(&mut self.ctx, nv::RSA_EK_CERT_INDEX)?.ok_or(
-            TpmError::NoEkCertificate {
+        self.ek_certificate_if_any()?
+            .ok_or(TpmError::NoEkCertificate {
                 index: nv::RSA_EK_CERT_INDEX,
-            },
-        )
+            })
+    }
+
+    /// The RSA EK certificate, or `None` when the TPM holds none in NV (some
+    /// firmware TPMs: the vendor publishes it instead).
+    pub fn ek_certificate_if_any(&mut self) -> Result<Option<Vec<u8>>, TpmError> {
+        nv::read_der_certificate(&mut self.ctx, nv::RSA_EK_CERT_INDEX)
     }
 
     /// The ECC EK certificate: P-256 (NV 0x01c0000a), else P-384 (0x01c00016); `None` if neither.

@@ -31,7 +31,9 @@ pub enum EnrollError {
 /// What enrollment established, ready for MakeCredential.
 #[derive(Debug)]
 pub struct CheckedEnrollment {
-    pub ek_certificate: EkCertificate,
+    /// None for an EK enrolled without a certificate: one the operator
+    /// registered by the SHA-256 of its public area (inventory mode).
+    pub ek_certificate: Option<EkCertificate>,
     pub ek_key: rsa::RsaPublicKey,
     pub ak: TpmPublic,
     pub ak_name: Vec<u8>,
@@ -46,23 +48,44 @@ pub fn check_enrollment(
     now_unix: i64,
 ) -> Result<CheckedEnrollment, EnrollError> {
     let ek_certificate = validate_ek_certificate(ek_cert_der, anchors, now_unix)?;
+    check_keys(Some(ek_certificate), ek_public, ak_public)
+}
+
+/// Checks an enrollment request for an EK that has no certificate, which the
+/// caller has found registered by the SHA-256 of `ek_public`: the
+/// registration vouches for the EK, so only the keys are checked (the EK is a
+/// proper TCG EK, the AK a restricted signing key).
+pub fn check_registered_enrollment(
+    ek_public: &[u8],
+    ak_public: &[u8],
+) -> Result<CheckedEnrollment, EnrollError> {
+    check_keys(None, ek_public, ak_public)
+}
+
+fn check_keys(
+    ek_certificate: Option<EkCertificate>,
+    ek_public: &[u8],
+    ak_public: &[u8],
+) -> Result<CheckedEnrollment, EnrollError> {
     let ek = parse_tpm2b_public(ek_public).map_err(EnrollError::EkPublic)?;
-    let (
-        PublicKey::Rsa { modulus, exponent },
-        EkPublicKey::Rsa {
-            modulus: cert_mod,
-            exponent: cert_exp,
-        },
-    ) = (&ek.key, &ek_certificate.public_key)
-    else {
+    let PublicKey::Rsa { modulus, exponent } = &ek.key else {
         return Err(EnrollError::EkUnsupported(
             "only RSA EKs are supported for credential activation".into(),
         ));
     };
     // TPM exponent 0 means the default 65537.
     let exponent = if *exponent == 0 { 65_537 } else { *exponent };
-    if strip_zeros(modulus) != strip_zeros(cert_mod) || exponent != *cert_exp {
-        return Err(EnrollError::EkMismatch);
+    if let Some(cert) = &ek_certificate {
+        let EkPublicKey::Rsa {
+            modulus: cert_mod,
+            exponent: cert_exp,
+        } = &cert.public_key
+        else {
+            return Err(EnrollError::EkMismatch);
+        };
+        if strip_zeros(modulus) != strip_zeros(cert_mod) || exponent != *cert_exp {
+            return Err(EnrollError::EkMismatch);
+        }
     }
     let a = &ek.attributes;
     if !(a.fixed_tpm() && a.fixed_parent() && a.restricted() && a.decrypt()) || a.sign() {

@@ -5,6 +5,7 @@
 
 mod attestation;
 mod history;
+mod nodes;
 mod tokens;
 
 pub use self::history::{MAX_EXPORT_PAGE, MAX_HISTORY_LIMIT};
@@ -29,10 +30,17 @@ fn status(e: ServiceError) -> Status {
         ServiceError::EnrollRefused(_)
         | ServiceError::EkChanged(_)
         | ServiceError::EkHeld { .. }
+        | ServiceError::NotRegistered { .. }
+        | ServiceError::RegisteredAs { .. }
+        | ServiceError::RegistrationChanged(_)
+        | ServiceError::NoEkCertificate
         | ServiceError::ActivationFailed
         | ServiceError::Token(_) => Status::permission_denied(msg),
         ServiceError::EnrollmentUnknown(_) => Status::failed_precondition(msg),
-        ServiceError::NotEnrolled(_) => Status::not_found(msg),
+        ServiceError::NotEnrolled(_) | ServiceError::UnknownNode(_) => Status::not_found(msg),
+        ServiceError::InventoryConflict(_) | ServiceError::NodeIdTaken(_) => {
+            Status::already_exists(msg)
+        }
         ServiceError::Join(_) => Status::unavailable(msg),
         ServiceError::Store(_) | ServiceError::Internal(_) => Status::internal(msg),
     }

@@ -57,7 +57,8 @@ enum Cmd {
     /// Join tokens: verify, list, revoke, and the JWKS that verifies them.
     #[command(subcommand, alias = "tokens")]
     Token(token::TokenCmd),
-    /// Enrolled nodes (in the store directly; for sled, stop the verifier first).
+    /// Registered and enrolled nodes: add, import (a hardware inventory), list,
+    /// show, remove, move (rename).
     #[command(subcommand)]
     Node(node::NodeCmd),
     /// Tamper evidence: export the history with its signed checkpoints, re-check
@@ -81,7 +82,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::History(a) => history::history(a).await,
         Cmd::Fleet(a) => history::fleet(a).await,
         Cmd::Token(c) => token::run(c).await,
-        Cmd::Node(c) => node::run(c),
+        Cmd::Node(c) => node::run(c).await,
         Cmd::Audit(c) => audit::run(c).await,
         Cmd::Eventlog(a) => eventlog::run(a),
         Cmd::VerifyBundle(a) => bundle::run(a),

@@ -2,7 +2,7 @@
 //! then protects a fresh credential to the EK bound to the AK's name;
 //! Activate binds the AK once the node shows it recovered the credential.
 
-use assay_core::enroll::check_enrollment;
+use assay_core::enroll::{check_enrollment, check_registered_enrollment, CheckedEnrollment};
 use assay_core::tpm::credential::make_credential;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -12,7 +12,8 @@ use super::{bounded, random, validate_node_id, ServiceError, Verifier};
 use assay_core::verdict::Claim;
 
 use crate::clock::now_unix;
-use crate::store::{NodeRecord, PendingEnrollment};
+use crate::config::EnrollmentMode;
+use crate::store::{EkBinding, NodeRecord, PendingEnrollment};
 
 pub struct EnrollOutput {
     pub enrollment_id: String,
@@ -31,15 +32,17 @@ impl Verifier {
         ak_public: &[u8],
     ) -> Result<EnrollOutput, ServiceError> {
         validate_node_id(node_id)?;
-        bounded("ek_certificate", ek_cert)?;
+        if ek_cert.len() > super::MAX_BLOB {
+            bounded("ek_certificate", ek_cert)?;
+        }
         bounded("ek_public", ek_public)?;
         bounded("ak_public", ak_public)?;
         let now = now_unix();
-        let checked = check_enrollment(ek_cert, ek_public, ak_public, &self.anchors, now)
+        let (checked, ek_cert_sha256) = self
+            .check_ek(node_id, ek_cert, ek_public, ak_public, now)
             .inspect_err(|e| {
                 warn!(node_id, reason = %e, "enrollment refused");
             })?;
-        let ek_cert_sha256 = hex::encode(Sha256::digest(ek_cert));
         self.check_identity(node_id, &ek_cert_sha256)?;
         let credential = random::<32>();
         let made = make_credential(
@@ -62,12 +65,75 @@ impl Verifier {
                 expires_unix: now + self.config.enrollment_ttl.as_secs() as i64,
             },
         )?;
-        info!(node_id, ek = %checked.ek_certificate.subject, "enrollment started; credential sent");
+        let ek = checked
+            .ek_certificate
+            .as_ref()
+            .map_or("(registered EK public area, no certificate)", |c| {
+                c.subject.as_str()
+            });
+        info!(node_id, ek, "enrollment started; credential sent");
         Ok(EnrollOutput {
             enrollment_id,
             credential_blob: made.credential_blob,
             encrypted_secret: made.encrypted_secret,
         })
+    }
+
+    /// Whether this EK may enroll as `node_id` under the enrollment mode: the
+    /// checked keys, and the hash the node's identity binds (the SHA-256 of
+    /// the EK certificate, or of the EK public area for an EK registered
+    /// without one).
+    fn check_ek(
+        &self,
+        node_id: &str,
+        ek_cert: &[u8],
+        ek_public: &[u8],
+        ak_public: &[u8],
+        now: i64,
+    ) -> Result<(CheckedEnrollment, String), ServiceError> {
+        let cert_sha256 = (!ek_cert.is_empty()).then(|| hex::encode(Sha256::digest(ek_cert)));
+        let with_certificate = |cert_sha256: Option<String>| {
+            let Some(h) = cert_sha256 else {
+                return Err(ServiceError::NoEkCertificate);
+            };
+            let c = check_enrollment(ek_cert, ek_public, ak_public, &self.anchors, now)?;
+            Ok((c, h))
+        };
+        if self.config.enrollment_mode == EnrollmentMode::Open {
+            return with_certificate(cert_sha256);
+        }
+        let public_sha256 = hex::encode(Sha256::digest(ek_public));
+        let entry = match &cert_sha256 {
+            Some(h) => self.store.inventory_by_ek(h)?,
+            None => None,
+        };
+        let entry = match entry {
+            Some(e) => Some(e),
+            None => self
+                .store
+                .inventory_by_ek(&public_sha256)?
+                .filter(|e| e.binding == EkBinding::PublicArea),
+        };
+        let Some(entry) = entry else {
+            return Err(ServiceError::NotRegistered {
+                node_id: node_id.into(),
+                cert_sha256,
+                public_sha256,
+            });
+        };
+        if entry.node_id != node_id {
+            return Err(ServiceError::RegisteredAs {
+                node_id: node_id.into(),
+                registered: entry.node_id,
+            });
+        }
+        match entry.binding {
+            EkBinding::Certificate => with_certificate(cert_sha256),
+            EkBinding::PublicArea => Ok((
+                check_registered_enrollment(ek_public, ak_public)?,
+                public_sha256,
+            )),
+        }
     }
 
     /// One EK holds one node id, and a node id held by one EK cannot be
@@ -126,6 +192,19 @@ impl Verifier {
             return Err(ServiceError::ActivationFailed);
         }
         let previous = self.check_identity(node_id, &pending.ek_cert_sha256)?;
+        // The registration may have been removed or moved since Enroll.
+        if self.config.enrollment_mode == EnrollmentMode::Inventory
+            && self
+                .store
+                .inventory_by_ek(&pending.ek_cert_sha256)?
+                .is_none_or(|e| e.node_id != node_id)
+        {
+            warn!(
+                node_id,
+                "activation refused: the registration changed since Enroll"
+            );
+            return Err(ServiceError::RegistrationChanged(node_id.into()));
+        }
         // Re-enrollment of the same EK (the attestor lost its state and made a
         // new AK) keeps the node's rollback baseline: the TPM clock, reset and
         // restart counters of its last verified quote. Restoring an older copy

@@ -6,11 +6,15 @@
 
 mod attest;
 mod enroll;
+mod inventory;
 mod redeem;
 mod reverify;
 
 pub use self::attest::{AttestInput, AttestOutput, ChallengeOutput};
 pub use self::enroll::EnrollOutput;
+pub use self::inventory::{
+    validate_entry, EntryInput, NodeView, Removed, MAX_ENTRIES_PER_ADD, MAX_LABELS,
+};
 pub use self::redeem::RedeemOutput;
 pub use self::reverify::Reverified;
 
@@ -44,6 +48,24 @@ pub enum ServiceError {
     EkChanged(String),
     #[error("node `{node_id}` refused: this TPM's EK is enrolled as node `{holder}`, and one EK holds one node id; to rename the node, run `assay-verifier node move {holder} {node_id}`, then `assay-attestor join --node-id {node_id} --rename` on the node")]
     EkHeld { node_id: String, holder: String },
+    #[error("node `{node_id}` refused: this TPM's EK is not registered, and the verifier enrolls only registered EKs (enrollment mode `inventory`); an operator registers it with {}", register_hint(.node_id, .cert_sha256.as_deref(), .public_sha256))]
+    NotRegistered {
+        node_id: String,
+        cert_sha256: Option<String>,
+        public_sha256: String,
+    },
+    #[error("node `{node_id}` refused: this TPM's EK is registered as node `{registered}`; join with --node-id {registered}, or an operator renames it (`assay-verifier node move {registered} {node_id}`)")]
+    RegisteredAs { node_id: String, registered: String },
+    #[error("node `{0}` refused: its registration was removed or moved during enrollment; check `assay-verifier node show {0}` and enroll again")]
+    RegistrationChanged(String),
+    #[error("no EK certificate sent (the TPM has none in NV); in enrollment mode `open` an EK certificate chaining to a configured root is required. Register the TPM's EK public area (`assay-verifier node add ID --ek-public-sha256 HASH`, the hash from `assay-attestor ek`) and use enrollment mode `inventory`, or fetch the certificate from the TPM vendor")]
+    NoEkCertificate,
+    #[error("nothing registered: {}", .0.join("; "))]
+    InventoryConflict(Vec<String>),
+    #[error("node `{0}` is neither registered nor enrolled")]
+    UnknownNode(String),
+    #[error("node id `{0}` is already registered or enrolled; remove it first")]
+    NodeIdTaken(String),
     #[error("enrollment `{0}` is unknown, expired or already completed; enroll again")]
     EnrollmentUnknown(String),
     #[error("credential activation failed: the node did not recover the credential, so its AK is not bound to a trusted EK")]
@@ -58,6 +80,19 @@ pub enum ServiceError {
     Join(#[from] crate::join::JoinError),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+fn register_hint(node_id: &str, cert_sha256: Option<&str>, public_sha256: &str) -> String {
+    match cert_sha256 {
+        Some(c) => format!(
+            "`assay-verifier node add {node_id} --ek-sha256 {c}` (the SHA-256 of its EK \
+             certificate), or `--ek-cert FILE`"
+        ),
+        None => format!(
+            "`assay-verifier node add {node_id} --ek-public-sha256 {public_sha256}` (the SHA-256 \
+             of its EK public area: this TPM sent no EK certificate)"
+        ),
+    }
 }
 
 /// The verifier: configuration, trust anchors, policy, store and token key.

@@ -20,11 +20,14 @@ pub use self::config::{
 };
 pub use self::error::StoreError;
 pub use self::postgres::{PgConfig, PgStore, DEFAULT_PG_POOL_SIZE};
-pub(crate) use self::records::{from_json, to_json, token_key};
+pub(crate) use self::records::{
+    batch_conflicts, from_json, plan_inventory, to_json, token_key, InventoryPlan,
+};
 pub use self::records::{
-    token_id, Checkpoint, Consumed, Found, HistoryQuery, HistoryRecord, Logs, NodeRecord,
-    NonceRecord, PendingEnrollment, Quarantine, RevokeOne, StoredEvidence, TokenRecord,
-    VerdictWrite, MIN_TOKEN_ID_PREFIX,
+    token_id, Checkpoint, Consumed, EkBinding, Found, HistoryQuery, HistoryRecord, InventoryAdded,
+    InventoryConflicts, InventoryEntry, Logs, Moved, NodeRecord, NonceRecord, PendingEnrollment,
+    Quarantine, RevokeOne, StoredEvidence, TokenRecord, VerdictWrite, MAX_CONFLICTS_LISTED,
+    MIN_TOKEN_ID_PREFIX,
 };
 pub use self::sled::SledStore;
 pub use self::storage::{

@@ -28,6 +28,75 @@ pub struct NodeRecord {
     pub last_pass_unix: Option<i64>,
 }
 
+/// How an inventory entry names its node's EK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EkBinding {
+    /// The SHA-256 of the DER EK certificate (which must also chain to a
+    /// configured root).
+    Certificate,
+    /// The SHA-256 of the EK's TPM2B_PUBLIC, for a TPM without an EK
+    /// certificate: the registration is then the only thing vouching for it.
+    PublicArea,
+}
+
+impl EkBinding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EkBinding::Certificate => "certificate",
+            EkBinding::PublicArea => "public_area",
+        }
+    }
+}
+
+/// A node registered by an operator (inventory enrollment mode): the node id
+/// its EK may enroll under, and the node's labels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryEntry {
+    pub node_id: String,
+    pub binding: EkBinding,
+    /// Hex SHA-256 of what `binding` names (lower case).
+    pub ek_sha256: String,
+    /// The EK certificate's subject, when the operator gave the certificate.
+    #[serde(default)]
+    pub ek_subject: String,
+    /// Labels (e.g. `rack=r12`, `class=gpu`), for node groups.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub added_unix: i64,
+    /// The subject of the operator certificate that registered it.
+    #[serde(default)]
+    pub added_by: String,
+}
+
+/// What registering inventory entries did (all of them, or none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InventoryAdded {
+    pub added: usize,
+    /// Already registered with the same EK; labels replaced.
+    pub updated: usize,
+    /// Already registered exactly so.
+    pub unchanged: usize,
+}
+
+/// Why registering inventory entries was refused (nothing was written):
+/// one line per conflicting entry, at most [`MAX_CONFLICTS_LISTED`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryConflicts(pub Vec<String>);
+
+pub const MAX_CONFLICTS_LISTED: usize = 20;
+
+/// What `move_node` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Moved {
+    /// The inventory entry and/or the enrolled record now carry the new id.
+    Done { enrolled: bool, registered: bool },
+    /// `from` is neither enrolled nor registered.
+    Unknown,
+    /// `to` is already enrolled or registered.
+    Taken,
+}
+
 /// An enrollment waiting for the node's proof of credential activation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PendingEnrollment {
@@ -317,4 +386,75 @@ pub(crate) fn from_json<T: DeserializeOwned>(
         key: hex::encode(key),
         reason: e.to_string(),
     })
+}
+
+/// What registering one inventory entry means, given what is registered
+/// under its node id and under its EK (the same rule for every backend).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum InventoryPlan {
+    Add,
+    Update,
+    Unchanged,
+    Conflict(String),
+}
+
+pub(crate) fn plan_inventory(
+    e: &InventoryEntry,
+    by_node: Option<&InventoryEntry>,
+    by_ek: Option<&InventoryEntry>,
+) -> InventoryPlan {
+    if let Some(other) = by_ek.filter(|o| o.node_id != e.node_id) {
+        return InventoryPlan::Conflict(format!(
+            "{}: this EK (sha256:{}) is registered as node {} (one EK holds one node id; \
+             `node move {} {}` renames it)",
+            e.node_id, e.ek_sha256, other.node_id, other.node_id, e.node_id
+        ));
+    }
+    match by_node {
+        None => InventoryPlan::Add,
+        Some(old) if old.ek_sha256 != e.ek_sha256 || old.binding != e.binding => {
+            InventoryPlan::Conflict(format!(
+                "{}: registered with another EK ({} sha256:{}); `node remove {}` first if its \
+                 TPM was replaced",
+                e.node_id,
+                old.binding.as_str(),
+                old.ek_sha256,
+                e.node_id
+            ))
+        }
+        Some(old) if old.labels == e.labels && old.ek_subject == e.ek_subject => {
+            InventoryPlan::Unchanged
+        }
+        Some(_) => InventoryPlan::Update,
+    }
+}
+
+/// Conflicts inside one batch: a node id or an EK given twice.
+pub(crate) fn batch_conflicts(entries: &[InventoryEntry]) -> Vec<String> {
+    let mut nodes = std::collections::HashMap::new();
+    let mut eks = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        if let Some(j) = nodes.insert(e.node_id.as_str(), i) {
+            out.push(format!(
+                "{}: given twice (entries {} and {})",
+                e.node_id,
+                j + 1,
+                i + 1
+            ));
+        }
+        if let Some(j) = eks.insert(e.ek_sha256.as_str(), i) {
+            out.push(format!(
+                "{}: its EK sha256:{} is also given for {} (entry {})",
+                e.node_id,
+                e.ek_sha256,
+                entries[j].node_id,
+                j + 1
+            ));
+        }
+        if out.len() >= MAX_CONFLICTS_LISTED {
+            break;
+        }
+    }
+    out
 }

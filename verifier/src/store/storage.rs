@@ -4,8 +4,9 @@
 use assay_core::tpm::attest::ClockInfo;
 
 use super::records::{
-    Checkpoint, Consumed, Found, HistoryQuery, HistoryRecord, Logs, NodeRecord, NonceRecord,
-    PendingEnrollment, Quarantine, RevokeOne, StoredEvidence, TokenRecord, VerdictWrite,
+    Checkpoint, Consumed, Found, HistoryQuery, HistoryRecord, InventoryAdded, InventoryConflicts,
+    InventoryEntry, Logs, Moved, NodeRecord, NonceRecord, PendingEnrollment, Quarantine, RevokeOne,
+    StoredEvidence, TokenRecord, VerdictWrite,
 };
 use super::StoreError;
 
@@ -49,6 +50,33 @@ pub trait NodeStore: Send + Sync {
     /// The node enrolled with the EK certificate whose hex SHA-256 is
     /// `ek_cert_sha256`, if any (one EK holds one node id).
     fn node_by_ek(&self, ek_cert_sha256: &str) -> Result<Option<String>, StoreError>;
+
+    /// Registers inventory entries, all or none, atomically: refused, with
+    /// nothing written, when an entry's node id is registered with another
+    /// EK or its EK is registered under another node id (within the batch
+    /// too). An entry registered with the same EK has its labels replaced.
+    fn add_inventory(
+        &self,
+        entries: &[InventoryEntry],
+    ) -> Result<Result<InventoryAdded, InventoryConflicts>, StoreError>;
+
+    fn inventory(&self, node_id: &str) -> Result<Option<InventoryEntry>, StoreError>;
+
+    /// The entry registered for the EK whose SHA-256 (of its certificate or
+    /// of its public area) is `ek_sha256`.
+    fn inventory_by_ek(&self, ek_sha256: &str) -> Result<Option<InventoryEntry>, StoreError>;
+
+    /// Entries in node-id order, starting after `after` ("" for the first).
+    fn list_inventory(&self, after: &str, limit: usize) -> Result<Vec<InventoryEntry>, StoreError>;
+
+    /// Enrolled nodes in node-id order, starting after `after` ("" for the first).
+    fn list_nodes(&self, after: &str, limit: usize) -> Result<Vec<NodeRecord>, StoreError>;
+
+    fn remove_inventory(&self, node_id: &str) -> Result<bool, StoreError>;
+
+    /// Renames a node, atomically: its inventory entry, its enrolled record
+    /// (EK, AK, rollback baseline) and its quarantine move to `to`.
+    fn move_node(&self, from: &str, to: &str) -> Result<Moved, StoreError>;
 
     /// Records a pass at `now_unix` (the start of the node's freshness window).
     fn set_last_pass(&self, node_id: &str, now_unix: i64) -> Result<(), StoreError>;

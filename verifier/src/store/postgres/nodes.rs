@@ -4,7 +4,20 @@ use assay_core::tpm::attest::ClockInfo;
 
 use super::rows::{json_text, node_row};
 use super::{pg, PgStore};
-use crate::store::{from_json, NodeRecord, NodeStore, PendingEnrollment, Quarantine, StoreError};
+use crate::store::{
+    batch_conflicts, from_json, plan_inventory, InventoryAdded, InventoryConflicts, InventoryEntry,
+    InventoryPlan, Moved, NodeRecord, NodeStore, PendingEnrollment, Quarantine, StoreError,
+    MAX_CONFLICTS_LISTED,
+};
+
+/// Serializes inventory changes and renames across replicas (transaction
+/// scoped advisory lock): they are rare, and each reads before it writes.
+const LOCK_INVENTORY: i64 = 0x6173_7361_7905;
+
+fn inventory_row(r: &tokio_postgres::Row) -> Result<InventoryEntry, StoreError> {
+    let id: &str = r.get(0);
+    from_json("inventory", id.as_bytes(), r.get::<_, &str>(1).as_bytes())
+}
 
 impl NodeStore for PgStore {
     fn node(&self, node_id: &str) -> Result<Option<NodeRecord>, StoreError> {
@@ -59,6 +72,196 @@ impl NodeStore for PgStore {
                 .map_err(pg)?;
             tx.commit().await.map_err(pg)?;
             Ok(n > 0)
+        })
+    }
+
+    fn add_inventory(
+        &self,
+        entries: &[InventoryEntry],
+    ) -> Result<Result<InventoryAdded, InventoryConflicts>, StoreError> {
+        let conflicts = batch_conflicts(entries);
+        if !conflicts.is_empty() {
+            return Ok(Err(InventoryConflicts(conflicts)));
+        }
+        let ids: Vec<&str> = entries.iter().map(|e| e.node_id.as_str()).collect();
+        let eks: Vec<&str> = entries.iter().map(|e| e.ek_sha256.as_str()).collect();
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await.map_err(pg)?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_INVENTORY])
+                .await
+                .map_err(pg)?;
+            let rows = tx
+                .query(
+                    "SELECT node_id, rec, ek_sha256 FROM inventory \
+                     WHERE node_id = ANY($1) OR ek_sha256 = ANY($2)",
+                    &[&ids, &eks],
+                )
+                .await
+                .map_err(pg)?;
+            let mut by_node = std::collections::HashMap::new();
+            let mut by_ek = std::collections::HashMap::new();
+            for r in &rows {
+                let e = inventory_row(r)?;
+                by_ek.insert(e.ek_sha256.clone(), e.clone());
+                by_node.insert(e.node_id.clone(), e);
+            }
+            let mut added = InventoryAdded::default();
+            let mut conflicts = Vec::new();
+            let mut writes = Vec::new();
+            for e in entries {
+                match plan_inventory(e, by_node.get(&e.node_id), by_ek.get(&e.ek_sha256)) {
+                    InventoryPlan::Add => {
+                        added.added += 1;
+                        writes.push(e);
+                    }
+                    InventoryPlan::Update => {
+                        added.updated += 1;
+                        writes.push(e);
+                    }
+                    InventoryPlan::Unchanged => added.unchanged += 1,
+                    InventoryPlan::Conflict(c) if conflicts.len() < MAX_CONFLICTS_LISTED => {
+                        conflicts.push(c)
+                    }
+                    InventoryPlan::Conflict(_) => {}
+                }
+            }
+            if !conflicts.is_empty() {
+                return Ok(Err(InventoryConflicts(conflicts)));
+            }
+            let (w_ids, w_eks, w_recs): (Vec<&str>, Vec<&str>, Vec<String>) = writes
+                .iter()
+                .map(|e| (e.node_id.as_str(), e.ek_sha256.as_str(), json_text(*e)))
+                .fold((vec![], vec![], vec![]), |mut acc, (a, b, c)| {
+                    acc.0.push(a);
+                    acc.1.push(b);
+                    acc.2.push(c);
+                    acc
+                });
+            tx.execute(
+                "INSERT INTO inventory (node_id, ek_sha256, rec) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]) \
+                 ON CONFLICT (node_id) DO UPDATE SET rec = EXCLUDED.rec",
+                &[&w_ids, &w_eks, &w_recs],
+            )
+            .await
+            .map_err(pg)?;
+            tx.commit().await.map_err(pg)?;
+            Ok(Ok(added))
+        })
+    }
+
+    fn inventory(&self, node_id: &str) -> Result<Option<InventoryEntry>, StoreError> {
+        self.first(
+            "SELECT node_id, rec FROM inventory WHERE node_id = $1",
+            &[&node_id],
+            inventory_row,
+        )
+    }
+
+    fn inventory_by_ek(&self, ek_sha256: &str) -> Result<Option<InventoryEntry>, StoreError> {
+        self.first(
+            "SELECT node_id, rec FROM inventory WHERE ek_sha256 = $1",
+            &[&ek_sha256],
+            inventory_row,
+        )
+    }
+
+    fn list_inventory(&self, after: &str, limit: usize) -> Result<Vec<InventoryEntry>, StoreError> {
+        let limit = limit as i64;
+        self.run(async {
+            let rows = self
+                .query(
+                    "SELECT node_id, rec FROM inventory WHERE node_id > $1 \
+                     ORDER BY node_id LIMIT $2",
+                    &[&after, &limit],
+                )
+                .await?;
+            rows.iter().map(inventory_row).collect()
+        })
+    }
+
+    fn list_nodes(&self, after: &str, limit: usize) -> Result<Vec<NodeRecord>, StoreError> {
+        let limit = limit as i64;
+        self.run(async {
+            let rows = self
+                .query(
+                    "SELECT * FROM nodes WHERE node_id > $1 ORDER BY node_id LIMIT $2",
+                    &[&after, &limit],
+                )
+                .await?;
+            rows.iter().map(node_row).collect()
+        })
+    }
+
+    fn remove_inventory(&self, node_id: &str) -> Result<bool, StoreError> {
+        self.run(async {
+            self.execute("DELETE FROM inventory WHERE node_id = $1", &[&node_id])
+                .await
+                .map(|n| n > 0)
+        })
+    }
+
+    fn move_node(&self, from: &str, to: &str) -> Result<Moved, StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await.map_err(pg)?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_INVENTORY])
+                .await
+                .map_err(pg)?;
+            let taken = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM nodes WHERE node_id = $1) \
+                     OR EXISTS (SELECT 1 FROM inventory WHERE node_id = $1)",
+                    &[&to],
+                )
+                .await
+                .map_err(pg)?
+                .get::<_, bool>(0);
+            if taken {
+                return Ok(Moved::Taken);
+            }
+            let enrolled = tx
+                .execute(
+                    "UPDATE nodes SET node_id = $2 WHERE node_id = $1",
+                    &[&from, &to],
+                )
+                .await
+                .map_err(pg)?
+                > 0;
+            let rec = tx
+                .query_opt("SELECT rec FROM inventory WHERE node_id = $1", &[&from])
+                .await
+                .map_err(pg)?;
+            let registered = match rec {
+                Some(r) => {
+                    let mut e: InventoryEntry =
+                        from_json("inventory", from.as_bytes(), r.get::<_, &str>(0).as_bytes())?;
+                    e.node_id = to.into();
+                    tx.execute(
+                        "UPDATE inventory SET node_id = $2, rec = $3 WHERE node_id = $1",
+                        &[&from, &to, &json_text(&e)],
+                    )
+                    .await
+                    .map_err(pg)?;
+                    true
+                }
+                None => false,
+            };
+            if !enrolled && !registered {
+                return Ok(Moved::Unknown);
+            }
+            tx.execute(
+                "UPDATE quarantined SET node_id = $2 WHERE node_id = $1",
+                &[&from, &to],
+            )
+            .await
+            .map_err(pg)?;
+            tx.commit().await.map_err(pg)?;
+            Ok(Moved::Done {
+                enrolled,
+                registered,
+            })
         })
     }
 

@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("../../../migrations/0003_drop_last_evidence.sql"),
     ),
     (4, include_str!("../../../migrations/0004_nodes_by_ek.sql")),
+    (5, include_str!("../../../migrations/0005_inventory.sql")),
 ];
 
 /// Advisory lock keys (transaction scoped).

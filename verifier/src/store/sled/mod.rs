@@ -27,6 +27,10 @@ pub struct SledStore {
     /// Index: EK certificate SHA-256 (hex) → node id (one EK holds one node
     /// id); written in one transaction with `nodes`.
     ek_nodes: sled::Tree,
+    /// Registered nodes (inventory mode), by node id, and the index EK
+    /// SHA-256 (hex) → node id; written together in one transaction.
+    inventory: sled::Tree,
+    inventory_ek: sled::Tree,
     enrollments: sled::Tree,
     nonces: sled::Tree,
     tokens: sled::Tree,
@@ -68,6 +72,8 @@ impl SledStore {
         Self {
             nodes: db.open_tree("nodes")?,
             ek_nodes: db.open_tree("ek_nodes")?,
+            inventory: db.open_tree("inventory")?,
+            inventory_ek: db.open_tree("inventory_ek")?,
             enrollments: db.open_tree("enrollments")?,
             nonces: db.open_tree("nonces")?,
             tokens: db.open_tree("tokens")?,

@@ -5,8 +5,12 @@ use assay_core::tpm::attest::ClockInfo;
 use sled::Transactional;
 
 use super::{get, SledStore};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
 use crate::store::{
-    from_json, to_json, NodeRecord, NodeStore, PendingEnrollment, Quarantine, StoreError,
+    batch_conflicts, from_json, plan_inventory, to_json, InventoryAdded, InventoryConflicts,
+    InventoryEntry, InventoryPlan, Moved, NodeRecord, NodeStore, PendingEnrollment, Quarantine,
+    StoreError, MAX_CONFLICTS_LISTED,
 };
 
 impl NodeStore for SledStore {
@@ -70,6 +74,167 @@ impl NodeStore for SledStore {
                 })
             })
             .transpose()
+    }
+
+    // ---- the inventory
+
+    fn add_inventory(
+        &self,
+        entries: &[InventoryEntry],
+    ) -> Result<Result<InventoryAdded, InventoryConflicts>, StoreError> {
+        let conflicts = batch_conflicts(entries);
+        if !conflicts.is_empty() {
+            return Ok(Err(InventoryConflicts(conflicts)));
+        }
+        let outcome = (&self.inventory, &self.inventory_ek)
+            .transaction(|(inv, by_ek)| {
+                let mut added = InventoryAdded::default();
+                let mut conflicts = Vec::new();
+                let mut writes = Vec::new();
+                for e in entries {
+                    let by_node: Option<InventoryEntry> = inv
+                        .get(e.node_id.as_bytes())?
+                        .map(|v| from_json("inventory", e.node_id.as_bytes(), &v))
+                        .transpose()
+                        .map_err(ConflictableTransactionError::Abort)?;
+                    let holder = match by_ek.get(e.ek_sha256.as_bytes())? {
+                        Some(id) => inv
+                            .get(&id)?
+                            .map(|v| from_json::<InventoryEntry>("inventory", &id, &v))
+                            .transpose()
+                            .map_err(ConflictableTransactionError::Abort)?,
+                        None => None,
+                    };
+                    match plan_inventory(e, by_node.as_ref(), holder.as_ref()) {
+                        InventoryPlan::Add => {
+                            added.added += 1;
+                            writes.push(e);
+                        }
+                        InventoryPlan::Update => {
+                            added.updated += 1;
+                            writes.push(e);
+                        }
+                        InventoryPlan::Unchanged => added.unchanged += 1,
+                        InventoryPlan::Conflict(c) if conflicts.len() < MAX_CONFLICTS_LISTED => {
+                            conflicts.push(c)
+                        }
+                        InventoryPlan::Conflict(_) => {}
+                    }
+                }
+                if !conflicts.is_empty() {
+                    return Ok(Err(InventoryConflicts(conflicts)));
+                }
+                for e in writes {
+                    inv.insert(e.node_id.as_bytes(), to_json(e))?;
+                    by_ek.insert(e.ek_sha256.as_bytes(), e.node_id.as_bytes())?;
+                }
+                Ok(Ok(added))
+            })
+            .map_err(store_tx_error)?;
+        self.flush()?;
+        Ok(outcome)
+    }
+
+    fn inventory(&self, node_id: &str) -> Result<Option<InventoryEntry>, StoreError> {
+        get(&self.inventory, "inventory", node_id.as_bytes())
+    }
+
+    fn inventory_by_ek(&self, ek_sha256: &str) -> Result<Option<InventoryEntry>, StoreError> {
+        match self.inventory_ek.get(ek_sha256.as_bytes())? {
+            Some(id) => Ok(get::<InventoryEntry>(&self.inventory, "inventory", &id)?
+                .filter(|e| e.ek_sha256 == ek_sha256)),
+            None => Ok(None),
+        }
+    }
+
+    fn list_inventory(&self, after: &str, limit: usize) -> Result<Vec<InventoryEntry>, StoreError> {
+        let mut out = Vec::new();
+        let range = (
+            std::ops::Bound::Excluded(after.as_bytes().to_vec()),
+            std::ops::Bound::Unbounded,
+        );
+        for item in self.inventory.range(range).take(limit) {
+            let (k, v) = item?;
+            out.push(from_json("inventory", &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn list_nodes(&self, after: &str, limit: usize) -> Result<Vec<NodeRecord>, StoreError> {
+        let range = (
+            std::ops::Bound::Excluded(after.as_bytes().to_vec()),
+            std::ops::Bound::Unbounded,
+        );
+        let mut out = Vec::new();
+        for item in self.nodes.range(range).take(limit) {
+            let (k, v) = item?;
+            out.push(from_json("nodes", &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn remove_inventory(&self, node_id: &str) -> Result<bool, StoreError> {
+        let existed = (&self.inventory, &self.inventory_ek)
+            .transaction(|(inv, by_ek)| {
+                let id = node_id.as_bytes();
+                let Some(old) = inv.remove(id)? else {
+                    return Ok(false);
+                };
+                if let Ok(old) = serde_json::from_slice::<InventoryEntry>(&old) {
+                    if by_ek.get(old.ek_sha256.as_bytes())?.as_deref() == Some(id) {
+                        by_ek.remove(old.ek_sha256.as_bytes())?;
+                    }
+                }
+                Ok(true)
+            })
+            .map_err(tx_error)?;
+        self.flush()?;
+        Ok(existed)
+    }
+
+    fn move_node(&self, from: &str, to: &str) -> Result<Moved, StoreError> {
+        let moved = (
+            &self.nodes,
+            &self.ek_nodes,
+            &self.inventory,
+            &self.inventory_ek,
+            &self.quarantined,
+        )
+            .transaction(|(nodes, ek_nodes, inv, by_ek, quarantined)| {
+                let (f, t) = (from.as_bytes(), to.as_bytes());
+                if nodes.get(t)?.is_some() || inv.get(t)?.is_some() {
+                    return Ok(Moved::Taken);
+                }
+                let node = nodes.remove(f)?;
+                let entry = inv.remove(f)?;
+                if node.is_none() && entry.is_none() {
+                    return Ok(Moved::Unknown);
+                }
+                if let Some(v) = &node {
+                    let mut n: NodeRecord =
+                        from_json("nodes", f, v).map_err(ConflictableTransactionError::Abort)?;
+                    n.node_id = to.into();
+                    nodes.insert(t, to_json(&n))?;
+                    ek_nodes.insert(n.ek_cert_sha256.as_bytes(), t)?;
+                }
+                if let Some(v) = &entry {
+                    let mut e: InventoryEntry = from_json("inventory", f, v)
+                        .map_err(ConflictableTransactionError::Abort)?;
+                    e.node_id = to.into();
+                    inv.insert(t, to_json(&e))?;
+                    by_ek.insert(e.ek_sha256.as_bytes(), t)?;
+                }
+                if let Some(q) = quarantined.remove(f)? {
+                    quarantined.insert(t, q)?;
+                }
+                Ok(Moved::Done {
+                    enrolled: node.is_some(),
+                    registered: entry.is_some(),
+                })
+            })
+            .map_err(store_tx_error)?;
+        self.flush()?;
+        Ok(moved)
     }
 
     /// Records a pass at `now_unix` (the start of the node's freshness window).
@@ -150,5 +315,12 @@ fn tx_error(e: sled::transaction::TransactionError<()>) -> StoreError {
         sled::transaction::TransactionError::Abort(()) => {
             StoreError::Db("node transaction aborted".into())
         }
+    }
+}
+
+fn store_tx_error(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Storage(e) => e.into(),
+        TransactionError::Abort(e) => e,
     }
 }
