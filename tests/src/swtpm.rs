@@ -22,6 +22,149 @@ impl TestCa {
         Self::in_dir(tempfile::Builder::new().prefix("assay-ca-").tempdir()?)
     }
 
+    /// A fresh CA whose root and EK issuer are made by openssl with keyUsage
+    /// keyCertSign and cRLSign (swtpm_localca's own issuer may not sign
+    /// CRLs), so tests can revoke EK certificates ([`TestCa::crl`]).
+    pub fn with_crl_signing() -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("assay-crl-ca-").tempdir()?;
+        let d = dir.path();
+        let ext = d.join("ca.ext");
+        std::fs::write(
+            &ext,
+            "basicConstraints = critical, CA:TRUE, pathlen:0\nkeyUsage = critical, keyCertSign, cRLSign\n",
+        )?;
+        let p = |n: &str| d.join(n).display().to_string();
+        let openssl = |args: &[&str]| -> Result<()> {
+            let out = Command::new("openssl")
+                .args(args)
+                .output()
+                .context("running openssl")?;
+            if !out.status.success() {
+                bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(())
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &p("swtpm-localca-rootca-privkey.pem"),
+            "-out",
+            &p("swtpm-localca-rootca-cert.pem"),
+            "-subj",
+            "/CN=assay test EK root (CRL)",
+            "-days",
+            "3650",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ])?;
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &p("signkey.pem"),
+            "-out",
+            &p("issuer.csr"),
+            "-subj",
+            "/CN=assay test EK issuer (CRL)",
+        ])?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &p("issuer.csr"),
+            "-CA",
+            &p("swtpm-localca-rootca-cert.pem"),
+            "-CAkey",
+            &p("swtpm-localca-rootca-privkey.pem"),
+            "-set_serial",
+            "2",
+            "-days",
+            "3650",
+            "-extfile",
+            &ext.display().to_string(),
+            "-out",
+            &p("issuercert.pem"),
+        ])?;
+        std::fs::write(d.join("certserial"), "10\n")?;
+        std::fs::write(d.join("index.txt"), "")?;
+        std::fs::write(d.join("crlnumber"), "01\n")?;
+        std::fs::write(
+            d.join("openssl-ca.cnf"),
+            format!(
+                "[ca]\ndefault_ca = test\n[test]\ndatabase = {0}/index.txt\ncrlnumber = {0}/crlnumber\ndefault_md = sha256\ndefault_crl_days = 30\nunique_subject = no\n",
+                d.display()
+            ),
+        )?;
+        Self::in_dir(dir)
+    }
+
+    /// A CRL (PEM) from the EK issuer of a [`TestCa::with_crl_signing`] CA,
+    /// made by `openssl ca`, revoking the given DER certificates (cumulative:
+    /// what was revoked before stays revoked). `expired` dates it in the past.
+    pub fn crl(&self, revoke: &[&[u8]], expired: bool) -> Result<Vec<u8>> {
+        let d = self.dir.path();
+        let cnf = d.join("openssl-ca.cnf").display().to_string();
+        let key = d.join("signkey.pem").display().to_string();
+        let cert = self.issuer_cert_path().display().to_string();
+        let run = |args: &[&str]| -> Result<Vec<u8>> {
+            let out = Command::new("openssl")
+                .args([
+                    "ca", "-batch", "-config", &cnf, "-keyfile", &key, "-cert", &cert,
+                ])
+                .args(args)
+                .output()
+                .context("running openssl ca")?;
+            if !out.status.success() {
+                bail!(
+                    "openssl ca {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Ok(out.stdout)
+        };
+        for (i, der) in revoke.iter().enumerate() {
+            let pem = d.join(format!("revoke-{i}.pem"));
+            let out = Command::new("openssl")
+                .args(["x509", "-inform", "DER", "-out"])
+                .arg(&pem)
+                .stdin(Stdio::piped())
+                .spawn()
+                .and_then(|mut c| {
+                    use std::io::Write as _;
+                    c.stdin.take().map(|mut s| s.write_all(der)).transpose()?;
+                    c.wait_with_output()
+                })?;
+            if !out.status.success() {
+                bail!("openssl x509: converting a certificate to PEM failed");
+            }
+            run(&[
+                "-revoke",
+                &pem.display().to_string(),
+                "-crl_reason",
+                "keyCompromise",
+            ])?;
+        }
+        if expired {
+            run(&[
+                "-gencrl",
+                "-crl_lastupdate",
+                "20250101000000Z",
+                "-crl_nextupdate",
+                "20250201000000Z",
+            ])
+        } else {
+            run(&["-gencrl"])
+        }
+    }
+
     fn in_dir(dir: TempDir) -> Result<Self> {
         let d = dir.path();
         std::fs::write(

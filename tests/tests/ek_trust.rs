@@ -50,3 +50,130 @@ fn the_builtin_vendor_bundle_loads_beside_the_operators_ca_and_trusts_only_what_
         text(&refused)
     );
 }
+
+/// Waits (bounded) until the verifier's log says the CRLs were reloaded `n` times.
+fn wait_reloads(v: &VerifierProc, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while v.log().matches("EK CRLs reloaded").count() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no CRL reload:\n{}",
+            v.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Writes a new CRL in place (a new file renamed over the old, as a cron
+/// job would), so the reload sees a changed file.
+fn install_crl(path: &std::path::Path, pem: &[u8]) {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, pem).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn a_revoked_ek_is_refused_at_enrollment_and_quarantines_an_enrolled_node() {
+    let ca = assay_tests::TestCa::with_crl_signing().unwrap();
+    let enrolled = Swtpm::start_with_ca(&ca).unwrap();
+    let newcomer = Swtpm::start_with_ca(&ca).unwrap();
+    let crl_dir = tempfile::tempdir().unwrap();
+    let crl = crl_dir.path().join("ek-issuer.crl");
+    std::fs::write(&crl, ca.crl(&[], false).unwrap()).unwrap();
+    let mut opts = VerifierOpts::new(policy());
+    opts.ek_roots = vec![ca.root_cert_path()];
+    opts.ek_intermediates = vec![ca.issuer_cert_path()];
+    opts.config = Some(format!(
+        "[trust]\nek_crls = [{:?}]\n",
+        crl.display().to_string()
+    ));
+    let v = VerifierProc::start(&opts).unwrap();
+    assert!(v.log().contains("EK CRL loaded"), "{}", v.log());
+
+    let state = tempfile::tempdir().unwrap();
+    let joined = attestor(
+        &enrolled,
+        &v,
+        state.path(),
+        "n1",
+        "join",
+        &["--output", "json"],
+    )
+    .unwrap();
+    assert_eq!(
+        joined.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&joined),
+        v.log()
+    );
+    let token = serde_json::from_slice::<serde_json::Value>(&joined.stdout).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The newcomer's EK certificate is revoked: refused at enrollment.
+    let newcomer_ek = newcomer.tpm2("tpm2_nvread", &["0x1c00002"]).unwrap();
+    install_crl(&crl, &ca.crl(&[&newcomer_ek], false).unwrap());
+    wait_reloads(&v, 1);
+    let other = tempfile::tempdir().unwrap();
+    let refused = attestor(&newcomer, &v, other.path(), "n2", "join", &[]).unwrap();
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("is revoked by the CRL"),
+        "{}",
+        text(&refused)
+    );
+    // The enrolled node is not on it: it still passes.
+    let again = attestor(&enrolled, &v, state.path(), "n1", "attest", &[]).unwrap();
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+
+    // Now the enrolled node's EK is revoked too: its next attestation fails
+    // the ek.not_revoked claim, its unused token is revoked, it is quarantined.
+    let enrolled_ek = enrolled.tpm2("tpm2_nvread", &["0x1c00002"]).unwrap();
+    install_crl(&crl, &ca.crl(&[&enrolled_ek], false).unwrap());
+    wait_reloads(&v, 2);
+    let failed = attestor(
+        &enrolled,
+        &v,
+        state.path(),
+        "n1",
+        "attest",
+        &["--output", "json"],
+    )
+    .unwrap();
+    assert_eq!(failed.status.code(), Some(3), "{}", text(&failed));
+    let j: serde_json::Value = serde_json::from_slice(&failed.stdout).unwrap();
+    let failed_claims: Vec<&str> = j["claims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] == false)
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed_claims, ["ek.not_revoked"], "{j}");
+    let redeem = v
+        .cli(&["token", "verify", "--token", &token, "--node", "n1"])
+        .unwrap();
+    assert_eq!(redeem.status.code(), Some(3), "{}", text(&redeem));
+    let shown: serde_json::Value =
+        serde_json::from_slice(&v.cli(&["node", "show", "n1", "--json"]).unwrap().stdout).unwrap();
+    assert_eq!(shown["quarantined"], true, "{shown}");
+
+    // An expired CRL fails closed: nothing under that issuer enrolls.
+    install_crl(&crl, &ca.crl(&[], true).unwrap());
+    wait_reloads(&v, 3);
+    let third = tempfile::tempdir().unwrap();
+    let closed = attestor(&newcomer, &v, third.path(), "n3", "join", &[]).unwrap();
+    assert_eq!(closed.status.code(), Some(3), "{}", text(&closed));
+    assert!(text(&closed).contains("nextUpdate"), "{}", text(&closed));
+    // A damaged CRL file keeps the previous CRLs in force.
+    install_crl(&crl, b"not a CRL");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !v.log().contains("EK CRLs not reloaded") {
+        assert!(std::time::Instant::now() < deadline, "{}", v.log());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let still = attestor(&newcomer, &v, third.path(), "n3", "join", &[]).unwrap();
+    assert_eq!(still.status.code(), Some(3), "{}", text(&still));
+}

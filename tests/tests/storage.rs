@@ -367,6 +367,7 @@ fn purge_drops_only_what_expired_before_the_cutoff(b: Backend) {
         ak_name: "akn".into(),
         credential_sha256: "c".into(),
         expires_unix: exp,
+        ek_certificate: String::new(),
     };
     s.put_enrollment("e-old", &enrollment(10)).unwrap();
     s.put_enrollment("e-new", &enrollment(100)).unwrap();
@@ -715,6 +716,7 @@ fn an_enrollment_is_taken_once_even_under_concurrency(b: Backend) {
         ak_name: "akn".into(),
         credential_sha256: "c".into(),
         expires_unix: 99,
+        ek_certificate: "30820102".into(),
     };
     s.put_enrollment("e1", &e).unwrap();
     let taken = std::thread::scope(|sc| {
@@ -834,6 +836,7 @@ fn node_record(id: &str) -> NodeRecord {
         activated_unix: 1,
         last_clock: None,
         last_pass_unix: None,
+        ek_certificate: "3082".into(),
     }
 }
 

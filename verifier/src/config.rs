@@ -126,6 +126,15 @@ pub struct Overrides {
         value_name = "FILE"
     )]
     pub ek_intermediates: Vec<PathBuf>,
+    /// CRL file of an EK CA, DER or PEM (repeatable); reloaded when it changes
+    /// [default: none]
+    #[arg(
+        long = "ek-crl",
+        env = "ASSAY_EK_CRLS",
+        value_delimiter = ',',
+        value_name = "FILE"
+    )]
+    pub ek_crls: Vec<PathBuf>,
     /// How long an issued nonce may be used, in seconds [default: 60]
     #[arg(long, env = "ASSAY_NONCE_TTL_SECS", value_name = "SECS")]
     pub nonce_ttl_secs: Option<u64>,
@@ -150,6 +159,7 @@ pub struct Config {
     pub client_ca: Option<PathBuf>,
     pub ek_roots: Vec<PathBuf>,
     pub ek_intermediates: Vec<PathBuf>,
+    pub ek_crls: Vec<PathBuf>,
     pub nonce_ttl: Duration,
     pub token_ttl: Duration,
     pub enrollment_ttl: Duration,
@@ -231,6 +241,7 @@ impl Config {
             },
             ek_roots: pick_list(o.ek_roots, f.trust.ek_roots),
             ek_intermediates: pick_list(o.ek_intermediates, f.trust.ek_intermediates),
+            ek_crls: pick_list(o.ek_crls, f.trust.ek_crls),
             nonce_ttl: secs(
                 "nonce_ttl_secs",
                 o.nonce_ttl_secs.or(f.nonce_ttl_secs),

@@ -21,7 +21,8 @@ pub const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Builds the verifier from its configuration, checking every file it names.
 pub fn build(config: Config) -> anyhow::Result<Verifier> {
-    let anchors = crate::trust::load_anchors(&config.ek_roots, &config.ek_intermediates)?;
+    let anchors =
+        crate::trust::load_anchors(&config.ek_roots, &config.ek_intermediates, &config.ek_crls)?;
     let (policy, policy_text) = crate::files::read_policy_with_text(&config.policy)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("data_dir {}", config.data_dir.display()))?;
@@ -41,7 +42,7 @@ pub fn build(config: Config) -> anyhow::Result<Verifier> {
         join,
         webhook,
         config,
-        anchors,
+        anchors: std::sync::RwLock::new(Arc::new(anchors)),
         policy,
         store,
         tokens,
@@ -94,6 +95,7 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
     let sweeper = tokio::spawn(sweep(verifier.clone()));
     let upkeep = tokio::spawn(join_upkeep(verifier.clone()));
     let checkpointer = tokio::spawn(checkpoints(verifier.clone()));
+    let crl_reloader = tokio::spawn(reload_crls(verifier.clone()));
     let verifier_for_exit = verifier.clone();
     let api = Api(verifier);
     let served = Server::builder()
@@ -123,6 +125,7 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
     sweeper.abort();
     upkeep.abort();
     checkpointer.abort();
+    crl_reloader.abort();
     // A last checkpoint over everything recorded, so a clean stop leaves the
     // whole history signed.
     if let Err(e) = checkpoint(&verifier_for_exit) {
@@ -218,6 +221,43 @@ fn record_policy(
         info!(policy = %policy.name, digest = %digest, "policy change recorded in the history");
     }
     Ok(())
+}
+
+/// Reloads the EK trust anchors when a CRL file changes (an operator or a
+/// cron job dropping in the CA's new CRL). A file that cannot be read or is
+/// refused keeps the anchors as they were, and is logged once per change.
+async fn reload_crls(verifier: Arc<Verifier>) {
+    let c = &verifier.config;
+    if c.ek_crls.is_empty() {
+        return;
+    }
+    let mut seen = crate::trust::crl_stamps(&c.ek_crls);
+    let mut tick = tokio::time::interval(crate::trust::CRL_CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = crate::trust::crl_stamps(&c.ek_crls);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let v = verifier.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let c = &v.config;
+            crate::trust::load_anchors(&c.ek_roots, &c.ek_intermediates, &c.ek_crls)
+        })
+        .await;
+        match loaded {
+            Ok(Ok(a)) => {
+                verifier.set_anchors(a);
+                info!("EK CRLs reloaded");
+            }
+            Ok(Err(e)) => {
+                warn!(error = %format!("{e:#}"), "EK CRLs not reloaded; the previous ones stay in force")
+            }
+            Err(e) => warn!(error = %e, "CRL reload task failed"),
+        }
+    }
 }
 
 /// How often expired nonces, enrollments and tokens are removed.

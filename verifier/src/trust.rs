@@ -20,6 +20,23 @@ pub struct FileTrust {
     /// PEM files holding intermediate CA certificates used to build EK chains.
     #[serde(default)]
     pub ek_intermediates: Vec<PathBuf>,
+    /// CRL files (DER or PEM) of EK CAs, reloaded when they change.
+    #[serde(default)]
+    pub ek_crls: Vec<PathBuf>,
+}
+
+/// How often the CRL files are looked at for changes.
+pub const CRL_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The modification time and length of each CRL file: what a reload compares.
+pub fn crl_stamps(crls: &[PathBuf]) -> Vec<Option<(std::time::SystemTime, u64)>> {
+    crls.iter()
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        })
+        .collect()
 }
 
 include!(concat!(env!("OUT_DIR"), "/ek_ca.rs"));
@@ -59,7 +76,11 @@ pub fn builtin_bundle() -> anyhow::Result<Vec<BundledCa>> {
 
 /// Reads every root and intermediate file into trust anchors; errors name
 /// the key and the file.
-pub fn load_anchors(roots: &[PathBuf], intermediates: &[PathBuf]) -> anyhow::Result<TrustAnchors> {
+pub fn load_anchors(
+    roots: &[PathBuf],
+    intermediates: &[PathBuf],
+    crls: &[PathBuf],
+) -> anyhow::Result<TrustAnchors> {
     let mut anchors = TrustAnchors::new();
     for p in roots {
         if p.as_os_str() == BUILTIN {
@@ -89,6 +110,26 @@ pub fn load_anchors(roots: &[PathBuf], intermediates: &[PathBuf]) -> anyhow::Res
         anchors
             .add_intermediates_pem(&pem)
             .with_context(|| format!("trust.ek_intermediates: {}", p.display()))?;
+    }
+    for p in crls {
+        use std::io::Read as _;
+        let mut bytes = Vec::new();
+        std::fs::File::open(p)
+            .and_then(|f| {
+                f.take(assay_core::ek::MAX_CRL_LEN as u64 + 1)
+                    .read_to_end(&mut bytes)
+            })
+            .with_context(|| format!("trust.ek_crls: reading {}", p.display()))?;
+        let info = anchors
+            .add_crl(&bytes)
+            .with_context(|| format!("trust.ek_crls: {}", p.display()))?;
+        tracing::info!(file = %p.display(), issuer = %info.issuer, revoked = info.revoked, next_update = ?info.next_update, "EK CRL loaded");
+        if info
+            .next_update
+            .is_some_and(|n| n < crate::clock::now_unix())
+        {
+            tracing::warn!(file = %p.display(), issuer = %info.issuer, "EK CRL is past its nextUpdate: EK certificates under this CA are refused until it is renewed");
+        }
     }
     Ok(anchors)
 }
@@ -141,13 +182,13 @@ mod tests {
 
     #[test]
     fn builtin_loads_the_bundle_beside_the_operators_files() {
-        let a = load_anchors(&[PathBuf::from(BUILTIN)], &[]).unwrap();
+        let a = load_anchors(&[PathBuf::from(BUILTIN)], &[], &[]).unwrap();
         let bundle = builtin_bundle().unwrap();
         let roots = bundle.iter().filter(|c| c.root).count();
         assert!(roots >= 10, "{roots}");
         assert_eq!(a.roots_len(), roots);
         assert_eq!(a.intermediates_len(), bundle.len() - roots);
-        let e = load_anchors(&[PathBuf::from("/nonexistent/builtin")], &[]).unwrap_err();
+        let e = load_anchors(&[PathBuf::from("/nonexistent/builtin")], &[], &[]).unwrap_err();
         assert!(format!("{e:#}").contains("/nonexistent/builtin"), "{e:#}");
     }
 }

@@ -20,7 +20,12 @@
 //! - paths are at most [`MAX_CHAIN_DEPTH`] certificates above the EK
 //!   (`ChainTooLong`), and inputs are size-bounded.
 //!
-//! Revocation (CRLs) is not checked here; see the closing note of issue 2.
+//! - revocation: a certificate on the path whose issuer has a configured CRL
+//!   is refused when its serial is listed (`Revoked`), and refused too when
+//!   that CRL is past its nextUpdate (`CrlExpired`: fail closed, an operator
+//!   who configures a CRL must keep it fresh). CRLs are accepted only signed by
+//!   a configured CA allowed to sign CRLs ([`TrustAnchors::add_crl`]);
+//!   issuers without a configured CRL are not checked.
 
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::ParsedExtension;
@@ -34,6 +39,8 @@ pub const MAX_CERT_LEN: usize = 16 * 1024;
 pub const MAX_CHAIN_DEPTH: usize = 6;
 /// Largest PEM file of trust anchors accepted.
 pub const MAX_PEM_LEN: usize = 4 * 1024 * 1024;
+/// Largest CRL accepted (DER, or PEM before decoding).
+pub const MAX_CRL_LEN: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EkError {
@@ -53,6 +60,16 @@ pub enum EkError {
     NotACa(String),
     #[error("certificate chain is longer than {MAX_CHAIN_DEPTH} certificates, or loops")]
     ChainTooLong,
+    #[error("certificate `{subject}` (serial {serial}) is revoked by the CRL of `{issuer}`")]
+    Revoked {
+        subject: String,
+        serial: String,
+        issuer: String,
+    },
+    #[error("the CRL of `{issuer}` expired at unix time {next_update} (its nextUpdate): certificates it covers are refused until a fresh CRL is configured")]
+    CrlExpired { issuer: String, next_update: i64 },
+    #[error("CRL refused: {0}")]
+    BadCrl(String),
 }
 
 /// The public key in an EK certificate.
@@ -82,6 +99,32 @@ pub struct EkCertificate {
 pub struct TrustAnchors {
     roots: Vec<Vec<u8>>,
     intermediates: Vec<Vec<u8>>,
+    /// Revoked serials by the issuer's DER-encoded name, from verified CRLs.
+    crls: std::collections::HashMap<Vec<u8>, IssuerCrl>,
+}
+
+/// One issuer's CRL, reduced to what the check needs.
+#[derive(Debug, Clone)]
+struct IssuerCrl {
+    issuer: String,
+    this_update: i64,
+    next_update: Option<i64>,
+    /// Serial numbers (big-endian magnitude, no leading zeros).
+    serials: std::collections::HashSet<Vec<u8>>,
+}
+
+/// What [`TrustAnchors::add_crl`] loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlInfo {
+    pub issuer: String,
+    pub revoked: usize,
+    pub this_update: i64,
+    pub next_update: Option<i64>,
+}
+
+fn serial_key(raw: &[u8]) -> Vec<u8> {
+    let n = raw.iter().take_while(|b| **b == 0).count();
+    raw.get(n..).unwrap_or_default().to_vec()
 }
 
 impl TrustAnchors {
@@ -116,6 +159,131 @@ impl TrustAnchors {
     pub fn add_intermediate_der(&mut self, der: &[u8]) -> Result<(), EkError> {
         parse_der(der)?;
         self.intermediates.push(der.to_vec());
+        Ok(())
+    }
+
+    /// Adds a CRL (DER or PEM). It must be signed by a configured root or
+    /// intermediate whose key usage, if given, allows CRL signing; of two
+    /// CRLs of one issuer the newer (thisUpdate) is kept. Add CRLs after the
+    /// CA certificates.
+    pub fn add_crl(&mut self, bytes: &[u8]) -> Result<CrlInfo, EkError> {
+        use x509_parser::revocation_list::CertificateRevocationList;
+        if bytes.len() > MAX_CRL_LEN {
+            return Err(EkError::BadCrl(format!(
+                "{} bytes (limit {MAX_CRL_LEN})",
+                bytes.len()
+            )));
+        }
+        let der = if bytes.starts_with(b"-----BEGIN") {
+            let block = Pem::iter_from_buffer(bytes)
+                .next()
+                .ok_or_else(|| EkError::BadCrl("empty PEM".into()))?
+                .map_err(|e| EkError::BadCrl(format!("PEM: {e}")))?;
+            if block.label != "X509 CRL" {
+                return Err(EkError::BadCrl(format!(
+                    "PEM block `{}`, expected `X509 CRL`",
+                    block.label
+                )));
+            }
+            block.contents
+        } else {
+            bytes.to_vec()
+        };
+        let (rest, crl) = CertificateRevocationList::from_der(&der)
+            .map_err(|e| EkError::BadCrl(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(EkError::BadCrl(format!(
+                "{} bytes after the CRL",
+                rest.len()
+            )));
+        }
+        for ext in crl.extensions() {
+            if ext.critical
+                && matches!(
+                    ext.parsed_extension(),
+                    ParsedExtension::UnsupportedExtension { .. }
+                )
+            {
+                return Err(EkError::BadCrl(format!(
+                    "unsupported critical extension {}",
+                    ext.oid
+                )));
+            }
+        }
+        let issuer = crl.issuer().to_string();
+        let issuer_raw = crl.issuer().as_raw();
+        let mut found_issuer = false;
+        let mut signer = None;
+        for d in self.roots.iter().chain(&self.intermediates) {
+            let Ok(ca) = parse_der(d) else { continue };
+            if ca.subject().as_raw() != issuer_raw {
+                continue;
+            }
+            found_issuer = true;
+            let may_sign_crls = ca
+                .key_usage()
+                .map_err(|e| EkError::Malformed(e.to_string()))?
+                .is_none_or(|ku| ku.value.crl_sign());
+            if may_sign_crls && crl.verify_signature(ca.public_key()).is_ok() {
+                signer = Some(());
+                break;
+            }
+        }
+        if signer.is_none() {
+            return Err(EkError::BadCrl(if found_issuer {
+                format!("its signature does not verify with a configured `{issuer}` allowed to sign CRLs (keyUsage cRLSign)")
+            } else {
+                format!("its issuer `{issuer}` is not a configured EK root or intermediate CA")
+            }));
+        }
+        let serials: std::collections::HashSet<Vec<u8>> = crl
+            .iter_revoked_certificates()
+            .map(|r| serial_key(r.raw_serial()))
+            .collect();
+        let entry = IssuerCrl {
+            issuer: issuer.clone(),
+            this_update: crl.last_update().timestamp(),
+            next_update: crl.next_update().map(|t| t.timestamp()),
+            serials,
+        };
+        let info = CrlInfo {
+            issuer,
+            revoked: entry.serials.len(),
+            this_update: entry.this_update,
+            next_update: entry.next_update,
+        };
+        let keep = self
+            .crls
+            .get(issuer_raw)
+            .is_none_or(|old| old.this_update <= entry.this_update);
+        if keep {
+            self.crls.insert(issuer_raw.to_vec(), entry);
+        }
+        Ok(info)
+    }
+
+    pub fn crls_len(&self) -> usize {
+        self.crls.len()
+    }
+
+    /// Whether `cert` is revoked by its issuer's CRL, if one is configured.
+    fn check_revocation(&self, cert: &X509Certificate<'_>, now_unix: i64) -> Result<(), EkError> {
+        let Some(crl) = self.crls.get(cert.issuer().as_raw()) else {
+            return Ok(());
+        };
+        if let Some(next) = crl.next_update.filter(|n| *n < now_unix) {
+            return Err(EkError::CrlExpired {
+                issuer: crl.issuer.clone(),
+                next_update: next,
+            });
+        }
+        if crl.serials.contains(&serial_key(cert.raw_serial())) {
+            return Err(EkError::Revoked {
+                subject: cert.subject().to_string(),
+                serial: cert.raw_serial_as_string().replace(':', ""),
+                issuer: crl.issuer.clone(),
+            });
+        }
         Ok(())
     }
 
@@ -355,6 +523,7 @@ pub fn validate_ek_certificate(
         };
         check_time(issuer, now_unix)?;
         check_ca(issuer, depth as u32, is_root)?;
+        anchors.check_revocation(current, now_unix)?;
         chain.push(issuer.subject().to_string());
         if is_root {
             return Ok(EkCertificate {
@@ -370,6 +539,41 @@ pub fn validate_ek_certificate(
         current = issuer;
     }
     Err(EkError::ChainTooLong)
+}
+
+/// Whether an EK certificate accepted before (at enrollment) has been
+/// revoked since: each certificate from the EK up through the configured
+/// intermediates is checked against its issuer's CRL, as
+/// [`validate_ek_certificate`] does, without judging validity periods again
+/// (an enrolled node is not refused because its EK certificate aged).
+pub fn check_ek_revocation(
+    der: &[u8],
+    anchors: &TrustAnchors,
+    now_unix: i64,
+) -> Result<(), EkError> {
+    if anchors.crls.is_empty() {
+        return Ok(());
+    }
+    let leaf = parse_der(der)?;
+    let inters: Vec<X509Certificate<'_>> = anchors
+        .intermediates
+        .iter()
+        .filter_map(|d| parse_der(d).ok())
+        .collect();
+    let mut current = &leaf;
+    for _ in 0..=MAX_CHAIN_DEPTH {
+        anchors.check_revocation(current, now_unix)?;
+        let next = inters.iter().find(|c| {
+            c.subject() == current.issuer()
+                && !std::ptr::eq(*c, current)
+                && current.verify_signature(Some(c.public_key())).is_ok()
+        });
+        match next {
+            Some(n) => current = n,
+            None => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -682,5 +886,185 @@ mod tests {
         assert_eq!(a.add_roots_pem(both.as_bytes()).unwrap(), 2);
         assert_eq!(a.roots_len(), 2);
         let _ = (&r.params, &r.key);
+    }
+
+    fn crl(issuer: &Ca, revoked: &[&[u8]], this: (i32, u8, u8), next: (i32, u8, u8)) -> Vec<u8> {
+        let serials = revoked
+            .iter()
+            .map(|der| {
+                let (_, c) = X509Certificate::from_der(der).unwrap();
+                rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from_slice(c.raw_serial()),
+                    revocation_time: rcgen::date_time_ymd(2026, 1, 1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                }
+            })
+            .collect();
+        rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(this.0, this.1, this.2),
+            next_update: rcgen::date_time_ymd(next.0, next.1, next.2),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: serials,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&issuer.cert, &issuer.key)
+        .unwrap()
+        .der()
+        .to_vec()
+    }
+
+    const FRESH: ((i32, u8, u8), (i32, u8, u8)) = ((2026, 11, 1), (2027, 1, 1));
+
+    #[test]
+    fn a_revoked_ek_certificate_is_refused_and_its_neighbours_pass() {
+        let r = root("Vendor Root");
+        let i = sub(
+            "Vendor EK CA",
+            &r,
+            IsCa::Ca(BasicConstraints::Constrained(0)),
+        );
+        // Same key (the test's one RSA key), distinct serials.
+        let with_serial = |n: u64| {
+            let mut p = ek_params();
+            p.serial_number = Some(rcgen::SerialNumber::from(n));
+            ek_cert(p, &i)
+        };
+        let bad = with_serial(0x80_01);
+        let good = with_serial(0x80_02);
+        let mut a = anchors(&[&r], &[&i]);
+        let info = a.add_crl(&crl(&i, &[&bad], FRESH.0, FRESH.1)).unwrap();
+        assert_eq!((info.issuer.as_str(), info.revoked), ("CN=Vendor EK CA", 1));
+        let e = validate_ek_certificate(&bad, &a, NOW).unwrap_err();
+        assert!(matches!(e, EkError::Revoked { .. }), "{e}");
+        assert!(validate_ek_certificate(&good, &a, NOW).is_ok());
+        assert!(matches!(
+            check_ek_revocation(&bad, &a, NOW),
+            Err(EkError::Revoked { .. })
+        ));
+        assert!(check_ek_revocation(&good, &a, NOW).is_ok());
+        // PEM works alike.
+        let pem = format!(
+            "-----BEGIN X509 CRL-----\n{}\n-----END X509 CRL-----\n",
+            base64_lines(&crl(&i, &[&bad], FRESH.0, FRESH.1))
+        );
+        let mut b = anchors(&[&r], &[&i]);
+        b.add_crl(pem.as_bytes()).unwrap();
+        assert!(validate_ek_certificate(&bad, &b, NOW).is_err());
+    }
+
+    fn base64_lines(der: &[u8]) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(der)
+    }
+
+    #[test]
+    fn a_revoked_intermediate_refuses_every_ek_under_it() {
+        let r = root("Vendor Root");
+        let i = sub(
+            "Vendor EK CA",
+            &r,
+            IsCa::Ca(BasicConstraints::Constrained(0)),
+        );
+        let ek = ek_cert(ek_params(), &i);
+        let mut a = anchors(&[&r], &[&i]);
+        a.add_crl(&crl(&r, &[i.cert.der()], FRESH.0, FRESH.1))
+            .unwrap();
+        let e = validate_ek_certificate(&ek, &a, NOW).unwrap_err();
+        assert!(
+            matches!(&e, EkError::Revoked { subject, .. } if subject == "CN=Vendor EK CA"),
+            "{e}"
+        );
+        assert!(check_ek_revocation(&ek, &a, NOW).is_err());
+    }
+
+    #[test]
+    fn an_expired_crl_fails_closed_and_a_newer_one_replaces_it() {
+        let r = root("Vendor Root");
+        let i = sub(
+            "Vendor EK CA",
+            &r,
+            IsCa::Ca(BasicConstraints::Constrained(0)),
+        );
+        let ek = ek_cert(ek_params(), &i);
+        let mut a = anchors(&[&r], &[&i]);
+        a.add_crl(&crl(&i, &[], (2026, 1, 1), (2026, 2, 1)))
+            .unwrap();
+        let e = validate_ek_certificate(&ek, &a, NOW).unwrap_err();
+        assert!(matches!(e, EkError::CrlExpired { .. }), "{e}");
+        a.add_crl(&crl(&i, &[], FRESH.0, FRESH.1)).unwrap();
+        assert!(validate_ek_certificate(&ek, &a, NOW).is_ok());
+        // An older CRL given later does not replace the newer one.
+        a.add_crl(&crl(&i, &[&ek], (2025, 6, 1), (2027, 1, 1)))
+            .unwrap();
+        assert!(validate_ek_certificate(&ek, &a, NOW).is_ok());
+        assert_eq!(a.crls_len(), 1);
+    }
+
+    #[test]
+    fn a_crl_is_accepted_only_from_a_configured_ca_that_may_sign_crls() {
+        let r = root("Vendor Root");
+        let i = sub(
+            "Vendor EK CA",
+            &r,
+            IsCa::Ca(BasicConstraints::Constrained(0)),
+        );
+        let ek = ek_cert(ek_params(), &i);
+        // Unknown issuer.
+        let other = root("Other Root");
+        let mut a = anchors(&[&r], &[&i]);
+        let e = a
+            .add_crl(&crl(&other, &[&ek], FRESH.0, FRESH.1))
+            .unwrap_err();
+        assert!(e.to_string().contains("not a configured"), "{e}");
+        // Same name, another key: a forged CRL.
+        let forger = sub(
+            "Vendor EK CA",
+            &other,
+            IsCa::Ca(BasicConstraints::Constrained(0)),
+        );
+        let e = a.add_crl(&crl(&forger, &[], FRESH.0, FRESH.1)).unwrap_err();
+        assert!(e.to_string().contains("does not verify"), "{e}");
+        // The configured CA's key usage does not include cRLSign, though the
+        // same key and name signed the CRL (under another certificate).
+        let signer = sub(
+            "Cert-only CA",
+            &r,
+            IsCa::Ca(BasicConstraints::Constrained(0)),
+        );
+        let mut params = params("Cert-only CA", IsCa::Ca(BasicConstraints::Constrained(0)));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let configured = params.signed_by(&signer.key, &r.cert, &r.key).unwrap();
+        let mut b = TrustAnchors::new();
+        b.add_roots_pem(r.cert.pem().as_bytes()).unwrap();
+        b.add_intermediates_pem(configured.pem().as_bytes())
+            .unwrap();
+        let e = b.add_crl(&crl(&signer, &[], FRESH.0, FRESH.1)).unwrap_err();
+        assert!(e.to_string().contains("cRLSign"), "{e}");
+        assert_eq!(b.crls_len(), 0);
+        // Nothing was added by the refusals: the EK still validates.
+        assert!(validate_ek_certificate(&ek, &a, NOW).is_ok());
+    }
+
+    #[test]
+    fn truncated_oversized_and_garbage_crls_are_refused() {
+        let r = root("Vendor Root");
+        let good = crl(&r, &[], FRESH.0, FRESH.1);
+        let mut a = anchors(&[&r], &[]);
+        for bad in [
+            &good[..good.len() / 2],
+            &good[..1],
+            &[][..],
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff][..],
+        ] {
+            assert!(matches!(a.add_crl(bad), Err(EkError::BadCrl(_))), "{bad:?}");
+        }
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(a.add_crl(&trailing).is_err());
+        assert!(a.add_crl(&vec![0x30; MAX_CRL_LEN + 1]).is_err());
+        assert!(a.add_crl(&good).is_ok());
     }
 }

@@ -131,6 +131,9 @@ impl Verifier {
             }
             c
         }));
+        if let Some(c) = self.revocation_claim(&node.ek_certificate, now) {
+            claims.push(c);
+        }
         // The core hashed the evidence already.
         let verdict = Verdict::from_claims(
             claims,
@@ -284,4 +287,38 @@ fn node_claim(rec: &NonceRecord, node_id: &str) -> Option<Claim> {
         format!("issued to {}", rec.node_id),
         "AttestRequest.nonce",
     ))
+}
+
+impl Verifier {
+    /// With EK CRLs configured: whether the node's EK certificate (kept from
+    /// its enrollment) is revoked now. A revoked EK fails the verdict, which
+    /// quarantines the node and revokes its tokens like any failure. None
+    /// without CRLs, or for a node enrolled without a kept certificate.
+    fn revocation_claim(&self, ek_certificate_hex: &str, now: i64) -> Option<Claim> {
+        let anchors = self.anchors();
+        if anchors.crls_len() == 0 || ek_certificate_hex.is_empty() {
+            return None;
+        }
+        let result = hex::decode(ek_certificate_hex)
+            .map_err(|e| e.to_string())
+            .and_then(|der| {
+                assay_core::ek::check_ek_revocation(&der, &anchors, now).map_err(|e| e.to_string())
+            });
+        Some(match result {
+            Ok(()) => Claim::new(
+                "ek.not_revoked",
+                true,
+                "the EK certificate and its issuers are not on a configured CRL",
+                "not revoked",
+                "trust.ek_crls",
+            ),
+            Err(e) => Claim::new(
+                "ek.not_revoked",
+                false,
+                "the EK certificate and its issuers are not on a configured CRL",
+                e,
+                "trust.ek_crls",
+            ),
+        })
+    }
 }

@@ -63,6 +63,12 @@ impl Verifier {
                 ak_name: hex::encode(&checked.ak_name),
                 credential_sha256: hex::encode(Sha256::digest(credential)),
                 expires_unix: now + self.config.enrollment_ttl.as_secs() as i64,
+                // Kept for revocation checks only when it is what vouches for the EK.
+                ek_certificate: if checked.ek_certificate.is_some() {
+                    hex::encode(ek_cert)
+                } else {
+                    String::new()
+                },
             },
         )?;
         let ek = checked
@@ -96,7 +102,7 @@ impl Verifier {
             let Some(h) = cert_sha256 else {
                 return Err(ServiceError::NoEkCertificate);
             };
-            let c = check_enrollment(ek_cert, ek_public, ak_public, &self.anchors, now)?;
+            let c = check_enrollment(ek_cert, ek_public, ak_public, &self.anchors(), now)?;
             Ok((c, h))
         };
         if self.config.enrollment_mode == EnrollmentMode::Open {
@@ -222,6 +228,7 @@ impl Verifier {
             activated_unix: now_unix(),
             last_clock,
             last_pass_unix,
+            ek_certificate: pending.ek_certificate,
         })?;
         if reenrolled {
             let claim = Claim::new(

@@ -98,7 +98,8 @@ fn register_hint(node_id: &str, cert_sha256: Option<&str>, public_sha256: &str) 
 /// The verifier: configuration, trust anchors, policy, store and token key.
 pub struct Verifier {
     pub config: Config,
-    pub anchors: TrustAnchors,
+    /// EK roots, intermediates and CRLs; replaced whole when a CRL file changes.
+    pub anchors: std::sync::RwLock<Arc<TrustAnchors>>,
     pub policy: Policy,
     pub store: Box<dyn Storage>,
     /// Measured-boot judgements by (policy, UEFI log, quoted PCRs): a fleet
@@ -115,6 +116,21 @@ pub struct Verifier {
 }
 
 impl Verifier {
+    /// The EK trust anchors in force.
+    pub fn anchors(&self) -> Arc<TrustAnchors> {
+        match self.anchors.read() {
+            Ok(a) => Arc::clone(&a),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    pub fn set_anchors(&self, a: TrustAnchors) {
+        match self.anchors.write() {
+            Ok(mut g) => *g = Arc::new(a),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(a),
+        }
+    }
+
     /// Appends a record that is not a verdict (`admin`, `stale`, `webhook`)
     /// under the policy in force, durably; the record as appended.
     pub fn append_event(

@@ -59,11 +59,12 @@ impl Verifier {
             cache: None,
         };
         let outcome = verify_quote(&check, &evidence);
-        // Nonce claims depend on single-use state at the time: taken as recorded.
+        // Nonce claims depend on single-use state at the time, and the EK's
+        // revocation on the CRLs then: taken as recorded.
         let mut claims: Vec<Claim> = rec
             .claims
             .iter()
-            .filter(|c| c.id.starts_with("nonce."))
+            .filter(|c| c.id.starts_with("nonce.") || c.id.starts_with("ek."))
             .cloned()
             .collect();
         let not_rechecked: Vec<String> = claims.iter().map(|c| c.id.clone()).collect();

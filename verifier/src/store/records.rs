@@ -26,6 +26,11 @@ pub struct NodeRecord {
     /// `stale_after_secs` is stale.
     #[serde(default)]
     pub last_pass_unix: Option<i64>,
+    /// Hex DER of the EK certificate it enrolled with (empty for an EK
+    /// enrolled without one, or before this was kept): what each attestation
+    /// checks against the EK CRLs.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ek_certificate: String,
 }
 
 /// How an inventory entry names its node's EK.
@@ -108,6 +113,9 @@ pub struct PendingEnrollment {
     /// Hex SHA-256 of the credential; the credential itself is never stored.
     pub credential_sha256: String,
     pub expires_unix: i64,
+    /// Hex DER of the EK certificate (empty: enrolled without one).
+    #[serde(default)]
+    pub ek_certificate: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

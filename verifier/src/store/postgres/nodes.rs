@@ -41,11 +41,13 @@ impl NodeStore for PgStore {
         self.run(async {
             self.execute(
                 "INSERT INTO nodes (node_id, ek_cert_sha256, ek_public, ak_public, ak_name, \
-                 activated_unix, last_clock, last_pass_unix) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) \
+                 activated_unix, last_clock, last_pass_unix, ek_certificate) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) \
                  ON CONFLICT (node_id) DO UPDATE SET ek_cert_sha256 = EXCLUDED.ek_cert_sha256, \
                  ek_public = EXCLUDED.ek_public, ak_public = EXCLUDED.ak_public, \
                  ak_name = EXCLUDED.ak_name, activated_unix = EXCLUDED.activated_unix, \
-                 last_clock = EXCLUDED.last_clock, last_pass_unix = EXCLUDED.last_pass_unix",
+                 last_clock = EXCLUDED.last_clock, last_pass_unix = EXCLUDED.last_pass_unix, \
+                 ek_certificate = EXCLUDED.ek_certificate",
                 &[
                     &node.node_id,
                     &node.ek_cert_sha256,
@@ -55,6 +57,7 @@ impl NodeStore for PgStore {
                     &node.activated_unix,
                     &clock,
                     &node.last_pass_unix,
+                    &node.ek_certificate,
                 ],
             )
             .await

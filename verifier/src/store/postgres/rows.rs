@@ -41,6 +41,7 @@ pub(super) fn node_row(row: &Row) -> Result<NodeRecord, StoreError> {
         activated_unix: row.get("activated_unix"),
         last_pass_unix: row.get("last_pass_unix"),
         last_clock,
+        ek_certificate: row.get("ek_certificate"),
         node_id,
     })
 }

@@ -14,6 +14,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
     ),
     (4, include_str!("../../../migrations/0004_nodes_by_ek.sql")),
     (5, include_str!("../../../migrations/0005_inventory.sql")),
+    (
+        6,
+        include_str!("../../../migrations/0006_node_ek_certificate.sql"),
+    ),
 ];
 
 /// Advisory lock keys (transaction scoped).
