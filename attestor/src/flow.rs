@@ -238,6 +238,7 @@ pub async fn enroll(cfg: &Config, tpm: &mut Tpm, ch: Channel) -> Result<Enrollme
         warn!("this TPM holds no EK certificate in NV; enrolling with the EK public area only");
     }
     let ek_cert = ek_cert.unwrap_or_default();
+    let ek_chain = tpm.ek_chain().map_err(tpm_err)?;
     let ek_public = tpm.ek_public().map_err(tpm_err)?;
     let ak = tpm.load_or_create_ak(&cfg.state_dir).map_err(tpm_err)?;
     let mut c = pb::attestation_client::AttestationClient::new(ch);
@@ -247,6 +248,7 @@ pub async fn enroll(cfg: &Config, tpm: &mut Tpm, ch: Channel) -> Result<Enrollme
             ek_certificate: ek_cert,
             ek_public,
             ak_public: ak.public.clone(),
+            ek_chain,
         })
         .await
         .map_err(|s| Failure::from_status("enrollment", s))?
@@ -480,6 +482,7 @@ pub fn collect(
     want_cel: bool,
 ) -> Result<pb::EvidenceBundle, Failure> {
     let ek_certificate = tpm.ek_certificate().map_err(tpm_err)?;
+    let ek_chain = tpm.ek_chain().map_err(tpm_err)?;
     let ek_public = tpm.ek_public().map_err(tpm_err)?;
     let ak = tpm.load_or_create_ak(&cfg.state_dir).map_err(tpm_err)?;
     let q = tpm.quote(&cfg.state_dir, nonce, pcrs).map_err(tpm_err)?;
@@ -494,6 +497,7 @@ pub fn collect(
         ek_public,
         evidence: Some(attest_request(cfg, nonce.to_vec(), q, logs)),
         collected_unix,
+        ek_chain,
     })
 }
 

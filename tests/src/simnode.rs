@@ -173,6 +173,7 @@ impl SimNode {
                 ek_certificate: self.ek_cert.clone(),
                 ek_public: ek.ek_public.clone(),
                 ak_public: self.ak.public_bytes(),
+                ek_chain: Vec::new(),
             })
             .await
             .with_context(|| format!("{}: Enroll", self.id))?

@@ -174,6 +174,7 @@ async fn rejects_attestation_when_credential_activation_was_not_completed() {
             ek_certificate: tpm.ek_certificate().unwrap(),
             ek_public: tpm.ek_public().unwrap(),
             ak_public: ak.public,
+            ek_chain: Vec::new(),
         })
         .await
         .unwrap()

@@ -177,3 +177,100 @@ fn a_revoked_ek_is_refused_at_enrollment_and_quarantines_an_enrolled_node() {
     let still = attestor(&newcomer, &v, third.path(), "n3", "join", &[]).unwrap();
     assert_eq!(still.status.code(), Some(3), "{}", text(&still));
 }
+
+/// The DER of a PEM certificate file (openssl as the converter).
+fn der_of(pem: &std::path::Path) -> Vec<u8> {
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(pem)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// Defines NV 0x01c00100, 0x01c00101, … (the EK chain range) and writes one
+/// certificate into each, with tpm2-tools. (swtpm's NV indices hold at most
+/// 2 KiB, so two certificates back to back in one index do not fit here; the
+/// attestor's unit tests split such an index.)
+fn write_nv_chain(tpm: &Swtpm, certs: &[Vec<u8>]) {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, cert) in certs.iter().enumerate() {
+        let index = format!("{:#x}", 0x01c0_0100 + i);
+        let file = dir.path().join(format!("chain-{i}.der"));
+        std::fs::write(&file, cert).unwrap();
+        let size = cert.len().to_string();
+        tpm.tpm2(
+            "tpm2_nvdefine",
+            &[
+                &index,
+                "-C",
+                "o",
+                "-s",
+                &size,
+                "-a",
+                "ownerread|ownerwrite|authread|no_da",
+            ],
+        )
+        .unwrap();
+        tpm.tpm2(
+            "tpm2_nvwrite",
+            &[&index, "-C", "o", "-i", &file.display().to_string()],
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn an_ek_chain_in_nv_completes_the_path_to_a_configured_root_but_never_becomes_a_root() {
+    let ca = assay_tests::TestCa::shared();
+    // The verifier knows the root only: the intermediate must come from the TPM.
+    let mut opts = VerifierOpts::new(policy());
+    opts.ek_intermediates.clear();
+    let v = VerifierProc::start(&opts).unwrap();
+
+    let bare = Swtpm::start().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let refused = attestor(&bare, &v, state.path(), "bare", "join", &[]).unwrap();
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("not a configured EK root or intermediate"),
+        "{}",
+        text(&refused)
+    );
+
+    // The intermediate and, as an untrusted extra, the root.
+    let tpm = Swtpm::start().unwrap();
+    write_nv_chain(
+        &tpm,
+        &[der_of(&ca.issuer_cert_path()), der_of(&ca.root_cert_path())],
+    );
+    let state = tempfile::tempdir().unwrap();
+    let joined = attestor(&tpm, &v, state.path(), "chained", "join", &[]).unwrap();
+    assert_eq!(
+        joined.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&joined),
+        v.log()
+    );
+
+    // A rogue CA's whole chain in NV, root included, earns no trust.
+    let rogue = assay_tests::TestCa::new().unwrap();
+    let forged = Swtpm::start_with_ca(&rogue).unwrap();
+    write_nv_chain(
+        &forged,
+        &[
+            der_of(&rogue.issuer_cert_path()),
+            der_of(&rogue.root_cert_path()),
+        ],
+    );
+    let state = tempfile::tempdir().unwrap();
+    let refused = attestor(&forged, &v, state.path(), "rogue", "join", &[]).unwrap();
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("EK certificate refused"),
+        "{}",
+        text(&refused)
+    );
+}

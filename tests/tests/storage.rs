@@ -368,6 +368,7 @@ fn purge_drops_only_what_expired_before_the_cutoff(b: Backend) {
         credential_sha256: "c".into(),
         expires_unix: exp,
         ek_certificate: String::new(),
+        ek_chain: Vec::new(),
     };
     s.put_enrollment("e-old", &enrollment(10)).unwrap();
     s.put_enrollment("e-new", &enrollment(100)).unwrap();
@@ -717,6 +718,7 @@ fn an_enrollment_is_taken_once_even_under_concurrency(b: Backend) {
         credential_sha256: "c".into(),
         expires_unix: 99,
         ek_certificate: "30820102".into(),
+        ek_chain: vec!["3081".into(), "3082".into()],
     };
     s.put_enrollment("e1", &e).unwrap();
     let taken = std::thread::scope(|sc| {
@@ -837,6 +839,7 @@ fn node_record(id: &str) -> NodeRecord {
         last_clock: None,
         last_pass_unix: None,
         ek_certificate: "3082".into(),
+        ek_chain: vec!["30aa".into(), "30bb".into()],
     }
 }
 

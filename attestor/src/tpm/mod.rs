@@ -114,6 +114,12 @@ impl Tpm {
         nv::read_der_certificate(&mut self.ctx, nv::RSA_EK_CERT_INDEX)
     }
 
+    /// The CA certificates the TPM holds in its EK chain NV range (Intel PTT
+    /// keeps its on-die CA chain there), in index order; empty if none.
+    pub fn ek_chain(&mut self) -> Result<Vec<Vec<u8>>, TpmError> {
+        nv::read_ek_chain(&mut self.ctx)
+    }
+
     /// The ECC EK certificate: P-256 (NV 0x01c0000a), else P-384 (0x01c00016); `None` if neither.
     pub fn ecc_ek_certificate(&mut self) -> Result<Option<Vec<u8>>, TpmError> {
         for index in [nv::ECC_P256_EK_CERT_INDEX, nv::ECC_P384_EK_CERT_INDEX] {

@@ -454,6 +454,29 @@ pub fn validate_ek_certificate(
     anchors: &TrustAnchors,
     now_unix: i64,
 ) -> Result<EkCertificate, EkError> {
+    validate_ek_certificate_with_chain(der, &[], anchors, now_unix)
+}
+
+/// Most untrusted chain certificates a node may send.
+pub const MAX_SENT_CHAIN: usize = 8;
+
+/// [`validate_ek_certificate`], with CA certificates the node sent (read from
+/// its TPM's EK chain NV range) as extra intermediates. They are untrusted:
+/// like configured intermediates they count only on a path that ends at a
+/// configured root (a root among them is just another intermediate), and each
+/// is held to the same signature, validity, CA and revocation checks.
+pub fn validate_ek_certificate_with_chain(
+    der: &[u8],
+    sent_chain: &[Vec<u8>],
+    anchors: &TrustAnchors,
+    now_unix: i64,
+) -> Result<EkCertificate, EkError> {
+    if sent_chain.len() > MAX_SENT_CHAIN {
+        return Err(EkError::Malformed(format!(
+            "{} chain certificates sent; at most {MAX_SENT_CHAIN}",
+            sent_chain.len()
+        )));
+    }
     let leaf = parse_der(der)?;
     check_time(&leaf, now_unix)?;
     if leaf
@@ -487,11 +510,16 @@ pub fn validate_ek_certificate(
         .iter()
         .filter_map(|d| parse_der(d).ok())
         .collect();
-    let inters: Vec<X509Certificate<'_>> = anchors
+    let mut inters: Vec<X509Certificate<'_>> = anchors
         .intermediates
         .iter()
         .filter_map(|d| parse_der(d).ok())
         .collect();
+    for (i, d) in sent_chain.iter().enumerate() {
+        let c = parse_der(d)
+            .map_err(|e| EkError::Malformed(format!("chain certificate {}: {e}", i + 1)))?;
+        inters.push(c);
+    }
 
     let mut chain = Vec::new();
     let mut current: &X509Certificate<'_> = &leaf;
@@ -548,6 +576,7 @@ pub fn validate_ek_certificate(
 /// (an enrolled node is not refused because its EK certificate aged).
 pub fn check_ek_revocation(
     der: &[u8],
+    sent_chain: &[Vec<u8>],
     anchors: &TrustAnchors,
     now_unix: i64,
 ) -> Result<(), EkError> {
@@ -558,6 +587,7 @@ pub fn check_ek_revocation(
     let inters: Vec<X509Certificate<'_>> = anchors
         .intermediates
         .iter()
+        .chain(sent_chain)
         .filter_map(|d| parse_der(d).ok())
         .collect();
     let mut current = &leaf;
@@ -940,10 +970,10 @@ mod tests {
         assert!(matches!(e, EkError::Revoked { .. }), "{e}");
         assert!(validate_ek_certificate(&good, &a, NOW).is_ok());
         assert!(matches!(
-            check_ek_revocation(&bad, &a, NOW),
+            check_ek_revocation(&bad, &[], &a, NOW),
             Err(EkError::Revoked { .. })
         ));
-        assert!(check_ek_revocation(&good, &a, NOW).is_ok());
+        assert!(check_ek_revocation(&good, &[], &a, NOW).is_ok());
         // PEM works alike.
         let pem = format!(
             "-----BEGIN X509 CRL-----\n{}\n-----END X509 CRL-----\n",
@@ -976,7 +1006,7 @@ mod tests {
             matches!(&e, EkError::Revoked { subject, .. } if subject == "CN=Vendor EK CA"),
             "{e}"
         );
-        assert!(check_ek_revocation(&ek, &a, NOW).is_err());
+        assert!(check_ek_revocation(&ek, &[], &a, NOW).is_err());
     }
 
     #[test]
@@ -1066,5 +1096,31 @@ mod tests {
         assert!(a.add_crl(&trailing).is_err());
         assert!(a.add_crl(&vec![0x30; MAX_CRL_LEN + 1]).is_err());
         assert!(a.add_crl(&good).is_ok());
+    }
+
+    #[test]
+    fn a_sent_chain_is_only_ever_intermediates() {
+        let r = root("Vendor Root");
+        let i = sub(
+            "Vendor EK CA",
+            &r,
+            IsCa::Ca(BasicConstraints::Constrained(0)),
+        );
+        let ek = ek_cert(ek_params(), &i);
+        let roots_only = anchors(&[&r], &[]);
+        assert!(validate_ek_certificate(&ek, &roots_only, NOW).is_err());
+        let sent = vec![i.cert.der().to_vec()];
+        assert!(validate_ek_certificate_with_chain(&ek, &sent, &roots_only, NOW).is_ok());
+        // A whole chain sent, its root included, against other anchors: refused.
+        let other = anchors(&[&root("Other Root")], &[]);
+        let sent = vec![i.cert.der().to_vec(), r.cert.der().to_vec()];
+        let e = validate_ek_certificate_with_chain(&ek, &sent, &other, NOW).unwrap_err();
+        assert!(matches!(e, EkError::UntrustedIssuer { .. }), "{e}");
+        // Bounded and well-formed.
+        let many = vec![i.cert.der().to_vec(); MAX_SENT_CHAIN + 1];
+        assert!(validate_ek_certificate_with_chain(&ek, &many, &roots_only, NOW).is_err());
+        let junk = vec![vec![0x30, 0x03, 0x01]];
+        let e = validate_ek_certificate_with_chain(&ek, &junk, &roots_only, NOW).unwrap_err();
+        assert!(e.to_string().contains("chain certificate 1"), "{e}");
     }
 }

@@ -4,7 +4,9 @@
 //! sent a credential (`tpm::credential::make_credential`); the AK is trusted only
 //! once the node proves it recovered that credential.
 
-use crate::ek::{validate_ek_certificate, EkCertificate, EkError, EkPublicKey, TrustAnchors};
+use crate::ek::{
+    validate_ek_certificate_with_chain, EkCertificate, EkError, EkPublicKey, TrustAnchors,
+};
 use crate::reader::WireError;
 use crate::tpm::public::{check_ak_attributes, parse_tpm2b_public, AkError, PublicKey, TpmPublic};
 
@@ -47,7 +49,21 @@ pub fn check_enrollment(
     anchors: &TrustAnchors,
     now_unix: i64,
 ) -> Result<CheckedEnrollment, EnrollError> {
-    let ek_certificate = validate_ek_certificate(ek_cert_der, anchors, now_unix)?;
+    check_enrollment_with_chain(ek_cert_der, &[], ek_public, ak_public, anchors, now_unix)
+}
+
+/// [`check_enrollment`] with the CA certificates the node read from its
+/// TPM's EK chain NV range, as untrusted intermediates.
+pub fn check_enrollment_with_chain(
+    ek_cert_der: &[u8],
+    ek_chain: &[Vec<u8>],
+    ek_public: &[u8],
+    ak_public: &[u8],
+    anchors: &TrustAnchors,
+    now_unix: i64,
+) -> Result<CheckedEnrollment, EnrollError> {
+    let ek_certificate =
+        validate_ek_certificate_with_chain(ek_cert_der, ek_chain, anchors, now_unix)?;
     check_keys(Some(ek_certificate), ek_public, ak_public)
 }
 

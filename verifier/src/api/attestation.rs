@@ -16,7 +16,13 @@ impl pb::attestation_server::Attestation for Api {
         self.authorize(&req, Rpc::Enroll, Some(&req.get_ref().node_id))?;
         let r = req.into_inner();
         let out = blocking(&self.0, move |v| {
-            v.enroll(&r.node_id, &r.ek_certificate, &r.ek_public, &r.ak_public)
+            v.enroll(
+                &r.node_id,
+                &r.ek_certificate,
+                &r.ek_chain,
+                &r.ek_public,
+                &r.ak_public,
+            )
         })
         .await?;
         Ok(Response::new(pb::EnrollResponse {

@@ -131,7 +131,7 @@ impl Verifier {
             }
             c
         }));
-        if let Some(c) = self.revocation_claim(&node.ek_certificate, now) {
+        if let Some(c) = self.revocation_claim(&node.ek_certificate, &node.ek_chain, now) {
             claims.push(c);
         }
         // The core hashed the evidence already.
@@ -294,15 +294,23 @@ impl Verifier {
     /// its enrollment) is revoked now. A revoked EK fails the verdict, which
     /// quarantines the node and revokes its tokens like any failure. None
     /// without CRLs, or for a node enrolled without a kept certificate.
-    fn revocation_claim(&self, ek_certificate_hex: &str, now: i64) -> Option<Claim> {
+    fn revocation_claim(
+        &self,
+        ek_certificate_hex: &str,
+        ek_chain_hex: &[String],
+        now: i64,
+    ) -> Option<Claim> {
         let anchors = self.anchors();
         if anchors.crls_len() == 0 || ek_certificate_hex.is_empty() {
             return None;
         }
+        let chain: Result<Vec<Vec<u8>>, _> = ek_chain_hex.iter().map(hex::decode).collect();
         let result = hex::decode(ek_certificate_hex)
+            .and_then(|der| Ok((der, chain?)))
             .map_err(|e| e.to_string())
-            .and_then(|der| {
-                assay_core::ek::check_ek_revocation(&der, &anchors, now).map_err(|e| e.to_string())
+            .and_then(|(der, chain)| {
+                assay_core::ek::check_ek_revocation(&der, &chain, &anchors, now)
+                    .map_err(|e| e.to_string())
             });
         Some(match result {
             Ok(()) => Claim::new(

@@ -2,7 +2,9 @@
 //! then protects a fresh credential to the EK bound to the AK's name;
 //! Activate binds the AK once the node shows it recovered the credential.
 
-use assay_core::enroll::{check_enrollment, check_registered_enrollment, CheckedEnrollment};
+use assay_core::enroll::{
+    check_enrollment_with_chain, check_registered_enrollment, CheckedEnrollment,
+};
 use assay_core::tpm::credential::make_credential;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -28,6 +30,7 @@ impl Verifier {
         &self,
         node_id: &str,
         ek_cert: &[u8],
+        ek_chain: &[Vec<u8>],
         ek_public: &[u8],
         ak_public: &[u8],
     ) -> Result<EnrollOutput, ServiceError> {
@@ -35,11 +38,21 @@ impl Verifier {
         if ek_cert.len() > super::MAX_BLOB {
             bounded("ek_certificate", ek_cert)?;
         }
+        if ek_chain.len() > assay_core::ek::MAX_SENT_CHAIN {
+            return Err(ServiceError::BadRequest(format!(
+                "{} EK chain certificates; at most {}",
+                ek_chain.len(),
+                assay_core::ek::MAX_SENT_CHAIN
+            )));
+        }
+        for c in ek_chain {
+            bounded("ek_chain certificate", c)?;
+        }
         bounded("ek_public", ek_public)?;
         bounded("ak_public", ak_public)?;
         let now = now_unix();
         let (checked, ek_cert_sha256) = self
-            .check_ek(node_id, ek_cert, ek_public, ak_public, now)
+            .check_ek(node_id, ek_cert, ek_chain, ek_public, ak_public, now)
             .inspect_err(|e| {
                 warn!(node_id, reason = %e, "enrollment refused");
             })?;
@@ -69,6 +82,11 @@ impl Verifier {
                 } else {
                     String::new()
                 },
+                ek_chain: if checked.ek_certificate.is_some() {
+                    ek_chain.iter().map(hex::encode).collect()
+                } else {
+                    Vec::new()
+                },
             },
         )?;
         let ek = checked
@@ -93,6 +111,7 @@ impl Verifier {
         &self,
         node_id: &str,
         ek_cert: &[u8],
+        ek_chain: &[Vec<u8>],
         ek_public: &[u8],
         ak_public: &[u8],
         now: i64,
@@ -102,7 +121,14 @@ impl Verifier {
             let Some(h) = cert_sha256 else {
                 return Err(ServiceError::NoEkCertificate);
             };
-            let c = check_enrollment(ek_cert, ek_public, ak_public, &self.anchors(), now)?;
+            let c = check_enrollment_with_chain(
+                ek_cert,
+                ek_chain,
+                ek_public,
+                ak_public,
+                &self.anchors(),
+                now,
+            )?;
             Ok((c, h))
         };
         if self.config.enrollment_mode == EnrollmentMode::Open {
@@ -229,6 +255,7 @@ impl Verifier {
             last_clock,
             last_pass_unix,
             ek_certificate: pending.ek_certificate,
+            ek_chain: pending.ek_chain,
         })?;
         if reenrolled {
             let claim = Claim::new(

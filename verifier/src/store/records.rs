@@ -31,6 +31,10 @@ pub struct NodeRecord {
     /// checks against the EK CRLs.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub ek_certificate: String,
+    /// Hex DER of the CA certificates the node sent from its TPM's EK chain
+    /// NV range (intermediates of the EK certificate's path).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ek_chain: Vec<String>,
 }
 
 /// How an inventory entry names its node's EK.
@@ -116,6 +120,9 @@ pub struct PendingEnrollment {
     /// Hex DER of the EK certificate (empty: enrolled without one).
     #[serde(default)]
     pub ek_certificate: String,
+    /// Hex DER of the EK chain certificates it sent.
+    #[serde(default)]
+    pub ek_chain: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

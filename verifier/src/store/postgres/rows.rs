@@ -42,6 +42,12 @@ pub(super) fn node_row(row: &Row) -> Result<NodeRecord, StoreError> {
         last_pass_unix: row.get("last_pass_unix"),
         last_clock,
         ek_certificate: row.get("ek_certificate"),
+        ek_chain: row
+            .get::<_, &str>("ek_chain")
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
         node_id,
     })
 }
