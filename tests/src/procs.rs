@@ -318,6 +318,15 @@ pub fn attestor(
         .output()?)
 }
 
+/// A process's stdout and stderr, for assertion messages.
+pub fn output_text(o: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 fn run_ok(cmd: &mut Command) -> Result<Output> {
     let out = cmd.output()?;
     if !out.status.success() {

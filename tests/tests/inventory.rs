@@ -23,11 +23,7 @@ fn inventory_opts(extra: &str) -> VerifierOpts {
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    assay_tests::output_text(o)
 }
 
 fn ok(o: Output) -> String {

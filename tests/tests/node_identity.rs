@@ -15,11 +15,7 @@ fn policy() -> String {
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    assay_tests::output_text(o)
 }
 
 fn join(tpm: &Swtpm, v: &VerifierProc, state: &Path, id: &str, extra: &[&str]) -> Output {

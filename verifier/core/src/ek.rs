@@ -197,19 +197,7 @@ impl TrustAnchors {
                 rest.len()
             )));
         }
-        for ext in crl.extensions() {
-            if ext.critical
-                && matches!(
-                    ext.parsed_extension(),
-                    ParsedExtension::UnsupportedExtension { .. }
-                )
-            {
-                return Err(EkError::BadCrl(format!(
-                    "unsupported critical extension {}",
-                    ext.oid
-                )));
-            }
-        }
+        refuse_unknown_critical(crl.extensions(), EkError::BadCrl)?;
         let issuer = crl.issuer().to_string();
         let issuer_raw = crl.issuer().as_raw();
         let mut found_issuer = false;
@@ -319,6 +307,24 @@ fn parse_pem_certs(pem: &[u8]) -> Result<Vec<Vec<u8>>, EkError> {
     Ok(out)
 }
 
+/// RFC 5280 §4.2: an extension marked critical that is not understood
+/// refuses the whole object.
+fn refuse_unknown_critical(
+    exts: &[x509_parser::extensions::X509Extension<'_>],
+    err: fn(String) -> EkError,
+) -> Result<(), EkError> {
+    match exts.iter().find(|e| {
+        e.critical
+            && matches!(
+                e.parsed_extension(),
+                ParsedExtension::UnsupportedExtension { .. }
+            )
+    }) {
+        Some(e) => Err(err(format!("unsupported critical extension {}", e.oid))),
+        None => Ok(()),
+    }
+}
+
 fn parse_der(der: &[u8]) -> Result<X509Certificate<'_>, EkError> {
     if der.len() > MAX_CERT_LEN {
         return Err(EkError::Malformed(format!(
@@ -334,18 +340,8 @@ fn parse_der(der: &[u8]) -> Result<X509Certificate<'_>, EkError> {
             rest.len()
         )));
     }
+    refuse_unknown_critical(cert.extensions(), EkError::Malformed)?;
     for ext in cert.extensions() {
-        if ext.critical
-            && matches!(
-                ext.parsed_extension(),
-                ParsedExtension::UnsupportedExtension { .. }
-            )
-        {
-            return Err(EkError::Malformed(format!(
-                "unsupported critical extension {}",
-                ext.oid
-            )));
-        }
         if let ParsedExtension::ParseError { error } = ext.parsed_extension() {
             return Err(EkError::Malformed(format!(
                 "extension {}: {error}",

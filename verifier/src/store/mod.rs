@@ -21,7 +21,7 @@ pub use self::config::{
 pub use self::error::StoreError;
 pub use self::postgres::{PgConfig, PgStore, DEFAULT_PG_POOL_SIZE};
 pub(crate) use self::records::{
-    batch_conflicts, from_json, plan_inventory, to_json, token_key, InventoryPlan,
+    batch_conflicts, from_json, plan_inventory_batch, to_json, token_key,
 };
 pub use self::records::{
     token_id, Checkpoint, Consumed, EkBinding, Found, HistoryQuery, HistoryRecord, InventoryAdded,

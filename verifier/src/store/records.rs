@@ -473,3 +473,41 @@ pub(crate) fn batch_conflicts(entries: &[InventoryEntry]) -> Vec<String> {
     }
     out
 }
+
+/// Plans a batch under [`plan_inventory`]: the counts and the entries to
+/// write, or the conflicts (nothing is to be written then). `lookup` gives
+/// what is registered under an entry's node id and under its EK.
+#[allow(clippy::type_complexity)]
+pub(crate) fn plan_inventory_batch<E>(
+    entries: &[InventoryEntry],
+    mut lookup: impl FnMut(
+        &InventoryEntry,
+    ) -> Result<(Option<InventoryEntry>, Option<InventoryEntry>), E>,
+) -> Result<Result<(InventoryAdded, Vec<&InventoryEntry>), InventoryConflicts>, E> {
+    let mut added = InventoryAdded::default();
+    let mut conflicts = Vec::new();
+    let mut writes = Vec::new();
+    for e in entries {
+        let (by_node, by_ek) = lookup(e)?;
+        match plan_inventory(e, by_node.as_ref(), by_ek.as_ref()) {
+            InventoryPlan::Add => {
+                added.added += 1;
+                writes.push(e);
+            }
+            InventoryPlan::Update => {
+                added.updated += 1;
+                writes.push(e);
+            }
+            InventoryPlan::Unchanged => added.unchanged += 1,
+            InventoryPlan::Conflict(c) if conflicts.len() < MAX_CONFLICTS_LISTED => {
+                conflicts.push(c)
+            }
+            InventoryPlan::Conflict(_) => {}
+        }
+    }
+    Ok(if conflicts.is_empty() {
+        Ok((added, writes))
+    } else {
+        Err(InventoryConflicts(conflicts))
+    })
+}

@@ -5,9 +5,8 @@ use assay_core::tpm::attest::ClockInfo;
 use super::rows::{json_text, node_row};
 use super::{pg, PgStore};
 use crate::store::{
-    batch_conflicts, from_json, plan_inventory, InventoryAdded, InventoryConflicts, InventoryEntry,
-    InventoryPlan, Moved, NodeRecord, NodeStore, PendingEnrollment, Quarantine, StoreError,
-    MAX_CONFLICTS_LISTED,
+    batch_conflicts, from_json, plan_inventory_batch, InventoryAdded, InventoryConflicts,
+    InventoryEntry, Moved, NodeRecord, NodeStore, PendingEnrollment, Quarantine, StoreError,
 };
 
 /// Serializes inventory changes and renames across replicas (transaction
@@ -111,29 +110,16 @@ impl NodeStore for PgStore {
                 by_ek.insert(e.ek_sha256.clone(), e.clone());
                 by_node.insert(e.node_id.clone(), e);
             }
-            let mut added = InventoryAdded::default();
-            let mut conflicts = Vec::new();
-            let mut writes = Vec::new();
-            for e in entries {
-                match plan_inventory(e, by_node.get(&e.node_id), by_ek.get(&e.ek_sha256)) {
-                    InventoryPlan::Add => {
-                        added.added += 1;
-                        writes.push(e);
-                    }
-                    InventoryPlan::Update => {
-                        added.updated += 1;
-                        writes.push(e);
-                    }
-                    InventoryPlan::Unchanged => added.unchanged += 1,
-                    InventoryPlan::Conflict(c) if conflicts.len() < MAX_CONFLICTS_LISTED => {
-                        conflicts.push(c)
-                    }
-                    InventoryPlan::Conflict(_) => {}
-                }
-            }
-            if !conflicts.is_empty() {
-                return Ok(Err(InventoryConflicts(conflicts)));
-            }
+            let planned = plan_inventory_batch(entries, |e| {
+                Ok::<_, StoreError>((
+                    by_node.get(&e.node_id).cloned(),
+                    by_ek.get(&e.ek_sha256).cloned(),
+                ))
+            })?;
+            let (added, writes) = match planned {
+                Ok(p) => p,
+                Err(c) => return Ok(Err(c)),
+            };
             let (w_ids, w_eks, w_recs): (Vec<&str>, Vec<&str>, Vec<String>) = writes
                 .iter()
                 .map(|e| (e.node_id.as_str(), e.ek_sha256.as_str(), json_text(*e)))

@@ -8,9 +8,8 @@ use super::{get, SledStore};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::store::{
-    batch_conflicts, from_json, plan_inventory, to_json, InventoryAdded, InventoryConflicts,
-    InventoryEntry, InventoryPlan, Moved, NodeRecord, NodeStore, PendingEnrollment, Quarantine,
-    StoreError, MAX_CONFLICTS_LISTED,
+    batch_conflicts, from_json, plan_inventory_batch, to_json, InventoryAdded, InventoryConflicts,
+    InventoryEntry, Moved, NodeRecord, NodeStore, PendingEnrollment, Quarantine, StoreError,
 };
 
 impl NodeStore for SledStore {
@@ -88,10 +87,7 @@ impl NodeStore for SledStore {
         }
         let outcome = (&self.inventory, &self.inventory_ek)
             .transaction(|(inv, by_ek)| {
-                let mut added = InventoryAdded::default();
-                let mut conflicts = Vec::new();
-                let mut writes = Vec::new();
-                for e in entries {
+                let planned = plan_inventory_batch(entries, |e| {
                     let by_node: Option<InventoryEntry> = inv
                         .get(e.node_id.as_bytes())?
                         .map(|v| from_json("inventory", e.node_id.as_bytes(), &v))
@@ -105,25 +101,12 @@ impl NodeStore for SledStore {
                             .map_err(ConflictableTransactionError::Abort)?,
                         None => None,
                     };
-                    match plan_inventory(e, by_node.as_ref(), holder.as_ref()) {
-                        InventoryPlan::Add => {
-                            added.added += 1;
-                            writes.push(e);
-                        }
-                        InventoryPlan::Update => {
-                            added.updated += 1;
-                            writes.push(e);
-                        }
-                        InventoryPlan::Unchanged => added.unchanged += 1,
-                        InventoryPlan::Conflict(c) if conflicts.len() < MAX_CONFLICTS_LISTED => {
-                            conflicts.push(c)
-                        }
-                        InventoryPlan::Conflict(_) => {}
-                    }
-                }
-                if !conflicts.is_empty() {
-                    return Ok(Err(InventoryConflicts(conflicts)));
-                }
+                    Ok::<_, ConflictableTransactionError<StoreError>>((by_node, holder))
+                })?;
+                let (added, writes) = match planned {
+                    Ok(p) => p,
+                    Err(c) => return Ok(Err(c)),
+                };
                 for e in writes {
                     inv.insert(e.node_id.as_bytes(), to_json(e))?;
                     by_ek.insert(e.ek_sha256.as_bytes(), e.node_id.as_bytes())?;
