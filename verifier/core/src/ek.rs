@@ -17,6 +17,11 @@
 //!   present, allows key encipherment (RSA) or key agreement (ECC)
 //!   (`WrongKeyUsage`);
 //! - unknown *critical* extensions are refused (RFC 5280 §4.2) (`Malformed`);
+//!   a critical subjectAltName naming the TPM (directoryName with the TCG
+//!   manufacturer, model and version attributes, as Google's vTPM EKs carry)
+//!   is understood and accepted, and an empty subject is accepted (the EK
+//!   Credential Profile allows it: the identity is in the subjectAltName) —
+//!   both tested on real certificates in `tests/tests/ek_certs.rs`;
 //! - paths are at most [`MAX_CHAIN_DEPTH`] certificates above the EK
 //!   (`ChainTooLong`), and inputs are size-bounded.
 //!
