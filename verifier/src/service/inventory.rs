@@ -206,18 +206,21 @@ impl Verifier {
                 source.chars().take(MAX_SOURCE).collect::<String>()
             )
         };
-        // The records name what is now registered; unchanged entries need none.
-        let mut records = Vec::new();
-        for e in &entries {
-            if self.store.inventory(&e.node_id)?.as_ref() == Some(e) {
-                records.push(admin_record(
+        // One record per entry written; unchanged entries need none.
+        let written: std::collections::HashSet<&str> =
+            added.written.iter().map(String::as_str).collect();
+        let records: Vec<HistoryRecord> = entries
+            .iter()
+            .filter(|e| written.contains(e.node_id.as_str()))
+            .map(|e| {
+                admin_record(
                     self,
                     &e.node_id,
                     format!("registered {}{from}", describe(e)),
                     by,
-                ));
-            }
-        }
+                )
+            })
+            .collect();
         if !records.is_empty() {
             self.store.append_history_batch(records)?;
         }

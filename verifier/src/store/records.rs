@@ -86,6 +86,8 @@ pub struct InventoryAdded {
     pub updated: usize,
     /// Already registered exactly so.
     pub unchanged: usize,
+    /// The node ids written (added or updated), in the batch's order.
+    pub written: Vec<String>,
 }
 
 /// Why registering inventory entries was refused (nothing was written):
@@ -505,6 +507,7 @@ pub(crate) fn plan_inventory_batch<E>(
             InventoryPlan::Conflict(_) => {}
         }
     }
+    added.written = writes.iter().map(|e| e.node_id.clone()).collect();
     Ok(if conflicts.is_empty() {
         Ok((added, writes))
     } else {
