@@ -15,7 +15,9 @@ pub mod simnode;
 pub mod swtpm;
 
 pub use postgres::{PgCluster, PgDb};
-pub use procs::{attestor, attestor_command, bin, output_text, VerifierOpts, VerifierProc};
+pub use procs::{
+    attestor, attestor_command, bin, der_of_pem, output_text, VerifierOpts, VerifierProc,
+};
 pub use swtpm::{Swtpm, TestCa};
 
 use std::path::{Path, PathBuf};

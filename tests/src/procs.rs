@@ -318,6 +318,22 @@ pub fn attestor(
         .output()?)
 }
 
+/// The DER of a PEM certificate file, converted by openssl.
+pub fn der_of_pem(pem: &Path) -> Result<Vec<u8>> {
+    let out = Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(pem)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "openssl x509 {}: {}",
+            pem.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out.stdout)
+}
+
 /// A process's stdout and stderr, for assertion messages.
 pub fn output_text(o: &Output) -> String {
     format!(

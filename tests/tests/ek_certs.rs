@@ -38,16 +38,6 @@ fn manifest() -> Vec<(String, String)> {
         .collect()
 }
 
-fn der_of(pem: &std::path::Path) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .args(["x509", "-outform", "DER", "-in"])
-        .arg(pem)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", pem.display());
-    out.stdout
-}
-
 #[test]
 fn every_real_ek_certificate_parses_and_chains_to_the_builtin_bundle() {
     use sha2::{Digest, Sha256};
@@ -57,7 +47,7 @@ fn every_real_ek_certificate_parses_and_chains_to_the_builtin_bundle() {
     let mut empty_subjects = 0;
     let mut ecc = 0;
     for (file, sha256) in &rows {
-        let der = der_of(&data(file));
+        let der = assay_tests::der_of_pem(&data(file)).unwrap();
         assert_eq!(
             &hex::encode(Sha256::digest(&der)),
             sha256,
@@ -115,7 +105,7 @@ fn openssl_agrees_that_each_sample_chains_and_that_without_its_intermediate_none
     std::fs::write(&inters, google(false)).unwrap();
     for (file, _) in manifest() {
         let ours = validate_ek_certificate(
-            &der_of(&data(&file)),
+            &assay_tests::der_of_pem(&data(&file)).unwrap(),
             &load_anchors(std::slice::from_ref(&roots), &[], &[]).unwrap(),
             NOW,
         );

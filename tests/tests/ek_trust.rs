@@ -47,13 +47,13 @@ fn the_builtin_vendor_bundle_loads_beside_the_operators_ca_and_trusts_only_what_
     );
 }
 
-/// Waits (bounded) until the verifier's log says the CRLs were reloaded `n` times.
-fn wait_reloads(v: &VerifierProc, n: usize) {
+/// Waits (bounded) until the verifier's log holds `needle` at least `n` times.
+fn wait_log(v: &VerifierProc, needle: &str, n: usize) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while v.log().matches("EK CRLs reloaded").count() < n {
+    while v.log().matches(needle).count() < n {
         assert!(
             std::time::Instant::now() < deadline,
-            "no CRL reload:\n{}",
+            "no `{needle}` in the log:\n{}",
             v.log()
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -111,7 +111,7 @@ fn a_revoked_ek_is_refused_at_enrollment_and_quarantines_an_enrolled_node() {
     // The newcomer's EK certificate is revoked: refused at enrollment.
     let newcomer_ek = newcomer.tpm2("tpm2_nvread", &["0x1c00002"]).unwrap();
     install_crl(&crl, &ca.crl(&[&newcomer_ek], false).unwrap());
-    wait_reloads(&v, 1);
+    wait_log(&v, "EK CRLs reloaded", 1);
     let other = tempfile::tempdir().unwrap();
     let refused = attestor(&newcomer, &v, other.path(), "n2", "join", &[]).unwrap();
     assert_eq!(refused.status.code(), Some(3), "{}", text(&refused));
@@ -128,7 +128,7 @@ fn a_revoked_ek_is_refused_at_enrollment_and_quarantines_an_enrolled_node() {
     // the ek.not_revoked claim, its unused token is revoked, it is quarantined.
     let enrolled_ek = enrolled.tpm2("tpm2_nvread", &["0x1c00002"]).unwrap();
     install_crl(&crl, &ca.crl(&[&enrolled_ek], false).unwrap());
-    wait_reloads(&v, 2);
+    wait_log(&v, "EK CRLs reloaded", 2);
     let failed = attestor(
         &enrolled,
         &v,
@@ -158,31 +158,16 @@ fn a_revoked_ek_is_refused_at_enrollment_and_quarantines_an_enrolled_node() {
 
     // An expired CRL fails closed: nothing under that issuer enrolls.
     install_crl(&crl, &ca.crl(&[], true).unwrap());
-    wait_reloads(&v, 3);
+    wait_log(&v, "EK CRLs reloaded", 3);
     let third = tempfile::tempdir().unwrap();
     let closed = attestor(&newcomer, &v, third.path(), "n3", "join", &[]).unwrap();
     assert_eq!(closed.status.code(), Some(3), "{}", text(&closed));
     assert!(text(&closed).contains("nextUpdate"), "{}", text(&closed));
     // A damaged CRL file keeps the previous CRLs in force.
     install_crl(&crl, b"not a CRL");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !v.log().contains("EK CRLs not reloaded") {
-        assert!(std::time::Instant::now() < deadline, "{}", v.log());
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_log(&v, "EK CRLs not reloaded", 1);
     let still = attestor(&newcomer, &v, third.path(), "n3", "join", &[]).unwrap();
     assert_eq!(still.status.code(), Some(3), "{}", text(&still));
-}
-
-/// The DER of a PEM certificate file (openssl as the converter).
-fn der_of(pem: &std::path::Path) -> Vec<u8> {
-    let out = std::process::Command::new("openssl")
-        .args(["x509", "-outform", "DER", "-in"])
-        .arg(pem)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    out.stdout
 }
 
 /// Defines NV 0x01c00100, 0x01c00101, … (the EK chain range) and writes one
@@ -239,7 +224,10 @@ fn an_ek_chain_in_nv_completes_the_path_to_a_configured_root_but_never_becomes_a
     let tpm = Swtpm::start().unwrap();
     write_nv_chain(
         &tpm,
-        &[der_of(&ca.issuer_cert_path()), der_of(&ca.root_cert_path())],
+        &[
+            assay_tests::der_of_pem(&ca.issuer_cert_path()).unwrap(),
+            assay_tests::der_of_pem(&ca.root_cert_path()).unwrap(),
+        ],
     );
     let state = tempfile::tempdir().unwrap();
     let joined = attestor(&tpm, &v, state.path(), "chained", "join", &[]).unwrap();
@@ -257,8 +245,8 @@ fn an_ek_chain_in_nv_completes_the_path_to_a_configured_root_but_never_becomes_a
     write_nv_chain(
         &forged,
         &[
-            der_of(&rogue.issuer_cert_path()),
-            der_of(&rogue.root_cert_path()),
+            assay_tests::der_of_pem(&rogue.issuer_cert_path()).unwrap(),
+            assay_tests::der_of_pem(&rogue.root_cert_path()).unwrap(),
         ],
     );
     let state = tempfile::tempdir().unwrap();

@@ -112,14 +112,8 @@ pub fn load_anchors(
             .with_context(|| format!("trust.ek_intermediates: {}", p.display()))?;
     }
     for p in crls {
-        use std::io::Read as _;
-        let mut bytes = Vec::new();
-        std::fs::File::open(p)
-            .and_then(|f| {
-                f.take(assay_core::ek::MAX_CRL_LEN as u64 + 1)
-                    .read_to_end(&mut bytes)
-            })
-            .with_context(|| format!("trust.ek_crls: reading {}", p.display()))?;
+        let bytes = crate::files::read_capped(p, assay_core::ek::MAX_CRL_LEN as u64)
+            .context("trust.ek_crls")?;
         let info = anchors
             .add_crl(&bytes)
             .with_context(|| format!("trust.ek_crls: {}", p.display()))?;

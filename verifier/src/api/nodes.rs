@@ -4,9 +4,8 @@ use assay_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::{blocking, Api};
-use crate::clock::now_unix;
 use crate::roles::Rpc;
-use crate::service::{validate_entry, EntryInput, NodeView, MAX_ENTRIES_PER_ADD};
+use crate::service::{EntryInput, NodeView};
 use crate::store::{EkBinding, InventoryEntry};
 
 /// Most nodes one List answers.
@@ -52,34 +51,24 @@ impl pb::nodes_server::Nodes for Api {
     ) -> Result<Response<pb::AddNodesResponse>, Status> {
         let caller = self.authorize(&req, Rpc::ChangeNodes, None)?;
         let r = req.into_inner();
-        if r.entries.is_empty() || r.entries.len() > MAX_ENTRIES_PER_ADD {
-            return Err(Status::invalid_argument(format!(
-                "{} entries; give 1 to {MAX_ENTRIES_PER_ADD} per request",
-                r.entries.len()
-            )));
-        }
         let by = format!("{}, {}", caller.subject, caller.role);
-        let now = now_unix();
-        let entries = r
+        let inputs: Vec<EntryInput> = r
             .entries
             .into_iter()
-            .map(|e| {
-                validate_entry(
-                    EntryInput {
-                        node_id: e.node_id,
-                        ek_cert_sha256: e.ek_cert_sha256,
-                        ek_public_sha256: e.ek_public_sha256,
-                        ek_subject: e.ek_subject,
-                        labels: e.labels.into_iter().collect(),
-                    },
-                    &caller.subject,
-                    now,
-                )
+            .map(|e| EntryInput {
+                node_id: e.node_id,
+                ek_cert_sha256: e.ek_cert_sha256,
+                ek_public_sha256: e.ek_public_sha256,
+                ek_subject: e.ek_subject,
+                labels: e.labels.into_iter().collect(),
             })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(super::status)?;
+            .collect();
         let source = r.source;
-        let added = blocking(&self.0, move |v| v.add_inventory(entries, &by, &source)).await?;
+        let subject = caller.subject;
+        let added = blocking(&self.0, move |v| {
+            v.add_inventory(inputs, &subject, &by, &source)
+        })
+        .await?;
         Ok(Response::new(pb::AddNodesResponse {
             added: added.added as u32,
             updated: added.updated as u32,

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use assay_proto::v1 as pb;
 use clap::Subcommand;
 use serde::Deserialize;
@@ -15,6 +14,7 @@ use sha2::{Digest, Sha256};
 use super::output::{outln, print_list, ListOutput};
 use super::remote::{answer, connect, ServerArgs};
 use super::Exit;
+use assay_verifier::files::read_capped;
 use assay_verifier::service::MAX_ENTRIES_PER_ADD;
 
 /// Largest inventory file read.
@@ -355,19 +355,6 @@ fn parse_labels(text: &str, what: &str) -> anyhow::Result<BTreeMap<String, Strin
     Ok(out)
 }
 
-fn read_bounded(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
-    use std::io::Read as _;
-    let f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut buf = Vec::new();
-    f.take(max + 1)
-        .read_to_end(&mut buf)
-        .with_context(|| format!("reading {}", path.display()))?;
-    if buf.len() as u64 > max {
-        anyhow::bail!("{} is larger than {max} bytes", path.display());
-    }
-    Ok(buf)
-}
-
 /// The SHA-256 (hex) of the DER certificate and its subject, from PEM or DER.
 fn cert_der(bytes: &[u8], what: &str) -> anyhow::Result<(String, String)> {
     let der = if bytes.starts_with(b"-----BEGIN") {
@@ -386,7 +373,7 @@ fn cert_der(bytes: &[u8], what: &str) -> anyhow::Result<(String, String)> {
 }
 
 fn cert_file(path: &Path) -> anyhow::Result<(String, String)> {
-    let bytes = read_bounded(path, MAX_CERT_BYTES)?;
+    let bytes = read_capped(path, MAX_CERT_BYTES)?;
     cert_der(&bytes, &path.display().to_string())
 }
 
@@ -436,7 +423,7 @@ fn read_inventory(path: &Path) -> anyhow::Result<(Vec<pb::InventoryEntry>, Strin
         );
         buf
     } else {
-        read_bounded(path, MAX_IMPORT_BYTES)?
+        read_capped(path, MAX_IMPORT_BYTES)?
     };
     let digest = hex::encode(Sha256::digest(&bytes));
     let json = path.extension().is_some_and(|e| e == "json")
@@ -491,7 +478,7 @@ fn read_inventory(path: &Path) -> anyhow::Result<(Vec<pb::InventoryEntry>, Strin
         };
         let cert = match (r.ek_cert.is_empty(), r.ek_cert_pem.is_empty()) {
             (true, true) => None,
-            (false, true) => Some(read_bounded(&base.join(&r.ek_cert), MAX_CERT_BYTES)?),
+            (false, true) => Some(read_capped(&base.join(&r.ek_cert), MAX_CERT_BYTES)?),
             (true, false) => Some(r.ek_cert_pem.into_bytes()),
             (false, false) => {
                 return Err(

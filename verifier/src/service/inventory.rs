@@ -180,20 +180,27 @@ fn describe(e: &InventoryEntry) -> String {
 }
 
 impl Verifier {
-    /// Registers entries, all or none, and records one ADMIN record per
-    /// entry added or changed, in one append.
+    /// Validates and registers entries, all or none, as `caller_subject`
+    /// (kept in each entry), and records one ADMIN record per entry added or
+    /// changed, in one append (`by` names the caller there).
     pub fn add_inventory(
         &self,
-        entries: Vec<InventoryEntry>,
+        inputs: Vec<EntryInput>,
+        caller_subject: &str,
         by: &str,
         source: &str,
     ) -> Result<InventoryAdded, ServiceError> {
-        if entries.is_empty() || entries.len() > MAX_ENTRIES_PER_ADD {
+        if inputs.is_empty() || inputs.len() > MAX_ENTRIES_PER_ADD {
             return Err(bad(format!(
                 "{} entries; give 1 to {MAX_ENTRIES_PER_ADD} per request",
-                entries.len()
+                inputs.len()
             )));
         }
+        let now = now_unix();
+        let entries = inputs
+            .into_iter()
+            .map(|e| validate_entry(e, caller_subject, now))
+            .collect::<Result<Vec<_>, _>>()?;
         let added = self
             .store
             .add_inventory(&entries)?

@@ -12,9 +12,7 @@ mod reverify;
 
 pub use self::attest::{AttestInput, AttestOutput, ChallengeOutput};
 pub use self::enroll::EnrollOutput;
-pub use self::inventory::{
-    validate_entry, EntryInput, NodeView, Removed, MAX_ENTRIES_PER_ADD, MAX_LABELS,
-};
+pub use self::inventory::{EntryInput, NodeView, Removed, MAX_ENTRIES_PER_ADD, MAX_LABELS};
 pub use self::redeem::RedeemOutput;
 pub use self::reverify::Reverified;
 
