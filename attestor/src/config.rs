@@ -13,6 +13,7 @@ pub use assay_core::eventlog::cel::DEFAULT_CEL_PCR;
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub tcti: Option<String>,
+    pub ek: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub verifier: Option<String>,
     pub ca: Option<PathBuf>,
@@ -34,6 +35,7 @@ pub struct FileConfig {
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub tcti: Option<String>,
+    pub ek: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub verifier: Option<String>,
     pub ca: Option<PathBuf>,
@@ -52,6 +54,8 @@ pub struct Overrides {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub tcti: String,
+    /// Which EK to use when the state dir has none yet (`auto`: the first with a certificate in NV).
+    pub ek: crate::tpm::EkChoice,
     pub state_dir: PathBuf,
     pub verifier: String,
     pub ca: PathBuf,
@@ -141,8 +145,13 @@ impl Config {
             o.rename,
             hostname,
         )?;
+        let ek = match o.ek.or(f.ek) {
+            Some(s) => s.parse().map_err(|e| format!("config key `ek`: {e}"))?,
+            None => crate::tpm::EkChoice::Auto,
+        };
         Ok(Self {
             tcti: o.tcti.or(f.tcti).unwrap_or_else(|| DEFAULT_TCTI.into()),
+            ek,
             state_dir,
             verifier,
             ca,

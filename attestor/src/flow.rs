@@ -233,6 +233,7 @@ pub async fn connect(cfg: &Config) -> Result<Channel, Failure> {
 pub async fn enroll(cfg: &Config, tpm: &mut Tpm, ch: Channel) -> Result<Enrollment, Failure> {
     // A TPM without an EK certificate in NV sends none: a verifier in
     // inventory mode enrolls it if an operator registered its EK public area.
+    tpm.select_ek(&cfg.state_dir, cfg.ek).map_err(tpm_err)?;
     let ek_cert = tpm.ek_certificate_if_any().map_err(tpm_err)?;
     if ek_cert.is_none() {
         warn!("this TPM holds no EK certificate in NV; enrolling with the EK public area only");
@@ -288,6 +289,8 @@ pub async fn attest_with(
     ch: Channel,
     measure: bool,
 ) -> Result<Outcome, Failure> {
+    // The AK loads only under the EK it was made under.
+    tpm.select_ek(&cfg.state_dir, cfg.ek).map_err(tpm_err)?;
     let mut c = pb::attestation_client::AttestationClient::new(ch);
     let chal = c
         .challenge(pb::ChallengeRequest {
@@ -481,6 +484,7 @@ pub fn collect(
     want_ima: bool,
     want_cel: bool,
 ) -> Result<pb::EvidenceBundle, Failure> {
+    tpm.select_ek(&cfg.state_dir, cfg.ek).map_err(tpm_err)?;
     let ek_certificate = tpm.ek_certificate().map_err(tpm_err)?;
     let ek_chain = tpm.ek_chain().map_err(tpm_err)?;
     let ek_public = tpm.ek_public().map_err(tpm_err)?;

@@ -179,7 +179,7 @@ enum Output {
 
 #[derive(Args)]
 struct Common {
-    /// TOML config file (keys: tcti, state_dir, verifier, ca, node_id, retries, attest_interval_secs, uefi_log,
+    /// TOML config file (keys: tcti, ek, state_dir, verifier, ca, node_id, retries, attest_interval_secs, uefi_log,
     /// ima_log, max_uefi_log_bytes, max_ima_log_bytes).
     #[arg(long, env = "ASSAY_ATTESTOR_CONFIG")]
     config: Option<PathBuf>,
@@ -192,6 +192,11 @@ struct Common {
     /// TPM connection: device:/dev/tpmrm0 (default), swtpm:host=127.0.0.1,port=2321, mssim:…
     #[arg(long, env = "ASSAY_TCTI")]
     tcti: Option<String>,
+    /// Which endorsement key to enroll with: auto (default: the first with a certificate in
+    /// NV, in the order rsa2048, ecc-p256, rsa3072, ecc-p384, rsa4096), or one of those.
+    /// Kept in the state dir at enrollment; later runs use the kept one.
+    #[arg(long, env = "ASSAY_EK")]
+    ek: Option<String>,
     /// Where the AK blobs and enrollment record live (default /var/lib/assay-attestor).
     #[arg(long, env = "ASSAY_STATE_DIR")]
     state_dir: Option<PathBuf>,
@@ -230,6 +235,7 @@ impl Common {
     fn overrides(&self) -> Overrides {
         Overrides {
             tcti: self.tcti.clone(),
+            ek: self.ek.clone(),
             state_dir: self.state_dir.clone(),
             verifier: self.verifier.clone(),
             ca: self.ca.clone(),
@@ -360,6 +366,7 @@ fn run_ek(c: &Common) -> Result<u8, Failure> {
     let mut tpm =
         assay_attestor::tpm::Tpm::open(&cfg.tcti).map_err(|e| Failure::Tpm(e.to_string()))?;
     let tpm_err = |e: assay_attestor::tpm::TpmError| Failure::Tpm(e.to_string());
+    let kind = tpm.select_ek(&cfg.state_dir, cfg.ek).map_err(tpm_err)?;
     let cert = tpm.ek_certificate_if_any().map_err(tpm_err)?;
     let public = tpm.ek_public().map_err(tpm_err)?;
     let cert_sha256 = cert.as_ref().map(|c| hex::encode(Sha256::digest(c)));
@@ -368,6 +375,8 @@ fn run_ek(c: &Common) -> Result<u8, Failure> {
         Output::Json => outln!(
             "{}",
             serde_json::json!({
+                "ek": kind.name(),
+                "ek_cert_nv_index": format!("{:#010x}", kind.certificate_index()),
                 "ek_cert_sha256": cert_sha256,
                 "ek_public_sha256": public_sha256,
                 "ek_certificate_der_base64": cert.as_ref().map(|c| {
@@ -382,8 +391,13 @@ fn run_ek(c: &Common) -> Result<u8, Failure> {
                 cert_sha256.as_deref().unwrap_or("")
             );
             outln!("ASSAY_EK_PUBLIC_SHA256={public_sha256}");
+            outln!("ASSAY_EK={kind}");
         }
         Output::Text => {
+            outln!(
+                "EK: {kind} (certificate at NV {:#010x})",
+                kind.certificate_index()
+            );
             match &cert_sha256 {
                 Some(h) => outln!("EK certificate sha256: {h}"),
                 None => {

@@ -42,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
     let tpm_proc = Swtpm::start()?;
     let state = tempfile::tempdir()?;
     let cfg = Config {
+        ek: assay_attestor::tpm::EkChoice::Auto,
         tcti: tpm_proc.tcti(),
         state_dir: state.path().to_path_buf(),
         verifier: v.url.clone(),

@@ -30,6 +30,7 @@ impl Node {
     pub fn config(&self, v: &VerifierProc) -> Config {
         Config {
             tcti: self.tpm.tcti(),
+            ek: assay_attestor::tpm::EkChoice::Auto,
             state_dir: self.state.path().to_path_buf(),
             verifier: v.url.clone(),
             ca: v.ca_pem.clone(),

@@ -291,6 +291,14 @@ impl Swtpm {
         Self::run(state)
     }
 
+    /// A TPM manufactured by swtpm_setup with `flags` (e.g. `--create-ek-cert
+    /// --rsa-keysize 3072`), EK certificates signed by the shared test CA.
+    pub fn start_manufactured_with(flags: &[&str]) -> Result<Self> {
+        let state = tempfile::Builder::new().prefix("assay-swtpm-").tempdir()?;
+        TestCa::shared().manufacture_with(state.path(), flags)?;
+        Self::run(state)
+    }
+
     fn run(state: TempDir) -> Result<Self> {
         // Ports are picked free and then handed to swtpm, so another process can take
         // them in between: retry a bounded number of times.

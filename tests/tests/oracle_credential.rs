@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use assay_core::ek::{validate_ek_certificate, EkError, EkPublicKey, TrustAnchors};
 use assay_core::enroll::{check_enrollment, EnrollError};
-use assay_core::tpm::credential::make_credential;
+use assay_core::tpm::credential::{make_credential, CredentialKey};
 use assay_core::tpm::public::parse_tpm2b_public;
 use assay_tests::{Swtpm, TestCa};
 use rand::RngCore;
@@ -40,6 +40,12 @@ impl Node {
 
     /// RSA EK (TCG default template) and an RSA AK under it, as `tpm2_createek` / `tpm2_createak` make them.
     fn create_keys(&self) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        self.create_keys_with("rsa")
+    }
+
+    /// The EK of tpm2_createek's template `ek_alg` (rsa, ecc: low range L-1/L-2; rsa3072,
+    /// ecc384: high range H-6/H-3) and an RSA AK under it.
+    fn create_keys_with(&self, ek_alg: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         self.tpm
             .tpm2(
                 "tpm2_createek",
@@ -47,7 +53,7 @@ impl Node {
                     "-c",
                     &self.p("ek.ctx"),
                     "-G",
-                    "rsa",
+                    ek_alg,
                     "-u",
                     &self.p("ek.pub"),
                 ],
@@ -92,6 +98,12 @@ impl Node {
 
     /// `tpm2_activatecredential` with the EK authorised by a PolicySecret(endorsement) session.
     fn activate(&self, blob: &[u8], secret: &[u8]) -> anyhow::Result<Vec<u8>> {
+        self.activate_as(blob, secret, true)
+    }
+
+    /// `tpm2_activatecredential`; the EK is authorised by a PolicySecret(endorsement)
+    /// session (low range) or, for a high-range EK (userWithAuth), its empty authValue.
+    fn activate_as(&self, blob: &[u8], secret: &[u8], policy: bool) -> anyhow::Result<Vec<u8>> {
         let mut file = Vec::new();
         file.extend_from_slice(&0xBADC_C0DEu32.to_be_bytes());
         file.extend_from_slice(&1u32.to_be_bytes());
@@ -100,6 +112,24 @@ impl Node {
             file.extend_from_slice(part);
         }
         std::fs::write(self.p("cred.in"), file)?;
+        if !policy {
+            let r = self.tpm.tpm2(
+                "tpm2_activatecredential",
+                &[
+                    "-c",
+                    &self.p("ak.ctx"),
+                    "-C",
+                    &self.p("ek.ctx"),
+                    "-i",
+                    &self.p("cred.in"),
+                    "-o",
+                    &self.p("cred.out"),
+                ],
+            );
+            self.flush();
+            r?;
+            return Ok(self.read("cred.out"));
+        }
         let session = self.p("session.ctx");
         self.tpm.tpm2(
             "tpm2_startauthsession",
@@ -164,10 +194,7 @@ fn secret() -> Vec<u8> {
 fn tpm2_activatecredential_recovers_assay_made_credential() {
     let node = Node::new();
     let (ek_pub, ak_pub, ak_name) = node.create_keys();
-    let ek = parse_tpm2b_public(&ek_pub)
-        .unwrap()
-        .rsa_public_key()
-        .unwrap();
+    let ek = CredentialKey::from_public(&parse_tpm2b_public(&ek_pub).unwrap()).unwrap();
     // Our computed AK name equals the one the TPM reports.
     assert_eq!(parse_tpm2b_public(&ak_pub).unwrap().name(), ak_name);
 
@@ -181,16 +208,44 @@ fn tpm2_activatecredential_recovers_assay_made_credential() {
     }
 }
 
+/// Every EK template tpm2-tools makes: the TPM recovers what assay-core protected
+/// (RSA-OAEP with SHA-384 for RSA-3072; ECDH + KDFe for the curves; AES-256 in the
+/// high range), and refuses it under another name.
+#[test]
+fn tpm2_activatecredential_recovers_assay_made_credential_for_every_ek_template() {
+    let node = Node::new();
+    for (alg, high_range) in [("ecc", false), ("ecc384", true), ("rsa3072", true)] {
+        let (ek_pub, ak_pub, ak_name) = node.create_keys_with(alg);
+        let ek = CredentialKey::from_public(&parse_tpm2b_public(&ek_pub).unwrap()).unwrap();
+        assert_eq!(
+            parse_tpm2b_public(&ak_pub).unwrap().name(),
+            ak_name,
+            "{alg}"
+        );
+        let s = secret();
+        let made = make_credential(&ek, &ak_name, &s, &mut rand::rngs::OsRng).unwrap();
+        let got = node
+            .activate_as(&made.credential_blob, &made.encrypted_secret, !high_range)
+            .unwrap_or_else(|e| panic!("{alg}: {e:#}"));
+        assert_eq!(got, s, "{alg}");
+        let mut other = ak_name.clone();
+        *other.last_mut().unwrap() ^= 1;
+        let made = make_credential(&ek, &other, &s, &mut rand::rngs::OsRng).unwrap();
+        assert!(
+            node.activate_as(&made.credential_blob, &made.encrypted_secret, !high_range)
+                .is_err(),
+            "{alg}: a credential for another name activated"
+        );
+    }
+}
+
 #[test]
 fn tpm_refuses_credential_bound_to_another_name() {
     // The attack: the credential is bound to a name other than the loaded AK's (e.g. a
     // software key the node claims is in the TPM). The TPM's integrity check fails.
     let node = Node::new();
     let (ek_pub, _, ak_name) = node.create_keys();
-    let ek = parse_tpm2b_public(&ek_pub)
-        .unwrap()
-        .rsa_public_key()
-        .unwrap();
+    let ek = CredentialKey::from_public(&parse_tpm2b_public(&ek_pub).unwrap()).unwrap();
     let mut other = ak_name.clone();
     *other.last_mut().unwrap() ^= 1;
     let made = make_credential(&ek, &other, &secret(), &mut rand::rngs::OsRng).unwrap();
@@ -284,4 +339,31 @@ fn enrollment_refuses_ak_that_is_not_a_restricted_signing_key() {
     let e =
         check_enrollment(&der, &ek_pub, &bad, &anchors_of(TestCa::shared()), now()).unwrap_err();
     assert!(matches!(e, EnrollError::Ak(_)), "{e:?}");
+}
+
+/// swtpm's P-384 EK certificate (0x01c00016) matches the EK tpm2_createek makes
+/// from template H-3; another EK (the P-256 or RSA EK of the same TPM) sent with
+/// it is refused: the certificate vouches for one key only.
+#[test]
+fn p384_ek_certificate_matches_only_its_own_key() {
+    let node = Node::new();
+    let nv = node.tpm.tpm2("tpm2_nvread", &["0x1c00016"]).unwrap();
+    let der = nv[..der_len(&nv)].to_vec();
+    let anchors = anchors_of(TestCa::shared());
+    let (ek384, ak_pub, _) = node.create_keys_with("ecc384");
+    let checked = check_enrollment(&der, &ek384, &ak_pub, &anchors, now()).unwrap();
+    assert!(matches!(
+        checked.ek_certificate.unwrap().public_key,
+        EkPublicKey::Ecc { ref curve_oid, .. } if curve_oid == "1.3.132.0.34"
+    ));
+    for other in ["ecc", "rsa"] {
+        let (ek, ak_pub, _) = node.create_keys_with(other);
+        assert!(
+            matches!(
+                check_enrollment(&der, &ek, &ak_pub, &anchors, now()),
+                Err(EnrollError::EkMismatch)
+            ),
+            "{other}"
+        );
+    }
 }

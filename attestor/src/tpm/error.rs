@@ -29,6 +29,21 @@ pub enum TpmError {
     )]
     EkCertificate { index: u32, reason: String },
 
+    /// The state's AK was made under another EK than the one asked for.
+    #[error(
+        "the attestation key in {} was made under the {kept} EK, but the {asked} EK was asked \
+         for (`ek` setting or --ek); an AK loads only under its own EK. Keep `ek = \"{kept}\"` \
+         (or `auto`), or enroll anew under the other EK: another EK is another identity, so the \
+         operator removes the node first (assay-verifier node remove) and the state directory \
+         is moved aside",
+        state_dir.display()
+    )]
+    EkChoice {
+        state_dir: PathBuf,
+        kept: super::EkKind,
+        asked: super::EkKind,
+    },
+
     /// The stored AK could not be created or loaded by this TPM.
     #[error(
         "the attestation key in {} could not be {action} by this TPM: {reason}; if the TPM \

@@ -6,9 +6,11 @@
 //! (swtpm, `device:/dev/tpm0`). Results are plain bytes in TPM wire format
 //! (TPM2B_PUBLIC, TPMS_ATTEST, TPMT_SIGNATURE), which is what the verifier parses.
 //!
-//! The AK is a restricted RSA-2048 RSASSA/SHA-256 signing key under the RSA EK made from
-//! the TCG default template; its blobs live in the state directory (see `state`).
+//! The AK is a restricted RSA-2048 RSASSA/SHA-256 signing key under one of the TPM's EKs
+//! (see `ekkind`: RSA 2048/3072/4096 or ECC P-256/P-384, from the TCG EK Credential
+//! Profile templates); its blobs and the EK's kind live in the state directory (see `state`).
 
+mod ekkind;
 mod error;
 mod nv;
 mod state;
@@ -20,9 +22,7 @@ use tss_esapi::abstraction::{ak, ek, pcr};
 use tss_esapi::attributes::SessionAttributesBuilder;
 use tss_esapi::constants::SessionType;
 use tss_esapi::handles::{AuthHandle, KeyHandle, ObjectHandle, PcrHandle, SessionHandle};
-use tss_esapi::interface_types::algorithm::{
-    AsymmetricAlgorithm, HashingAlgorithm, SignatureSchemeAlgorithm,
-};
+use tss_esapi::interface_types::algorithm::{HashingAlgorithm, SignatureSchemeAlgorithm};
 use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{
     Data, Digest, DigestValues, EncryptedSecret, IdObject, PcrSelectionList, PcrSlot, Private,
@@ -32,6 +32,7 @@ use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::{Marshall, UnMarshall};
 use tss_esapi::Context;
 
+pub use ekkind::{EkChoice, EkKind};
 pub use error::TpmError;
 
 /// How often a quote is retaken when the PCRs change between reading and quoting.
@@ -66,6 +67,8 @@ pub struct QuoteResult {
 /// The node's TPM. Not `Send`: the ESAPI context is bound to the thread that made it.
 pub struct Tpm {
     ctx: Context,
+    /// The EK used as the AK's parent and for credential activation.
+    ek: EkKind,
 }
 
 impl std::fmt::Debug for Tpm {
@@ -97,21 +100,71 @@ impl Tpm {
         let conf = TctiNameConf::from_str(tcti)
             .map_err(|e| fail(format!("not a valid TCTI string ({e})")))?;
         let ctx = Context::new(conf).map_err(|e| fail(format!("{e}{}", simulator_hint(tcti))))?;
-        Ok(Self { ctx })
+        Ok(Self {
+            ctx,
+            ek: EkKind::Rsa2048,
+        })
     }
 
-    /// The RSA EK certificate (NV 0x01c00002), exact DER.
+    /// The EK in use (RSA 2048 until [`Tpm::select_ek`] or [`Tpm::use_ek`] says otherwise).
+    pub fn ek_kind(&self) -> EkKind {
+        self.ek
+    }
+
+    /// Uses the EK `kind` from now on (tests; the attestor uses [`Tpm::select_ek`]).
+    pub fn use_ek(&mut self, kind: EkKind) {
+        self.ek = kind;
+    }
+
+    /// Picks the EK for the node whose state is in `state_dir`: the one its AK
+    /// was made under, if there is an AK (an AK from before the choice existed
+    /// was made under the RSA 2048 EK); otherwise `choice`, where `auto` is
+    /// the first kind of [`EkKind::ALL`] whose certificate is in NV, else RSA 2048.
+    /// Asking for another kind than the AK's is an error: the AK does not load
+    /// under another EK, so that is a new enrollment.
+    pub fn select_ek(&mut self, state_dir: &Path, choice: EkChoice) -> Result<EkKind, TpmError> {
+        let kept = match ekkind::read_kept(state_dir)? {
+            Some(k) => Some(k),
+            None if state::read(state_dir)?.is_some() => Some(EkKind::Rsa2048),
+            None => None,
+        };
+        let kind = match (kept, choice) {
+            (Some(k), EkChoice::Kind(asked)) if k != asked => {
+                return Err(TpmError::EkChoice {
+                    state_dir: state_dir.to_path_buf(),
+                    kept: k,
+                    asked,
+                })
+            }
+            (Some(k), _) => k,
+            (None, EkChoice::Kind(k)) => k,
+            (None, EkChoice::Auto) => {
+                let mut found = EkKind::Rsa2048;
+                for k in EkKind::ALL {
+                    if nv::index_defined(&mut self.ctx, k.certificate_index())? {
+                        found = k;
+                        break;
+                    }
+                }
+                found
+            }
+        };
+        self.ek = kind;
+        Ok(kind)
+    }
+
+    /// The certificate of the EK in use, exact DER.
     pub fn ek_certificate(&mut self) -> Result<Vec<u8>, TpmError> {
         self.ek_certificate_if_any()?
             .ok_or(TpmError::NoEkCertificate {
-                index: nv::RSA_EK_CERT_INDEX,
+                index: self.ek.certificate_index(),
             })
     }
 
-    /// The RSA EK certificate, or `None` when the TPM holds none in NV (some
-    /// firmware TPMs: the vendor publishes it instead).
+    /// The certificate of the EK in use, or `None` when the TPM holds none in
+    /// NV (some firmware TPMs: the vendor publishes it instead).
     pub fn ek_certificate_if_any(&mut self) -> Result<Option<Vec<u8>>, TpmError> {
-        nv::read_der_certificate(&mut self.ctx, nv::RSA_EK_CERT_INDEX)
+        nv::read_der_certificate(&mut self.ctx, self.ek.certificate_index())
     }
 
     /// The CA certificates the TPM holds in its EK chain NV range (Intel PTT
@@ -130,7 +183,7 @@ impl Tpm {
         Ok(None)
     }
 
-    /// TPM2B_PUBLIC (including size) of the RSA EK from the TCG default template.
+    /// TPM2B_PUBLIC (including size) of the EK in use, from its profile template.
     pub fn ek_public(&mut self) -> Result<Vec<u8>, TpmError> {
         self.with_ek(|ctx, ek| {
             let (public, _, _) = ctx
@@ -179,9 +232,26 @@ impl Tpm {
             ))
         })?;
         let (public, private, _) = self.ak_material(state_dir, false)?;
+        let user_with_auth = self.ek.user_with_auth();
         self.with_ek(|ctx, ek| {
             let ak = load_ak(ctx, ek, state_dir, &public, private)?;
-            let r = activate_with_ek_policy(ctx, ek, ak, id, secret);
+            let r = if user_with_auth {
+                // High-range EK: its empty authValue serves for the USER role.
+                ctx.execute_with_sessions(
+                    (
+                        Some(AuthSession::Password),
+                        Some(AuthSession::Password),
+                        None,
+                    ),
+                    |c| c.activate_credential(ak, ek, id, secret),
+                )
+                .map(|d| d.value().to_vec())
+                .map_err(|e| TpmError::Activate {
+                    reason: e.to_string(),
+                })
+            } else {
+                activate_with_ek_policy(ctx, ek, ak, id, secret)
+            };
             flush(ctx, ak.into(), "FlushContext(AK)", r)
         })
     }
@@ -251,12 +321,12 @@ impl Tpm {
             })
     }
 
-    /// Runs `f` with the RSA EK loaded, and flushes the EK afterwards whatever `f` returned.
+    /// Runs `f` with the EK in use loaded, and flushes the EK afterwards whatever `f` returned.
     fn with_ek<T>(
         &mut self,
         f: impl FnOnce(&mut Context, KeyHandle) -> Result<T, TpmError>,
     ) -> Result<T, TpmError> {
-        let ek = ek::create_ek_object(&mut self.ctx, AsymmetricAlgorithm::Rsa, None)
+        let ek = ek::create_ek_object_2(&mut self.ctx, self.ek.selection(), None)
             .map_err(TpmError::tss("CreatePrimary(EK)"))?;
         let r = f(&mut self.ctx, ek);
         flush(&mut self.ctx, ek.into(), "FlushContext(EK)", r)
@@ -298,6 +368,8 @@ impl Tpm {
             )
             .map_err(|e| ak_err(state_dir, "created", e))
         })?;
+        // Which EK the AK belongs to, before the AK is committed (ak.pub last).
+        ekkind::keep(state_dir, self.ek)?;
         let blobs = state::AkBlobs {
             public: made
                 .out_public

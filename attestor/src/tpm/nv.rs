@@ -9,8 +9,6 @@ use tss_esapi::Context;
 
 use super::TpmError;
 
-/// RSA 2048 EK certificate.
-pub(crate) const RSA_EK_CERT_INDEX: u32 = 0x01c0_0002;
 /// ECC NIST P-256 EK certificate (low range).
 pub(crate) const ECC_P256_EK_CERT_INDEX: u32 = 0x01c0_000a;
 /// ECC NIST P-384 EK certificate (high range; where swtpm_setup puts its ECC EK certificate).

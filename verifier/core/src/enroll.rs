@@ -8,11 +8,8 @@ use crate::ek::{
     validate_ek_certificate_with_chain, EkCertificate, EkError, EkPublicKey, TrustAnchors,
 };
 use crate::reader::WireError;
-use crate::tpm::public::{check_ak_attributes, parse_tpm2b_public, AkError, PublicKey, TpmPublic};
-
-/// TPM_ALG_AES / TPM_ALG_CFB: the symmetric definition of the TCG default RSA EK template.
-const TPM_ALG_AES: u16 = 0x0006;
-const TPM_ALG_CFB: u16 = 0x0043;
+use crate::tpm::credential::{CredentialKey, EkKey};
+use crate::tpm::public::{check_ak_attributes, parse_tpm2b_public, AkError, TpmPublic};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnrollError {
@@ -36,7 +33,8 @@ pub struct CheckedEnrollment {
     /// None for an EK enrolled without a certificate: one the operator
     /// registered by the SHA-256 of its public area (inventory mode).
     pub ek_certificate: Option<EkCertificate>,
-    pub ek_key: rsa::RsaPublicKey,
+    /// The EK, ready for MakeCredential.
+    pub ek_key: CredentialKey,
     pub ak: TpmPublic,
     pub ak_name: Vec<u8>,
 }
@@ -84,25 +82,6 @@ fn check_keys(
     ak_public: &[u8],
 ) -> Result<CheckedEnrollment, EnrollError> {
     let ek = parse_tpm2b_public(ek_public).map_err(EnrollError::EkPublic)?;
-    let PublicKey::Rsa { modulus, exponent } = &ek.key else {
-        return Err(EnrollError::EkUnsupported(
-            "only RSA EKs are supported for credential activation".into(),
-        ));
-    };
-    // TPM exponent 0 means the default 65537.
-    let exponent = if *exponent == 0 { 65_537 } else { *exponent };
-    if let Some(cert) = &ek_certificate {
-        let EkPublicKey::Rsa {
-            modulus: cert_mod,
-            exponent: cert_exp,
-        } = &cert.public_key
-        else {
-            return Err(EnrollError::EkMismatch);
-        };
-        if strip_zeros(modulus) != strip_zeros(cert_mod) || exponent != *cert_exp {
-            return Err(EnrollError::EkMismatch);
-        }
-    }
     let a = &ek.attributes;
     if !(a.fixed_tpm() && a.fixed_parent() && a.restricted() && a.decrypt()) || a.sign() {
         return Err(EnrollError::EkUnsupported(format!(
@@ -110,23 +89,13 @@ fn check_keys(
             a.0
         )));
     }
-    if ek.name_alg != crate::tpm::public::HashAlg::Sha256 {
-        return Err(EnrollError::EkUnsupported(format!(
-            "EK nameAlg {} (only sha256 is supported)",
-            ek.name_alg
-        )));
-    }
-    match &ek.symmetric {
-        Some(s) if s.alg == TPM_ALG_AES && s.key_bits == 128 && s.mode == TPM_ALG_CFB => {}
-        other => {
-            return Err(EnrollError::EkUnsupported(format!(
-                "EK symmetric definition {other:?} (only AES-128-CFB, the TCG default template, is supported)"
-            )))
+    let ek_key =
+        CredentialKey::from_public(&ek).map_err(|e| EnrollError::EkUnsupported(e.to_string()))?;
+    if let Some(cert) = &ek_certificate {
+        if !same_key(&ek_key.key, &cert.public_key) {
+            return Err(EnrollError::EkMismatch);
         }
     }
-    let ek_key = ek
-        .rsa_public_key()
-        .ok_or_else(|| EnrollError::EkUnsupported("EK RSA key is invalid".into()))?;
     let ak = parse_tpm2b_public(ak_public).map_err(EnrollError::AkPublic)?;
     check_ak_attributes(&ak)?;
     let ak_name = ak.name();
@@ -136,6 +105,30 @@ fn check_keys(
         ak,
         ak_name,
     })
+}
+
+/// Named-curve OIDs of the EK curves.
+const OID_P256: &str = "1.2.840.10045.3.1.7";
+const OID_P384: &str = "1.3.132.0.34";
+
+/// Whether the certificate's key is the TPM's EK (the same curve and point, or modulus and exponent).
+fn same_key(tpm: &EkKey, cert: &EkPublicKey) -> bool {
+    use rsa::traits::PublicKeyParts;
+    match (tpm, cert) {
+        (EkKey::Rsa(k), EkPublicKey::Rsa { modulus, exponent }) => {
+            strip_zeros(&k.n().to_bytes_be()) == strip_zeros(modulus)
+                && k.e() == &rsa::BigUint::from(*exponent)
+        }
+        (EkKey::P256(k), EkPublicKey::Ecc { curve_oid, point }) => {
+            curve_oid == OID_P256
+                && p256::PublicKey::from_sec1_bytes(point).ok().as_ref() == Some(k)
+        }
+        (EkKey::P384(k), EkPublicKey::Ecc { curve_oid, point }) => {
+            curve_oid == OID_P384
+                && p384::PublicKey::from_sec1_bytes(point).ok().as_ref() == Some(k)
+        }
+        _ => false,
+    }
 }
 
 fn strip_zeros(b: &[u8]) -> &[u8] {

@@ -366,23 +366,40 @@ impl Scenario {
 /// sensitiveDataOrigin, adminWithPolicy, restricted, decrypt; the standard EK
 /// policy; AES-128-CFB; exponent 0 (65537).
 pub fn rsa_ek_public_bytes(key: &rsa::RsaPublicKey) -> Vec<u8> {
+    rsa_ek_public_bytes_with(key, HashAlg::Sha256, 128)
+}
+
+/// EK attributes of the profile's templates (low range; the high range adds userWithAuth).
+const EK_ATTRIBUTES: u32 = ObjectAttributes::FIXED_TPM
+    | ObjectAttributes::FIXED_PARENT
+    | ObjectAttributes::SENSITIVE_DATA_ORIGIN
+    | 0x0000_0080 // adminWithPolicy
+    | ObjectAttributes::RESTRICTED
+    | 0x0002_0000; // decrypt
+
+fn ek_head(t: &mut Vec<u8>, alg: u16, name_alg: HashAlg, sym_bits: u16) {
     const EK_POLICY: &str = "837197674484b3f81a90cc8d46a5d724fd52d76e06520b64f2a1da1b331469aa";
-    const ATTRIBUTES: u32 = ObjectAttributes::FIXED_TPM
-        | ObjectAttributes::FIXED_PARENT
-        | ObjectAttributes::SENSITIVE_DATA_ORIGIN
-        | 0x0000_0080 // adminWithPolicy
-        | ObjectAttributes::RESTRICTED
-        | 0x0002_0000; // decrypt
-    let mut t = Vec::new();
-    t.extend(TPM_ALG_RSA.to_be_bytes());
-    t.extend(HashAlg::Sha256.to_tpm().to_be_bytes());
-    t.extend(ATTRIBUTES.to_be_bytes());
-    tpm2b(&mut t, &hex::decode(EK_POLICY).expect("hex"));
+    t.extend(alg.to_be_bytes());
+    t.extend(name_alg.to_tpm().to_be_bytes());
+    t.extend(EK_ATTRIBUTES.to_be_bytes());
+    tpm2b(t, &hex::decode(EK_POLICY).expect("hex"));
     t.extend(0x0006u16.to_be_bytes()); // TPM_ALG_AES
-    t.extend(128u16.to_be_bytes());
+    t.extend(sym_bits.to_be_bytes());
     t.extend(0x0043u16.to_be_bytes()); // TPM_ALG_CFB
     t.extend(TPM_ALG_NULL.to_be_bytes()); // scheme
-    t.extend(2048u16.to_be_bytes());
+}
+
+/// An RSA EK's `TPM2B_PUBLIC` with the given nameAlg and AES key size (the
+/// profile's templates L-1, H-1, H-6 and H-7 differ in these, the key size
+/// and the policy).
+pub fn rsa_ek_public_bytes_with(
+    key: &rsa::RsaPublicKey,
+    name_alg: HashAlg,
+    sym_bits: u16,
+) -> Vec<u8> {
+    let mut t = Vec::new();
+    ek_head(&mut t, TPM_ALG_RSA, name_alg, sym_bits);
+    t.extend((key.n().bits() as u16).to_be_bytes());
     t.extend(0u32.to_be_bytes());
     tpm2b(&mut t, &key.n().to_bytes_be());
     let mut out = Vec::new();
@@ -390,43 +407,158 @@ pub fn rsa_ek_public_bytes(key: &rsa::RsaPublicKey) -> Vec<u8> {
     out
 }
 
-/// What a TPM does in `TPM2_ActivateCredential` with EK `ek`, for the object
-/// named `name`: recovers the seed (RSA-OAEP, label "IDENTITY"), checks the
-/// integrity HMAC and decrypts the credential. Written from the TPM 2.0 spec
-/// (Part 1, 24.4–24.5), apart from `make_credential`; the real oracle for the
-/// layout is swtpm (tests/tests/oracle_credential.rs).
+/// An ECC EK's `TPM2B_PUBLIC` (templates L-2, H-2, H-3): curve `curve`
+/// (TPM_ECC_*), point `x`, `y`, KDF and scheme NULL.
+pub fn ecc_ek_public_bytes(
+    curve: u16,
+    x: &[u8],
+    y: &[u8],
+    name_alg: HashAlg,
+    sym_bits: u16,
+) -> Vec<u8> {
+    let mut t = Vec::new();
+    ek_head(&mut t, crate::tpm::public::TPM_ALG_ECC, name_alg, sym_bits);
+    t.extend(curve.to_be_bytes());
+    t.extend(TPM_ALG_NULL.to_be_bytes()); // kdf
+    tpm2b(&mut t, x);
+    tpm2b(&mut t, y);
+    let mut out = Vec::new();
+    tpm2b(&mut out, &t);
+    out
+}
+
+/// A software EK's private key, for [`activate_credential_with`].
+pub enum SoftEk {
+    Rsa(Box<rsa::RsaPrivateKey>),
+    P256(p256::SecretKey),
+    P384(p384::SecretKey),
+}
+
+/// What a TPM does in `TPM2_ActivateCredential` with an RSA EK of nameAlg
+/// SHA-256 and AES-128 (template L-1).
 pub fn activate_credential(
     ek: &rsa::RsaPrivateKey,
     name: &[u8],
     credential_blob: &[u8],
     encrypted_secret: &[u8],
 ) -> Result<Vec<u8>, &'static str> {
+    activate_credential_with(
+        &SoftEk::Rsa(Box::new(ek.clone())),
+        HashAlg::Sha256,
+        128,
+        name,
+        credential_blob,
+        encrypted_secret,
+    )
+}
+
+/// What a TPM does in `TPM2_ActivateCredential` with EK `ek` (nameAlg
+/// `name_alg`, AES-`sym_bits`-CFB), for the object named `name`: recovers
+/// the seed (RSA-OAEP, label "IDENTITY"; or ECDH and KDFe), checks the
+/// integrity HMAC and decrypts the credential. Written from the TPM 2.0 spec
+/// (Part 1, 24.4–24.5, C.6.4), apart from `make_credential`; the real oracle
+/// for the layout is swtpm (tests/tests/oracle_credential.rs).
+pub fn activate_credential_with(
+    ek: &SoftEk,
+    name_alg: HashAlg,
+    sym_bits: u16,
+    name: &[u8],
+    credential_blob: &[u8],
+    encrypted_secret: &[u8],
+) -> Result<Vec<u8>, &'static str> {
+    use crate::tpm::credential::{hmac, kdfa, kdfe};
     use aes::cipher::{AsyncStreamCipher, KeyIvInit};
-    use hmac::Mac;
-    let seed = ek
-        .decrypt(
-            rsa::Oaep::new_with_label::<Sha256, _>("IDENTITY\0"),
-            encrypted_secret,
-        )
-        .map_err(|_| "oaep")?;
+    let bits = 8 * name_alg.digest_len() as u32;
+    let point = |len: usize| -> Result<(Vec<u8>, Vec<u8>), &'static str> {
+        let mut r = encrypted_secret;
+        let mut take = || -> Result<Vec<u8>, &'static str> {
+            let n = r
+                .get(..2)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
+                .ok_or("point")?;
+            let v = r.get(2..2 + n).ok_or("point")?.to_vec();
+            r = &r[2 + n..];
+            Ok(v)
+        };
+        let (x, y) = (take()?, take()?);
+        if x.len() != len || y.len() != len || !r.is_empty() {
+            return Err("point");
+        }
+        Ok((x, y))
+    };
+    let seed = match ek {
+        SoftEk::Rsa(k) => {
+            let label = "IDENTITY\0";
+            match name_alg {
+                HashAlg::Sha384 => k.decrypt(
+                    rsa::Oaep::new_with_label::<sha2::Sha384, _>(label),
+                    encrypted_secret,
+                ),
+                HashAlg::Sha512 => k.decrypt(
+                    rsa::Oaep::new_with_label::<sha2::Sha512, _>(label),
+                    encrypted_secret,
+                ),
+                _ => k.decrypt(
+                    rsa::Oaep::new_with_label::<Sha256, _>(label),
+                    encrypted_secret,
+                ),
+            }
+            .map_err(|_| "oaep")?
+        }
+        SoftEk::P256(k) => {
+            let (x, y) = point(32)?;
+            let q = p256::PublicKey::from_sec1_bytes(&[&[4u8][..], &x, &y].concat())
+                .map_err(|_| "point")?;
+            let z = p256::ecdh::diffie_hellman(k.to_nonzero_scalar(), q.as_affine());
+            let own = p256::EncodedPoint::from(k.public_key());
+            kdfe(
+                name_alg,
+                z.raw_secret_bytes(),
+                b"IDENTITY",
+                &x,
+                own.x().ok_or("point")?,
+                bits,
+            )
+        }
+        SoftEk::P384(k) => {
+            let (x, y) = point(48)?;
+            let q = p384::PublicKey::from_sec1_bytes(&[&[4u8][..], &x, &y].concat())
+                .map_err(|_| "point")?;
+            let z = p384::ecdh::diffie_hellman(k.to_nonzero_scalar(), q.as_affine());
+            let own = p384::EncodedPoint::from(k.public_key());
+            kdfe(
+                name_alg,
+                z.raw_secret_bytes(),
+                b"IDENTITY",
+                &x,
+                own.x().ok_or("point")?,
+                bits,
+            )
+        }
+    };
     let hlen = credential_blob
         .get(..2)
         .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
         .ok_or("short blob")?;
-    let (hmac, enc) = credential_blob
+    let (mac, enc) = credential_blob
         .get(2..)
         .filter(|r| r.len() >= hlen)
         .ok_or("short blob")?
         .split_at(hlen);
-    let hmac_key = crate::tpm::credential::kdfa_sha256(&seed, b"INTEGRITY", &[], &[], 256);
-    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&hmac_key).map_err(|_| "hmac key")?;
-    mac.update(enc);
-    mac.update(name);
-    mac.verify_slice(hmac).map_err(|_| "integrity")?;
-    let sym = crate::tpm::credential::kdfa_sha256(&seed, b"STORAGE", name, &[], 128);
+    let hmac_key = kdfa(name_alg, &seed, b"INTEGRITY", &[], &[], bits);
+    let want = hmac(name_alg, &hmac_key, &[enc, name]);
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(want.as_slice(), mac)) {
+        return Err("integrity");
+    }
+    let sym = kdfa(name_alg, &seed, b"STORAGE", name, &[], u32::from(sym_bits));
     let mut plain = enc.to_vec();
-    cfb_mode::Decryptor::<aes::Aes128>::new(sym.as_slice().into(), &[0u8; 16].into())
-        .decrypt(&mut plain);
+    let iv = [0u8; 16];
+    match sym_bits {
+        128 => cfb_mode::Decryptor::<aes::Aes128>::new(sym.as_slice().into(), &iv.into())
+            .decrypt(&mut plain),
+        _ => cfb_mode::Decryptor::<aes::Aes256>::new(sym.as_slice().into(), &iv.into())
+            .decrypt(&mut plain),
+    }
     let n = plain
         .get(..2)
         .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
