@@ -230,6 +230,11 @@ impl TestCa {
         self.dir.path().join("swtpm-localca-rootca-cert.pem")
     }
 
+    /// The intermediate's private key (PEM; unencrypted for [`TestCa::with_crl_signing`]).
+    pub fn issuer_key_path(&self) -> PathBuf {
+        self.dir.path().join("signkey.pem")
+    }
+
     /// The intermediate certificate that signs EK certificates (PEM).
     pub fn issuer_cert_path(&self) -> PathBuf {
         self.dir.path().join("issuercert.pem")

@@ -18,7 +18,10 @@ fn policy() -> String {
 }
 
 fn verifier() -> VerifierProc {
-    let ca = TestCa::shared();
+    verifier_for(TestCa::shared())
+}
+
+fn verifier_for(ca: &TestCa) -> VerifierProc {
     let mut o = VerifierOpts::new(policy());
     o.ek_roots = vec![ca.root_cert_path()];
     o.ek_intermediates = vec![ca.issuer_cert_path()];
@@ -214,4 +217,89 @@ fn attestor_activates_tpm2_makecredential_output_under_each_ek() {
             "{kind}"
         );
     }
+}
+
+/// Provisions a low-range P-256 EK certificate (template L-2, NV 0x01c0000a) as a
+/// manufacturer would: the EK's public key from tpm2_createek, a certificate for it
+/// from `ca`'s intermediate (openssl x509 -new -force_pubkey), written to NV with
+/// platform authorization. Returns the DER.
+fn provision_p256_certificate(tpm: &Swtpm, ca: &TestCa, dir: &Path) -> Vec<u8> {
+    let p = |n: &str| dir.join(n).display().to_string();
+    tpm.tpm2(
+        "tpm2_createek",
+        &[
+            "-G",
+            "ecc",
+            "-c",
+            &p("ek.ctx"),
+            "-u",
+            &p("ek.pem"),
+            "-f",
+            "pem",
+        ],
+    )
+    .unwrap();
+    tpm.tpm2("tpm2_flushcontext", &["-t"]).unwrap();
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "[v3]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,keyAgreement\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-new", "-force_pubkey", &p("ek.pem")])
+        .args(["-subj", "/CN=assay test P-256 EK", "-days", "30"])
+        .args(["-CA", ca.issuer_cert_path().to_str().unwrap()])
+        .args(["-CAkey", ca.issuer_key_path().to_str().unwrap()])
+        .args(["-extfile", &p("ext.cnf"), "-extensions", "v3"])
+        .args(["-outform", "DER", "-out", &p("ek.der")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let der = std::fs::read(dir.join("ek.der")).unwrap();
+    let size = der.len().to_string();
+    tpm.tpm2(
+        "tpm2_nvdefine",
+        &[
+            "0x1c0000a",
+            "-C",
+            "p",
+            "-s",
+            &size,
+            "-a",
+            "ppwrite|ppread|ownerread|authread|platformcreate|no_da",
+        ],
+    )
+    .unwrap();
+    tpm.tpm2(
+        "tpm2_nvwrite",
+        &["0x1c0000a", "-C", "p", "-i", &p("ek.der")],
+    )
+    .unwrap();
+    der
+}
+
+#[test]
+fn low_range_p256_ek_with_a_certificate_in_nv_enrolls() {
+    let ca = TestCa::with_crl_signing().unwrap();
+    let v = verifier_for(&ca);
+    let tpm = Swtpm::start_with_ca(&ca).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let der = provision_p256_certificate(&tpm, &ca, dir.path());
+    // With the RSA EK certificate gone, `auto` prefers the low-range P-256 EK to P-384.
+    tpm.tpm2("tpm2_nvundefine", &["-C", "p", "0x1c00002"])
+        .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let o = join(&tpm, &v, state.path(), "p256", &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(state.path().join("ek")).unwrap(),
+        "ecc-p256\n"
+    );
+    assert_eq!(enrolled_ek_sha256(&v, "p256"), sha256_hex(&der));
+    let o = attestor(&tpm, &v, state.path(), "p256", "attest", &[]).unwrap();
+    assert!(o.status.success(), "{}", text(&o));
 }
