@@ -112,46 +112,25 @@ impl Node {
             file.extend_from_slice(part);
         }
         std::fs::write(self.p("cred.in"), file)?;
-        if !policy {
-            let r = self.tpm.tpm2(
-                "tpm2_activatecredential",
-                &[
-                    "-c",
-                    &self.p("ak.ctx"),
-                    "-C",
-                    &self.p("ek.ctx"),
-                    "-i",
-                    &self.p("cred.in"),
-                    "-o",
-                    &self.p("cred.out"),
-                ],
-            );
-            self.flush();
-            r?;
-            return Ok(self.read("cred.out"));
-        }
-        let session = self.p("session.ctx");
-        self.tpm.tpm2(
-            "tpm2_startauthsession",
-            &["--policy-session", "-S", &session],
-        )?;
-        self.tpm
-            .tpm2("tpm2_policysecret", &["-S", &session, "-c", "e"])?;
-        let r = self.tpm.tpm2(
-            "tpm2_activatecredential",
-            &[
-                "-c",
-                &self.p("ak.ctx"),
-                "-C",
-                &self.p("ek.ctx"),
-                "-i",
-                &self.p("cred.in"),
-                "-o",
-                &self.p("cred.out"),
-                "-P",
-                &format!("session:{session}"),
-            ],
+        let (ak, ek, cred_in, cred_out) = (
+            self.p("ak.ctx"),
+            self.p("ek.ctx"),
+            self.p("cred.in"),
+            self.p("cred.out"),
         );
+        let mut args = vec!["-c", &ak, "-C", &ek, "-i", &cred_in, "-o", &cred_out];
+        let session = self.p("session.ctx");
+        let auth = format!("session:{session}");
+        if policy {
+            self.tpm.tpm2(
+                "tpm2_startauthsession",
+                &["--policy-session", "-S", &session],
+            )?;
+            self.tpm
+                .tpm2("tpm2_policysecret", &["-S", &session, "-c", "e"])?;
+            args.extend(["-P", &auth]);
+        }
+        let r = self.tpm.tpm2("tpm2_activatecredential", &args);
         self.flush();
         r?;
         Ok(self.read("cred.out"))

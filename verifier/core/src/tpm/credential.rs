@@ -303,11 +303,8 @@ pub fn kdfa(
         bits.is_multiple_of(8),
         "KDFa is only used for whole bytes here"
     );
-    let len = (bits / 8) as usize;
-    let mut out = Vec::with_capacity(len + h.digest_len());
-    let mut counter = 1u32;
-    while out.len() < len {
-        out.extend(hmac(
+    counter_mode(bits, |counter| {
+        hmac(
             h,
             key,
             &[
@@ -318,7 +315,18 @@ pub fn kdfa(
                 context_v,
                 &bits.to_be_bytes(),
             ],
-        ));
+        )
+    })
+}
+
+/// The blocks `block(1), block(2), …` concatenated and cut to `bits` (the counter
+/// construction KDFa and KDFe share).
+fn counter_mode(bits: u32, mut block: impl FnMut(u32) -> Vec<u8>) -> Vec<u8> {
+    let len = (bits / 8) as usize;
+    let mut out = Vec::with_capacity(len + 64);
+    let mut counter = 1u32;
+    while out.len() < len {
+        out.extend(block(counter));
         counter += 1;
     }
     out.truncate(len);
@@ -347,23 +355,17 @@ pub fn kdfe(
     party_v: &[u8],
     bits: u32,
 ) -> Vec<u8> {
-    let len = (bits / 8) as usize;
-    let mut out = Vec::with_capacity(len + h.digest_len());
-    let mut counter = 1u32;
-    while out.len() < len {
-        let mut block =
+    counter_mode(bits, |counter| {
+        let mut b =
             Vec::with_capacity(4 + z.len() + label.len() + 1 + party_u.len() + party_v.len());
-        block.extend_from_slice(&counter.to_be_bytes());
-        block.extend_from_slice(z);
-        block.extend_from_slice(label);
-        block.push(0);
-        block.extend_from_slice(party_u);
-        block.extend_from_slice(party_v);
-        out.extend(h.digest(&block));
-        counter += 1;
-    }
-    out.truncate(len);
-    out
+        b.extend_from_slice(&counter.to_be_bytes());
+        b.extend_from_slice(z);
+        b.extend_from_slice(label);
+        b.push(0);
+        b.extend_from_slice(party_u);
+        b.extend_from_slice(party_v);
+        h.digest(&b)
+    })
 }
 
 /// The digest of `data` under SHA-256, for callers that store a credential's hash.
