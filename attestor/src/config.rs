@@ -14,6 +14,10 @@ pub use assay_core::eventlog::cel::DEFAULT_CEL_PCR;
 pub struct FileConfig {
     pub tcti: Option<String>,
     pub ek: Option<String>,
+    pub fetch_ek_certificate: Option<bool>,
+    pub ek_cert_service: Option<String>,
+    pub ek_cert_service_url: Option<String>,
+    pub ek_cert_service_ca: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub verifier: Option<String>,
     pub ca: Option<PathBuf>,
@@ -36,6 +40,10 @@ pub struct FileConfig {
 pub struct Overrides {
     pub tcti: Option<String>,
     pub ek: Option<String>,
+    pub fetch_ek_certificate: bool,
+    pub ek_cert_service: Option<String>,
+    pub ek_cert_service_url: Option<String>,
+    pub ek_cert_service_ca: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub verifier: Option<String>,
     pub ca: Option<PathBuf>,
@@ -56,6 +64,9 @@ pub struct Config {
     pub tcti: String,
     /// Which EK to use when the state dir has none yet (`auto`: the first with a certificate in NV).
     pub ek: crate::tpm::EkChoice,
+    /// Fetch the EK certificate from the TPM vendor's service when NV has none
+    /// (`Some`: on, with these settings; off by default).
+    pub ek_fetch: Option<crate::ekfetch::FetchSettings>,
     pub state_dir: PathBuf,
     pub verifier: String,
     pub ca: PathBuf,
@@ -149,9 +160,33 @@ impl Config {
             Some(s) => s.parse().map_err(|e| format!("config key `ek`: {e}"))?,
             None => crate::tpm::EkChoice::Auto,
         };
+        let vendor = match o.ek_cert_service.or(f.ek_cert_service) {
+            None => None,
+            Some(s) if s == "auto" => None,
+            Some(s) => Some(crate::ekfetch::Vendor::parse(&s).ok_or_else(|| {
+                format!("config key `ek_cert_service`: `{s}`: give auto, intel or amd")
+            })?),
+        };
+        let base_url = o.ek_cert_service_url.or(f.ek_cert_service_url);
+        if let Some(u) = &base_url {
+            if !u.starts_with("https://") {
+                return Err(format!(
+                    "config key `ek_cert_service_url`: `{u}` must be an https:// URL"
+                ));
+            }
+        }
+        let ek_fetch =
+            (o.fetch_ek_certificate || f.fetch_ek_certificate.unwrap_or(false)).then(|| {
+                crate::ekfetch::FetchSettings {
+                    vendor,
+                    base_url,
+                    ca: o.ek_cert_service_ca.or(f.ek_cert_service_ca),
+                }
+            });
         Ok(Self {
             tcti: o.tcti.or(f.tcti).unwrap_or_else(|| DEFAULT_TCTI.into()),
             ek,
+            ek_fetch,
             state_dir,
             verifier,
             ca,

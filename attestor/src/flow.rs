@@ -230,17 +230,58 @@ pub async fn connect(cfg: &Config) -> Result<Channel, Failure> {
 
 /// Enrolls: sends EK certificate, EK public and AK public; activates the credential
 /// the verifier protected to the EK; records the enrollment in the state dir.
+/// The EK certificate the TPM's vendor publishes: the one kept in the state dir,
+/// else fetched from the service (and kept).
+async fn vendor_certificate(
+    cfg: &Config,
+    settings: &crate::ekfetch::FetchSettings,
+    tpm: &mut Tpm,
+    ek_public: &[u8],
+) -> Result<Vec<u8>, Failure> {
+    use crate::ekfetch;
+    if let Some(der) = ekfetch::cached(&cfg.state_dir, ek_public) {
+        return Ok(der);
+    }
+    let vendor = match settings.vendor {
+        Some(v) => v,
+        None => {
+            let id = tpm.manufacturer().map_err(tpm_err)?;
+            ekfetch::Vendor::from_manufacturer(id).ok_or_else(|| {
+                Failure::Config(format!(
+                    "the TPM's manufacturer `{}` has no known EK certificate service (Intel and AMD \
+                     have); set ek_cert_service = \"intel\" or \"amd\" with ek_cert_service_url, or \
+                     turn fetch_ek_certificate off",
+                    String::from_utf8_lossy(&id.to_be_bytes()).trim_end_matches(['\0', ' '])
+                ))
+            })?
+        }
+    };
+    let der = ekfetch::fetch(settings, vendor, ek_public, &cfg.state_dir)
+        .await
+        .map_err(|e| Failure::Unreachable(format!("EK certificate service: {e}")))?;
+    tracing::info!(
+        bytes = der.len(),
+        "fetched this TPM's EK certificate from its vendor's service"
+    );
+    Ok(der)
+}
+
 pub async fn enroll(cfg: &Config, tpm: &mut Tpm, ch: Channel) -> Result<Enrollment, Failure> {
     // A TPM without an EK certificate in NV sends none: a verifier in
     // inventory mode enrolls it if an operator registered its EK public area.
     tpm.select_ek(&cfg.state_dir, cfg.ek).map_err(tpm_err)?;
-    let ek_cert = tpm.ek_certificate_if_any().map_err(tpm_err)?;
+    let ek_public = tpm.ek_public().map_err(tpm_err)?;
+    let mut ek_cert = tpm.ek_certificate_if_any().map_err(tpm_err)?;
+    if ek_cert.is_none() {
+        if let Some(settings) = &cfg.ek_fetch {
+            ek_cert = Some(vendor_certificate(cfg, settings, tpm, &ek_public).await?);
+        }
+    }
     if ek_cert.is_none() {
         warn!("this TPM holds no EK certificate in NV; enrolling with the EK public area only");
     }
     let ek_cert = ek_cert.unwrap_or_default();
     let ek_chain = tpm.ek_chain().map_err(tpm_err)?;
-    let ek_public = tpm.ek_public().map_err(tpm_err)?;
     let ak = tpm.load_or_create_ak(&cfg.state_dir).map_err(tpm_err)?;
     let mut c = pb::attestation_client::AttestationClient::new(ch);
     let r = c

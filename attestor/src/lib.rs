@@ -14,6 +14,7 @@
 pub mod agent;
 pub mod config;
 pub mod containerd;
+pub mod ekfetch;
 pub mod enrollment;
 mod files;
 pub mod flow;

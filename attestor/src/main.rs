@@ -197,6 +197,20 @@ struct Common {
     /// Kept in the state dir at enrollment; later runs use the kept one.
     #[arg(long, env = "ASSAY_EK")]
     ek: Option<String>,
+    /// When the TPM holds no EK certificate in NV, fetch it from the TPM vendor's
+    /// service (Intel PTT, AMD fTPM), check it is for this EK and keep it in the state dir.
+    #[arg(long, env = "ASSAY_FETCH_EK_CERTIFICATE")]
+    fetch_ek_certificate: bool,
+    /// The service: auto (from the TPM's manufacturer, default), intel or amd.
+    #[arg(long, env = "ASSAY_EK_CERT_SERVICE")]
+    ek_cert_service: Option<String>,
+    /// The service's base URL (default the vendor's: https://ekop.intel.com/ekcertservice/,
+    /// https://ftpm.amd.com/pki/aia/); the EK's path is appended.
+    #[arg(long, env = "ASSAY_EK_CERT_SERVICE_URL")]
+    ek_cert_service_url: Option<String>,
+    /// PEM CA certificates for the service's TLS certificate (default the system's).
+    #[arg(long, env = "ASSAY_EK_CERT_SERVICE_CA")]
+    ek_cert_service_ca: Option<PathBuf>,
     /// Where the AK blobs and enrollment record live (default /var/lib/assay-attestor).
     #[arg(long, env = "ASSAY_STATE_DIR")]
     state_dir: Option<PathBuf>,
@@ -236,6 +250,10 @@ impl Common {
         Overrides {
             tcti: self.tcti.clone(),
             ek: self.ek.clone(),
+            fetch_ek_certificate: self.fetch_ek_certificate,
+            ek_cert_service: self.ek_cert_service.clone(),
+            ek_cert_service_url: self.ek_cert_service_url.clone(),
+            ek_cert_service_ca: self.ek_cert_service_ca.clone(),
             state_dir: self.state_dir.clone(),
             verifier: self.verifier.clone(),
             ca: self.ca.clone(),

@@ -43,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
     let state = tempfile::tempdir()?;
     let cfg = Config {
         ek: assay_attestor::tpm::EkChoice::Auto,
+        ek_fetch: None,
         tcti: tpm_proc.tcti(),
         state_dir: state.path().to_path_buf(),
         verifier: v.url.clone(),

@@ -31,6 +31,7 @@ impl Node {
         Config {
             tcti: self.tpm.tcti(),
             ek: assay_attestor::tpm::EkChoice::Auto,
+            ek_fetch: None,
             state_dir: self.state.path().to_path_buf(),
             verifier: v.url.clone(),
             ca: v.ca_pem.clone(),

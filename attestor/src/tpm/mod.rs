@@ -153,6 +153,17 @@ impl Tpm {
         Ok(kind)
     }
 
+    /// TPM_PT_MANUFACTURER: the TCG vendor id (e.g. "INTC", "AMD\0" as a u32).
+    pub fn manufacturer(&mut self) -> Result<u32, TpmError> {
+        self.ctx
+            .get_tpm_property(tss_esapi::constants::PropertyTag::Manufacturer)
+            .map_err(TpmError::tss("GetCapability(TPM_PT_MANUFACTURER)"))?
+            .ok_or(TpmError::Tss {
+                op: "GetCapability(TPM_PT_MANUFACTURER)",
+                reason: "the TPM reported no manufacturer".into(),
+            })
+    }
+
     /// The certificate of the EK in use, exact DER.
     pub fn ek_certificate(&mut self) -> Result<Vec<u8>, TpmError> {
         self.ek_certificate_if_any()?

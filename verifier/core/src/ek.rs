@@ -407,6 +407,13 @@ fn check_ca(issuer: &X509Certificate<'_>, below: u32, is_root: bool) -> Result<(
     Ok(())
 }
 
+/// The subject public key of a DER certificate, without judging the
+/// certificate otherwise (for a node checking that a certificate it fetched
+/// is for its own EK; the verifier validates it in full).
+pub fn certificate_public_key(der: &[u8]) -> Result<EkPublicKey, EkError> {
+    ek_public_key(&parse_der(der)?)
+}
+
 fn ek_public_key(cert: &X509Certificate<'_>) -> Result<EkPublicKey, EkError> {
     let spki = cert.public_key();
     match spki

@@ -76,6 +76,21 @@ pub fn check_registered_enrollment(
     check_keys(None, ek_public, ak_public)
 }
 
+/// Whether the DER certificate `der` is for the EK whose TPM2B_PUBLIC is
+/// `ek_public` (the same RSA modulus and exponent, or curve and point).
+/// Nothing else about the certificate is judged here.
+pub fn certificate_matches_ek(der: &[u8], ek_public: &[u8]) -> Result<(), EnrollError> {
+    let cert_key = crate::ek::certificate_public_key(der)?;
+    let ek = parse_tpm2b_public(ek_public).map_err(EnrollError::EkPublic)?;
+    let key =
+        CredentialKey::from_public(&ek).map_err(|e| EnrollError::EkUnsupported(e.to_string()))?;
+    if same_key(&key.key, &cert_key) {
+        Ok(())
+    } else {
+        Err(EnrollError::EkMismatch)
+    }
+}
+
 fn check_keys(
     ek_certificate: Option<EkCertificate>,
     ek_public: &[u8],

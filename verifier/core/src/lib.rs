@@ -28,6 +28,7 @@
 )]
 
 pub mod ek;
+pub mod ek_service;
 pub mod enroll;
 pub mod eventlog;
 pub mod policy;
