@@ -135,3 +135,74 @@ fn openssl_agrees_that_each_sample_chains_and_that_without_its_intermediate_none
         );
     }
 }
+
+/// The documented rule for a vendor quirk: an EK certificate whose serial is a
+/// negative DER INTEGER (made here by openssl `-set_serial -0x8001`, under a test
+/// CA) is accepted, and its serial is reported as its DER bytes.
+#[test]
+fn an_ek_certificate_with_a_negative_serial_is_accepted_by_rule() {
+    let ca = assay_tests::TestCa::with_crl_signing().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).display().to_string();
+    std::fs::write(
+        dir.path().join("ext.cnf"),
+        "[v3]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,keyEncipherment\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl").args(args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &p("k.pem"),
+        "-out",
+        &p("r.csr"),
+        "-subj",
+        "/CN=negative serial EK",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("r.csr"),
+        "-CA",
+        ca.issuer_cert_path().to_str().unwrap(),
+        "-CAkey",
+        ca.issuer_key_path().to_str().unwrap(),
+        "-set_serial",
+        "-0x8001",
+        "-days",
+        "30",
+        "-extfile",
+        &p("ext.cnf"),
+        "-extensions",
+        "v3",
+        "-outform",
+        "DER",
+        "-out",
+        &p("ek.der"),
+    ]);
+    let der = std::fs::read(dir.path().join("ek.der")).unwrap();
+    let mut a = assay_core::ek::TrustAnchors::new();
+    a.add_roots_pem(&std::fs::read(ca.root_cert_path()).unwrap())
+        .unwrap();
+    a.add_intermediates_pem(&std::fs::read(ca.issuer_cert_path()).unwrap())
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let cert = validate_ek_certificate(&der, &a, now).unwrap();
+    // -0x8001 in two's complement: ff 7f ff.
+    assert_eq!(cert.serial_hex, "ff7fff");
+}

@@ -22,6 +22,11 @@
 //!   is understood and accepted, and an empty subject is accepted (the EK
 //!   Credential Profile allows it: the identity is in the subjectAltName) —
 //!   both tested on real certificates in `tests/tests/ek_certs.rs`;
+//! - a serial whose DER INTEGER is negative or zero (RFC 5280 §4.1.2.2 asks
+//!   for a positive one; some vendors issued such EK certificates) is
+//!   accepted: the serial is an identifier here, kept as its DER bytes
+//!   (`serial_hex`), and CRLs match it byte for byte (tested with an openssl-made
+//!   certificate in `tests/tests/ek_certs.rs`);
 //! - paths are at most [`MAX_CHAIN_DEPTH`] certificates above the EK
 //!   (`ChainTooLong`), and inputs are size-bounded.
 //!
