@@ -235,6 +235,40 @@ impl TestCa {
         self.dir.path().join("signkey.pem")
     }
 
+    /// An EK certificate (DER) from this CA's intermediate for the public key in
+    /// `key_pem` (e.g. `tpm2_createek -f pem` output), as a TPM vendor issues one:
+    /// end entity, critical keyUsage `key_usage` (keyEncipherment for RSA,
+    /// keyAgreement for ECC). Needs an unencrypted issuer key ([`TestCa::with_crl_signing`]).
+    pub fn issue_ek_certificate(&self, key_pem: &Path, key_usage: &str) -> Result<Vec<u8>> {
+        let dir = tempfile::tempdir()?;
+        let ext = dir.path().join("ext.cnf");
+        std::fs::write(
+            &ext,
+            format!("[v3]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,{key_usage}\n"),
+        )?;
+        let der = dir.path().join("ek.der");
+        let out = Command::new("openssl")
+            .args(["x509", "-new", "-force_pubkey"])
+            .arg(key_pem)
+            .args(["-subj", "/CN=assay test EK", "-days", "30", "-CA"])
+            .arg(self.issuer_cert_path())
+            .arg("-CAkey")
+            .arg(self.issuer_key_path())
+            .arg("-extfile")
+            .arg(&ext)
+            .args(["-extensions", "v3", "-outform", "DER", "-out"])
+            .arg(&der)
+            .output()
+            .context("running openssl")?;
+        if !out.status.success() {
+            bail!(
+                "openssl x509 -new: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(std::fs::read(der)?)
+    }
+
     /// The intermediate certificate that signs EK certificates (PEM).
     pub fn issuer_cert_path(&self) -> PathBuf {
         self.dir.path().join("issuercert.pem")
@@ -333,6 +367,19 @@ impl Swtpm {
             }
         }
         Err(last_err.unwrap_or_else(|| anyhow::anyhow!("swtpm did not start")))
+    }
+
+    /// The public key (PEM) of the EK tpm2_createek makes from template `alg`
+    /// (rsa, ecc, rsa3072, ecc384), written to `out`; the EK is flushed again.
+    pub fn ek_public_pem(&self, alg: &str, out: &Path) -> Result<()> {
+        let ctx = out.with_extension("ctx");
+        let (ctx, out) = (ctx.display().to_string(), out.display().to_string());
+        self.tpm2(
+            "tpm2_createek",
+            &["-G", alg, "-c", &ctx, "-u", &out, "-f", "pem"],
+        )?;
+        self.tpm2("tpm2_flushcontext", &["-t"])?;
+        Ok(())
     }
 
     /// The TCTI string for tss-esapi / tpm2-tools (`swtpm:host=127.0.0.1,port=P`).

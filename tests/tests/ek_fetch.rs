@@ -131,47 +131,15 @@ fn text(o: &Output) -> String {
 /// also leaves the EK public area (tss format) at dir/ek.tss.
 fn vendor_certificate(tpm: &Swtpm, ca: &TestCa, dir: &Path) -> Vec<u8> {
     let p = |n: &str| dir.join(n).display().to_string();
-    tpm.tpm2(
-        "tpm2_createek",
-        &[
-            "-G",
-            "rsa",
-            "-c",
-            &p("ek.ctx"),
-            "-u",
-            &p("ek.pem"),
-            "-f",
-            "pem",
-        ],
-    )
-    .unwrap();
-    tpm.tpm2("tpm2_flushcontext", &["-t"]).unwrap();
+    tpm.ek_public_pem("rsa", &dir.join("ek.pem")).unwrap();
     tpm.tpm2(
         "tpm2_createek",
         &["-G", "rsa", "-c", &p("ek.ctx"), "-u", &p("ek.tss")],
     )
     .unwrap();
     tpm.tpm2("tpm2_flushcontext", &["-t"]).unwrap();
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "[v3]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,keyEncipherment\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new("openssl")
-        .args(["x509", "-new", "-force_pubkey", &p("ek.pem")])
-        .args(["-subj", "/CN=assay test vendor-published EK", "-days", "30"])
-        .args(["-CA", ca.issuer_cert_path().to_str().unwrap()])
-        .args(["-CAkey", ca.issuer_key_path().to_str().unwrap()])
-        .args(["-extfile", &p("ext.cnf"), "-extensions", "v3"])
-        .args(["-outform", "DER", "-out", &p("ek.der")])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read(dir.join("ek.der")).unwrap()
+    ca.issue_ek_certificate(&dir.join("ek.pem"), "keyEncipherment")
+        .unwrap()
 }
 
 fn sha256_hex(b: &[u8]) -> String {

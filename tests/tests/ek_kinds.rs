@@ -221,45 +221,15 @@ fn attestor_activates_tpm2_makecredential_output_under_each_ek() {
 
 /// Provisions a low-range P-256 EK certificate (template L-2, NV 0x01c0000a) as a
 /// manufacturer would: the EK's public key from tpm2_createek, a certificate for it
-/// from `ca`'s intermediate (openssl x509 -new -force_pubkey), written to NV with
+/// from `ca`'s intermediate ([`TestCa::issue_ek_certificate`]), written to NV with
 /// platform authorization. Returns the DER.
 fn provision_p256_certificate(tpm: &Swtpm, ca: &TestCa, dir: &Path) -> Vec<u8> {
     let p = |n: &str| dir.join(n).display().to_string();
-    tpm.tpm2(
-        "tpm2_createek",
-        &[
-            "-G",
-            "ecc",
-            "-c",
-            &p("ek.ctx"),
-            "-u",
-            &p("ek.pem"),
-            "-f",
-            "pem",
-        ],
-    )
-    .unwrap();
-    tpm.tpm2("tpm2_flushcontext", &["-t"]).unwrap();
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "[v3]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,keyAgreement\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new("openssl")
-        .args(["x509", "-new", "-force_pubkey", &p("ek.pem")])
-        .args(["-subj", "/CN=assay test P-256 EK", "-days", "30"])
-        .args(["-CA", ca.issuer_cert_path().to_str().unwrap()])
-        .args(["-CAkey", ca.issuer_key_path().to_str().unwrap()])
-        .args(["-extfile", &p("ext.cnf"), "-extensions", "v3"])
-        .args(["-outform", "DER", "-out", &p("ek.der")])
-        .output()
+    tpm.ek_public_pem("ecc", &dir.join("ek.pem")).unwrap();
+    let der = ca
+        .issue_ek_certificate(&dir.join("ek.pem"), "keyAgreement")
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let der = std::fs::read(dir.join("ek.der")).unwrap();
+    std::fs::write(dir.join("ek.der"), &der).unwrap();
     let size = der.len().to_string();
     tpm.tpm2(
         "tpm2_nvdefine",
