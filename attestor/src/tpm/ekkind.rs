@@ -44,6 +44,10 @@ impl EkKind {
         EkKind::Rsa4096,
     ];
 
+    /// The range that holds every kind's certificate index.
+    pub(crate) const FIRST_CERTIFICATE_INDEX: u32 = 0x01c0_0002;
+    pub(crate) const LAST_CERTIFICATE_INDEX: u32 = 0x01c0_001e;
+
     pub fn name(self) -> &'static str {
         match self {
             EkKind::Rsa2048 => "rsa2048",
@@ -148,6 +152,17 @@ pub(crate) fn keep(dir: &Path, kind: EkKind) -> Result<(), TpmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_certificate_index_is_in_the_range_auto_asks_for() {
+        for k in EkKind::ALL {
+            let i = k.certificate_index();
+            assert!(
+                (EkKind::FIRST_CERTIFICATE_INDEX..=EkKind::LAST_CERTIFICATE_INDEX).contains(&i),
+                "{k}"
+            );
+        }
+    }
 
     #[test]
     fn names_round_trip_and_unknown_names_are_refused() {

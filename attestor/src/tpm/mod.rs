@@ -139,14 +139,16 @@ impl Tpm {
             (Some(k), _) => k,
             (None, EkChoice::Kind(k)) => k,
             (None, EkChoice::Auto) => {
-                let mut found = EkKind::Rsa2048;
-                for k in EkKind::ALL {
-                    if nv::index_defined(&mut self.ctx, k.certificate_index())? {
-                        found = k;
-                        break;
-                    }
-                }
-                found
+                // One GetCapability over the profile's EK certificate indices.
+                let defined = nv::defined_in_range(
+                    &mut self.ctx,
+                    EkKind::FIRST_CERTIFICATE_INDEX,
+                    EkKind::LAST_CERTIFICATE_INDEX,
+                )?;
+                EkKind::ALL
+                    .into_iter()
+                    .find(|k| defined.contains(&k.certificate_index()))
+                    .unwrap_or(EkKind::Rsa2048)
             }
         };
         self.ek = kind;
@@ -186,8 +188,8 @@ impl Tpm {
 
     /// The ECC EK certificate: P-256 (NV 0x01c0000a), else P-384 (0x01c00016); `None` if neither.
     pub fn ecc_ek_certificate(&mut self) -> Result<Option<Vec<u8>>, TpmError> {
-        for index in [nv::ECC_P256_EK_CERT_INDEX, nv::ECC_P384_EK_CERT_INDEX] {
-            if let Some(der) = nv::read_der_certificate(&mut self.ctx, index)? {
+        for kind in [EkKind::EccP256, EkKind::EccP384] {
+            if let Some(der) = nv::read_der_certificate(&mut self.ctx, kind.certificate_index())? {
                 return Ok(Some(der));
             }
         }

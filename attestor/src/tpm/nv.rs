@@ -9,11 +9,6 @@ use tss_esapi::Context;
 
 use super::TpmError;
 
-/// ECC NIST P-256 EK certificate (low range).
-pub(crate) const ECC_P256_EK_CERT_INDEX: u32 = 0x01c0_000a;
-/// ECC NIST P-384 EK certificate (high range; where swtpm_setup puts its ECC EK certificate).
-pub(crate) const ECC_P384_EK_CERT_INDEX: u32 = 0x01c0_0016;
-
 /// The EK certificate chain range (TCG TPM v2.0 Provisioning Guidance
 /// 2.2.1.5.2): CA certificates, one or several concatenated DER per index.
 pub(crate) const EK_CHAIN_FIRST: u32 = 0x01c0_0100;

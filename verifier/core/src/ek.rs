@@ -294,7 +294,8 @@ impl TrustAnchors {
     }
 }
 
-fn parse_pem_certs(pem: &[u8]) -> Result<Vec<Vec<u8>>, EkError> {
+/// The DER of every CERTIFICATE block in `pem` (at least one, each parsed).
+pub(crate) fn parse_pem_certs(pem: &[u8]) -> Result<Vec<Vec<u8>>, EkError> {
     if pem.len() > MAX_PEM_LEN {
         return Err(EkError::Malformed(format!(
             "PEM file larger than {MAX_PEM_LEN} bytes"

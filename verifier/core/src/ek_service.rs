@@ -127,15 +127,8 @@ pub fn certificate_of_answer(vendor: Vendor, body: &[u8]) -> Result<Vec<u8>, Str
         return Ok(body.to_vec());
     }
     if body.starts_with(b"-----BEGIN CERTIFICATE-----") {
-        let text = String::from_utf8_lossy(body);
-        let b64: String = text
-            .lines()
-            .filter(|l| !l.starts_with("-----"))
-            .collect::<Vec<_>>()
-            .concat();
-        return base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .map_err(|e| format!("PEM that is not base64: {e}"));
+        let mut certs = crate::ek::parse_pem_certs(body).map_err(|e| e.to_string())?;
+        return Ok(certs.swap_remove(0));
     }
     Err(format!(
         "the answer ({} bytes) is neither a DER nor a PEM certificate",

@@ -333,17 +333,6 @@ fn counter_mode(bits: u32, mut block: impl FnMut(u32) -> Vec<u8>) -> Vec<u8> {
     out
 }
 
-/// [`kdfa`] with SHA-256.
-pub fn kdfa_sha256(
-    key: &[u8],
-    label: &[u8],
-    context_u: &[u8],
-    context_v: &[u8],
-    bits: u32,
-) -> Vec<u8> {
-    kdfa(HashAlg::Sha256, key, label, context_u, context_v, bits)
-}
-
 /// KDFe (TPM 2.0 Part 1, §11.4.10.3; SP 800-56A concatenation KDF):
 /// `H(u32be(i) || Z || label || 0x00 || party_u || party_v)`, concatenated
 /// for i = 1.. and truncated to `bits`.
@@ -600,12 +589,15 @@ mod tests {
     fn kdfa_multi_block_prefix_property() {
         // Counter mode: the first 32 bytes of a 512-bit output differ from the 256-bit
         // output (bits is part of the input) and outputs have the requested length.
-        let a = kdfa_sha256(b"k", b"STORAGE", b"u", b"", 256);
-        let b = kdfa_sha256(b"k", b"STORAGE", b"u", b"", 512);
+        let a = kdfa(HashAlg::Sha256, b"k", b"STORAGE", b"u", b"", 256);
+        let b = kdfa(HashAlg::Sha256, b"k", b"STORAGE", b"u", b"", 512);
         assert_eq!(a.len(), 32);
         assert_eq!(b.len(), 64);
         assert_ne!(a[..], b[..32]);
-        assert_eq!(kdfa_sha256(b"k", b"STORAGE", b"u", b"", 128).len(), 16);
+        assert_eq!(
+            kdfa(HashAlg::Sha256, b"k", b"STORAGE", b"u", b"", 128).len(),
+            16
+        );
         assert_eq!(
             kdfa(HashAlg::Sha384, b"k", b"STORAGE", b"u", b"", 256).len(),
             32
