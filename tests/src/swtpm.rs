@@ -395,6 +395,28 @@ impl Swtpm {
         self.state.path()
     }
 
+    /// The TPM's whole persistent state (swtpm's `tpm2-00.permall`): what an
+    /// attacker who copies a TPM's state file keeps.
+    pub fn save_state(&self) -> Result<Vec<u8>> {
+        std::fs::read(self.state.path().join("tpm2-00.permall")).context("reading tpm2-00.permall")
+    }
+
+    /// Stops this swtpm, puts `state` (from [`Swtpm::save_state`]) back and
+    /// starts it again on the same state dir (a new port): an older copy of
+    /// the TPM restored, as in a rollback attack on a virtual TPM.
+    pub fn restore_state(&mut self, state: &[u8]) -> Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::fs::write(self.state.path().join("tpm2-00.permall"), state)?;
+        let dir = tempfile::Builder::new().prefix("assay-swtpm-").tempdir()?;
+        // `run` takes ownership of a TempDir: swap ours in for the restart.
+        let ours = std::mem::replace(&mut self.state, dir);
+        let mut restarted = Self::run(ours)?;
+        // The old (stopped) process and the placeholder dir go with `restarted`.
+        std::mem::swap(self, &mut restarted);
+        Ok(())
+    }
+
     /// A power cycle: the TPM is re-initialised through swtpm's control channel
     /// (`swtpm_ioctl -i`) and started up again (`tpm2_startup -c`), so PCRs are
     /// back at their reset values while NV state (EK, certificates) stays.

@@ -171,7 +171,43 @@ suite!(
     a_node_is_found_by_its_ek_and_the_index_follows_moves_and_removals,
     inventory_adds_all_or_none_and_one_ek_holds_one_node_id,
     a_move_carries_registration_enrollment_and_quarantine_atomically,
+    unauthenticated_attempts_merge_per_node_and_keep_the_busiest_sources,
 );
+
+fn unauthenticated_attempts_merge_per_node_and_keep_the_busiest_sources(b: Backend) {
+    use assay_verifier::store::{UnauthenticatedAttempts, MAX_ATTEMPT_SOURCES};
+    let s = b.open();
+    assert_eq!(s.attempts("web-1").unwrap(), None);
+    let mut first = UnauthenticatedAttempts::one("192.0.2.1", 100, vec!["quote.signature".into()]);
+    first.merge(&UnauthenticatedAttempts::one("192.0.2.1", 101, vec![]));
+    s.add_attempts("web-1", &first).unwrap();
+    // Twenty more sources, each once, later: only the busiest are kept.
+    let mut later = UnauthenticatedAttempts::default();
+    for i in 0..20 {
+        later.merge(&UnauthenticatedAttempts::one(
+            &format!("198.51.100.{i}"),
+            200 + i,
+            vec!["nonce.issued".into()],
+        ));
+    }
+    s.add_attempts("web-1", &later).unwrap();
+    let got = s.attempts("web-1").unwrap().expect("recorded");
+    assert_eq!(got.count, 22);
+    assert_eq!((got.first_unix, got.last_unix), (100, 219));
+    assert_eq!(got.last_failed, ["nonce.issued"]);
+    assert_eq!(got.sources.len(), MAX_ATTEMPT_SOURCES);
+    assert_eq!(
+        (got.sources[0].address.as_str(), got.sources[0].count),
+        ("192.0.2.1", 2)
+    );
+    // Per node: another node's record is its own, and survives a reopen.
+    s.add_attempts("web-2", &UnauthenticatedAttempts::one("::1", 5, vec![]))
+        .unwrap();
+    drop(s);
+    let s = b.open();
+    assert_eq!(s.attempts("web-2").unwrap().unwrap().count, 1);
+    assert_eq!(s.attempts("web-1").unwrap().unwrap().count, 22);
+}
 
 fn nonce(node: &str, expires: i64) -> NonceRecord {
     NonceRecord {

@@ -2,7 +2,8 @@
 //! environment (`ASSAY_…`) < command-line flags, validated at start-up with
 //! errors that name the key. Each section is defined, and checked, by the
 //! module that owns it: `[tls]` in `tls`, `[trust]` in `trust`, `[join]` in
-//! `join`, `[evidence]` and `[storage]` in `store`, `[webhook]` in `webhook`;
+//! `join`, `[evidence]` and `[storage]` in `store`, `[webhook]` in `webhook`,
+//! `[limits]` in `limits`;
 //! this file holds the top-level keys and puts the sections together.
 
 use std::net::SocketAddr;
@@ -54,6 +55,8 @@ pub struct FileConfig {
     pub webhook: crate::webhook::FileWebhook,
     #[serde(default)]
     pub storage: crate::store::FileStorage,
+    #[serde(default)]
+    pub limits: crate::limits::FileLimits,
 }
 
 /// `[enrollment]`: who may enroll.
@@ -173,6 +176,7 @@ pub struct Config {
     pub evidence: crate::store::EvidenceRetention,
     pub webhook: Option<crate::webhook::WebhookConfig>,
     pub storage: crate::store::StorageConfig,
+    pub limits: crate::limits::Limits,
 }
 
 pub const DEFAULT_STALE_AFTER_SECS: u64 = 900;
@@ -274,6 +278,7 @@ impl Config {
                 v => Some(secs("stale_after_secs", v, DEFAULT_STALE_AFTER_SECS)?),
             },
             storage: f.storage.validate()?,
+            limits: f.limits.validate()?,
             webhook: f.webhook.validate(),
             data_dir,
         };

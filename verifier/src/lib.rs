@@ -13,6 +13,7 @@
 //! | [`store`] | the storage seam (`Storage`) and its backends, `sled/` and `postgres/` |
 //! | [`join`] | orchestrator join issuers: signed token, Docker Swarm, kubeadm; node groups |
 //! | [`audit`] | re-checking the hash-chained history and its signed checkpoints (pure) |
+//! | [`limits`] | what a hostile network can make it hold: rate limits, caps on nonces and enrollments, transport limits (`[limits]`) |
 //! | [`roles`] | client-certificate roles and the permission table |
 //! | [`token`] | signed join tokens, detached signatures, the JWKS |
 //! | [`config`] | the configuration: top-level keys and the sections owned by `tls`, `trust`, `join`, `store`, `webhook` |
@@ -29,6 +30,7 @@ pub mod config;
 pub mod files;
 pub mod http;
 pub mod join;
+pub mod limits;
 pub mod membership;
 pub mod roles;
 pub mod server;

@@ -18,6 +18,8 @@ use crate::token::TokenSigner;
 /// Largest gRPC message accepted: a quote is a few KiB, a UEFI log tens of KiB, an
 /// IMA log of a busy host a few MiB (100,000 ima-ng entries are ~15 MiB in ascii).
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
+/// Largest header block accepted (gRPC requests carry a handful of headers).
+pub const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 
 /// Builds the verifier from its configuration, checking every file it names.
 pub fn build(config: Config) -> anyhow::Result<Verifier> {
@@ -37,7 +39,12 @@ pub fn build(config: Config) -> anyhow::Result<Verifier> {
         )),
         None => None,
     };
+    let (nonces, enrollments) = Verifier::outstanding(&config.limits);
     Ok(Verifier {
+        rate_limits: crate::limits::RateLimits::new(&config.limits),
+        nonces,
+        enrollments,
+        attempts: Default::default(),
         isolating: Default::default(),
         join,
         webhook,
@@ -65,7 +72,12 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
     })?;
     let key = std::fs::read(&verifier.config.tls_key)
         .with_context(|| format!("tls.key: reading {}", verifier.config.tls_key.display()))?;
-    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+    let limits = verifier.config.limits.clone();
+    // A client that opens a connection and never finishes the handshake is
+    // dropped after `limits.handshake_timeout_secs`.
+    let mut tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(cert, key))
+        .timeout(limits.handshake_timeout);
     match &verifier.config.client_ca {
         Some(path) => {
             let ca = std::fs::read(path).with_context(|| {
@@ -96,9 +108,23 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
     let upkeep = tokio::spawn(join_upkeep(verifier.clone()));
     let checkpointer = tokio::spawn(checkpoints(verifier.clone()));
     let crl_reloader = tokio::spawn(reload_crls(verifier.clone()));
+    let guard = tokio::spawn(limits_upkeep(verifier.clone()));
     let verifier_for_exit = verifier.clone();
     let api = Api(verifier);
     let served = Server::builder()
+        // Every request ends within the timeout (DEADLINE_EXCEEDED past it),
+        // however slowly its client sends; a connection carries at most so
+        // many streams, is pinged when idle (and dropped when the ping goes
+        // unanswered) and is closed after its maximum age.
+        .timeout(limits.request_timeout)
+        .max_concurrent_streams(limits.max_streams_per_connection)
+        .concurrency_limit_per_connection(limits.max_streams_per_connection as usize)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .max_connection_age(limits.max_connection_age)
+        .tcp_keepalive(Some(Duration::from_secs(60)))
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .http2_max_pending_accept_reset_streams(Some(64))
         .tls_config(tls)?
         .add_service(
             pb::attestation_server::AttestationServer::new(api.clone())
@@ -118,7 +144,10 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
         )
         .serve_with_incoming_shutdown(
             // No Nagle: an answer waiting for a delayed ACK costs 40 ms.
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            crate::limits::bounded_incoming(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                limits.max_connections,
+            ),
             shutdown(),
         )
         .await;
@@ -126,6 +155,10 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
     upkeep.abort();
     checkpointer.abort();
     crl_reloader.abort();
+    guard.abort();
+    if let Err(e) = verifier_for_exit.flush_attempts() {
+        warn!(error = %e, "recording unauthenticated attempts failed");
+    }
     // A last checkpoint over everything recorded, so a clean stop leaves the
     // whole history signed.
     if let Err(e) = checkpoint(&verifier_for_exit) {
@@ -260,11 +293,7 @@ async fn reload_crls(verifier: Arc<Verifier>) {
     }
 }
 
-/// How often expired nonces, enrollments and tokens are removed.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
-/// Records stay this long past expiry, so a late request is still told "expired"
-/// rather than "unknown".
-const SWEEP_GRACE_SECS: i64 = 3600;
+use crate::limits::{SWEEP_GRACE_SECS, SWEEP_INTERVAL};
 
 /// Keeps the store bounded: without this, every challenge that is never answered
 /// would leave a nonce behind forever.
@@ -296,6 +325,43 @@ async fn sweep(verifier: Arc<Verifier>) {
             Ok(Ok(n)) => info!(removed = n, "pruned evidence past its retention"),
             Ok(Err(e)) => warn!(error = %e, "pruning evidence failed"),
             Err(e) => warn!(error = %e, "prune task failed"),
+        }
+    }
+}
+
+/// Every second: unauthenticated attempts counted since the last second are
+/// written to the store (one summary line logged); every few seconds rate
+/// state back to full is forgotten, quiet bursts are logged and the caps'
+/// expired entries dropped.
+async fn limits_upkeep(verifier: Arc<Verifier>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n = 0u64;
+    loop {
+        tick.tick().await;
+        n += 1;
+        let v = verifier.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let flushed = v.flush_attempts();
+            if n.is_multiple_of(5) {
+                v.rate_limits.sweep();
+                let now = crate::clock::now_unix();
+                v.nonces.sweep(now);
+                v.enrollments.sweep(now);
+            }
+            flushed
+        })
+        .await;
+        match r {
+            Ok(Ok((0, _))) => {}
+            Ok(Ok((attempts, nodes))) => warn!(
+                attempts,
+                nodes,
+                "unauthenticated attestation attempts (signature, AK or nonce did not verify): \
+                 counted per node, not recorded as verdicts"
+            ),
+            Ok(Err(e)) => warn!(error = %e, "recording unauthenticated attempts failed"),
+            Err(e) => warn!(error = %e, "limits upkeep failed"),
         }
     }
 }

@@ -34,13 +34,36 @@ impl Verdict {
     }
 }
 
-/// Whether every `nonce.*` and `quote.*` claim passed: the node's TPM really
-/// signed this evidence for this challenge, whatever the policy made of it.
+/// The claims that say who produced the evidence: a nonce this verifier
+/// issued to this node, fresh and unused, and a quote signed by the node's
+/// enrolled AK over exactly that nonce. Nothing else: `quote.pcr_selection`,
+/// `quote.pcr_digest` and `quote.clock` judge what the node's TPM reported,
+/// so their failures are the node's own (a clock rollback is a finding about
+/// the node, not a forgery).
+pub const AUTHENTICITY_CLAIMS: &[&str] = &[
+    "nonce.issued",
+    "nonce.unused",
+    "nonce.node",
+    "nonce.fresh",
+    "quote.signature_format",
+    "quote.signature",
+    "quote.format",
+    "quote.nonce",
+];
+
+/// Whether the node's TPM really signed this evidence for this challenge,
+/// whatever the policy made of it: `quote.signature` and `quote.nonce` are
+/// present, and every [`AUTHENTICITY_CLAIMS`] claim present passed. Anyone
+/// can send evidence in a node's name; only authentic evidence is the
+/// node's (its verdicts, its standing, its quarantine).
 pub fn quote_authentic(claims: &[Claim]) -> bool {
-    claims
-        .iter()
-        .filter(|c| c.id.starts_with("nonce.") || c.id.starts_with("quote."))
-        .all(|c| c.passed)
+    let present = |id: &str| claims.iter().any(|c| c.id == id);
+    present("quote.signature")
+        && present("quote.nonce")
+        && claims
+            .iter()
+            .filter(|c| AUTHENTICITY_CLAIMS.contains(&c.id.as_str()))
+            .all(|c| c.passed)
 }
 
 /// One evaluated claim.
@@ -83,5 +106,60 @@ impl std::fmt::Display for Claim {
             "{mark} {} ({}): expected {}, got {}",
             self.id, self.location, self.expected, self.actual
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(failing: &[&str]) -> Vec<Claim> {
+        [
+            "nonce.issued",
+            "nonce.unused",
+            "nonce.node",
+            "nonce.fresh",
+            "quote.signature_format",
+            "quote.signature",
+            "quote.format",
+            "quote.nonce",
+            "quote.pcr_selection",
+            "quote.pcr_digest",
+            "quote.clock",
+            "pcr.sha256.7",
+        ]
+        .iter()
+        .map(|id| Claim::new(*id, !failing.contains(id), "", "", ""))
+        .collect()
+    }
+
+    #[test]
+    fn the_nodes_own_findings_are_authentic() {
+        assert!(quote_authentic(&claims(&[])));
+        // A rolled-back clock, a wrong PCR digest or a PCR value: the node's
+        // TPM signed them, so they are the node's failures.
+        for id in [
+            "quote.clock",
+            "quote.pcr_digest",
+            "quote.pcr_selection",
+            "pcr.sha256.7",
+        ] {
+            assert!(quote_authentic(&claims(&[id])), "{id}");
+        }
+    }
+
+    #[test]
+    fn forged_or_replayed_evidence_is_not() {
+        for id in AUTHENTICITY_CLAIMS {
+            assert!(!quote_authentic(&claims(&[id])), "{id}");
+        }
+        // A verdict that never reached the signature check proves nothing.
+        let early = vec![Claim::new("nonce.issued", false, "", "", "")];
+        assert!(!quote_authentic(&early));
+        let no_nonce: Vec<Claim> = claims(&[])
+            .into_iter()
+            .filter(|c| c.id != "quote.nonce")
+            .collect();
+        assert!(!quote_authentic(&no_nonce));
     }
 }

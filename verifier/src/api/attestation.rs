@@ -14,6 +14,7 @@ impl pb::attestation_server::Attestation for Api {
         req: Request<pb::EnrollRequest>,
     ) -> Result<Response<pb::EnrollResponse>, Status> {
         self.authorize(&req, Rpc::Enroll, Some(&req.get_ref().node_id))?;
+        self.admit(&req, &req.get_ref().node_id)?;
         let r = req.into_inner();
         let out = blocking(&self.0, move |v| {
             v.enroll(
@@ -37,6 +38,7 @@ impl pb::attestation_server::Attestation for Api {
         req: Request<pb::ActivateRequest>,
     ) -> Result<Response<pb::ActivateResponse>, Status> {
         self.authorize(&req, Rpc::Activate, Some(&req.get_ref().node_id))?;
+        self.admit(&req, &req.get_ref().node_id)?;
         let r = req.into_inner();
         let ak_name = blocking(&self.0, move |v| {
             v.activate(&r.node_id, &r.enrollment_id, &r.credential)
@@ -50,8 +52,9 @@ impl pb::attestation_server::Attestation for Api {
         req: Request<pb::ChallengeRequest>,
     ) -> Result<Response<pb::ChallengeResponse>, Status> {
         self.authorize(&req, Rpc::Challenge, Some(&req.get_ref().node_id))?;
+        let source = self.admit(&req, &req.get_ref().node_id)?;
         let r = req.into_inner();
-        let c = blocking(&self.0, move |v| v.challenge(&r.node_id)).await?;
+        let c = blocking(&self.0, move |v| v.challenge(&r.node_id, source)).await?;
         Ok(Response::new(pb::ChallengeResponse {
             nonce: c.nonce,
             pcrs_sha256: c.pcrs_sha256,
@@ -67,6 +70,7 @@ impl pb::attestation_server::Attestation for Api {
         req: Request<pb::AttestRequest>,
     ) -> Result<Response<pb::AttestResponse>, Status> {
         self.authorize(&req, Rpc::Attest, Some(&req.get_ref().node_id))?;
+        let source = self.admit(&req, &req.get_ref().node_id)?;
         let r = req.into_inner();
         let input = AttestInput {
             node_id: r.node_id,
@@ -82,6 +86,7 @@ impl pb::attestation_server::Attestation for Api {
             ima_log: r.ima_log,
             cel_log: r.cel_log,
             log_notes: r.log_notes,
+            source,
         };
         let node_id = input.node_id.clone();
         let out = blocking(&self.0, move |v| v.attest(&input)).await?;

@@ -42,6 +42,7 @@ fn status(e: ServiceError) -> Status {
             Status::already_exists(msg)
         }
         ServiceError::Join(_) => Status::unavailable(msg),
+        ServiceError::Exhausted(_) => Status::resource_exhausted(msg),
         ServiceError::Store(_) | ServiceError::Internal(_) => Status::internal(msg),
     }
 }
@@ -87,6 +88,23 @@ async fn record_admin(
 }
 
 impl Api {
+    /// For the node-facing RPCs, after `authorize`: the node id is valid
+    /// (before it is used as a key anywhere) and the rate limits admit the
+    /// request. The caller's address, for the service.
+    fn admit<T>(
+        &self,
+        req: &Request<T>,
+        node_id: &str,
+    ) -> Result<Option<std::net::IpAddr>, Status> {
+        crate::service::validate_node_id(node_id).map_err(status)?;
+        let source = req.remote_addr().map(|a| a.ip());
+        self.0
+            .rate_limits
+            .check(source, node_id)
+            .map_err(|e| Status::resource_exhausted(e.0))?;
+        Ok(source)
+    }
+
     /// The caller of `req`, if it may call `rpc` (as `node_id`, for nodes).
     /// With `tls.no_client_auth` every caller may call everything.
     fn authorize<T>(

@@ -40,6 +40,21 @@ fn info(v: NodeView) -> pb::NodeInfo {
         last_pass_unix: n.and_then(|n| n.last_pass_unix).unwrap_or(0),
         quarantined: v.quarantine.is_some(),
         quarantined_since_unix: v.quarantine.map_or(0, |q| q.since_unix),
+        unauthenticated: v.unauthenticated.map(|a| pb::UnauthenticatedAttempts {
+            count: a.count,
+            first_unix: a.first_unix,
+            last_unix: a.last_unix,
+            sources: a
+                .sources
+                .into_iter()
+                .map(|s| pb::AttemptSource {
+                    address: s.address,
+                    count: s.count,
+                    last_unix: s.last_unix,
+                })
+                .collect(),
+            last_failed: a.last_failed,
+        }),
     }
 }
 

@@ -243,6 +243,20 @@ pub async fn run(c: NodeCmd) -> anyhow::Result<()> {
             if n.quarantined {
                 outln!("  quarantined since {}", n.quarantined_since_unix);
             }
+            if let Some(a) = n.unauthenticated.as_ref().filter(|a| a.count > 0) {
+                outln!(
+                    "  unauthenticated attempts: {} (not verdicts), first {}, last {}",
+                    a.count,
+                    a.first_unix,
+                    a.last_unix
+                );
+                for s in &a.sources {
+                    outln!("    from {}: {} (last {})", s.address, s.count, s.last_unix);
+                }
+                if !a.last_failed.is_empty() {
+                    outln!("    last failed: {}", a.last_failed.join(", "));
+                }
+            }
             Ok(())
         }
         NodeCmd::Remove { server, node } => {
@@ -335,6 +349,15 @@ fn node_json(n: &pb::NodeInfo) -> serde_json::Value {
         "last_pass_unix": n.last_pass_unix,
         "quarantined": n.quarantined,
         "quarantined_since_unix": n.quarantined_since_unix,
+        "unauthenticated": n.unauthenticated.as_ref().map(|a| serde_json::json!({
+            "count": a.count,
+            "first_unix": a.first_unix,
+            "last_unix": a.last_unix,
+            "sources": a.sources.iter().map(|s| serde_json::json!({
+                "address": s.address, "count": s.count, "last_unix": s.last_unix,
+            })).collect::<Vec<_>>(),
+            "last_failed": a.last_failed,
+        })),
     })
 }
 

@@ -7,11 +7,13 @@ use assay_core::verdict::{Claim, Verdict};
 use assay_core::verify::{verify_quote, QuoteCheck, QuoteEvidence};
 use tracing::info;
 
-use super::{bounded, random, validate_node_id, ServiceError, Verifier, NONCE_LEN};
+use super::{
+    bounded, random, validate_node_id, ServiceError, Verifier, NONCE_LEN, STORE_LINGER_SECS,
+};
 use crate::clock::now_unix;
 use crate::store::{
     Consumed, HistoryRecord, Logs, NodeRecord, NonceRecord, StoredEvidence, TokenRecord,
-    VerdictWrite,
+    UnauthenticatedAttempts, VerdictWrite,
 };
 
 pub struct ChallengeOutput {
@@ -34,6 +36,8 @@ pub struct AttestInput {
     pub cel_log: Option<Vec<u8>>,
     /// The attestor's notes on logs it could not send.
     pub log_notes: Vec<String>,
+    /// Where the request came from (None: the transport did not say).
+    pub source: Option<std::net::IpAddr>,
 }
 
 pub struct AttestOutput {
@@ -43,8 +47,9 @@ pub struct AttestOutput {
     /// A join token and its expiry, on a pass only.
     pub token: Option<(String, i64)>,
     /// The quote's signature and nonce verified: the node itself produced this
-    /// evidence. Only such a verdict may isolate a node (anyone can send garbage
-    /// in a node's name).
+    /// evidence. Only such a verdict is recorded, and may isolate a node:
+    /// anyone can send garbage in a node's name, which is only counted
+    /// (`UnauthenticatedAttempts`, `history_seq` 0).
     pub authentic: bool,
 }
 
@@ -60,13 +65,24 @@ fn log_notes(notes: &[String]) -> String {
 
 impl Verifier {
     /// A single-use nonce bound to the node, with the PCR selection to quote.
-    pub fn challenge(&self, node_id: &str) -> Result<ChallengeOutput, ServiceError> {
+    /// Refused (RESOURCE_EXHAUSTED) past the caps on outstanding nonces.
+    pub fn challenge(
+        &self,
+        node_id: &str,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<ChallengeOutput, ServiceError> {
         validate_node_id(node_id)?;
         if self.store.node(node_id)?.is_none() {
             return Err(ServiceError::NotEnrolled(node_id.into()));
         }
         let nonce = random::<NONCE_LEN>().to_vec();
-        let expires_unix = now_unix() + self.config.nonce_ttl.as_secs() as i64;
+        let now = now_unix();
+        let expires_unix = now + self.config.nonce_ttl.as_secs() as i64;
+        self.nonces.admit(
+            &self.nonce_bucket(node_id, source),
+            now,
+            expires_unix + STORE_LINGER_SECS,
+        )?;
         self.store.put_nonce(
             &nonce,
             &NonceRecord {
@@ -85,8 +101,22 @@ impl Verifier {
         })
     }
 
-    /// Re-runs the verification core on the evidence kept for record `seq`,
-    /// Verifies a quote and records the verdict; mints a join token on a pass only.
+    /// The nonce cap's bucket of a request in `node_id`'s name: the node's own
+    /// (from the address of its last authentic attestation) or everyone
+    /// else's, so that challenges in its name from elsewhere cannot use up
+    /// the node's own places.
+    fn nonce_bucket(&self, node_id: &str, source: Option<std::net::IpAddr>) -> String {
+        if source.is_some() && self.rate_limits.is_known_source(node_id, source) {
+            format!("{node_id} (its own address)")
+        } else {
+            node_id.to_string()
+        }
+    }
+
+    /// Verifies a quote and records the verdict; mints a join token on a
+    /// pass only. Evidence that is not authentic (quote signature, AK or
+    /// nonce not verified) is answered with its claims but not recorded: it
+    /// is counted as an unauthenticated attempt in the node's name.
     pub fn attest(&self, input: &AttestInput) -> Result<AttestOutput, ServiceError> {
         validate_node_id(&input.node_id)?;
         bounded("attest", &input.attest)?;
@@ -108,6 +138,11 @@ impl Verifier {
         let now = now_unix();
 
         let mut claims = self.nonce_claims(&input.node_id, &input.nonce, now)?;
+        let passed = |id: &str| claims.iter().any(|c| c.id == id && c.passed);
+        if passed("nonce.unused") && passed("nonce.node") {
+            self.nonces
+                .release(&self.nonce_bucket(&input.node_id, input.source));
+        }
         let evidence = QuoteEvidence {
             attest: &input.attest,
             signature: &input.signature,
@@ -141,8 +176,26 @@ impl Verifier {
             outcome.verdict.evidence_digest,
         );
 
-        // Advance the rollback baseline only from fresh, authentic quotes.
         let authentic = assay_core::verdict::quote_authentic(&verdict.claims);
+        if !authentic {
+            self.count_attempt(input, &verdict, now);
+            return Ok(AttestOutput {
+                verdict,
+                policy_name: self.policy.name.clone(),
+                history_seq: 0,
+                token: None,
+                authentic,
+            });
+        }
+        self.rate_limits
+            .note_authentic(&input.node_id, input.source);
+        // Advance the rollback baseline only from quotes whose every quote
+        // claim passed: a rolled-back clock never becomes the baseline.
+        let clock_trusted = verdict
+            .claims
+            .iter()
+            .filter(|c| c.id.starts_with("quote."))
+            .all(|c| c.passed);
         let token = if verdict.passed {
             let ttl = self.config.token_ttl.as_secs() as i64;
             let (token, claims) = self.tokens.issue(&input.node_id, &node.ak_name, now, ttl)?;
@@ -175,7 +228,7 @@ impl Verifier {
                 ima: input.ima_log.as_deref(),
                 cel: input.cel_log.as_deref(),
             },
-            clock: outcome.clock.filter(|_| authentic),
+            clock: outcome.clock.filter(|_| clock_trusted),
             passed_at: verdict.passed.then_some(now),
             token: token.as_ref().map(|(t, exp)| {
                 (
@@ -201,6 +254,23 @@ impl Verifier {
             token,
             authentic,
         })
+    }
+
+    /// Counts an unauthenticated attempt in the node's name (flushed to the
+    /// store every second by the limits upkeep).
+    fn count_attempt(&self, input: &AttestInput, verdict: &Verdict, now: i64) {
+        let failed: Vec<String> = verdict.failed().map(|c| c.id.clone()).take(16).collect();
+        let source = input
+            .source
+            .map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+        let one = UnauthenticatedAttempts::one(&source, now, failed);
+        self.attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(input.node_id.clone())
+            .or_default()
+            .merge(&one);
+        info!(node_id = %input.node_id, %source, "unauthenticated attestation attempt: counted, not recorded as a verdict");
     }
 
     /// The nonce claims: issued by us, to this node, not expired, not used before.

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
-use super::{bounded, random, validate_node_id, ServiceError, Verifier};
+use super::{bounded, random, validate_node_id, ServiceError, Verifier, STORE_LINGER_SECS};
 use assay_core::verdict::Claim;
 
 use crate::clock::now_unix;
@@ -57,6 +57,11 @@ impl Verifier {
                 warn!(node_id, reason = %e, "enrollment refused");
             })?;
         self.check_identity(node_id, &ek_cert_sha256)?;
+        // A harvested EK certificate is public: the caps keep what Enroll
+        // calls with it can store bounded.
+        let expires_unix = now + self.config.enrollment_ttl.as_secs() as i64;
+        self.enrollments
+            .admit(&ek_cert_sha256, now, expires_unix + STORE_LINGER_SECS)?;
         let credential = random::<32>();
         let made = make_credential(
             &checked.ek_key,
@@ -75,7 +80,7 @@ impl Verifier {
                 ak_public: hex::encode(ak_public),
                 ak_name: hex::encode(&checked.ak_name),
                 credential_sha256: hex::encode(Sha256::digest(credential)),
-                expires_unix: now + self.config.enrollment_ttl.as_secs() as i64,
+                expires_unix,
                 // Kept for revocation checks only when it is what vouches for the EK.
                 ek_certificate: if checked.ek_certificate.is_some() {
                     hex::encode(ek_cert)
@@ -211,9 +216,11 @@ impl Verifier {
     ) -> Result<String, ServiceError> {
         validate_node_id(node_id)?;
         // Taken (removed) whatever the outcome: each credential gets one try.
-        let pending = self
-            .store
-            .take_enrollment(enrollment_id)?
+        let taken = self.store.take_enrollment(enrollment_id)?;
+        if let Some(p) = &taken {
+            self.enrollments.release(&p.ek_cert_sha256);
+        }
+        let pending = taken
             .filter(|p| p.node_id == node_id && p.expires_unix >= now_unix())
             .ok_or_else(|| ServiceError::EnrollmentUnknown(enrollment_id.into()))?;
         let got: [u8; 32] = Sha256::digest(credential).into();

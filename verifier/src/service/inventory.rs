@@ -12,6 +12,7 @@ use super::{validate_node_id, ServiceError, Verifier};
 use crate::clock::now_unix;
 use crate::store::{
     EkBinding, HistoryRecord, InventoryAdded, InventoryEntry, Moved, NodeRecord, Quarantine,
+    UnauthenticatedAttempts,
 };
 
 /// Most entries one request registers (a larger import is split by the CLI).
@@ -33,6 +34,8 @@ pub struct NodeView {
     pub registration: Option<InventoryEntry>,
     pub enrolled: Option<NodeRecord>,
     pub quarantine: Option<Quarantine>,
+    /// Recorded by `show_node` only (`list_nodes` leaves it empty).
+    pub unauthenticated: Option<UnauthenticatedAttempts>,
 }
 
 /// What removing a node found.
@@ -250,6 +253,7 @@ impl Verifier {
             registration: self.store.inventory(node_id)?,
             enrolled: self.store.node(node_id)?,
             quarantine: self.store.quarantine(node_id)?,
+            unauthenticated: self.store.attempts(node_id)?,
         };
         if view.registration.is_none() && view.enrolled.is_none() {
             return Err(ServiceError::UnknownNode(node_id.into()));
@@ -267,6 +271,7 @@ impl Verifier {
             registration: None,
             enrolled: None,
             quarantine: None,
+            unauthenticated: None,
         };
         for e in registered {
             let id = e.node_id.clone();

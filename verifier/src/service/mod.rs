@@ -26,7 +26,7 @@ use rand::RngCore;
 
 use crate::clock::now_unix;
 use crate::config::Config;
-use crate::store::{HistoryRecord, Storage, StoreError};
+use crate::store::{HistoryRecord, Storage, StoreError, UnauthenticatedAttempts};
 use crate::token::{TokenError, TokenSigner};
 
 /// Largest node id accepted.
@@ -76,6 +76,8 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error("the orchestrator: {0}")]
     Join(#[from] crate::join::JoinError),
+    #[error("{0}")]
+    Exhausted(#[from] crate::limits::Exhausted),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -111,9 +113,58 @@ pub struct Verifier {
     /// Nodes whose isolation the orchestrator is being asked for right now,
     /// so the upkeep's retry never races the attest path's first attempt.
     pub isolating: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Rate limits of the node-facing RPCs (`[limits]`).
+    pub rate_limits: crate::limits::RateLimits,
+    /// Nonces issued and not yet used, per node and in all.
+    pub nonces: crate::limits::Outstanding,
+    /// Pending enrollments, per EK and in all.
+    pub enrollments: crate::limits::Outstanding,
+    /// Unauthenticated attempts seen since the last flush to the store, by
+    /// node id (enrolled nodes only, so bounded by them).
+    pub attempts: std::sync::Mutex<std::collections::HashMap<String, UnauthenticatedAttempts>>,
 }
 
+/// How long after its expiry an expired nonce, enrollment or token may still
+/// be in the store: the sweeper's grace plus one sweep interval. The caps
+/// count an unused entry this long, so they bound the store as well.
+pub const STORE_LINGER_SECS: i64 =
+    crate::limits::SWEEP_GRACE_SECS + crate::limits::SWEEP_INTERVAL.as_secs() as i64;
+
 impl Verifier {
+    /// The caps' bookkeeping for a configuration.
+    pub fn outstanding(
+        limits: &crate::limits::Limits,
+    ) -> (crate::limits::Outstanding, crate::limits::Outstanding) {
+        (
+            crate::limits::Outstanding::new(
+                "nonces",
+                "node",
+                "limits.nonces_per_node and limits.nonces_total",
+                limits.nonces_per_node,
+                limits.nonces_total,
+            ),
+            crate::limits::Outstanding::new(
+                "pending enrollments",
+                "EK",
+                "limits.enrollments_per_ek and limits.enrollments_total",
+                limits.enrollments_per_ek,
+                limits.enrollments_total,
+            ),
+        )
+    }
+
+    /// Writes the unauthenticated attempts counted since the last call to
+    /// the store; how many attempts, over how many nodes.
+    pub fn flush_attempts(&self) -> Result<(u64, usize), StoreError> {
+        let seen = std::mem::take(&mut *self.attempts.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut total = 0;
+        for (node, a) in &seen {
+            self.store.add_attempts(node, a)?;
+            total += a.count;
+        }
+        Ok((total, seen.len()))
+    }
+
     /// The EK trust anchors in force.
     pub fn anchors(&self) -> Arc<TrustAnchors> {
         match self.anchors.read() {
@@ -173,7 +224,11 @@ fn random<const N: usize>() -> [u8; N] {
 }
 
 pub fn validate_node_id(id: &str) -> Result<(), ServiceError> {
+    // "." and ".." would be path segments wherever an id reaches a URL or a
+    // file name; everything else of the set is inert there.
     let ok = !id.is_empty()
+        && id != "."
+        && id != ".."
         && id.len() <= MAX_NODE_ID
         && id
             .bytes()
@@ -182,8 +237,8 @@ pub fn validate_node_id(id: &str) -> Result<(), ServiceError> {
         Ok(())
     } else {
         Err(ServiceError::BadRequest(format!(
-            "node id `{}` must be 1 to {MAX_NODE_ID} characters of [A-Za-z0-9._-]",
-            id.escape_debug()
+            "node id `{}` must be 1 to {MAX_NODE_ID} characters of [A-Za-z0-9._-], and not `.` or `..`",
+            id.chars().take(64).collect::<String>().escape_debug()
         )))
     }
 }

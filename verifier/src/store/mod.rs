@@ -24,10 +24,10 @@ pub(crate) use self::records::{
     batch_conflicts, from_json, plan_inventory_batch, to_json, token_key,
 };
 pub use self::records::{
-    token_id, Checkpoint, Consumed, EkBinding, Found, HistoryQuery, HistoryRecord, InventoryAdded,
-    InventoryConflicts, InventoryEntry, Logs, Moved, NodeRecord, NonceRecord, PendingEnrollment,
-    Quarantine, RevokeOne, StoredEvidence, TokenRecord, VerdictWrite, MAX_CONFLICTS_LISTED,
-    MIN_TOKEN_ID_PREFIX,
+    token_id, AttemptSource, Checkpoint, Consumed, EkBinding, Found, HistoryQuery, HistoryRecord,
+    InventoryAdded, InventoryConflicts, InventoryEntry, Logs, Moved, NodeRecord, NonceRecord,
+    PendingEnrollment, Quarantine, RevokeOne, StoredEvidence, TokenRecord, UnauthenticatedAttempts,
+    VerdictWrite, MAX_ATTEMPT_SOURCES, MAX_CONFLICTS_LISTED, MIN_TOKEN_ID_PREFIX,
 };
 pub use self::sled::SledStore;
 pub use self::storage::{

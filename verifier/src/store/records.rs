@@ -514,3 +514,78 @@ pub(crate) fn plan_inventory_batch<E>(
         Err(InventoryConflicts(conflicts))
     })
 }
+
+/// Attestations in a node's name whose quote signature, AK or nonce did not
+/// verify: anyone who reaches the port can send them, so they are not the
+/// node's verdicts (no history record, no evidence, no standing, no
+/// quarantine). What an auditor still sees: how many, when, from where.
+/// Bounded: one record per enrolled node id, at most [`MAX_ATTEMPT_SOURCES`]
+/// source addresses each.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnauthenticatedAttempts {
+    pub count: u64,
+    pub first_unix: i64,
+    pub last_unix: i64,
+    /// The busiest source addresses, most attempts first.
+    pub sources: Vec<AttemptSource>,
+    /// The claims that failed in the newest attempt (ids only).
+    pub last_failed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptSource {
+    /// IP address ("unknown" when the transport gave none).
+    pub address: String,
+    pub count: u64,
+    pub last_unix: i64,
+}
+
+/// Source addresses kept per node (the busiest).
+pub const MAX_ATTEMPT_SOURCES: usize = 8;
+
+impl UnauthenticatedAttempts {
+    /// One attempt at `now` from `address`, failing `failed`.
+    pub fn one(address: &str, now: i64, failed: Vec<String>) -> Self {
+        UnauthenticatedAttempts {
+            count: 1,
+            first_unix: now,
+            last_unix: now,
+            sources: vec![AttemptSource {
+                address: address.to_string(),
+                count: 1,
+                last_unix: now,
+            }],
+            last_failed: failed,
+        }
+    }
+
+    /// Adds `later` (attempts seen after these) to these.
+    pub fn merge(&mut self, later: &UnauthenticatedAttempts) {
+        if later.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            self.first_unix = later.first_unix;
+        } else {
+            self.first_unix = self.first_unix.min(later.first_unix);
+        }
+        self.count = self.count.saturating_add(later.count);
+        if later.last_unix >= self.last_unix {
+            self.last_unix = later.last_unix;
+            self.last_failed = later.last_failed.clone();
+        }
+        for s in &later.sources {
+            match self.sources.iter_mut().find(|x| x.address == s.address) {
+                Some(x) => {
+                    x.count = x.count.saturating_add(s.count);
+                    x.last_unix = x.last_unix.max(s.last_unix);
+                }
+                None => self.sources.push(s.clone()),
+            }
+        }
+        self.sources
+            .sort_by(|a, b| b.count.cmp(&a.count).then(b.last_unix.cmp(&a.last_unix)));
+        self.sources.truncate(MAX_ATTEMPT_SOURCES);
+        self.last_failed.truncate(16);
+    }
+}

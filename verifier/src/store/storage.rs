@@ -6,7 +6,7 @@ use assay_core::tpm::attest::ClockInfo;
 use super::records::{
     Checkpoint, Consumed, Found, HistoryQuery, HistoryRecord, InventoryAdded, InventoryConflicts,
     InventoryEntry, Logs, Moved, NodeRecord, NonceRecord, PendingEnrollment, Quarantine, RevokeOne,
-    StoredEvidence, TokenRecord, VerdictWrite,
+    StoredEvidence, TokenRecord, UnauthenticatedAttempts, VerdictWrite,
 };
 use super::StoreError;
 
@@ -98,6 +98,16 @@ pub trait NodeStore: Send + Sync {
 
     /// Quarantines the orchestrator has not confirmed yet.
     fn unapplied_quarantines(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Adds attempts seen since the last call (merged, see
+    /// [`UnauthenticatedAttempts::merge`]) to the node's record. Counters,
+    /// written in batches by the service: atomic per call, and durable no
+    /// later than the next flush.
+    fn add_attempts(&self, node_id: &str, seen: &UnauthenticatedAttempts)
+        -> Result<(), StoreError>;
+
+    /// The unauthenticated attempts recorded in the node's name.
+    fn attempts(&self, node_id: &str) -> Result<Option<UnauthenticatedAttempts>, StoreError>;
 }
 
 /// Nonces and join tokens: single-use objects, and the purge of everything

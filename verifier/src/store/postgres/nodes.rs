@@ -7,6 +7,7 @@ use super::{pg, PgStore};
 use crate::store::{
     batch_conflicts, from_json, plan_inventory_batch, InventoryAdded, InventoryConflicts,
     InventoryEntry, Moved, NodeRecord, NodeStore, PendingEnrollment, Quarantine, StoreError,
+    UnauthenticatedAttempts,
 };
 
 /// Serializes inventory changes and renames across replicas (transaction
@@ -358,5 +359,50 @@ impl NodeStore for PgStore {
                 .await?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
         })
+    }
+
+    fn add_attempts(
+        &self,
+        node_id: &str,
+        seen: &UnauthenticatedAttempts,
+    ) -> Result<(), StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await.map_err(pg)?;
+            let old = tx
+                .query_opt(
+                    "SELECT rec FROM unauthenticated_attempts WHERE node_id = $1 FOR UPDATE",
+                    &[&node_id],
+                )
+                .await
+                .map_err(pg)?;
+            // Counters: a record that no longer reads starts over.
+            let mut rec: UnauthenticatedAttempts = old
+                .and_then(|r| serde_json::from_str(r.get::<_, &str>(0)).ok())
+                .unwrap_or_default();
+            rec.merge(seen);
+            tx.execute(
+                "INSERT INTO unauthenticated_attempts (node_id, rec) VALUES ($1, $2) \
+                 ON CONFLICT (node_id) DO UPDATE SET rec = EXCLUDED.rec",
+                &[&node_id, &json_text(&rec)],
+            )
+            .await
+            .map_err(pg)?;
+            tx.commit().await.map_err(pg)
+        })
+    }
+
+    fn attempts(&self, node_id: &str) -> Result<Option<UnauthenticatedAttempts>, StoreError> {
+        self.first(
+            "SELECT rec FROM unauthenticated_attempts WHERE node_id = $1",
+            &[&node_id],
+            |r| {
+                from_json(
+                    "unauthenticated_attempts",
+                    node_id.as_bytes(),
+                    r.get::<_, &str>(0).as_bytes(),
+                )
+            },
+        )
     }
 }

@@ -18,6 +18,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         6,
         include_str!("../../../migrations/0006_node_ek_certificate.sql"),
     ),
+    (
+        7,
+        include_str!("../../../migrations/0007_unauthenticated_attempts.sql"),
+    ),
 ];
 
 /// Advisory lock keys (transaction scoped).

@@ -37,6 +37,8 @@ pub struct SledStore {
     history: sled::Tree,
     /// Nodes isolated after a failed attestation, until they pass again.
     quarantined: sled::Tree,
+    /// Unauthenticated attempts in each node's name (counters, by node id).
+    unauthenticated: sled::Tree,
     /// Signed history checkpoints, by sequence number (`audit`).
     checkpoints: sled::Tree,
     /// The evidence behind each record, by seq (`StoredEvidence`), and the
@@ -79,6 +81,7 @@ impl SledStore {
             tokens: db.open_tree("tokens")?,
             history: db.open_tree("history")?,
             quarantined: db.open_tree("quarantined")?,
+            unauthenticated: db.open_tree("unauthenticated")?,
             checkpoints: db.open_tree("checkpoints")?,
             history_by_node: db.open_tree("history_by_node")?,
             evidence: db.open_tree("evidence")?,

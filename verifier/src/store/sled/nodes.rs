@@ -10,6 +10,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use crate::store::{
     batch_conflicts, from_json, plan_inventory_batch, to_json, InventoryAdded, InventoryConflicts,
     InventoryEntry, Moved, NodeRecord, NodeStore, PendingEnrollment, Quarantine, StoreError,
+    UnauthenticatedAttempts,
 };
 
 impl NodeStore for SledStore {
@@ -289,6 +290,28 @@ impl NodeStore for SledStore {
             }
         }
         Ok(out)
+    }
+
+    fn add_attempts(
+        &self,
+        node_id: &str,
+        seen: &UnauthenticatedAttempts,
+    ) -> Result<(), StoreError> {
+        // Counters: a record that no longer reads starts over rather than
+        // failing every later merge.
+        self.unauthenticated
+            .update_and_fetch(node_id.as_bytes(), |old| {
+                let mut rec: UnauthenticatedAttempts = old
+                    .and_then(|b| serde_json::from_slice(b).ok())
+                    .unwrap_or_default();
+                rec.merge(seen);
+                Some(to_json(&rec))
+            })?;
+        Ok(())
+    }
+
+    fn attempts(&self, node_id: &str) -> Result<Option<UnauthenticatedAttempts>, StoreError> {
+        get(&self.unauthenticated, "unauthenticated", node_id.as_bytes())
     }
 }
 
