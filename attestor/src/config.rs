@@ -71,7 +71,8 @@ pub struct Config {
     pub verifier: String,
     pub ca: PathBuf,
     pub node_id: String,
-    /// Connection attempts beyond the first while the verifier is unreachable.
+    /// Tries beyond the first while the verifier is unreachable, the connection
+    /// fails mid-exchange or the verifier is busy (`flow::with_retries`).
     pub retries: u32,
     /// The UEFI firmware event log to send when the policy asks for it.
     pub uefi_log: PathBuf,

@@ -1,9 +1,9 @@
 //! The node side of the protocol: enroll (EK cert + AK, credential activation),
 //! then challenge → quote → verdict (+ join token). Every failure is classified
-//! so the binary can exit with a code a bootstrap script can act on.
+//! so the binary can exit with a code a bootstrap script can act on; a transient
+//! one ([`Transient`]) starts the exchange again ([`with_retries`]).
 
 use std::path::Path;
-use std::time::Duration;
 
 use assay_proto::v1 as pb;
 use serde::Serialize;
@@ -14,6 +14,8 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::logs::{self, LogRead};
 use crate::measure;
+use crate::retry::Backoff;
+pub use crate::retry::Transient;
 use crate::tpm::Tpm;
 use assay_core::eventlog::cel::Measurement;
 
@@ -26,6 +28,12 @@ pub enum Failure {
     Untrusted(String),
     #[error("verifier unreachable: {0}")]
     Unreachable(String),
+    /// One exchange with the verifier failed in a way worth repeating (the
+    /// connection broke under a request, or the verifier is busy):
+    /// [`with_retries`] starts it again, and reports [`Failure::Unreachable`]
+    /// once its retries are spent.
+    #[error("{0}: {1}")]
+    Transient(Transient, String),
     #[error("TPM: {0}")]
     Tpm(String),
     #[error("not enrolled: {0}")]
@@ -38,13 +46,14 @@ pub enum Failure {
 
 impl Failure {
     /// Exit codes (documented in README.md): 2 config, 3 not trusted (or not
-    /// enrolled), 4 unreachable, 5 TPM, 6 trusted but the join grant was not
-    /// issued or the join command failed, 1 other.
+    /// enrolled), 4 unreachable (or a transient failure, after the retries),
+    /// 5 TPM, 6 trusted but the join grant was not issued or the join command
+    /// failed, 1 other.
     pub fn exit_code(&self) -> u8 {
         match self {
             Failure::Config(_) => 2,
             Failure::Untrusted(_) | Failure::NotEnrolled(_) => 3,
-            Failure::Unreachable(_) => 4,
+            Failure::Unreachable(_) | Failure::Transient(..) => 4,
             Failure::Tpm(_) => 5,
             Failure::Join(_) => 6,
             Failure::Internal(_) => 1,
@@ -52,14 +61,26 @@ impl Failure {
     }
 
     fn from_status(what: &str, s: tonic::Status) -> Self {
+        if let Some(kind) = Transient::of(&s) {
+            return Failure::Transient(kind, format!("{what}: {}", status_cause(&s)));
+        }
         let msg = format!("{what}: {}", s.message());
         match s.code() {
             Code::PermissionDenied | Code::Unauthenticated => Failure::Untrusted(msg),
-            Code::Unavailable | Code::DeadlineExceeded => Failure::Unreachable(msg),
             Code::InvalidArgument => Failure::Config(msg),
             Code::NotFound => Failure::NotEnrolled(msg),
             _ => Failure::Internal(msg),
         }
+    }
+}
+
+/// A status's message and the transport errors under it, each said once.
+fn status_cause(s: &tonic::Status) -> String {
+    let msg = s.message();
+    match std::error::Error::source(s).map(assay_proto::client::causes) {
+        Some(c) if c.contains(msg) => c,
+        Some(c) if !msg.contains(&c) => format!("{msg}: {c}"),
+        _ => msg.to_string(),
     }
 }
 
@@ -190,15 +211,63 @@ pub struct ClaimOut {
 /// with exponential backoff while the verifier is unreachable. A certificate
 /// `--ca` does not vouch for is a configuration error, not retried.
 pub async fn connect(cfg: &Config) -> Result<Channel, Failure> {
-    use assay_proto::client::{self, ConnectError};
+    connect_within(cfg, &endpoint(cfg)?, &mut Backoff::new(cfg.retries)).await
+}
+
+/// Runs `exchange` over a connection to the verifier. After a transient failure
+/// ([`Failure::Transient`]: the connection broke under a request, or the
+/// verifier is busy) it connects again and runs `exchange` again from its
+/// start, so `exchange` must begin where repeating is safe (a new challenge, a
+/// new enrollment). Connecting and exchanging share one backoff and one
+/// budget of `cfg.retries` retries; once it is spent, the verifier counts as
+/// unreachable. Answers (a verdict, a refusal) are returned as they are.
+pub async fn with_retries<T>(
+    cfg: &Config,
+    mut exchange: impl AsyncFnMut(Channel) -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    let endpoint = endpoint(cfg)?;
+    let mut backoff = Backoff::new(cfg.retries);
+    loop {
+        let ch = connect_within(cfg, &endpoint, &mut backoff).await?;
+        let (kind, cause) = match exchange(ch).await {
+            Err(Failure::Transient(kind, cause)) => (kind, cause),
+            other => return other,
+        };
+        let Some(delay) = backoff.next_delay() else {
+            return Err(Failure::Unreachable(format!(
+                "{} after {}: {kind}: {cause}",
+                cfg.verifier,
+                backoff.attempts()
+            )));
+        };
+        warn!(
+            verifier = %cfg.verifier,
+            attempt = backoff.retries_done(),
+            error = %cause,
+            "{kind}; starting the exchange again in {delay:?}"
+        );
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// The verifier's endpoint, trusting `cfg.ca`.
+fn endpoint(cfg: &Config) -> Result<tonic::transport::Endpoint, Failure> {
     let ca = std::fs::read(&cfg.ca)
         .map_err(|e| Failure::Config(format!("--ca {}: {e}", cfg.ca.display())))?;
-    let endpoint = client::endpoint(&cfg.verifier, ca, None)
-        .map_err(|e| Failure::Config(format!("--verifier {}: {e}", cfg.verifier)))?;
-    let mut delay = Duration::from_millis(250);
-    let mut attempt = 0;
+    assay_proto::client::endpoint(&cfg.verifier, ca, None)
+        .map_err(|e| Failure::Config(format!("--verifier {}: {e}", cfg.verifier)))
+}
+
+/// Connects, retrying while the verifier is unreachable for as long as
+/// `backoff` allows.
+async fn connect_within(
+    cfg: &Config,
+    endpoint: &tonic::transport::Endpoint,
+    backoff: &mut Backoff,
+) -> Result<Channel, Failure> {
+    use assay_proto::client::{self, ConnectError};
     loop {
-        match client::connect(&cfg.verifier, &endpoint).await {
+        let cause = match client::connect(&cfg.verifier, endpoint).await {
             Ok(ch) => return Ok(ch),
             Err(e @ ConnectError::Certificate { .. }) => {
                 return Err(Failure::Config(format!(
@@ -207,24 +276,17 @@ pub async fn connect(cfg: &Config) -> Result<Channel, Failure> {
                 )))
             }
             Err(ConnectError::Setup(e)) => return Err(Failure::Config(e)),
-            Err(ConnectError::Unreachable { cause, .. }) if attempt < cfg.retries => {
-                attempt += 1;
-                warn!(verifier = %cfg.verifier, attempt, error = %cause, "verifier unreachable; retrying in {delay:?}");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-            Err(ConnectError::Unreachable { cause, .. }) => {
-                return Err(Failure::Unreachable(format!(
-                    "{} after {}: {cause} (check --verifier and that the verifier runs)",
-                    cfg.verifier,
-                    if attempt == 0 {
-                        "1 attempt".to_string()
-                    } else {
-                        format!("{} attempts", attempt + 1)
-                    }
-                )))
-            }
-        }
+            Err(ConnectError::Unreachable { cause, .. }) => cause,
+        };
+        let Some(delay) = backoff.next_delay() else {
+            return Err(Failure::Unreachable(format!(
+                "{} after {}: {cause} (check --verifier and that the verifier runs)",
+                cfg.verifier,
+                backoff.attempts()
+            )));
+        };
+        warn!(verifier = %cfg.verifier, attempt = backoff.retries_done(), error = %cause, "verifier unreachable; retrying in {delay:?}");
+        tokio::time::sleep(delay).await;
     }
 }
 
@@ -553,9 +615,21 @@ pub async fn join(cfg: &Config) -> Result<Outcome, Failure> {
     join_with(cfg, &mut tpm, true).await
 }
 
-/// [`join`] with an open TPM; `measure` as in [`attest_with`].
+/// [`join`] with an open TPM; `measure` as in [`attest_with`]. A transient
+/// failure starts the join again ([`with_retries`]): an enrollment cut short
+/// is made again (the verifier allows one try per enrollment), an attestation
+/// from a new challenge.
 pub async fn join_with(cfg: &Config, tpm: &mut Tpm, measure: bool) -> Result<Outcome, Failure> {
-    let ch = connect(cfg).await?;
+    with_retries(cfg, async |ch| join_over(cfg, tpm, ch, measure).await).await
+}
+
+/// One join over `ch`: enroll if needed, then attest.
+async fn join_over(
+    cfg: &Config,
+    tpm: &mut Tpm,
+    ch: Channel,
+    measure: bool,
+) -> Result<Outcome, Failure> {
     let enrolled = crate::enrollment::load(&cfg.state_dir)
         .map_err(|e| Failure::Config(e.to_string()))?
         .is_some_and(|e| e.verifier == cfg.verifier && e.node_id == cfg.node_id);

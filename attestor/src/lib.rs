@@ -3,7 +3,8 @@
 //! Proves to an Assay verifier, with the node's TPM, what the node booted. All
 //! TPM access goes through [`tpm`] (the only module that uses tss-esapi); the
 //! protocol (enroll with credential activation, challenge, quote, verdict and
-//! join token) is in [`flow`]; event logs are read in [`logs`]; the container
+//! join token) is in [`flow`], which repeats an exchange a transport failure or
+//! a busy verifier cut short ([`retry`]); event logs are read in [`logs`]; the container
 //! measurement log (CEL, appended and fsynced before each PCR extend) is
 //! [`measure`]; the long-running agent that follows containerd's events is
 //! [`agent`] over [`containerd`]; configuration in [`config`]; the node's
@@ -20,4 +21,5 @@ mod files;
 pub mod flow;
 pub mod logs;
 pub mod measure;
+pub mod retry;
 pub mod tpm;

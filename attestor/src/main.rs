@@ -2,7 +2,8 @@
 //!
 //! Exit codes: 0 trusted (token printed), 1 internal error, 2 bad configuration or
 //! usage, 3 not trusted (verdict FAIL, enrollment refused, or not enrolled),
-//! 4 verifier unreachable, 5 TPM error.
+//! 4 verifier unreachable (after the retries: at connect time, mid-exchange or
+//! busy), 5 TPM error, 6 trusted but not joined.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -221,7 +222,9 @@ struct Common {
     /// `assay-verifier node move OLD NEW`).
     #[arg(long)]
     rename: bool,
-    /// Connection retries, with exponential backoff, while the verifier is unreachable.
+    /// Retries, with exponential backoff, while the verifier is unreachable, the
+    /// connection fails mid-exchange or the verifier is busy (the exchange starts
+    /// again: a new challenge, a new enrollment); then exit 4.
     #[arg(long, env = "ASSAY_RETRIES")]
     retries: Option<u32>,
     /// UEFI event log to send when the policy asks (default the kernel's binary_bios_measurements).
@@ -572,8 +575,7 @@ async fn run_enroll(c: &Common) -> Result<u8, Failure> {
     let cfg = c.config()?;
     let mut tpm =
         assay_attestor::tpm::Tpm::open(&cfg.tcti).map_err(|e| Failure::Tpm(e.to_string()))?;
-    let ch = flow::connect(&cfg).await?;
-    let e = flow::enroll(&cfg, &mut tpm, ch).await?;
+    let e = flow::with_retries(&cfg, async |ch| flow::enroll(&cfg, &mut tpm, ch).await).await?;
     match c.output {
         Output::Json => outln!("{}", serde_json::to_string_pretty(&e).unwrap_or_default()),
         Output::Env => outln!(
@@ -595,8 +597,7 @@ async fn run_attest(c: &Common) -> Result<u8, Failure> {
     let cfg = c.config()?;
     let mut tpm =
         assay_attestor::tpm::Tpm::open(&cfg.tcti).map_err(|e| Failure::Tpm(e.to_string()))?;
-    let ch = flow::connect(&cfg).await?;
-    let o = flow::attest(&cfg, &mut tpm, ch).await?;
+    let o = flow::with_retries(&cfg, async |ch| flow::attest(&cfg, &mut tpm, ch).await).await?;
     print_outcome(&o, c.output);
     Ok(if o.trusted {
         0
@@ -683,12 +684,17 @@ fn print_outcome(o: &Outcome, out: Output) {
         }
         Output::Text => {
             let verdict = if o.trusted { "TRUSTED" } else { "NOT TRUSTED" };
+            // Seq 0: the verifier could not authenticate the evidence (quote
+            // signature, AK or nonce), so it counted it and recorded nothing.
+            let recorded = match o.history_seq {
+                0 => "not recorded: the quote's signature, AK or nonce did not verify".to_string(),
+                seq => format!("history #{seq}"),
+            };
             outln!(
-                "{verdict}: node {} under policy {} (sha256:{}), history #{}",
+                "{verdict}: node {} under policy {} (sha256:{}), {recorded}",
                 o.node_id,
                 o.policy_name,
                 o.policy_digest,
-                o.history_seq
             );
             for c in &o.claims {
                 let mark = if c.passed { "pass" } else { "FAIL" };

@@ -907,13 +907,23 @@ fn policy_evidence_is_the_newest_authentic_verdict_s(b: Backend) {
         .unwrap()
         .seq
     };
-    let authentic_pass = vec![claim("nonce.unused", true), claim("quote.signature", true)];
+    let authentic_pass = vec![
+        claim("nonce.unused", true),
+        claim("quote.signature", true),
+        claim("quote.nonce", true),
+    ];
     let authentic_fail = vec![
         claim("nonce.unused", true),
         claim("quote.signature", true),
+        claim("quote.nonce", true),
         claim("pcr.sha256.0", false),
     ];
-    let forged = vec![claim("nonce.unused", true), claim("quote.signature", false)];
+    // (Older stores hold such records: before forged evidence was only counted.)
+    let forged = vec![
+        claim("nonce.unused", true),
+        claim("quote.signature", false),
+        claim("quote.nonce", true),
+    ];
     write("n", authentic_pass.clone(), Some(b"log A"), true);
     let newest = write("n", authentic_fail, Some(b"log B"), true);
     write("n", forged.clone(), Some(b"log C"), true);
