@@ -114,23 +114,17 @@ mod tests {
     use super::*;
 
     fn claims(failing: &[&str]) -> Vec<Claim> {
-        [
-            "nonce.issued",
-            "nonce.unused",
-            "nonce.node",
-            "nonce.fresh",
-            "quote.signature_format",
-            "quote.signature",
-            "quote.format",
-            "quote.nonce",
+        let judged = [
             "quote.pcr_selection",
             "quote.pcr_digest",
             "quote.clock",
             "pcr.sha256.7",
-        ]
-        .iter()
-        .map(|id| Claim::new(*id, !failing.contains(id), "", "", ""))
-        .collect()
+        ];
+        AUTHENTICITY_CLAIMS
+            .iter()
+            .chain(judged.iter())
+            .map(|id| Claim::new(*id, !failing.contains(id), "", "", ""))
+            .collect()
     }
 
     #[test]
