@@ -16,6 +16,14 @@
 //! - a node that fails: its tokens are deleted and its Node is labelled
 //!   `assay.dev/attested=false` and tainted NoExecute, foreign taints kept,
 //!   a concurrent change (409) retried; it passes again: restored.
+//!
+//! The fake lists as the real API server does: `limit` honoured (none = all),
+//! an opaque `continue` token and `remainingItemCount` (only without a
+//! selector, as etcd3's store) while more remain, 410 Gone for a token older
+//! than a compaction. With 1,200 Secrets (three pages), a failed node's
+//! tokens on pages 2 and 3 are deleted and no other node's are touched; an
+//! expired token restarts the list, a list that keeps expiring or never ends
+//! is a clear error.
 
 use std::collections::BTreeMap;
 use std::io::BufReader;
@@ -57,6 +65,14 @@ struct State {
     /// Answer the next Node PATCH with 409 after changing the Node (as a
     /// concurrent writer would).
     conflict_next_patch: bool,
+    /// `continue` tokens older than this resourceVersion are 410 Gone (etcd
+    /// compacted their snapshot).
+    compacted_rv: u64,
+    /// Compact right after serving this many more pages that have a next one
+    /// (`u32::MAX`: after every such page), so that list's next page is 410.
+    compact_during_lists: u32,
+    /// Every Secret list page says more remain (a broken server).
+    endless_list: bool,
 }
 
 struct FakeApi {
@@ -88,6 +104,59 @@ fn label_value(v: &str) -> bool {
         || Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
             .unwrap()
             .is_match(v)
+}
+
+/// Go's `url.ParseQuery` value decoding: `%XX`, and `+` is a space.
+fn query_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("!");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(x) => {
+                        out.push(x);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The fake's continue token: opaque, and deliberately standard base64 (the
+/// real one is URL-safe) so that a client not escaping it breaks (`+`).
+fn encode_continue(rv: u64, start: &str) -> String {
+    STANDARD.encode(json!({"v": "meta.k8s.io/v1", "rv": rv, "start": start}).to_string())
+}
+
+fn decode_continue(t: &str) -> Option<(u64, String)> {
+    let v: Value = serde_json::from_slice(&STANDARD.decode(t).ok()?).ok()?;
+    Some((v["rv"].as_u64()?, v["start"].as_str()?.to_string()))
+}
+
+/// A Secret as the API server stores one: stringData folded into base64 data.
+fn stored_secret(b: &Value, rv: String) -> Value {
+    let mut stored = b.clone();
+    let data: serde_json::Map<String, Value> = b["stringData"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(STANDARD.encode(v.as_str().unwrap()))))
+        .collect();
+    stored.as_object_mut().unwrap().remove("stringData");
+    stored["data"] = Value::Object(data);
+    stored["metadata"]["namespace"] = json!("kube-system");
+    stored["metadata"]["resourceVersion"] = json!(rv);
+    stored
 }
 
 /// RFC 7386 JSON merge patch.
@@ -191,6 +260,81 @@ impl State {
         Ok(id)
     }
 
+    /// A Secret list page as etcd3's store answers it: keys in order from the
+    /// token's start, up to `limit` matching items (none or 0: all); a token
+    /// for the rest while keys remain past the last item returned (so the
+    /// last page may be empty); the list's resourceVersion is the first
+    /// page's (a continued list reads one snapshot).
+    fn list_secrets(&mut self, q: &BTreeMap<String, String>) -> (u16, Value) {
+        let limit: usize = match q.get("limit").map(|l| l.parse()) {
+            None => 0,
+            Some(Ok(l)) => l,
+            Some(Err(_)) => {
+                self.errors.push(format!("limit {:?}", q["limit"]));
+                return status(400, "BadRequest", "invalid limit");
+            }
+        };
+        let (rv, start) = match q.get("continue") {
+            None => (self.rv, String::new()),
+            Some(t) => match decode_continue(t) {
+                Some(c) => c,
+                None => {
+                    self.errors
+                        .push(format!("continue token {t:?} is not one we gave"));
+                    return status(400, "BadRequest", "continue key is not valid");
+                }
+            },
+        };
+        if rv < self.compacted_rv {
+            return status(
+                410,
+                "Expired",
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+            );
+        }
+        let selector = q.get("labelSelector").map(String::as_str).unwrap_or("");
+        let want = match selector {
+            "" => None,
+            s => match s.split_once('=') {
+                Some(kv) => Some(kv),
+                None => {
+                    self.errors.push(format!("labelSelector {s:?}"));
+                    return status(400, "BadRequest", "unable to parse requirement");
+                }
+            },
+        };
+        let mut keys = self.secrets.range(start.clone()..).peekable();
+        let mut items = Vec::new();
+        while let Some((_, s)) = keys.next_if(|_| limit == 0 || items.len() < limit) {
+            if want.is_none_or(|(k, v)| s["metadata"]["labels"][k] == *v) {
+                items.push(s.clone());
+            }
+        }
+        let mut meta = json!({"resourceVersion": rv.to_string()});
+        let rest = keys.count();
+        if (rest > 0 && limit > 0) || self.endless_list {
+            let next = match items.last().and_then(|s| s["metadata"]["name"].as_str()) {
+                Some(last) => format!("{last}\0"),
+                None => start.clone(),
+            };
+            meta["continue"] = json!(encode_continue(rv, &next));
+            if want.is_none() {
+                meta["remainingItemCount"] = json!(rest);
+            }
+            if self.compact_during_lists > 0 {
+                if self.compact_during_lists != u32::MAX {
+                    self.compact_during_lists -= 1;
+                }
+                self.compacted_rv = rv + 1;
+                self.rv = self.rv.max(rv + 1);
+            }
+        }
+        (
+            200,
+            json!({"kind": "SecretList", "apiVersion": "v1", "metadata": meta, "items": items}),
+        )
+    }
+
     fn check_node(&self, n: &Value) -> Result<(), String> {
         for (k, v) in n["metadata"]["labels"].as_object().into_iter().flatten() {
             if !qualified_name(k) || !label_value(v.as_str().unwrap_or("!")) {
@@ -238,12 +382,14 @@ impl State {
         }
         let ct = headers.get("content-type").cloned().unwrap_or_default();
         let (p, query) = path.split_once('?').unwrap_or((path, ""));
-        let q: BTreeMap<String, String> = query
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.replace("%2F", "/").replace("%3D", "=")))
-            .collect();
-        const SECRETS: &str = "/api/v1/namespaces/kube-system/secrets";
+        let mut q: BTreeMap<String, String> = BTreeMap::new();
+        for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+            if q.insert(query_decode(k), query_decode(v)).is_some() {
+                self.errors
+                    .push(format!("{method} {path}: parameter {k} twice"));
+            }
+        }
+        const SECRETS: &str = SECRETS_PATH;
         match (method, p) {
             ("POST", SECRETS) => {
                 let b: Value = match serde_json::from_slice(body) {
@@ -266,34 +412,12 @@ impl State {
                         &format!("secrets \"{name}\" already exists"),
                     );
                 }
-                // As the API server stores it: stringData folded into base64 data.
-                let mut stored = b.clone();
-                let data: serde_json::Map<String, Value> = b["stringData"]
-                    .as_object()
-                    .unwrap()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), json!(STANDARD.encode(v.as_str().unwrap()))))
-                    .collect();
-                stored.as_object_mut().unwrap().remove("stringData");
-                stored["data"] = Value::Object(data);
-                stored["metadata"]["namespace"] = json!("kube-system");
-                stored["metadata"]["resourceVersion"] = json!(self.next_rv());
+                let rv = self.next_rv();
+                let stored = stored_secret(&b, rv);
                 self.secrets.insert(name, stored.clone());
                 (201, stored)
             }
-            ("GET", SECRETS) => {
-                let want = q.get("labelSelector").and_then(|s| s.split_once('='));
-                let items: Vec<Value> = self
-                    .secrets
-                    .values()
-                    .filter(|s| want.is_none_or(|(k, v)| s["metadata"]["labels"][k] == *v))
-                    .cloned()
-                    .collect();
-                (
-                    200,
-                    json!({"kind": "SecretList", "apiVersion": "v1", "metadata": {"resourceVersion": self.rv.to_string()}, "items": items}),
-                )
-            }
+            ("GET", SECRETS) => self.list_secrets(&q),
             ("DELETE", p) if p.starts_with(&format!("{SECRETS}/")) => {
                 let name = &p[SECRETS.len() + 1..];
                 match self.secrets.remove(name) {
@@ -431,6 +555,86 @@ impl FakeApi {
     fn node(&self, name: &str) -> Value {
         self.state().nodes.get(name).cloned().unwrap_or(Value::Null)
     }
+
+    /// A bootstrap token Secret put straight into the store: Assay's for
+    /// `node` (labelled, annotated), or with None kubeadm's own (neither).
+    fn preload(&self, id: &str, node: Option<&str>) {
+        let mut b = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": format!("bootstrap-token-{id}")},
+            "type": "bootstrap.kubernetes.io/token",
+            "stringData": {"description": "preloaded", "token-id": id,
+                "token-secret": "0123456789abcdef", "expiration": "2099-01-01T00:00:00Z",
+                "usage-bootstrap-authentication": "true", "usage-bootstrap-signing": "true",
+                "auth-extra-groups": GROUP}});
+        if let Some(n) = node {
+            b["metadata"]["labels"] = json!({"app.kubernetes.io/managed-by": "assay"});
+            b["metadata"]["annotations"] = json!({"assay.dev/node": n});
+        }
+        let mut st = self.state();
+        st.check_secret(&b).expect("a valid preloaded Secret");
+        let rv = st.next_rv();
+        st.secrets
+            .insert(format!("bootstrap-token-{id}"), stored_secret(&b, rv));
+    }
+
+    /// The Secret list requests answered so far, as (path, status).
+    fn lists(&self) -> Vec<(String, u16)> {
+        self.state()
+            .log
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.starts_with(SECRETS_PATH))
+            .map(|r| (r.path.clone(), r.status))
+            .collect()
+    }
+}
+
+const SECRETS_PATH: &str = "/api/v1/namespaces/kube-system/secrets";
+
+/// The cluster CA, the fake API server and a verifier whose `k8s-.*` nodes
+/// join with kubeadm.
+struct Cluster {
+    _pki: tempfile::TempDir,
+    ca: PathBuf,
+    api: FakeApi,
+    v: VerifierProc,
+}
+
+fn cluster() -> Result<Cluster> {
+    // The cluster CA and the API server's certificate (127.0.0.1).
+    let pki = tempfile::tempdir()?;
+    let run = Command::new(assay_tests::bin("assay-verifier")?)
+        .args(["init", "--dir"])
+        .arg(pki.path())
+        .output()?;
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let ca: PathBuf = pki.path().join("ca.pem");
+    let api = FakeApi::start(
+        &pki.path().join("server.pem"),
+        &pki.path().join("server.key"),
+    )?;
+    let token_file = pki.path().join("sa-token");
+    std::fs::write(&token_file, format!("{BEARER}\n"))?;
+
+    let mut opts = VerifierOpts::new(format!(
+        "schema = 0\nname = \"k8s\"\n[pcrs.sha256]\n16 = \"{ZERO}\"\n"
+    ));
+    opts.config = Some(format!(
+        "[join]\norchestrator = \"token\"\n[[join.groups]]\nname = \"cluster\"\nnodes = \"k8s-.*\"\norchestrator = \"kubeadm\"\n[join.kubernetes]\napi_server = \"https://127.0.0.1:{}\"\nca = \"{}\"\ntoken_file = \"{}\"\n",
+        api.port,
+        ca.display(),
+        token_file.display()
+    ));
+    let v = VerifierProc::start(&opts)?;
+    Ok(Cluster {
+        _pki: pki,
+        ca,
+        api,
+        v,
+    })
 }
 
 fn serve_one(s: &mut (impl std::io::Read + std::io::Write), st: &Mutex<State>) -> Result<()> {
@@ -524,35 +728,7 @@ impl Node {
 
 #[test]
 fn kubernetes_join_against_a_fake_apiserver_checking_every_request_shape() -> Result<()> {
-    // The cluster CA and the API server's certificate (127.0.0.1).
-    let pki = tempfile::tempdir()?;
-    let run = Command::new(assay_tests::bin("assay-verifier")?)
-        .args(["init", "--dir"])
-        .arg(pki.path())
-        .output()?;
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let ca: PathBuf = pki.path().join("ca.pem");
-    let api = FakeApi::start(
-        &pki.path().join("server.pem"),
-        &pki.path().join("server.key"),
-    )?;
-    let token_file = pki.path().join("sa-token");
-    std::fs::write(&token_file, format!("{BEARER}\n"))?;
-
-    let mut opts = VerifierOpts::new(format!(
-        "schema = 0\nname = \"k8s\"\n[pcrs.sha256]\n16 = \"{ZERO}\"\n"
-    ));
-    opts.config = Some(format!(
-        "[join]\norchestrator = \"token\"\n[[join.groups]]\nname = \"cluster\"\nnodes = \"k8s-.*\"\norchestrator = \"kubeadm\"\n[join.kubernetes]\napi_server = \"https://127.0.0.1:{}\"\nca = \"{}\"\ntoken_file = \"{}\"\n",
-        api.port,
-        ca.display(),
-        token_file.display()
-    ));
-    let v = VerifierProc::start(&opts)?;
+    let Cluster { _pki, ca, api, v } = cluster()?;
 
     // A passing node: a bootstrap token Secret and the exact kubeadm join.
     let w1 = Node::new("k8s-worker-1")?;
@@ -752,5 +928,172 @@ fn kubernetes_join_against_a_fake_apiserver_checking_every_request_shape() -> Re
     );
     let calls = api.state().log.len();
     assert!(calls > 10, "{calls} API calls");
+    Ok(())
+}
+
+#[test]
+fn a_failed_node_s_tokens_are_deleted_from_every_page_of_the_secret_list() -> Result<()> {
+    const VICTIM: &str = "k8s-victim";
+    let Cluster { _pki, api, v, .. } = cluster()?;
+    // 1,200 of Assay's bootstrap Secrets, ids p00000..p01199: in key order
+    // three pages of 500; the victim's at 20, 700, 1100, 1199 (pages 1, 2, 3,
+    // 3), the rest three other nodes'. Then 150 of kubeadm's own (unlabelled).
+    let victim_at = [20, 700, 1100, 1199];
+    let bystanders = ["k8s-other-a", "k8s-other-b", "k8s-other-c"];
+    for i in 0..1200 {
+        let node = if victim_at.contains(&i) {
+            VICTIM
+        } else {
+            bystanders[i % 3]
+        };
+        api.preload(&format!("p{i:05}"), Some(node));
+    }
+    for i in 0..150 {
+        api.preload(&format!("q{i:05}"), None);
+    }
+    let others = || -> BTreeMap<String, Value> {
+        api.state()
+            .secrets
+            .iter()
+            .filter(|(_, s)| s["metadata"]["annotations"]["assay.dev/node"] != VICTIM)
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect()
+    };
+    let before = others();
+    assert_eq!(before.len(), 1196 + 150);
+
+    // The fake pages as the real API server does.
+    {
+        let mut st = api.state();
+        let q = |kv: &[(&str, &str)]| -> BTreeMap<String, String> {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let (code, all) = st.list_secrets(&q(&[]));
+        assert_eq!((code, all["items"].as_array().unwrap().len()), (200, 1350));
+        assert!(
+            all["metadata"]["continue"].is_null(),
+            "no limit: all at once"
+        );
+        let (_, p1) = st.list_secrets(&q(&[("limit", "500")]));
+        assert_eq!(p1["items"].as_array().unwrap().len(), 500);
+        assert_eq!(p1["metadata"]["remainingItemCount"], 850);
+        let sel = ("labelSelector", "app.kubernetes.io/managed-by=assay");
+        let (_, p1) = st.list_secrets(&q(&[sel, ("limit", "500")]));
+        assert!(
+            p1["metadata"]["remainingItemCount"].is_null(),
+            "not counted under a selector"
+        );
+        let t = p1["metadata"]["continue"].as_str().unwrap().to_string();
+        let (_, p3) = st.list_secrets(&q(&[sel, ("limit", "700"), ("continue", &t)]));
+        assert_eq!(p3["items"].as_array().unwrap().len(), 700);
+        assert!(
+            p3["metadata"]["continue"].is_string(),
+            "keys remain: another page, empty"
+        );
+        assert_eq!(p3["items"][0]["metadata"]["name"], "bootstrap-token-p00500");
+        st.log.clear();
+    }
+
+    // The victim passes (its own token: a 5th) and fails: every one goes.
+    let n = Node::new(VICTIM)?;
+    let (out, _) = n.join(&v)?;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        v.log()
+    );
+    assert_eq!(api.secrets_of(VICTIM).len(), 5);
+    n.tamper()?;
+    assert_eq!(n.join(&v)?.0.status.code(), Some(3));
+    wait_for(
+        "the failed node's tokens deleted from every page",
+        Duration::from_secs(15),
+        || Ok(api.secrets_of(VICTIM).is_empty()),
+    )
+    .with_context(|| {
+        format!(
+            "left: {:?}\n{}",
+            api.secrets_of(VICTIM)
+                .iter()
+                .map(|s| s["metadata"]["name"].clone())
+                .collect::<Vec<_>>(),
+            v.log()
+        )
+    })?;
+    assert!(others() == before, "no other Secret touched");
+    let lists = api.lists();
+    assert!(
+        lists
+            .iter()
+            .all(|(p, c)| p.contains("&limit=500") && *c == 200),
+        "{lists:#?}"
+    );
+    assert!(
+        lists.iter().any(|(p, _)| p.contains("&continue=")),
+        "{lists:#?}"
+    );
+
+    // A compaction mid-list: 410 Gone on the next page; the list starts over
+    // and the revocation still reaches page 3.
+    api.preload("p01200", Some(VICTIM));
+    api.state().compact_during_lists = 1;
+    let revoke = || v.cli(&["tokens", "revoke", "--node", VICTIM]);
+    let out = revoke()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(api.secrets_of(VICTIM).is_empty());
+    assert!(
+        api.lists().iter().any(|(_, c)| *c == 410),
+        "a 410 was answered"
+    );
+
+    // Compacted under every list: a clear error, nothing done on half a list.
+    api.preload("p01201", Some(VICTIM));
+    api.state().compact_during_lists = u32::MAX;
+    let out = revoke()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("410 Gone) twice"),
+        "{err}"
+    );
+    assert_eq!(api.secrets_of(VICTIM).len(), 1);
+
+    // A server whose list never ends: refused past 1,000 pages.
+    {
+        let mut st = api.state();
+        st.compact_during_lists = 0;
+        st.endless_list = true;
+    }
+    let t = Instant::now();
+    let out = revoke()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("more than 1000 pages"),
+        "{err}"
+    );
+    eprintln!("1,000 pages read and refused in {:?}", t.elapsed());
+    assert_eq!(api.secrets_of(VICTIM).len(), 1);
+    api.state().endless_list = false;
+    let out = revoke()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(api.secrets_of(VICTIM).is_empty());
+
+    assert!(others() == before, "no other Secret touched");
+    let errors = api.state().errors.clone();
+    assert!(
+        errors.is_empty(),
+        "requests that a kube-apiserver would refuse: {errors:#?}"
+    );
     Ok(())
 }

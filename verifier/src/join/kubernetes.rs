@@ -7,7 +7,8 @@
 //! Plain HTTPS to the documented REST paths (no client library: four calls):
 //! - `POST   /api/v1/namespaces/kube-system/secrets` — the bootstrap token
 //!   (`bootstrap-token-<id>`, type `bootstrap.kubernetes.io/token`);
-//! - `GET    /api/v1/namespaces/kube-system/secrets?labelSelector=…` — Assay's;
+//! - `GET    /api/v1/namespaces/kube-system/secrets?labelSelector=…&limit=500`
+//!   — Assay's, every page (`continue` tokens followed, bounded);
 //! - `DELETE /api/v1/namespaces/kube-system/secrets/bootstrap-token-<id>`;
 //! - `GET`/`PATCH /api/v1/nodes/<name>` — a JSON merge patch carrying the
 //!   Node's `resourceVersion`, so a concurrent change is a 409 and is retried
@@ -19,6 +20,9 @@
 //!
 //! Nodes are matched by name: the Assay node id must be the Kubernetes node
 //! name (kubelet's default is the host name, the attestor's default node id).
+//! A name goes into a URL only as one path segment of [A-Za-z0-9._-] that is
+//! not `.` or `..` (refused otherwise: the API server decodes `%2F` before
+//! routing, so escaping alone would not keep it one segment).
 //! The verifier authenticates with a bearer token file (a ServiceAccount's,
 //! re-read at each call so a projected token can rotate) or a client
 //! certificate; the RBAC it needs is in the README.
@@ -46,10 +50,18 @@ pub const NODE_ANNOTATION: &str = "assay.dev/node";
 /// kubeadm's group for nodes joining with a bootstrap token.
 pub const KUBEADM_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 const NAMESPACE: &str = "kube-system";
+const SECRETS: &str = "/api/v1/namespaces/kube-system/secrets";
 /// How often used bootstrap tokens (the node registered) are deleted.
 const CLEANUP_EVERY: Duration = Duration::from_secs(5);
-/// Largest API answer read (a Secret list is bounded by `limit`).
+/// Largest API answer read (a Secret list page is bounded by `limit`).
 const MAX_RESPONSE: usize = 8 << 20;
+/// Secrets asked for per list page (the API server may answer fewer).
+const LIST_LIMIT: usize = 500;
+/// Most pages one list reads: past it the list is an error, never acted on
+/// in part (a revocation must not miss a token on an unread page).
+const MAX_LIST_PAGES: usize = 1000;
+/// Longest name put into a URL path (a Kubernetes object name's limit).
+const MAX_NAME: usize = 253;
 /// Optimistic-concurrency retries for a Node patch.
 const PATCH_ATTEMPTS: u32 = 5;
 /// Longest one API call may take.
@@ -139,7 +151,24 @@ struct Object {
 #[derive(Deserialize)]
 struct List {
     #[serde(default)]
-    items: Vec<Object>,
+    metadata: Option<ListMeta>,
+    /// `null` in some answers (an empty page).
+    #[serde(default)]
+    items: Option<Vec<Object>>,
+}
+
+#[derive(Deserialize, Default)]
+struct ListMeta {
+    /// The opaque token for the next page; absent or empty on the last.
+    #[serde(default, rename = "continue")]
+    next: Option<String>,
+}
+
+/// One page read: its items and the next page's token, or the API server
+/// said the list's `continue` token expired (410 Gone).
+enum Page {
+    Items(Vec<Object>, Option<String>),
+    Expired,
 }
 
 #[derive(Deserialize)]
@@ -295,40 +324,74 @@ impl KubernetesIssuer {
         })
     }
 
-    /// Assay's bootstrap Secrets, as (name, node).
+    /// Assay's bootstrap Secrets, as (name, node): every page of the list.
+    /// An expired `continue` token (410 Gone: the API server compacted the
+    /// snapshot the list was reading) restarts the list once from the start.
     async fn assay_secrets(&self) -> Result<Vec<(String, String)>, JoinError> {
-        let path = format!(
-            "/api/v1/namespaces/{NAMESPACE}/secrets?labelSelector={}%3D{}&limit=500",
-            percent(MANAGED_BY.0),
-            MANAGED_BY.1
-        );
-        let (_, bytes) = self
-            .expect(
-                Method::GET,
-                &path,
-                "application/json",
-                None,
-                &[StatusCode::OK],
-            )
+        if let Some(all) = self.assay_secrets_once().await? {
+            return Ok(all);
+        }
+        warn!("Kubernetes API: the Secret list's continue token expired (410 Gone); listing again from the start");
+        self.assay_secrets_once().await?.ok_or_else(|| {
+            JoinError::Orchestrator(format!(
+                "Kubernetes API GET {SECRETS}: the list's continue token expired (410 Gone) twice in a row; no action taken on a partial list"
+            ))
+        })
+    }
+
+    /// One list, page after page; None if a `continue` token expired.
+    async fn assay_secrets_once(&self) -> Result<Option<Vec<(String, String)>>, JoinError> {
+        let mut all = Vec::new();
+        let mut next = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let (items, more) = match self.secrets_page(next.as_deref()).await? {
+                Page::Items(items, more) => (items, more),
+                Page::Expired => return Ok(None),
+            };
+            all.extend(
+                items
+                    .into_iter()
+                    .filter(|o| o.metadata.name.starts_with("bootstrap-token-"))
+                    .filter_map(|o| {
+                        let node = o.metadata.annotations.get(NODE_ANNOTATION)?.clone();
+                        Some((o.metadata.name, node))
+                    }),
+            );
+            match more {
+                Some(token) => next = Some(token),
+                None => return Ok(Some(all)),
+            }
+        }
+        Err(JoinError::Orchestrator(format!(
+            "Kubernetes API GET {SECRETS}: more than {MAX_LIST_PAGES} pages of up to {LIST_LIMIT} Secrets; no action taken on a partial list"
+        )))
+    }
+
+    /// One page of Assay's Secrets, from the start or from `next`.
+    async fn secrets_page(&self, next: Option<&str>) -> Result<Page, JoinError> {
+        let path = secrets_list_path(next);
+        let (status, bytes) = self
+            .call(Method::GET, &path, "application/json", None)
             .await?;
+        match status {
+            StatusCode::OK => {}
+            StatusCode::GONE if next.is_some() => return Ok(Page::Expired),
+            s => return Err(api_error(&Method::GET, &path, s, &bytes)),
+        }
         let list: List = serde_json::from_slice(&bytes).map_err(|e| {
-            JoinError::Orchestrator(format!("Kubernetes API GET secrets: not a SecretList: {e}"))
+            JoinError::Orchestrator(format!(
+                "Kubernetes API GET {SECRETS}: not a SecretList: {e}"
+            ))
         })?;
-        Ok(list
-            .items
-            .into_iter()
-            .filter(|o| o.metadata.name.starts_with("bootstrap-token-"))
-            .filter_map(|o| {
-                let node = o.metadata.annotations.get(NODE_ANNOTATION)?.clone();
-                Some((o.metadata.name, node))
-            })
-            .collect())
+        let more = list.metadata.and_then(|m| m.next).filter(|t| !t.is_empty());
+        Ok(Page::Items(list.items.unwrap_or_default(), more))
     }
 
     async fn delete_secret(&self, name: &str) -> Result<(), JoinError> {
+        let path = format!("{SECRETS}/{}", segment("Secret", name)?);
         self.expect(
             Method::DELETE,
-            &format!("/api/v1/namespaces/{NAMESPACE}/secrets/{name}"),
+            &path,
             "application/json",
             None,
             &[StatusCode::OK, StatusCode::ACCEPTED, StatusCode::NOT_FOUND],
@@ -351,7 +414,7 @@ impl KubernetesIssuer {
 
     /// The Node, or None if the node never joined.
     async fn node(&self, name: &str) -> Result<Option<Node>, JoinError> {
-        let path = format!("/api/v1/nodes/{}", percent(name));
+        let path = node_path(name)?;
         let (status, bytes) = self
             .expect(
                 Method::GET,
@@ -379,7 +442,7 @@ impl KubernetesIssuer {
             let Some(patch) = node_patch(&node, want, crate::clock::now_unix()) else {
                 return Ok(Vec::new());
             };
-            let path = format!("/api/v1/nodes/{}", percent(name));
+            let path = node_path(name)?;
             let (status, bytes) = self
                 .call(
                     Method::PATCH,
@@ -413,11 +476,23 @@ impl KubernetesIssuer {
 
     /// Deletes the bootstrap tokens of nodes that have registered (their
     /// token did its job and must not be used again).
+    /// Each node is looked up once per sweep; a Secret whose name or node
+    /// cannot go into a URL (not Assay's making) is skipped, not a stop.
     async fn delete_used(&self) -> Result<(), JoinError> {
+        let mut by_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (name, node) in self.assay_secrets().await? {
+            if valid_name(&name) && valid_name(&node) {
+                by_node.entry(node).or_default().push(name);
+            } else {
+                warn!(secret = %name.escape_debug(), node_id = %node.escape_debug(), "Assay-labelled Secret with a name or node Kubernetes cannot hold: left alone");
+            }
+        }
+        for (node, names) in by_node {
             if self.node(&node).await?.is_some() {
-                self.delete_secret(&name).await?;
-                info!(node_id = %node, secret = %name, "node registered: its bootstrap token deleted");
+                for name in names {
+                    self.delete_secret(&name).await?;
+                    info!(node_id = %node, secret = %name, "node registered: its bootstrap token deleted");
+                }
             }
         }
         Ok(())
@@ -484,6 +559,49 @@ fn api_error(method: &Method, path: &str, status: StatusCode, body: &[u8]) -> Jo
     ))
 }
 
+/// The query listing one page of Assay's Secrets; `next` is the previous
+/// page's `continue` token (opaque: percent-encoded whole).
+fn secrets_list_path(next: Option<&str>) -> String {
+    let mut path = format!(
+        "{SECRETS}?labelSelector={}%3D{}&limit={LIST_LIMIT}",
+        percent(MANAGED_BY.0),
+        percent(MANAGED_BY.1)
+    );
+    if let Some(token) = next {
+        path.push_str("&continue=");
+        path.push_str(&percent(token));
+    }
+    path
+}
+
+/// A name Kubernetes could hold that is one URL path segment as it stands:
+/// 1 to 253 characters of [A-Za-z0-9._-], not `.` or `..`.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+/// `name` as one URL path segment, or a clear refusal (`what`: "node", "Secret").
+fn segment(what: &str, name: &str) -> Result<String, JoinError> {
+    if valid_name(name) {
+        Ok(percent(name))
+    } else {
+        Err(JoinError::Orchestrator(format!(
+            "{what} name `{}` refused for the Kubernetes API: it must be 1 to {MAX_NAME} characters of [A-Za-z0-9._-], not `.` or `..`",
+            name.escape_debug()
+        )))
+    }
+}
+
+fn node_path(name: &str) -> Result<String, JoinError> {
+    Ok(format!("/api/v1/nodes/{}", segment("node", name)?))
+}
+
 /// Percent-encodes everything but unreserved characters (RFC 3986).
 fn percent(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -504,7 +622,10 @@ impl JoinIssuer for KubernetesIssuer {
 
     fn issue<'a>(&'a self, to: IssueFor<'a>) -> BoxFuture<'a, Result<Grant, JoinError>> {
         Box::pin(async move {
-            let path = format!("/api/v1/namespaces/{NAMESPACE}/secrets");
+            // A token for a name no Node can have could never be retired by
+            // the upkeep (it looks the Node up by that name).
+            segment("node", to.node_id)?;
+            let path = SECRETS.to_string();
             // A 409 means the 6-character id is taken: draw another.
             for _ in 0..3 {
                 let (id, secret) = new_bootstrap_token();
@@ -596,6 +717,62 @@ mod tests {
         );
         assert_eq!(percent("node-1.example"), "node-1.example");
         assert_eq!(percent("a/../b?c"), "a%2F..%2Fb%3Fc");
+    }
+
+    #[test]
+    fn hostile_names_never_reach_a_url_path() {
+        assert_eq!(
+            node_path("k8s-worker-1").unwrap(),
+            "/api/v1/nodes/k8s-worker-1"
+        );
+        assert_eq!(node_path("a..b").unwrap(), "/api/v1/nodes/a..b");
+        assert_eq!(node_path("Node_1.x").unwrap(), "/api/v1/nodes/Node_1.x");
+        let long = "a".repeat(MAX_NAME + 1);
+        for hostile in [
+            "", ".", "..", "a/b", "a%2Fb", "%2E%2E", "a?b", "a#b", "a&b", "a b", "a\0b", "\0",
+            "a\nb", "a\rb", "a\tb", "\u{7f}", "é", "../etc", "a\\b", &long,
+        ] {
+            let e = node_path(hostile).unwrap_err().to_string();
+            assert!(e.contains("refused"), "{hostile:?}: {e}");
+            assert!(
+                !e.contains('\0') && !e.contains('\n'),
+                "escaped in the error: {e:?}"
+            );
+            assert!(segment("Secret", hostile).is_err(), "{hostile:?}");
+            assert!(!valid_name(hostile), "{hostile:?}");
+        }
+        assert!(valid_name(&"a".repeat(MAX_NAME)));
+    }
+
+    #[test]
+    fn secret_list_pages_carry_the_continue_token_escaped() {
+        assert_eq!(
+            secrets_list_path(None),
+            "/api/v1/namespaces/kube-system/secrets?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dassay&limit=500"
+        );
+        let p = secrets_list_path(Some("eyJ2Ijo+/x==&limit=1#f?\0 \n"));
+        assert_eq!(
+            p,
+            "/api/v1/namespaces/kube-system/secrets?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dassay&limit=500&continue=eyJ2Ijo%2B%2Fx%3D%3D%26limit%3D1%23f%3F%00%20%0A"
+        );
+        // One query parameter each: the token cannot add or cut one.
+        assert_eq!(p.matches('&').count(), 2);
+        assert!(p.bytes().all(|b| b.is_ascii_graphic()));
+    }
+
+    #[test]
+    fn list_pages_parse_with_or_without_a_continue_token() {
+        let l: List = serde_json::from_str(
+            r#"{"kind":"SecretList","metadata":{"resourceVersion":"9","continue":"abc","remainingItemCount":3},"items":[{"metadata":{"name":"x"}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(l.metadata.unwrap().next.as_deref(), Some("abc"));
+        assert_eq!(l.items.unwrap().len(), 1);
+        let l: List =
+            serde_json::from_str(r#"{"metadata":{"resourceVersion":"9"},"items":null}"#).unwrap();
+        assert!(l.metadata.unwrap().next.is_none() && l.items.is_none());
+        let l: List = serde_json::from_str(r#"{}"#).unwrap();
+        assert!(l.metadata.is_none());
     }
 
     fn node(labels: &[(&str, &str)], taints: serde_json::Value) -> Node {
