@@ -82,11 +82,10 @@ fn main() {
             }
             "postgres" => {
                 let db = PgDb::new().expect("PostgreSQL");
-                let store = PgStore::open(&PgConfig {
-                    url: db.url.clone(),
-                    password_file: None,
-                    pool_size: 4,
-                })
+                let store = PgStore::open(
+                    &PgConfig::from_section(Some(db.url.clone()), None, Some(4), None)
+                        .expect("loopback"),
+                )
                 .expect("store");
                 println!("== PostgreSQL");
                 // As autovacuum would after a bulk load: planner statistics.

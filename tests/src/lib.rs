@@ -9,11 +9,13 @@
 
 pub mod http;
 pub mod node;
+pub mod pki;
 pub mod postgres;
 pub mod procs;
 pub mod simnode;
 pub mod swtpm;
 
+pub use pki::Pki;
 pub use postgres::{PgCluster, PgDb};
 pub use procs::{
     attestor, attestor_command, bin, der_of_pem, output_text, VerifierOpts, VerifierProc,

@@ -3,6 +3,12 @@
 //! loopback port, one per test process (shared by its tests); each test gets
 //! a database of its own.
 //!
+//! The server also accepts TLS (`ssl=on`) with a certificate for the DNS name
+//! `localhost` only, from a CA of its own ([`PgCluster::tls_ca`]): a client
+//! connecting to `localhost` and trusting that CA verifies it; one connecting
+//! to `127.0.0.1` meets a certificate for another name. Plaintext stays
+//! accepted (the other tests use it).
+//!
 //! As root (CI), the server runs as the `postgres` user (it refuses root).
 //! A watchdog shell stops the server (fast shutdown) and removes the cluster
 //! when the test process exits, however it exits.
@@ -18,6 +24,8 @@ use anyhow::{bail, Context, Result};
 pub struct PgCluster {
     bin: PathBuf,
     pub port: u16,
+    /// The CA of the server's TLS certificate (for `localhost`).
+    pub tls_ca: PathBuf,
     /// As root, the unprivileged account the server runs as.
     run_as: Option<String>,
 }
@@ -105,15 +113,36 @@ impl PgCluster {
         let data = root.join("data");
         let sock = root.join("sock");
         std::fs::create_dir(&sock)?;
+        // TLS material, copied next to the cluster (the watchdog removes it).
+        let tls = root.join("tls");
+        std::fs::create_dir(&tls)?;
+        {
+            let pki = crate::Pki::new("Assay test PostgreSQL CA")?;
+            let (cert, key) = pki.server("server", &["localhost"])?;
+            std::fs::copy(pki.ca_pem(), tls.join("ca.pem"))?;
+            std::fs::copy(cert, tls.join("server.pem"))?;
+            std::fs::copy(key, tls.join("server.key"))?;
+        }
         if let Some(user) = &run_as {
             let (uid, gid) = (id_of(user, "-u")?, id_of(user, "-g")?);
-            for p in [&root, &sock] {
+            for p in [
+                &root,
+                &sock,
+                &tls,
+                &tls.join("server.pem"),
+                &tls.join("server.key"),
+            ] {
                 std::os::unix::fs::chown(p, Some(uid), Some(gid))
                     .with_context(|| format!("chown {}", p.display()))?;
             }
         }
         let port = free_port()?;
-        let cluster = Self { bin, port, run_as };
+        let cluster = Self {
+            bin,
+            port,
+            tls_ca: tls.join("ca.pem"),
+            run_as,
+        };
         let out = cluster
             .command("initdb")
             .arg("-D")
@@ -145,13 +174,15 @@ impl PgCluster {
         let log = root.join("postgres.log");
         let script = format!(
             "{server} -D '{data}' -k '{sock}' -p {port} -c listen_addresses=127.0.0.1 \
-             -c max_connections=300 >'{log}' 2>&1 & pg=$!\n\
+             -c max_connections=300 -c ssl=on -c ssl_cert_file='{tls}/server.pem' \
+             -c ssl_key_file='{tls}/server.key' >'{log}' 2>&1 & pg=$!\n\
              while kill -0 {watch} 2>/dev/null && kill -0 $pg 2>/dev/null; do sleep 0.5; done\n\
              kill -INT $pg 2>/dev/null; wait $pg; rm -rf '{root}'\n",
             server = quoted.join(" "),
             data = data.display(),
             sock = sock.display(),
             log = log.display(),
+            tls = tls.display(),
             watch = std::process::id(),
             root = root.display(),
         );
@@ -181,6 +212,8 @@ impl PgCluster {
     /// Runs SQL with psql as the superuser; its output (unaligned, tuples only).
     pub fn psql(&self, db: &str, sql: &str) -> Result<String> {
         let out = Command::new(self.bin.join("psql"))
+            // The harness's own sessions in clear (the TLS tests tell them apart).
+            .env("PGSSLMODE", "disable")
             .args([
                 "-h",
                 "127.0.0.1",
@@ -259,9 +292,37 @@ impl PgDb {
         self.cluster.create(Some(&self.name))
     }
 
+    /// The server's port on 127.0.0.1 (and `localhost`).
+    pub fn port(&self) -> u16 {
+        self.cluster.port
+    }
+
+    /// The CA of the server's TLS certificate, which names `localhost` only.
+    pub fn tls_ca(&self) -> &std::path::Path {
+        &self.cluster.tls_ca
+    }
+
     /// Runs SQL in this database (psql, superuser): for tampering and checks.
     pub fn psql(&self, sql: &str) -> Result<String> {
         self.cluster.psql(&self.name, sql)
+    }
+
+    /// Runs `SELECT 1` in this database with psql (libpq) connecting by
+    /// `conninfo` (e.g. `host=localhost sslmode=verify-full sslrootcert=…`;
+    /// port, user and dbname are added): libpq as an oracle for TLS checks.
+    pub fn libpq_connects(&self, conninfo: &str) -> Result<()> {
+        let out = Command::new(self.cluster.bin.join("psql"))
+            .arg(format!(
+                "{conninfo} port={} user=postgres dbname={}",
+                self.cluster.port, self.name
+            ))
+            .args(["-X", "-q", "-A", "-t", "-c", "SELECT 1"])
+            .output()
+            .context("running psql")?;
+        if !out.status.success() {
+            bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(())
     }
 
     /// `[storage]` for a verifier config file.

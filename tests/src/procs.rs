@@ -273,7 +273,7 @@ fn spawn(dir: &Path, log_name: &str, args: &[std::ffi::OsString]) -> Result<(Chi
             let _ = child.kill();
             let _ = child.wait();
             let log = std::fs::read_to_string(dir.join(log_name)).unwrap_or_default();
-            bail!("assay-verifier did not start within 30 s:\n{log}");
+            bail!("assay-verifier exited or did not start within 30 s:\n{log}");
         }
     }
 }

@@ -616,9 +616,20 @@ fn cluster() -> Result<Cluster> {
         &pki.path().join("server.pem"),
         &pki.path().join("server.key"),
     )?;
-    let token_file = pki.path().join("sa-token");
-    std::fs::write(&token_file, format!("{BEARER}\n"))?;
+    let v = verifier_for(&api, &ca, pki.path())?;
+    Ok(Cluster {
+        _pki: pki,
+        ca,
+        api,
+        v,
+    })
+}
 
+/// A verifier whose `k8s-.*` nodes join with kubeadm through `api`, trusting
+/// `ca` for the API server (its service account token kept in `dir`).
+fn verifier_for(api: &FakeApi, ca: &Path, dir: &Path) -> Result<VerifierProc> {
+    let token_file = dir.join("sa-token");
+    std::fs::write(&token_file, format!("{BEARER}\n"))?;
     let mut opts = VerifierOpts::new(format!(
         "schema = 0\nname = \"k8s\"\n[pcrs.sha256]\n16 = \"{ZERO}\"\n"
     ));
@@ -628,13 +639,7 @@ fn cluster() -> Result<Cluster> {
         ca.display(),
         token_file.display()
     ));
-    let v = VerifierProc::start(&opts)?;
-    Ok(Cluster {
-        _pki: pki,
-        ca,
-        api,
-        v,
-    })
+    VerifierProc::start(&opts)
 }
 
 fn serve_one(s: &mut (impl std::io::Read + std::io::Write), st: &Mutex<State>) -> Result<()> {
@@ -1095,5 +1100,62 @@ fn a_failed_node_s_tokens_are_deleted_from_every_page_of_the_secret_list() -> Re
         errors.is_empty(),
         "requests that a kube-apiserver would refuse: {errors:#?}"
     );
+    Ok(())
+}
+
+/// The verifier's client to kube-apiserver verifies the server: a certificate
+/// from another CA than `[join.kubernetes] ca`, or from that CA for another
+/// name than the `api_server` host, fails the handshake, so no request (and
+/// no service account token) reaches that server and the node gets no
+/// grant. The control: the same CA's certificate for the right name works.
+#[test]
+fn a_kube_apiserver_with_a_certificate_from_another_ca_or_for_another_name_is_refused() -> Result<()>
+{
+    let cluster_ca = assay_tests::Pki::new("Cluster CA")?;
+    let other_ca = assay_tests::Pki::new("Another CA")?;
+    let cases = [
+        (
+            "another CA",
+            other_ca.server("api", &["127.0.0.1", "localhost"])?,
+            Some("UnknownIssuer"),
+        ),
+        (
+            "another name",
+            cluster_ca.server("elsewhere", &["kube.example.org"])?,
+            Some("not valid for name"),
+        ),
+        (
+            "the control",
+            cluster_ca.server("api", &["127.0.0.1"])?,
+            None,
+        ),
+    ];
+    for (i, (case, (cert, key), refusal)) in cases.into_iter().enumerate() {
+        let api = FakeApi::start(&cert, &key)?;
+        let v = verifier_for(&api, &cluster_ca.ca_pem(), cluster_ca.dir())?;
+        let (out, j) = Node::new(["k8s-tls-0", "k8s-tls-1", "k8s-tls-2"][i])?.join(&v)?;
+        let text = format!(
+            "{case}: {}\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            v.log()
+        );
+        match refusal {
+            Some(why) => {
+                assert_ne!(out.status.code(), Some(0), "{text}");
+                assert!(j["grant"].is_null(), "{text}");
+                assert!(text.contains(why), "the refusal names {why}: {text}");
+                assert!(
+                    api.state().log.is_empty(),
+                    "{case}: no request got through the handshake"
+                );
+            }
+            None => {
+                assert_eq!(out.status.code(), Some(0), "{text}");
+                assert_eq!(j["grant"]["orchestrator"], "kubeadm", "{text}");
+                assert!(!api.state().log.is_empty());
+            }
+        }
+    }
     Ok(())
 }

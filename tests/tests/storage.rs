@@ -65,11 +65,10 @@ impl Backend {
                 panic!("opening sled: {last:?}");
             }
             Backend::Postgres(db) => Box::new(
-                PgStore::open(&PgConfig {
-                    url: db.url.clone(),
-                    password_file: None,
-                    pool_size: 4,
-                })
+                PgStore::open(
+                    &PgConfig::from_section(Some(db.url.clone()), None, Some(4), None)
+                        .expect("loopback"),
+                )
                 .expect("opening PostgreSQL"),
             ),
         }

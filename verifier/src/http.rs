@@ -68,6 +68,19 @@ pub fn tls_connector(
     client: Option<(&Path, &Path)>,
     what: &str,
 ) -> Result<tokio_rustls::TlsConnector, String> {
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(
+        tls_client_config(roots, client, what)?,
+    )))
+}
+
+/// The rustls configuration of [`tls_connector`]: the server's certificate
+/// must chain to `roots` and name the host connected to (rustls' WebPKI
+/// verifier; no option turns either check off).
+pub fn tls_client_config(
+    roots: &Path,
+    client: Option<(&Path, &Path)>,
+    what: &str,
+) -> Result<rustls::ClientConfig, String> {
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{what} {}: {e}", p.display()));
     let pem = read(roots)?;
     let mut store = rustls::RootCertStore::empty();
@@ -102,7 +115,7 @@ pub fn tls_connector(
                 .map_err(|e| format!("{what}: client certificate and key: {e}"))?
         }
     };
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    Ok(config)
 }
 
 /// An `http://` or `https://` base URL and how to reach it.

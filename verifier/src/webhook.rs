@@ -148,6 +148,8 @@ impl Webhook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     fn cfg(url: &str, ca: Option<&str>) -> WebhookConfig {
         WebhookConfig {
@@ -191,5 +193,113 @@ mod tests {
         assert!(!d.delivered);
         assert_eq!(d.attempts, ATTEMPTS);
         assert!(d.last.contains("connecting"), "{}", d.last);
+    }
+
+    fn test_ca(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::default();
+        p.distinguished_name.push(rcgen::DnType::CommonName, name);
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+        (p.self_signed(&key).unwrap(), key)
+    }
+
+    /// A one-request-per-connection HTTPS server on 127.0.0.1 presenting a
+    /// certificate for `names` from `issuer`, answering 204; it counts the
+    /// requests that got through the TLS handshake.
+    async fn https_server(
+        issuer: &(rcgen::Certificate, rcgen::KeyPair),
+        names: &[&str],
+    ) -> (u16, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = p.signed_by(&key, &issuer.0, &issuer.1).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let served = Arc::new(AtomicUsize::new(0));
+        let count = served.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, count) = (acceptor.clone(), count.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut head = vec![0u8; 16 * 1024];
+                    let mut n = 0;
+                    while !head[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut head[n..]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => n += k,
+                        }
+                        if n == head.len() {
+                            return;
+                        }
+                    }
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let _ = tls
+                        .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                        .await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        (port, served)
+    }
+
+    #[tokio::test]
+    async fn an_https_webhook_with_a_certificate_from_another_ca_or_for_another_name_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let trusted = test_ca("Webhook CA");
+        let other = test_ca("Another CA");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, trusted.0.pem()).unwrap();
+        for (case, issuer, names, refusal) in [
+            ("another CA", &other, ["127.0.0.1"], Some("UnknownIssuer")),
+            (
+                "another name",
+                &trusted,
+                ["hooks.example.org"],
+                Some("not valid for name"),
+            ),
+            ("the control", &trusted, ["127.0.0.1"], None),
+        ] {
+            let (port, served) = https_server(issuer, &names).await;
+            let mut w =
+                Webhook::new(&cfg(&format!("https://127.0.0.1:{port}/hook"), ca.to_str())).unwrap();
+            w.first_backoff = Duration::from_millis(1);
+            let d = w.deliver(Bytes::from_static(b"{}"), "s").await;
+            match refusal {
+                Some(why) => {
+                    assert!(!d.delivered, "{case}");
+                    assert!(d.last.contains(why), "{case}: {}", d.last);
+                    assert_eq!(
+                        served.load(Ordering::SeqCst),
+                        0,
+                        "{case}: nothing got through"
+                    );
+                }
+                None => {
+                    assert!(d.delivered, "{case}: {}", d.last);
+                    assert_eq!(served.load(Ordering::SeqCst), 1, "{case}");
+                }
+            }
+        }
     }
 }

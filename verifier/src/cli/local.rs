@@ -19,6 +19,15 @@ pub struct StoreArgs {
     /// (`host=/run/postgresql dbname=assay` or `postgresql://…`) [default: sled]
     #[arg(long, env = "ASSAY_POSTGRES_URL", value_name = "URL")]
     pub postgres: Option<String>,
+    /// PEM CA certificates the PostgreSQL server's certificate must chain to
+    /// (TLS, as `[storage] ca_file`)
+    #[arg(
+        long,
+        env = "ASSAY_POSTGRES_CA",
+        value_name = "FILE",
+        requires = "postgres"
+    )]
+    pub postgres_ca: Option<PathBuf>,
 }
 
 impl StoreArgs {
@@ -36,11 +45,12 @@ impl StoreArgs {
     /// Opens the chosen store.
     pub fn open(&self) -> anyhow::Result<Box<dyn Storage>> {
         let config = match &self.postgres {
-            Some(url) => store::StorageConfig::Postgres(store::PgConfig {
-                url: url.clone(),
-                password_file: None,
-                pool_size: 2,
-            }),
+            Some(url) => store::StorageConfig::Postgres(store::PgConfig::from_section(
+                Some(url.clone()),
+                None,
+                Some(2),
+                self.postgres_ca.clone(),
+            )?),
             None => store::StorageConfig::Sled,
         };
         Ok(store::open(&config, self.dir())?)

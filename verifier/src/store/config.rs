@@ -21,6 +21,9 @@ pub struct FileStorage {
     pub password_file: Option<PathBuf>,
     /// Connections per verifier (default 16).
     pub pool_size: Option<usize>,
+    /// PEM CA certificates the PostgreSQL server's certificate must chain
+    /// to; setting it turns TLS on (see `PgTls`).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Where the verifier keeps its state.
@@ -37,10 +40,14 @@ impl FileStorage {
     pub fn validate(self) -> Result<StorageConfig, InvalidKey> {
         match self.backend.as_deref().unwrap_or("sled") {
             "sled" => {
-                if self.url.is_some() || self.password_file.is_some() || self.pool_size.is_some() {
+                if self.url.is_some()
+                    || self.password_file.is_some()
+                    || self.pool_size.is_some()
+                    || self.ca_file.is_some()
+                {
                     return Err(InvalidKey::new(
                         "storage.url",
-                        "url, password_file and pool_size are for backend = \"postgres\"",
+                        "url, password_file, pool_size and ca_file are for backend = \"postgres\"",
                     ));
                 }
                 Ok(StorageConfig::Sled)
@@ -49,6 +56,7 @@ impl FileStorage {
                 self.url,
                 self.password_file,
                 self.pool_size,
+                self.ca_file,
             )?)),
             other => Err(InvalidKey::new(
                 "storage.backend",

@@ -19,7 +19,7 @@ pub use self::config::{
     DEFAULT_EVIDENCE_MIB,
 };
 pub use self::error::StoreError;
-pub use self::postgres::{PgConfig, PgStore, DEFAULT_PG_POOL_SIZE};
+pub use self::postgres::{PgConfig, PgStore, PgTls, DEFAULT_PG_POOL_SIZE};
 pub(crate) use self::records::{
     batch_conflicts, from_json, plan_inventory_batch, to_json, token_key,
 };

@@ -17,9 +17,9 @@
 //! small runtime of its own and waits for each call; it never blocks that
 //! runtime, so it may be called from any thread.
 //!
-//! Connections are plain TCP or a Unix socket (`host=/run/postgresql`):
-//! TLS to the database is not implemented; keep PostgreSQL on loopback, a
-//! Unix socket or a private network.
+//! Connections are a Unix socket (`host=/run/postgresql`), loopback, or TLS
+//! (rustls, the server's certificate and host name verified; `config.rs` says
+//! when): plaintext to another machine only with an explicit `sslmode=disable`.
 //!
 //! Files: `config.rs` (connection settings), `schema.rs` (migrations),
 //! `rows.rs` (statements and row decoders), one per storage concern
@@ -36,7 +36,7 @@ mod schema;
 mod single_use;
 mod writes;
 
-pub use self::config::{PgConfig, DEFAULT_PG_POOL_SIZE};
+pub use self::config::{PgConfig, PgTls, DEFAULT_PG_POOL_SIZE};
 
 use std::future::Future;
 use std::time::Duration;
@@ -117,13 +117,31 @@ impl PgStore {
             .enable_all()
             .build()
             .map_err(|e| StoreError::Postgres(format!("starting the connection runtime: {e}")))?;
-        let manager = Manager::from_config(
-            pg_config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &config.tls {
+            PgTls::Off => {
+                if let Some(host) = self::config::remote_host(&pg_config) {
+                    tracing::warn!(
+                        %host,
+                        "storage.url: sslmode=disable, so the connection to PostgreSQL on another machine is plaintext"
+                    );
+                }
+                Manager::from_config(pg_config, NoTls, manager_config)
+            }
+            PgTls::Verified { roots } => {
+                let tls = crate::http::tls_client_config(roots, None, "storage.ca_file")
+                    .map_err(StoreError::Postgres)?;
+                // Never fall back to plaintext (libpq's `prefer`).
+                pg_config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                Manager::from_config(
+                    pg_config,
+                    tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+                    manager_config,
+                )
+            }
+        };
         let pool = Pool::builder(manager)
             .max_size(config.pool_size.max(1))
             .runtime(deadpool_postgres::Runtime::Tokio1)
