@@ -14,8 +14,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The fuzz targets (their own workspace, run on nightly by tests/fuzz.sh) must keep
 # compiling against the core: checked here on stable (no libFuzzer link), in a
 # folder of the shared target dir.
-cargo check --manifest-path verifier/core/fuzz/Cargo.toml --bins --locked \
-  --target-dir "${CARGO_TARGET_DIR:-target}/fuzz-check"
+for fuzz in verifier/core/fuzz verifier/fuzz; do
+  cargo check --manifest-path "$fuzz/Cargo.toml" --bins --locked \
+    --target-dir "${CARGO_TARGET_DIR:-target}/fuzz-check"
+done
 # The end-to-end tests run the real binaries: build them first.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked

@@ -1,0 +1,133 @@
+//! The node-facing gRPC requests (Enroll, Activate, Challenge, Attest) as the
+//! server receives them: arbitrary bytes decoded by prost (what tonic's codec
+//! does with a frame's payload), then handed to the service's handlers on a
+//! real verifier (sled store in a temporary directory, default caps lowered so
+//! the exhaustion paths are reached, rate limits off so they do not hide the
+//! handlers). The first byte picks the RPC.
+//!
+//! Checked besides "no panic, no hang, bounded memory": no arbitrary input
+//! passes attestation or obtains a join token (there is no TPM behind it),
+//! and no input makes the service answer INTERNAL or UNKNOWN (a malformed
+//! request is the caller's error, never the verifier's).
+#![no_main]
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use assay_proto::v1 as pb;
+use assay_proto::v1::attestation_server::Attestation as _;
+use assay_verifier::api::Api;
+use libfuzzer_sys::fuzz_target;
+use prost::Message as _;
+use tonic::{Code, Request};
+
+struct World {
+    rt: tokio::runtime::Runtime,
+    api: Api,
+}
+
+/// The EK root of the core's fuzz anchors (any valid CA certificate does:
+/// no input can chain to its key).
+const EK_ROOT: &str = include_str!("../../core/fuzz/anchors/root.pem");
+
+fn world() -> &'static World {
+    static W: OnceLock<World> = OnceLock::new();
+    W.get_or_init(|| {
+        // Kept for the process's life; libFuzzer exits the process.
+        let dir = std::env::temp_dir().join(format!("assay-fuzz-grpc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let policy = write(
+            "policy.toml",
+            "schema = 0\nname = \"fuzz\"\n[pcrs.sha256]\n0 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n",
+        );
+        let root = write("root.pem", EK_ROOT);
+        let config = write(
+            "verifier.toml",
+            &format!(
+                "data_dir = \"{}\"\npolicy = \"{}\"\n[tls]\nno_client_auth = true\n\
+                 [trust]\nek_roots = [\"{}\"]\n\
+                 [limits]\nsource_rate = 0\nnode_rate = 0\nnonces_per_node = 4\nnonces_total = 64\n\
+                 enrollments_per_ek = 2\nenrollments_total = 32\n",
+                dir.join("data").display(),
+                policy.display(),
+                root.display(),
+            ),
+        );
+        let config = assay_verifier::config::Config::load(Some(Path::new(&config)), Default::default())
+            .unwrap();
+        let verifier = assay_verifier::server::build(config).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        World {
+            rt,
+            api: Api(std::sync::Arc::new(verifier)),
+        }
+    })
+}
+
+fn refused_as_the_callers_error(s: &tonic::Status) {
+    assert!(
+        !matches!(s.code(), Code::Internal | Code::Unknown),
+        "a malformed request is answered {:?}: {}",
+        s.code(),
+        s.message()
+    );
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&rpc, body)) = data.split_first() else {
+        return;
+    };
+    let w = world();
+    w.rt.block_on(async {
+        match rpc % 4 {
+            0 => {
+                let Ok(m) = pb::EnrollRequest::decode(body) else {
+                    return;
+                };
+                if let Err(s) = w.api.enroll(Request::new(m)).await {
+                    refused_as_the_callers_error(&s);
+                }
+            }
+            1 => {
+                let Ok(m) = pb::ActivateRequest::decode(body) else {
+                    return;
+                };
+                if let Err(s) = w.api.activate(Request::new(m)).await {
+                    refused_as_the_callers_error(&s);
+                }
+            }
+            2 => {
+                let Ok(m) = pb::ChallengeRequest::decode(body) else {
+                    return;
+                };
+                if let Err(s) = w.api.challenge(Request::new(m)).await {
+                    refused_as_the_callers_error(&s);
+                }
+            }
+            _ => {
+                let Ok(m) = pb::AttestRequest::decode(body) else {
+                    return;
+                };
+                match w.api.attest(Request::new(m)).await {
+                    Ok(r) => {
+                        let r = r.into_inner();
+                        assert!(
+                            !r.verdict.as_ref().is_some_and(|v| v.passed),
+                            "arbitrary evidence passed attestation"
+                        );
+                        assert!(r.join_token.is_none() && r.grant.is_none());
+                    }
+                    Err(s) => refused_as_the_callers_error(&s),
+                }
+            }
+        }
+    });
+});
