@@ -171,7 +171,211 @@ suite!(
     inventory_adds_all_or_none_and_one_ek_holds_one_node_id,
     a_move_carries_registration_enrollment_and_quarantine_atomically,
     unauthenticated_attempts_merge_per_node_and_keep_the_busiest_sources,
+    named_policies_version_in_order_through_apply_alongside_retire_and_rollback,
+    concurrent_applies_to_one_name_all_get_a_version_in_order,
+    policy_assignments_and_the_epoch_follow_every_change,
 );
+
+fn apply<'a>(
+    name: &'a str,
+    digest: &'a str,
+    mode: assay_verifier::store::ApplyMode,
+) -> assay_verifier::store::NewPolicyVersion<'a> {
+    assay_verifier::store::NewPolicyVersion {
+        name,
+        digest,
+        text: digest,
+        applied_unix: 1_700_000_000,
+        subject: "CN=ops",
+        reason: "test",
+        signature: None,
+        mode,
+        rollback_of: None,
+    }
+}
+
+fn statuses(s: &dyn Storage, name: &str) -> Vec<(u64, &'static str)> {
+    s.policy_versions(name)
+        .unwrap()
+        .iter()
+        .map(|v| (v.version, v.status.as_str()))
+        .collect()
+}
+
+fn named_policies_version_in_order_through_apply_alongside_retire_and_rollback(b: Backend) {
+    use assay_verifier::store::{ApplyMode::*, PolicyStatus, Retired};
+    let s = b.open();
+    assert!(s.policy_versions("default").unwrap().is_empty());
+    assert!(s.policy_names().unwrap().is_empty());
+    // The first version of a name is current, even if asked alongside.
+    let v1 = s.apply_policy(&apply("default", "d1", Alongside)).unwrap();
+    assert_eq!((v1.version, v1.status), (1, PolicyStatus::Current));
+    assert_eq!(s.policy_text("d1").unwrap().as_deref(), Some("d1"));
+    // A rollout: v2 alongside v1, then a newer next (v3) supersedes v2.
+    s.apply_policy(&apply("default", "d2", Alongside)).unwrap();
+    assert_eq!(statuses(&*s, "default"), [(1, "current"), (2, "alongside")]);
+    s.apply_policy(&apply("default", "d3", Alongside)).unwrap();
+    assert_eq!(
+        statuses(&*s, "default"),
+        [(1, "current"), (2, "superseded"), (3, "alongside")]
+    );
+    // Retiring the current one promotes the next; the last accepted stays.
+    match s.retire_policy_version("default", 1).unwrap() {
+        Retired::Done { retired, promoted } => {
+            assert_eq!(
+                (retired.version, retired.status),
+                (1, PolicyStatus::Retired)
+            );
+            assert_eq!(
+                promoted.map(|p| (p.version, p.status)),
+                Some((3, PolicyStatus::Current))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        statuses(&*s, "default"),
+        [(1, "retired"), (2, "superseded"), (3, "current")]
+    );
+    assert_eq!(
+        s.retire_policy_version("default", 3).unwrap(),
+        Retired::LastAccepted
+    );
+    assert_eq!(
+        s.retire_policy_version("default", 2).unwrap(),
+        Retired::NotAccepted(PolicyStatus::Superseded)
+    );
+    assert_eq!(
+        s.retire_policy_version("default", 9).unwrap(),
+        Retired::NotFound
+    );
+    assert_eq!(
+        s.retire_policy_version("nope", 1).unwrap(),
+        Retired::NotFound
+    );
+    // Replace supersedes every accepted version; a rollback is a new version.
+    s.apply_policy(&apply("default", "d4", Replace)).unwrap();
+    let mut back = apply("default", "d1", Replace);
+    back.rollback_of = Some(1);
+    back.signature = Some("sig");
+    let v5 = s.apply_policy(&back).unwrap();
+    assert_eq!(
+        (v5.version, v5.rollback_of, v5.signature.as_deref()),
+        (5, Some(1), Some("sig"))
+    );
+    assert_eq!(
+        statuses(&*s, "default"),
+        [
+            (1, "retired"),
+            (2, "superseded"),
+            (3, "superseded"),
+            (4, "superseded"),
+            (5, "current")
+        ]
+    );
+    // Names are apart; a name that is a prefix of another stays apart.
+    s.apply_policy(&apply("default-gpu", "g1", Replace))
+        .unwrap();
+    assert_eq!(statuses(&*s, "default").len(), 5);
+    assert_eq!(statuses(&*s, "default-gpu"), [(1, "current")]);
+    assert_eq!(s.policy_names().unwrap(), ["default", "default-gpu"]);
+    // Kept across a reopen, every field.
+    let before = s.policy_versions("default").unwrap();
+    drop(s);
+    let s = b.open();
+    assert_eq!(s.policy_versions("default").unwrap(), before);
+    assert_eq!(before[0].subject, "CN=ops");
+}
+
+fn concurrent_applies_to_one_name_all_get_a_version_in_order(b: Backend) {
+    use assay_verifier::store::ApplyMode;
+    let stores: Vec<Box<dyn Storage>> = match &b {
+        Backend::Postgres(_) => vec![b.open(), b.open()],
+        Backend::Sled(_) => vec![b.open()],
+    };
+    let digests: Vec<Vec<String>> = (0..4)
+        .map(|t| (0..10).map(|i| format!("t{t}-{i}")).collect())
+        .collect();
+    std::thread::scope(|sc| {
+        for (t, mine) in digests.iter().enumerate() {
+            let s = stores[t % stores.len()].as_ref();
+            sc.spawn(move || {
+                for d in mine {
+                    let mode = if d.ends_with('0') {
+                        ApplyMode::Replace
+                    } else {
+                        ApplyMode::Alongside
+                    };
+                    s.apply_policy(&apply("fleet", d, mode)).unwrap();
+                }
+            });
+        }
+    });
+    let v = stores[0].policy_versions("fleet").unwrap();
+    // 40 applies from 4 writers on (for PostgreSQL) two handles: 40 versions,
+    // numbered 1..=40, every digest once, one current, at most one alongside.
+    assert_eq!(
+        v.iter().map(|v| v.version).collect::<Vec<_>>(),
+        (1..=40).collect::<Vec<_>>()
+    );
+    let mut seen: Vec<&str> = v.iter().map(|v| v.digest.as_str()).collect();
+    seen.sort();
+    let mut want: Vec<&str> = digests.iter().flatten().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(seen, want);
+    let count = |st: &str| v.iter().filter(|x| x.status.as_str() == st).count();
+    assert_eq!(count("current"), 1);
+    assert!(count("alongside") <= 1);
+    // Each writer's own versions are in its order.
+    for mine in &digests {
+        let order: Vec<u64> = mine
+            .iter()
+            .map(|d| v.iter().find(|x| &x.digest == d).unwrap().version)
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+    }
+}
+
+fn policy_assignments_and_the_epoch_follow_every_change(b: Backend) {
+    use assay_verifier::store::ApplyMode;
+    let s = b.open();
+    let e0 = s.policy_epoch().unwrap();
+    s.apply_policy(&apply("gpu", "g1", ApplyMode::Replace))
+        .unwrap();
+    let e1 = s.policy_epoch().unwrap();
+    assert_ne!(e1, e0, "an apply moves the epoch");
+    s.assign_policy("gpu-nodes", Some("gpu")).unwrap();
+    s.assign_policy("edge", Some("default")).unwrap();
+    let e2 = s.policy_epoch().unwrap();
+    assert_ne!(e2, e1, "an assignment moves the epoch");
+    assert_eq!(
+        s.policy_assignments().unwrap(),
+        [
+            ("edge".to_string(), "default".to_string()),
+            ("gpu-nodes".into(), "gpu".into())
+        ]
+    );
+    s.assign_policy("gpu-nodes", Some("default")).unwrap();
+    s.assign_policy("edge", None).unwrap();
+    assert_eq!(
+        s.policy_assignments().unwrap(),
+        [("gpu-nodes".to_string(), "default".to_string())]
+    );
+    s.apply_policy(&apply("gpu", "g2", ApplyMode::Alongside))
+        .unwrap();
+    let e3 = s.policy_epoch().unwrap();
+    s.retire_policy_version("gpu", 1).unwrap();
+    let e4 = s.policy_epoch().unwrap();
+    assert!(e3 != e2 && e4 != e3, "apply and retire move the epoch");
+    // A refused retire changes nothing, the epoch included.
+    s.retire_policy_version("gpu", 1).unwrap();
+    assert_eq!(s.policy_epoch().unwrap(), e4);
+    // Seen by another handle (a replica, on PostgreSQL) and after a reopen.
+    drop(s);
+    let s = b.open();
+    assert_eq!(s.policy_epoch().unwrap(), e4);
+    assert_eq!(s.policy_assignments().unwrap().len(), 1);
+}
 
 fn unauthenticated_attempts_merge_per_node_and_keep_the_busiest_sources(b: Backend) {
     use assay_verifier::store::{UnauthenticatedAttempts, MAX_ATTEMPT_SOURCES};

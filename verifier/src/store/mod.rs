@@ -21,17 +21,20 @@ pub use self::config::{
 pub use self::error::StoreError;
 pub use self::postgres::{PgConfig, PgStore, PgTls, DEFAULT_PG_POOL_SIZE};
 pub(crate) use self::records::{
-    batch_conflicts, from_json, plan_inventory_batch, to_json, token_key,
+    batch_conflicts, from_json, plan_apply, plan_inventory_batch, plan_retire, to_json, token_key,
+    with_changes,
 };
 pub use self::records::{
-    token_id, AttemptSource, Checkpoint, Consumed, EkBinding, Found, HistoryQuery, HistoryRecord,
-    InventoryAdded, InventoryConflicts, InventoryEntry, Logs, Moved, NodeRecord, NonceRecord,
-    PendingEnrollment, Quarantine, RevokeOne, StoredEvidence, TokenRecord, UnauthenticatedAttempts,
+    token_id, ApplyMode, AttemptSource, Checkpoint, Consumed, EkBinding, Found, HistoryQuery,
+    HistoryRecord, InventoryAdded, InventoryConflicts, InventoryEntry, Logs, Moved,
+    NewPolicyVersion, NodeRecord, NonceRecord, PendingEnrollment, PolicyStatus, PolicyVersion,
+    Quarantine, Retired, RevokeOne, StoredEvidence, TokenRecord, UnauthenticatedAttempts,
     VerdictWrite, MAX_ATTEMPT_SOURCES, MAX_CONFLICTS_LISTED, MIN_TOKEN_ID_PREFIX,
 };
 pub use self::sled::SledStore;
 pub use self::storage::{
-    latest_authentic_evidence, EvidenceStore, HistoryStore, NodeStore, SingleUseStore, Storage,
+    latest_authentic_evidence, EvidenceStore, HistoryStore, NodeStore, PolicyStore, SingleUseStore,
+    Storage,
 };
 
 use std::path::Path;

@@ -589,3 +589,188 @@ impl UnauthenticatedAttempts {
         self.last_failed.truncate(16);
     }
 }
+
+/// Where a version of a named policy stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyStatus {
+    /// The name's version in force (exactly one per name).
+    Current,
+    /// Accepted besides the current one during a rollout
+    /// (`policy apply --alongside`) until one of them is retired.
+    Alongside,
+    /// Replaced by a later apply or rollback; no longer accepted.
+    Superseded,
+    /// Taken out of a rollout (`policy retire`); no longer accepted.
+    Retired,
+}
+
+impl PolicyStatus {
+    /// Whether a node passes under a version with this status.
+    pub fn accepted(self) -> bool {
+        matches!(self, PolicyStatus::Current | PolicyStatus::Alongside)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyStatus::Current => "current",
+            PolicyStatus::Alongside => "alongside",
+            PolicyStatus::Superseded => "superseded",
+            PolicyStatus::Retired => "retired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            PolicyStatus::Current,
+            PolicyStatus::Alongside,
+            PolicyStatus::Superseded,
+            PolicyStatus::Retired,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+    }
+}
+
+/// One version of a named policy. Its text is kept by digest
+/// ([`super::EvidenceStore::policy_text`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyVersion {
+    pub name: String,
+    /// 1, 2, … per name, in the order the versions were applied.
+    pub version: u64,
+    /// Hex SHA-256 of the policy's canonical form (`Policy::digest_hex`).
+    pub digest: String,
+    pub applied_unix: i64,
+    /// Who applied it (the operator certificate's subject).
+    pub subject: String,
+    pub reason: String,
+    /// The detached signature it was applied with, as received.
+    pub signature: Option<String>,
+    pub status: PolicyStatus,
+    /// For a rollback: the version whose text this one restores.
+    pub rollback_of: Option<u64>,
+}
+
+/// How a new version joins its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyMode {
+    /// It becomes current; every other accepted version is superseded.
+    Replace,
+    /// It is accepted alongside the current one (a rollout).
+    Alongside,
+}
+
+/// A version to append ([`super::PolicyStore::apply_policy`]).
+#[derive(Debug, Clone)]
+pub struct NewPolicyVersion<'a> {
+    pub name: &'a str,
+    pub digest: &'a str,
+    /// The policy file's text, kept under `digest`.
+    pub text: &'a str,
+    pub applied_unix: i64,
+    pub subject: &'a str,
+    pub reason: &'a str,
+    pub signature: Option<&'a str>,
+    pub mode: ApplyMode,
+    pub rollback_of: Option<u64>,
+}
+
+/// What [`super::PolicyStore::retire_policy_version`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retired {
+    /// Retired; `promoted` is the alongside version that became current
+    /// when the current one was retired.
+    Done {
+        retired: Box<PolicyVersion>,
+        promoted: Option<Box<PolicyVersion>>,
+    },
+    /// No such name or version.
+    NotFound,
+    /// The version is not accepted (superseded or retired already).
+    NotAccepted(PolicyStatus),
+    /// It is the name's only accepted version: apply another one instead.
+    LastAccepted,
+}
+
+/// The status changes an apply makes to a name's versions (`existing`, in
+/// version order), and the new version: one plan for every backend.
+pub(crate) fn plan_apply(
+    existing: &[PolicyVersion],
+    new: &NewPolicyVersion<'_>,
+) -> (Vec<(u64, PolicyStatus)>, PolicyVersion) {
+    let version = existing.last().map_or(0, |v| v.version) + 1;
+    let (changes, status) = match (new.mode, existing.iter().any(|v| v.status.accepted())) {
+        // The first version of a name is current whatever was asked.
+        (_, false) => (Vec::new(), PolicyStatus::Current),
+        (ApplyMode::Replace, true) => (
+            existing
+                .iter()
+                .filter(|v| v.status.accepted())
+                .map(|v| (v.version, PolicyStatus::Superseded))
+                .collect(),
+            PolicyStatus::Current,
+        ),
+        // A rollout has one next version: an earlier alongside one is
+        // superseded by the newer.
+        (ApplyMode::Alongside, true) => (
+            existing
+                .iter()
+                .filter(|v| v.status == PolicyStatus::Alongside)
+                .map(|v| (v.version, PolicyStatus::Superseded))
+                .collect(),
+            PolicyStatus::Alongside,
+        ),
+    };
+    let v = PolicyVersion {
+        name: new.name.to_string(),
+        version,
+        digest: new.digest.to_string(),
+        applied_unix: new.applied_unix,
+        subject: new.subject.to_string(),
+        reason: new.reason.to_string(),
+        signature: new.signature.map(str::to_string),
+        status,
+        rollback_of: new.rollback_of,
+    };
+    (changes, v)
+}
+
+/// The status changes retiring `version` makes, or why it cannot be.
+pub(crate) fn plan_retire(
+    existing: &[PolicyVersion],
+    version: u64,
+) -> Result<Vec<(u64, PolicyStatus)>, Retired> {
+    let Some(v) = existing.iter().find(|v| v.version == version) else {
+        return Err(Retired::NotFound);
+    };
+    if !v.status.accepted() {
+        return Err(Retired::NotAccepted(v.status));
+    }
+    let others: Vec<&PolicyVersion> = existing
+        .iter()
+        .filter(|o| o.version != version && o.status.accepted())
+        .collect();
+    let Some(next) = others.last() else {
+        return Err(Retired::LastAccepted);
+    };
+    let mut changes = vec![(version, PolicyStatus::Retired)];
+    if v.status == PolicyStatus::Current {
+        changes.push((next.version, PolicyStatus::Current));
+    }
+    Ok(changes)
+}
+
+/// Applies planned status changes to a copy of the versions (for the
+/// backends' answers).
+pub(crate) fn with_changes(
+    mut versions: Vec<PolicyVersion>,
+    changes: &[(u64, PolicyStatus)],
+) -> Vec<PolicyVersion> {
+    for v in &mut versions {
+        if let Some((_, s)) = changes.iter().find(|(n, _)| *n == v.version) {
+            v.status = *s;
+        }
+    }
+    versions
+}

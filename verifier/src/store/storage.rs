@@ -5,15 +5,17 @@ use assay_core::tpm::attest::ClockInfo;
 
 use super::records::{
     Checkpoint, Consumed, Found, HistoryQuery, HistoryRecord, InventoryAdded, InventoryConflicts,
-    InventoryEntry, Logs, Moved, NodeRecord, NonceRecord, PendingEnrollment, Quarantine, RevokeOne,
-    StoredEvidence, TokenRecord, UnauthenticatedAttempts, VerdictWrite,
+    InventoryEntry, Logs, Moved, NewPolicyVersion, NodeRecord, NonceRecord, PendingEnrollment,
+    PolicyVersion, Quarantine, Retired, RevokeOne, StoredEvidence, TokenRecord,
+    UnauthenticatedAttempts, VerdictWrite,
 };
 use super::StoreError;
 
-/// The verifier's durable state: nodes, single-use objects, the history and
-/// the evidence behind it. A backend implements the four concerns
-/// ([`NodeStore`], [`SingleUseStore`], [`HistoryStore`], [`EvidenceStore`]);
-/// `Storage` is all of them, and the service holds a `Box<dyn Storage>`.
+/// The verifier's durable state: nodes, single-use objects, the history, the
+/// evidence behind it and the named policies. A backend implements the five
+/// concerns ([`NodeStore`], [`SingleUseStore`], [`HistoryStore`],
+/// [`EvidenceStore`], [`PolicyStore`]); `Storage` is all of them, and the
+/// service holds a `Box<dyn Storage>`.
 ///
 /// # The contract
 /// - **Durable on return.** Every mutating call is durable when it returns
@@ -35,9 +37,43 @@ use super::StoreError;
 ///   the SHA-256 of the one before, and record times never go backwards.
 ///
 /// Calls block: the service makes them from blocking threads.
-pub trait Storage: NodeStore + SingleUseStore + HistoryStore + EvidenceStore {}
+pub trait Storage: NodeStore + SingleUseStore + HistoryStore + EvidenceStore + PolicyStore {}
 
-impl<T: NodeStore + SingleUseStore + HistoryStore + EvidenceStore + ?Sized> Storage for T {}
+impl<T: NodeStore + SingleUseStore + HistoryStore + EvidenceStore + PolicyStore + ?Sized> Storage
+    for T
+{
+}
+
+/// Named, versioned policies and which node group uses which name. Every
+/// change is one atomic step (sled: under one lock, then flushed;
+/// PostgreSQL: one transaction serialized on the `policy_epoch` row), so two
+/// verifiers applying to one name at once both get a version, in order, and
+/// none is lost; and every change moves [`PolicyStore::policy_epoch`], which
+/// a verifier polls to pick up changes made elsewhere.
+pub trait PolicyStore: Send + Sync {
+    /// Appends a version to `new.name` (created by its first version) and
+    /// keeps its text by digest; the status changes of `new.mode`
+    /// (`records::plan_apply`). The new version as stored.
+    fn apply_policy(&self, new: &NewPolicyVersion<'_>) -> Result<PolicyVersion, StoreError>;
+
+    /// A name's versions, oldest first (empty: no such name).
+    fn policy_versions(&self, name: &str) -> Result<Vec<PolicyVersion>, StoreError>;
+
+    /// Every policy name, sorted.
+    fn policy_names(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Takes `version` out of a rollout (`records::plan_retire`).
+    fn retire_policy_version(&self, name: &str, version: u64) -> Result<Retired, StoreError>;
+
+    /// Node group `group` uses policy `name` (None: back to `default`).
+    fn assign_policy(&self, group: &str, name: Option<&str>) -> Result<(), StoreError>;
+
+    /// Every assignment (group, policy name), sorted by group.
+    fn policy_assignments(&self) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// A number that changes with every apply, retire and assignment.
+    fn policy_epoch(&self) -> Result<u64, StoreError>;
+}
 
 /// Enrolled nodes, pending enrollments and quarantines.
 pub trait NodeStore: Send + Sync {

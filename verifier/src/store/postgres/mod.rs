@@ -23,13 +23,14 @@
 //!
 //! Files: `config.rs` (connection settings), `schema.rs` (migrations),
 //! `rows.rs` (statements and row decoders), one per storage concern
-//! (`nodes.rs`, `single_use.rs`, `history.rs`, `evidence.rs`), `writes.rs`
+//! (`nodes.rs`, `single_use.rs`, `history.rs`, `evidence.rs`, `policies.rs`), `writes.rs`
 //! (what a verdict writes in a transaction) and `queue.rs` (group commit).
 
 mod config;
 mod evidence;
 mod history;
 mod nodes;
+mod policies;
 mod queue;
 mod rows;
 mod schema;

@@ -22,6 +22,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         7,
         include_str!("../../../migrations/0007_unauthenticated_attempts.sql"),
     ),
+    (
+        8,
+        include_str!("../../../migrations/0008_named_policies.sql"),
+    ),
 ];
 
 /// Advisory lock keys (transaction scoped).

@@ -2,7 +2,7 @@
 //! verifier. Every mutating call flushes before it returns (many callers'
 //! flushes served by one fsync, `flush.rs`); single-use objects are consumed
 //! with a compare-and-swap. One file per concern of the [`Storage`] seam:
-//! `nodes.rs`, `single_use.rs`, `history.rs`, `evidence.rs`.
+//! `nodes.rs`, `single_use.rs`, `history.rs`, `evidence.rs`, `policies.rs`.
 //!
 //! [`Storage`]: super::Storage
 
@@ -10,6 +10,7 @@ mod evidence;
 mod flush;
 mod history;
 mod nodes;
+mod policies;
 mod single_use;
 
 use std::path::Path;
@@ -49,6 +50,12 @@ pub struct SledStore {
     blob_refs: sled::Tree,
     /// Policy files by digest, so a record's policy can be re-applied.
     policies: sled::Tree,
+    /// Named policies' versions, by (name, 0, version BE), and node groups'
+    /// assignments, group → name (`policies.rs`).
+    policy_versions: sled::Tree,
+    policy_groups: sled::Tree,
+    /// Serializes policy changes (version numbers, statuses).
+    policy_lock: Mutex<()>,
     /// Index: (node id, seq) → (), for per-node queries. Derived data,
     /// written just after the record (restored on open if a crash lost it).
     history_by_node: sled::Tree,
@@ -88,6 +95,9 @@ impl SledStore {
             blobs: db.open_tree("blobs")?,
             blob_refs: db.open_tree("blob_refs")?,
             policies: db.open_tree("policies")?,
+            policy_versions: db.open_tree("policy_versions")?,
+            policy_groups: db.open_tree("policy_groups")?,
+            policy_lock: Mutex::new(()),
             head: Mutex::new(None),
             flusher: GroupFlush::default(),
             evidence_lock: Mutex::new(()),
