@@ -33,8 +33,20 @@ const EK_ROOT: &str = include_str!("../../core/fuzz/anchors/root.pem");
 fn world() -> &'static World {
     static W: OnceLock<World> = OnceLock::new();
     W.get_or_init(|| {
-        // Kept for the process's life; libFuzzer exits the process.
-        let dir = std::env::temp_dir().join(format!("assay-fuzz-grpc-{}", std::process::id()));
+        // Kept for the process's life (libFuzzer exits the process without
+        // running destructors), so the directories of earlier runs whose
+        // process is gone are removed here.
+        let tmp = std::env::temp_dir();
+        for e in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+            let name = e.file_name();
+            let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("assay-fuzz-grpc-")) else {
+                continue;
+            };
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        let dir = tmp.join(format!("assay-fuzz-grpc-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let write = |name: &str, text: &str| {
             let p = dir.join(name);
