@@ -70,60 +70,61 @@ fn the_verifier_talks_to_postgresql_over_verified_tls() -> Result<()> {
     Ok(())
 }
 
+/// The verifier connecting to `host` and trusting `ca` does not start and
+/// names `rustls_says`; no session reached the database; libpq with
+/// `sslmode=verify-full` on the same host and CA refuses too, saying `libpq_says`.
+fn refused(
+    db: &PgDb,
+    host: &str,
+    ca: &std::path::Path,
+    rustls_says: &str,
+    libpq_says: &str,
+) -> Result<()> {
+    let url = format!(
+        "host={host} port={} user=postgres dbname={}",
+        db.port(),
+        db.name
+    );
+    let e = VerifierProc::start(&opts(storage(&url, ca)))
+        .err()
+        .expect("the verifier must not start");
+    let e = format!("{e:#}");
+    assert!(e.contains(rustls_says), "{e}");
+    assert_eq!(sessions(db)?.0, 0, "no session was established");
+    let libpq = db
+        .libpq_connects(&format!(
+            "host={host} sslmode=verify-full sslrootcert={}",
+            ca.display()
+        ))
+        .expect_err("libpq refuses it too");
+    assert!(libpq.to_string().contains(libpq_says), "{libpq}");
+    Ok(())
+}
+
 #[test]
 fn a_postgresql_certificate_from_another_ca_is_refused() -> Result<()> {
     let db = PgDb::new()?;
     let other = Pki::new("Another CA")?;
-    let url = format!(
-        "host=localhost port={} user=postgres dbname={}",
-        db.port(),
-        db.name
-    );
-    let e = VerifierProc::start(&opts(storage(&url, &other.ca_pem())))
-        .err()
-        .expect("the verifier must not start");
-    let e = format!("{e:#}");
-    assert!(e.contains("UnknownIssuer"), "{e}");
-    assert_eq!(sessions(&db)?.0, 0, "no session was established");
-    let libpq = db
-        .libpq_connects(&format!(
-            "host=localhost sslmode=verify-full sslrootcert={}",
-            other.ca_pem().display()
-        ))
-        .expect_err("libpq refuses it too");
-    assert!(
-        libpq.to_string().contains("certificate verify failed"),
-        "{libpq}"
-    );
-    Ok(())
+    refused(
+        &db,
+        "localhost",
+        &other.ca_pem(),
+        "UnknownIssuer",
+        "certificate verify failed",
+    )
 }
 
 #[test]
 fn a_postgresql_certificate_for_another_name_is_refused() -> Result<()> {
     let db = PgDb::new()?;
     // The certificate names `localhost`; the verifier connects to 127.0.0.1.
-    let url = format!(
-        "host=127.0.0.1 port={} user=postgres dbname={}",
-        db.port(),
-        db.name
-    );
-    let e = VerifierProc::start(&opts(storage(&url, db.tls_ca())))
-        .err()
-        .expect("the verifier must not start");
-    let e = format!("{e:#}");
-    assert!(e.contains("not valid for name"), "{e}");
-    assert_eq!(sessions(&db)?.0, 0, "no session was established");
-    let libpq = db
-        .libpq_connects(&format!(
-            "host=127.0.0.1 sslmode=verify-full sslrootcert={}",
-            db.tls_ca().display()
-        ))
-        .expect_err("libpq refuses it too");
-    assert!(
-        libpq.to_string().contains("does not match host name"),
-        "{libpq}"
-    );
-    Ok(())
+    refused(
+        &db,
+        "127.0.0.1",
+        db.tls_ca(),
+        "not valid for name",
+        "does not match host name",
+    )
 }
 
 #[test]
