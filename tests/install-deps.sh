@@ -3,11 +3,11 @@
 # tpm2-tss headers, tpm2-tools as test oracle, protoc, openssl/python3 for the
 # scripts, containerd + runc + busybox-static for the container tests, docker.io +
 # iproute2 + util-linux for the Swarm join test, postgresql for the storage
-# suite and the replica tests; with --vm also QEMU, OVMF,
-# Debian's cloud kernel, cpio and binutils for vm-tests) and, when there
-# is no cargo at all, a stable Rust toolchain via rustup.
+# suite and the replica tests, minisign as the policy signatures' oracle; with
+# --vm also QEMU, OVMF, Debian's cloud kernel, cpio and binutils for vm-tests)
+# and, when there is no cargo at all, a stable Rust toolchain via rustup.
 set -euo pipefail
-pkgs=(swtpm swtpm-tools libtss2-dev tpm2-tools pkg-config protobuf-compiler openssl python3 ca-certificates curl build-essential containerd runc busybox-static tar docker.io iproute2 util-linux postgresql)
+pkgs=(swtpm swtpm-tools libtss2-dev tpm2-tools pkg-config protobuf-compiler openssl python3 ca-certificates curl build-essential containerd runc busybox-static tar docker.io iproute2 util-linux postgresql minisign)
 vm_pkgs=()
 [ "${1:-}" = --vm ] && vm_pkgs=(qemu-system-x86 ovmf linux-image-cloud-amd64 cpio binutils)
 missing=()

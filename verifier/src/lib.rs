@@ -16,6 +16,7 @@
 //! | [`limits`] | what a hostile network can make it hold: rate limits, caps on nonces and enrollments, transport limits (`[limits]`) |
 //! | [`roles`] | client-certificate roles and the permission table |
 //! | [`token`] | signed join tokens, detached signatures, the JWKS |
+//! | [`policy_signature`] | operator signatures of policy files (minisign: Ed25519, detached `.minisig`) |
 //! | [`config`] | the configuration: top-level keys and the sections owned by `tls`, `trust`, `join`, `store`, `webhook` |
 //! | [`tls`], [`trust`], [`webhook`], [`http`] | TLS material, EK trust anchors, notifications, the HTTP client they share |
 //! | [`clock`], [`files`], [`setting`] | the clock, careful file reads and writes, config-key errors |
@@ -32,6 +33,7 @@ pub mod http;
 pub mod join;
 pub mod limits;
 pub mod membership;
+pub mod policy_signature;
 pub mod roles;
 pub mod server;
 pub mod service;

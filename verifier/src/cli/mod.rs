@@ -47,7 +47,8 @@ enum Cmd {
     ClientCert(init::ClientCertArgs),
     /// Run the verifier.
     Serve(serve::ServeArgs),
-    /// Golden-value policies: validate, generate from known-good evidence, explain a verdict.
+    /// Golden-value policies: validate, generate from known-good evidence, explain a verdict,
+    /// sign (minisign) and verify a signature.
     #[command(subcommand)]
     Policy(policy::PolicyCmd),
     /// Show the verdict history (most recent first).

@@ -1,6 +1,6 @@
-//! `policy validate | generate | explain`.
+//! `policy validate | generate | explain | sign | verify-signature`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use assay_core::policy::Policy;
@@ -40,6 +40,42 @@ pub enum PolicyCmd {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Sign a policy file with an operator's minisign secret key (`minisign -G`;
+    /// encrypted or, with -W, not): writes a detached minisign signature that
+    /// `verify-signature`, the verifier and `minisign -V` check. The password
+    /// of an encrypted key comes from --password-file or the environment
+    /// variable ASSAY_POLICY_KEY_PASSWORD, never from the command line.
+    Sign {
+        /// The policy file (it must be a valid policy).
+        file: PathBuf,
+        /// The minisign secret key file.
+        #[arg(long, value_name = "SECRET_KEY_FILE")]
+        key: PathBuf,
+        /// Write the signature here [default: FILE.minisig]
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// The trusted comment, covered by the signature [default:
+        /// timestamp:<unix seconds>\tfile:<file name>\thashed, as minisign writes]
+        #[arg(long, value_name = "TEXT")]
+        trusted_comment: Option<String>,
+        /// A file holding the secret key's password (its first line); takes
+        /// precedence over ASSAY_POLICY_KEY_PASSWORD.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// Check a policy file's minisign signature against operator public keys,
+    /// offline: prints the signing key's id and the trusted comment. Exit 0
+    /// good, 3 refused.
+    VerifySignature {
+        /// The policy file.
+        file: PathBuf,
+        /// The signature file [default: FILE.minisig]
+        #[arg(long, value_name = "FILE")]
+        signature: Option<PathBuf>,
+        /// A trusted minisign public key file (`minisign.pub`); repeat for several.
+        #[arg(long = "key", value_name = "PUBKEY_FILE", required = true)]
+        keys: Vec<PathBuf>,
+    },
     /// Show a node's last verdict claim by claim.
     Explain {
         /// The node id.
@@ -73,7 +109,131 @@ pub async fn run(c: PolicyCmd) -> anyhow::Result<()> {
             server,
             output,
         } => explain(&node, &server, output).await,
+        PolicyCmd::Sign {
+            file,
+            key,
+            output,
+            trusted_comment,
+            password_file,
+        } => sign(
+            &file,
+            &key,
+            output,
+            trusted_comment,
+            password_file.as_deref(),
+        ),
+        PolicyCmd::VerifySignature {
+            file,
+            signature,
+            keys,
+        } => verify_signature(&file, signature, &keys),
     }
+}
+
+/// The environment variable `policy sign` reads an encrypted key's password from.
+const PASSWORD_ENV: &str = "ASSAY_POLICY_KEY_PASSWORD";
+
+/// `FILE.minisig`, beside the file.
+fn default_signature_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".minisig");
+    PathBuf::from(name)
+}
+
+fn sign(
+    file: &Path,
+    key: &Path,
+    output: Option<PathBuf>,
+    trusted_comment: Option<String>,
+    password_file: Option<&Path>,
+) -> anyhow::Result<()> {
+    use assay_verifier::policy_signature as ps;
+    let (policy, text) = assay_verifier::files::read_policy_with_text(file)?;
+    let password = match password_file {
+        Some(path) => {
+            let bytes = assay_verifier::files::read_capped(path, ps::MAX_PASSWORD_BYTES as u64 + 2)
+                .context("password file")?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| anyhow::anyhow!("password file {}: not UTF-8 text", path.display()))?;
+            // Its first line, without the line break.
+            Some(text.lines().next().unwrap_or_default().to_string())
+        }
+        None => match std::env::var(PASSWORD_ENV) {
+            Ok(p) => Some(p),
+            Err(std::env::VarError::NotPresent) => None,
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(Exit::Usage(format!("{PASSWORD_ENV} is not UTF-8")).into())
+            }
+        },
+    };
+    let trusted_comment = trusted_comment.unwrap_or_else(|| {
+        let now = assay_verifier::clock::now_unix();
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        format!("timestamp:{now}\tfile:{name}\thashed")
+    });
+    let no_password = password.is_none();
+    let signed = ps::sign(text.as_bytes(), key, password, Some(&trusted_comment)).map_err(|e| {
+        if no_password && e.ends_with("no password was given") {
+            anyhow::anyhow!("{e} (give it with --password-file FILE or {PASSWORD_ENV})")
+        } else {
+            anyhow::Error::msg(e)
+        }
+    })?;
+    let output = output.unwrap_or_else(|| default_signature_path(file));
+    if std::fs::canonicalize(&output).ok() == Some(std::fs::canonicalize(file)?) {
+        return Err(Exit::Usage(format!(
+            "--output {} is the policy file itself",
+            output.display()
+        ))
+        .into());
+    }
+    std::fs::write(&output, &signed.minisig)
+        .with_context(|| format!("writing {}", output.display()))?;
+    outln!(
+        "signed policy `{}` (sha256:{}) with key {}",
+        policy.name,
+        policy.digest_hex(),
+        signed.key_id
+    );
+    outln!("wrote {}", output.display());
+    Ok(())
+}
+
+fn verify_signature(
+    file: &Path,
+    signature: Option<PathBuf>,
+    keys: &[PathBuf],
+) -> anyhow::Result<()> {
+    use assay_verifier::policy_signature as ps;
+    let keys = ps::PolicyKeys::load(keys).map_err(anyhow::Error::msg)?;
+    let cap = assay_core::policy::MAX_POLICY_BYTES as u64;
+    let text = assay_verifier::files::read_capped(file, cap)
+        .with_context(|| format!("policy {}", file.display()))?;
+    let sig_path = signature.unwrap_or_else(|| default_signature_path(file));
+    // At most one byte over the cap: `verify` refuses an oversized signature
+    // as such (exit 3), as it refuses any other malformed one.
+    let mut sig = Vec::new();
+    std::fs::File::open(&sig_path)
+        .and_then(|f| {
+            use std::io::Read as _;
+            f.take(ps::MAX_SIGNATURE_BYTES as u64 + 1)
+                .read_to_end(&mut sig)
+        })
+        .with_context(|| format!("reading {}", sig_path.display()))?;
+    let sig = String::from_utf8_lossy(&sig);
+    let v = keys.verify(&text, &sig).map_err(|e| {
+        Exit::Refused(format!(
+            "{} (signature {}): {e}",
+            file.display(),
+            sig_path.display()
+        ))
+    })?;
+    outln!("{}: good signature by key {}", file.display(), v.key_id);
+    outln!("trusted comment: {}", v.trusted_comment);
+    Ok(())
 }
 
 fn generate(
