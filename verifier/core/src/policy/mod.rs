@@ -26,6 +26,7 @@
 //! can recompute it with `sha256sum`.
 
 pub mod containers;
+pub mod diff;
 pub mod ima;
 pub mod measured_boot;
 pub mod reference;
