@@ -178,6 +178,14 @@ impl PolicyKeys {
         })
     }
 
+    /// One key from the text of a minisign public key file (as [`PolicyKeys::load`]
+    /// reads each file).
+    pub fn parse(text: &str) -> Result<PolicyKeys, String> {
+        Ok(PolicyKeys {
+            keys: vec![parse_public_key(text)?],
+        })
+    }
+
     /// The configured keys' ids, in the order given.
     pub fn key_ids(&self) -> Vec<String> {
         self.keys.iter().map(|k| k.key_id.clone()).collect()
@@ -363,9 +371,15 @@ fn decode_exact(line: &str, len: usize, what: &str) -> Result<Vec<u8>, String> {
 }
 
 fn load_public_key(path: &Path) -> Result<TrustedKey, String> {
-    let text = read_key_file(path)?;
+    parse_public_key(&read_key_file(path)?)
+}
+
+fn parse_public_key(text: &str) -> Result<TrustedKey, String> {
+    if text.len() > MAX_KEY_FILE_BYTES {
+        return Err(format!("larger than {MAX_KEY_FILE_BYTES} bytes"));
+    }
     let key_line =
-        match lines(&text).as_slice() {
+        match lines(text).as_slice() {
             [key] => *key,
             [comment, key] if comment.starts_with(COMMENT_PREFIX) => *key,
             [_, _] => {
@@ -783,6 +797,18 @@ mod tests {
         std::fs::write(&k.public, format!("{}\n", lines(&text)[1])).unwrap();
         let s = signed(&k, None);
         assert!(keys(&[&k]).verify(POLICY, &s.minisig).is_ok());
+    }
+
+    #[test]
+    fn policy_keys_parse_a_key_text_as_load_reads_a_file() {
+        let k = key();
+        let text = std::fs::read_to_string(&k.public).unwrap();
+        let parsed = PolicyKeys::parse(&text).unwrap();
+        assert_eq!(parsed.key_ids(), keys(&[&k]).key_ids());
+        assert!(parsed.verify(POLICY, &signed(&k, None).minisig).is_ok());
+        for bad in ["", "garbage", &"A".repeat(MAX_KEY_FILE_BYTES + 1)] {
+            assert!(PolicyKeys::parse(bad).is_err(), "{:.20}", bad);
+        }
     }
 
     #[test]
