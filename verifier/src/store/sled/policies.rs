@@ -5,7 +5,7 @@
 use super::super::records::{
     plan_apply, plan_retire, with_changes, NewPolicyVersion, PolicyVersion, Retired,
 };
-use super::super::{EvidenceStore as _, PolicyStore, StoreError};
+use super::super::{PolicyStore, StoreError};
 use super::{from_json, to_json, SledStore};
 
 const EPOCH: &[u8] = b"policy_epoch";
@@ -53,7 +53,9 @@ impl PolicyStore for SledStore {
         let _one = self.policy_lock.lock().unwrap_or_else(|e| e.into_inner());
         let existing = self.versions_of(new.name)?;
         let (changes, v) = plan_apply(&existing, new);
-        self.put_policy(new.digest, new.text)?;
+        // The text by digest, in the same flush as the version.
+        self.policies
+            .insert(new.digest.as_bytes(), new.text.as_bytes())?;
         self.write_changes(new.name, &existing, &changes)?;
         self.policy_versions
             .insert(version_key(new.name, v.version), to_json(&v))?;
