@@ -21,8 +21,8 @@ pub use self::config::{
 pub use self::error::StoreError;
 pub use self::postgres::{PgConfig, PgStore, PgTls, DEFAULT_PG_POOL_SIZE};
 pub(crate) use self::records::{
-    batch_conflicts, from_json, plan_apply, plan_inventory_batch, plan_retire, to_json, token_key,
-    with_changes,
+    batch_conflicts, changed_versions, from_json, plan_apply, plan_inventory_batch, plan_retire,
+    retired_outcome, to_json, token_key,
 };
 pub use self::records::{
     token_id, ApplyMode, AttemptSource, Checkpoint, Consumed, EkBinding, Found, HistoryQuery,

@@ -761,16 +761,29 @@ pub(crate) fn plan_retire(
     Ok(changes)
 }
 
-/// Applies planned status changes to a copy of the versions (for the
-/// backends' answers).
-pub(crate) fn with_changes(
-    mut versions: Vec<PolicyVersion>,
+/// The versions `changes` touch, with their new statuses, in the order of
+/// `changes` (what a backend writes back, and answers with).
+pub(crate) fn changed_versions(
+    existing: &[PolicyVersion],
     changes: &[(u64, PolicyStatus)],
 ) -> Vec<PolicyVersion> {
-    for v in &mut versions {
-        if let Some((_, s)) = changes.iter().find(|(n, _)| *n == v.version) {
-            v.status = *s;
-        }
-    }
-    versions
+    changes
+        .iter()
+        .filter_map(|(n, status)| {
+            let mut v = existing.iter().find(|v| v.version == *n)?.clone();
+            v.status = *status;
+            Some(v)
+        })
+        .collect()
+}
+
+/// A retire's answer from its written changes (`plan_retire`: the retired
+/// version first, then the promoted one, if any). None: the plan named a
+/// version that is not there.
+pub(crate) fn retired_outcome(changed: Vec<PolicyVersion>) -> Option<Retired> {
+    let mut it = changed.into_iter().map(Box::new);
+    Some(Retired::Done {
+        retired: it.next()?,
+        promoted: it.next(),
+    })
 }

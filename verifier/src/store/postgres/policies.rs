@@ -9,8 +9,8 @@ use tokio_postgres::Transaction;
 use super::rows::json_text;
 use super::{i64_of, pg, PgStore};
 use crate::store::{
-    from_json, plan_apply, plan_retire, with_changes, NewPolicyVersion, PolicyStatus, PolicyStore,
-    PolicyVersion, Retired, StoreError,
+    changed_versions, from_json, plan_apply, plan_retire, retired_outcome, NewPolicyVersion,
+    PolicyStatus, PolicyStore, PolicyVersion, Retired, StoreError,
 };
 
 fn read_versions(rows: &[tokio_postgres::Row]) -> Result<Vec<PolicyVersion>, StoreError> {
@@ -45,15 +45,14 @@ async fn versions_in(tx: &Transaction<'_>, name: &str) -> Result<Vec<PolicyVersi
     read_versions(&rows)
 }
 
+/// Writes the versions `changes` touch; returns them as written.
 async fn write_changes(
     tx: &Transaction<'_>,
     versions: &[PolicyVersion],
     changes: &[(u64, PolicyStatus)],
-) -> Result<(), StoreError> {
-    for v in with_changes(versions.to_vec(), changes)
-        .iter()
-        .filter(|v| changes.iter().any(|(n, _)| *n == v.version))
-    {
+) -> Result<Vec<PolicyVersion>, StoreError> {
+    let changed = changed_versions(versions, changes);
+    for v in &changed {
         tx.execute(
             "UPDATE policy_versions SET rec = $3 WHERE name = $1 AND version = $2",
             &[&v.name, &i64_of(v.version), &json_text(v)],
@@ -61,7 +60,7 @@ async fn write_changes(
         .await
         .map_err(pg)?;
     }
-    Ok(())
+    Ok(changed)
 }
 
 impl PolicyStore for PgStore {
@@ -127,15 +126,9 @@ impl PolicyStore for PgStore {
                 // Dropping the transaction rolls the epoch back.
                 Err(refused) => return Ok(refused),
             };
-            write_changes(&tx, &existing, &changes).await?;
+            let changed = write_changes(&tx, &existing, &changes).await?;
             tx.commit().await.map_err(pg)?;
-            let after = with_changes(existing, &changes);
-            let find = |n: u64| after.iter().find(|v| v.version == n).cloned().map(Box::new);
-            Ok(Retired::Done {
-                retired: find(version)
-                    .ok_or(StoreError::Postgres("retired version vanished".into()))?,
-                promoted: changes.get(1).and_then(|(n, _)| find(*n)),
-            })
+            retired_outcome(changed).ok_or(StoreError::Postgres("retired version vanished".into()))
         })
     }
 

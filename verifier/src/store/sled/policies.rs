@@ -3,7 +3,8 @@
 //! (one process holds a sled database), then flushed.
 
 use super::super::records::{
-    plan_apply, plan_retire, with_changes, NewPolicyVersion, PolicyVersion, Retired,
+    changed_versions, plan_apply, plan_retire, retired_outcome, NewPolicyVersion, PolicyVersion,
+    Retired,
 };
 use super::super::{PolicyStore, StoreError};
 use super::{from_json, to_json, SledStore};
@@ -31,20 +32,18 @@ impl SledStore {
             .collect()
     }
 
+    /// Writes the versions `changes` touch; returns them as written.
     fn write_changes(
         &self,
-        name: &str,
         versions: &[PolicyVersion],
         changes: &[(u64, super::super::PolicyStatus)],
-    ) -> Result<(), StoreError> {
-        for v in with_changes(versions.to_vec(), changes)
-            .iter()
-            .filter(|v| changes.iter().any(|(n, _)| *n == v.version))
-        {
+    ) -> Result<Vec<PolicyVersion>, StoreError> {
+        let changed = changed_versions(versions, changes);
+        for v in &changed {
             self.policy_versions
-                .insert(version_key(name, v.version), to_json(v))?;
+                .insert(version_key(&v.name, v.version), to_json(v))?;
         }
-        Ok(())
+        Ok(changed)
     }
 }
 
@@ -56,7 +55,7 @@ impl PolicyStore for SledStore {
         // The text by digest, in the same flush as the version.
         self.policies
             .insert(new.digest.as_bytes(), new.text.as_bytes())?;
-        self.write_changes(new.name, &existing, &changes)?;
+        self.write_changes(&existing, &changes)?;
         self.policy_versions
             .insert(version_key(new.name, v.version), to_json(&v))?;
         self.add_meta(EPOCH, 1)?;
@@ -90,15 +89,10 @@ impl PolicyStore for SledStore {
             Ok(c) => c,
             Err(refused) => return Ok(refused),
         };
-        self.write_changes(name, &existing, &changes)?;
+        let changed = self.write_changes(&existing, &changes)?;
         self.add_meta(EPOCH, 1)?;
         self.flush()?;
-        let after = with_changes(existing, &changes);
-        let find = |n: u64| after.iter().find(|v| v.version == n).cloned().map(Box::new);
-        Ok(Retired::Done {
-            retired: find(version).ok_or(StoreError::Db("retired version vanished".into()))?,
-            promoted: changes.get(1).and_then(|(n, _)| find(*n)),
-        })
+        retired_outcome(changed).ok_or(StoreError::Db("retired version vanished".into()))
     }
 
     fn assign_policy(&self, group: &str, name: Option<&str>) -> Result<(), StoreError> {
