@@ -341,8 +341,16 @@ fn selection_claim(policy: &Policy, attest: &Attest, reported: &[(u32, Vec<u8>)]
         .map(|(i, _)| *i)
         .collect();
     let quoted = &attest.quote.pcr_select;
-    let passed =
-        *quoted == PcrSelection::sha256_only(&want) && reported_idx == want && bad_len.is_empty();
+    // The quote may cover more PCRs than this policy judges (the challenge
+    // asks for what every accepted version of the node's policy judges, so
+    // a rollout's two versions judge one quote); it must cover every one
+    // the policy judges, in the sha256 bank only, with a value reported
+    // for each PCR it covers (the digest claim checks them all).
+    let quoted_idx = quoted.indices(HashAlg::Sha256);
+    let passed = *quoted == PcrSelection::sha256_only(&quoted_idx)
+        && reported_idx == quoted_idx
+        && want.iter().all(|i| quoted_idx.contains(i))
+        && bad_len.is_empty();
     let mut actual = format!(
         "quote selects {}; values reported for sha256:{}",
         describe_selection(quoted),
@@ -358,7 +366,8 @@ fn selection_claim(policy: &Policy, attest: &Attest, reported: &[(u32, Vec<u8>)]
         "quote.pcr_selection",
         passed,
         format!(
-            "quote selects sha256:{0} only; values reported for sha256:{0}, 32 bytes each",
+            "quote selects the sha256 bank only, covering sha256:{0}; a 32-byte value \
+             reported for each PCR quoted",
             list(&want)
         ),
         actual,
@@ -686,6 +695,28 @@ mod tests {
         assert!(c.expected.contains("sha256:0,1,2,13"), "{c}");
         assert!(c.actual.contains("quote selects sha256:0,1,2;"), "{c}");
         assert_eq!(ids(&o), ALL_QUOTE);
+    }
+
+    #[test]
+    fn accepts_a_quote_covering_more_pcrs_than_the_policy_judges() {
+        // A rollout: the challenge asked for PCR 9 too (the next version
+        // judges it); the current version judges 0, 1, 2, 13 of the same quote.
+        let mut s = rsa();
+        s.attest.quote.pcr_select = PcrSelection::sha256_only(&[0, 1, 2, 9, 13]);
+        s.pcrs.insert(3, (9, vec![0x09; 32]));
+        let values: Vec<&[u8]> = s.pcrs.iter().map(|(_, v)| v.as_slice()).collect();
+        s.attest.quote.pcr_digest = pcr_digest(HashAlg::Sha256, &values);
+        let o = s.verify();
+        assert!(o.verdict.passed, "{:?}", failed(&o));
+        assert!(!ids(&o).contains(&"pcr.sha256.9"), "PCR 9 is not judged");
+        // But every PCR quoted needs its value: one left out is refused.
+        s.pcrs.remove(3);
+        let o = s.verify();
+        assert!(
+            failed(&o).contains(&"quote.pcr_selection"),
+            "{:?}",
+            failed(&o)
+        );
     }
 
     #[test]
