@@ -1,9 +1,33 @@
-//! Reference policies written from a known-good node's evidence (`assay-verifier
+//! Reference policies written from known-good nodes' evidence (`assay-verifier
 //! policy generate`). The sections read the logs with the same fact extraction
 //! the verifier judges with ([`crate::eventlog::facts`]), so a generated policy
 //! passes the evidence it came from, and only that.
 //!
+//! [`generate`] writes one node's reference; [`generate_many`] writes one
+//! policy that passes each of several nodes' evidence ("samples"):
+//!
+//! - A claim the schema can widen takes the union of the samples' values:
+//!   allowed PK/KEK/db entries, CRTM versions, firmware blobs, boot
+//!   applications and kernel command lines (when every sample's own reference
+//!   judges the claim), the replayed PCRs, the events allowed after each
+//!   separator, every IMA path's digests, container runtime files' digests and
+//!   allowed images.
+//! - `dbx_required` takes the entries every sample's dbx holds.
+//! - A claim that holds one value (Secure Boot state, a golden PCR value,
+//!   `ima.pcr`, `containers.pcr`), or a list claim that some samples' own
+//!   reference does not make (the fact is missing or unproven in their log, so
+//!   the claim would fail them), is left out when the samples differ: never is
+//!   one sample's value picked.
+//!
+//! Every value on which the samples differ is reported as a [`Difference`],
+//! with what the policy does about it ([`Outcome`]). Samples must carry the
+//! same kinds of log (all a UEFI log or none, and so on): the kinds are not
+//! mixed in one policy ([`ReferenceError::MixedLogs`]); golden `[pcrs.sha256]`
+//! values are written only when no sample has any log.
+//!
 //! Pure like the rest of the core: log bytes and PCR values in, policy text out.
+
+mod merge;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -11,15 +35,21 @@ use std::fmt::Write as _;
 use crate::eventlog::cel::{self, CelError, CelLog, Measurement};
 use crate::eventlog::event_type::EV_SEPARATOR;
 use crate::eventlog::facts;
-use crate::eventlog::ima::{self, ImaError, ImaLog};
+use crate::eventlog::ima::{ImaError, ImaLog};
 use crate::eventlog::uefi::{self, check_event_data, DataCheck, Event, EventLog, EventLogError};
 use crate::tpm::public::HashAlg;
+
+pub use merge::{DiffValue, Difference, Outcome};
+
+/// Most samples [`generate_many`] merges into one policy.
+pub const MAX_SAMPLES: usize = 10_000;
 
 /// Why no reference policy was written.
 ///
 /// The parse variants name the log; the parse error itself is the
 /// [`source`](std::error::Error::source), so `{:#}` through `anyhow` reads
-/// "UEFI event log: event 3 (byte offset 120): …".
+/// "UEFI event log: event 3 (byte offset 120): …". From [`generate_many`], an
+/// error in one sample's evidence is a [`ReferenceError::Sample`] naming it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReferenceError {
     #[error("UEFI event log")]
@@ -40,6 +70,77 @@ pub enum ReferenceError {
         replayed: Vec<u8>,
         reported: Vec<u8>,
     },
+    /// Other samples' UEFI logs extend `pcr`, so the merged policy replays it,
+    /// but this sample's log does not, and its evidence reports a value other
+    /// than the one a PCR nothing extended holds.
+    #[error(
+        "other samples' UEFI logs extend PCR {pcr}, so a policy for all of them replays it, \
+         but this sample's log does not extend it and its evidence reports {} instead of \
+         the initial value {}: something was measured into PCR {pcr} outside the log; \
+         no policy passes it together with the others",
+        hex::encode(.reported),
+        hex::encode(.initial)
+    )]
+    UnloggedPcr {
+        pcr: u32,
+        initial: Vec<u8>,
+        reported: Vec<u8>,
+    },
+    /// An error in one sample's evidence ([`generate_many`]).
+    #[error("sample {label}")]
+    Sample {
+        label: String,
+        #[source]
+        error: Box<ReferenceError>,
+    },
+    #[error("no evidence samples: a reference policy needs at least one")]
+    NoSamples,
+    #[error("{count} evidence samples: at most {max} are merged into one policy")]
+    TooManySamples { count: usize, max: usize },
+    /// Some samples carry a kind of log and others do not: a policy judging
+    /// it fails the samples without it, and one leaving it out would not judge
+    /// the others' logs.
+    #[error(
+        "the samples differ in the logs they carry: {log} in {} but not in {}; \
+         generate one policy per kind of node",
+        merge::label_list(.with),
+        merge::label_list(.without)
+    )]
+    MixedLogs {
+        log: &'static str,
+        with: Vec<String>,
+        without: Vec<String>,
+    },
+    /// The samples differ on every claim a policy could make from them, so a
+    /// policy passing all of them would judge nothing.
+    #[error(
+        "the samples agree on no claim ({} differences): a policy passing all of them \
+         would judge nothing",
+        .differences.len()
+    )]
+    NothingInCommon { differences: Vec<Difference> },
+}
+
+/// One node's evidence, for [`generate_many`]: its logs and the sha256 PCR
+/// values it reported, and a label naming it in differences and errors (a
+/// bundle's path, a node id and record).
+#[derive(Debug, Clone, Copy)]
+pub struct Sample<'a> {
+    pub label: &'a str,
+    pub uefi_log: Option<&'a [u8]>,
+    pub ima_log: Option<&'a [u8]>,
+    pub cel_log: Option<&'a [u8]>,
+    pub pcrs: &'a [(u32, Vec<u8>)],
+}
+
+/// A policy from [`generate_many`] and the values on which its samples differ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generated {
+    pub text: String,
+    /// In policy file order; empty when the samples agree on every claim
+    /// (the text is then [`generate`]'s for any one of them, but for notes
+    /// that only some samples' logs give, which name those samples).
+    pub differences: Vec<Difference>,
 }
 
 /// Whether a generated policy judges this PCR from the UEFI log: every PCR the
@@ -63,45 +164,79 @@ pub fn generate(
     cel_log: Option<&[u8]>,
     pcrs: &[(u32, Vec<u8>)],
 ) -> Result<String, ReferenceError> {
-    let mut out = format!(
-        "# Reference policy generated by `assay-verifier policy generate` from a known-good\n\
-         # node's evidence. It allows exactly what that node booted: review it, then widen\n\
-         # lists (e.g. more boot applications or kernel command lines) as the fleet needs.\n\
-         schema = 1\nname = {}\nversion = \"1\"\n",
+    let sample = Sample {
+        label: "",
+        uefi_log,
+        ima_log,
+        cel_log,
+        pcrs,
+    };
+    match generate_many(name, &[sample]) {
+        Ok(g) => Ok(g.text),
+        Err(ReferenceError::Sample { error, .. }) => Err(*error),
+        Err(e) => Err(e),
+    }
+}
+
+/// One policy named `name` that passes each sample's evidence (see the module
+/// documentation for how values are merged), with the values on which the
+/// samples differ. One sample gives [`generate`]'s policy; so do samples whose
+/// evidence is the same. Between 1 and [`MAX_SAMPLES`] samples, all carrying
+/// the same kinds of log.
+///
+/// Each sample must be self-consistent as [`generate`] requires, and its log
+/// must also explain the PCRs only other samples' logs extend (they hold their
+/// initial value), or this refuses with [`ReferenceError::UnloggedPcr`]. A
+/// PCR a sample does not report is not checked (the node quotes it when judged).
+pub fn generate_many(name: &str, samples: &[Sample<'_>]) -> Result<Generated, ReferenceError> {
+    if samples.is_empty() {
+        return Err(ReferenceError::NoSamples);
+    }
+    if samples.len() > MAX_SAMPLES {
+        return Err(ReferenceError::TooManySamples {
+            count: samples.len(),
+            max: MAX_SAMPLES,
+        });
+    }
+    type Has = fn(&Sample<'_>) -> bool;
+    let kinds: [(&'static str, Has); 3] = [
+        ("a UEFI event log", |s| s.uefi_log.is_some()),
+        ("an IMA log", |s| s.ima_log.is_some()),
+        ("a container measurement log", |s| s.cel_log.is_some()),
+    ];
+    for (log, has) in kinds {
+        let (with, without): (Vec<&Sample<'_>>, Vec<&Sample<'_>>) =
+            samples.iter().partition(|s| has(s));
+        if !with.is_empty() && !without.is_empty() {
+            let labels = |v: Vec<&Sample<'_>>| v.iter().map(|s| s.label.to_string()).collect();
+            return Err(ReferenceError::MixedLogs {
+                log,
+                with: labels(with),
+                without: labels(without),
+            });
+        }
+    }
+    merge::merge(name, samples)
+}
+
+/// The policy's opening lines, down to `version`.
+fn header(name: &str, merged_from: Option<usize>) -> String {
+    let about = match merged_from {
+        None => "# Reference policy generated by `assay-verifier policy generate` from a known-good\n\
+                 # node's evidence. It allows exactly what that node booted: review it, then widen\n\
+                 # lists (e.g. more boot applications or kernel command lines) as the fleet needs.\n"
+            .to_string(),
+        Some(n) => format!(
+            "# Reference policy generated by `assay-verifier policy generate` from {n} known-good\n\
+             # nodes' evidence. Where a claim lists values it allows any of theirs; claims on\n\
+             # which they differ and that cannot list several values are left out (see the\n\
+             # notes). Review it, then widen lists as the fleet needs.\n"
+        ),
+    };
+    format!(
+        "{about}schema = 1\nname = {}\nversion = \"1\"\n",
         toml_str(name)
-    );
-    if uefi_log.is_none() && ima_log.is_none() && cel_log.is_none() {
-        out.push_str("\n[pcrs.sha256]\n");
-        for (i, v) in pcrs {
-            let _ = writeln!(out, "{i} = \"{}\"", hex::encode(v));
-        }
-        return Ok(out);
-    }
-    if let Some(bytes) = uefi_log {
-        let log = uefi::parse(bytes, &uefi::Limits::default()).map_err(ReferenceError::UefiLog)?;
-        let replay = uefi::replay(&log);
-        for (i, quoted) in pcrs.iter().filter(|(i, _)| replayed_by_reference(*i)) {
-            if let Some(replayed) = replay.pcr(HashAlg::Sha256, *i) {
-                if replayed != quoted.as_slice() {
-                    return Err(ReferenceError::ReplayMismatch {
-                        pcr: *i,
-                        replayed: replayed.to_vec(),
-                        reported: quoted.clone(),
-                    });
-                }
-            }
-        }
-        out.push_str(&measured_boot_section(&log));
-    }
-    if let Some(bytes) = ima_log {
-        let log = ima::parse(bytes, &ima::Limits::default()).map_err(ReferenceError::ImaLog)?;
-        out.push_str(&ima_section(&log));
-    }
-    if let Some(bytes) = cel_log {
-        let log = cel::parse(bytes, &cel::Limits::default()).map_err(ReferenceError::CelLog)?;
-        out.push_str(&containers_section(&log));
-    }
-    Ok(out)
+    )
 }
 
 /// `s` as a TOML string value (quoted and escaped as `toml` writes it).
@@ -109,15 +244,23 @@ pub fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
+/// `s` fit for a TOML comment: one line, no control characters (a log's text
+/// must not end the comment and write policy lines of its own).
+fn comment(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
+        .collect()
+}
+
 fn sha256_of(e: &Event) -> Option<String> {
     e.digest(HashAlg::Sha256)
         .map(|d| format!("sha256:{}", hex::encode(d)))
 }
 
-fn list<I: IntoIterator<Item = String>>(items: I) -> String {
+fn list<'s, I: IntoIterator<Item = &'s String>>(items: I) -> String {
     let items: Vec<String> = items
         .into_iter()
-        .map(|s| format!("  {},\n", toml_str(&s)))
+        .map(|s| format!("  {},\n", toml_str(s)))
         .collect();
     if items.is_empty() {
         "[]".to_string()
@@ -131,11 +274,36 @@ fn event_name(e: &Event) -> String {
         .map_or_else(|| format!("{:#x}", e.event_type), str::to_string)
 }
 
-/// `[measured_boot]` for this log: everything it shows, as the verifier reads it.
-/// Facts from events whose data does not match their digest are left out, with
-/// a comment saying so.
-pub fn measured_boot_section(log: &EventLog) -> String {
-    let mut out = String::from("\n[measured_boot]\n");
+/// The signature database keys of `[measured_boot]` and the variables they
+/// judge, in the order they are written.
+const SIGNATURE_DBS: [(&str, &str); 4] = [
+    ("pk", "PK"),
+    ("kek", "KEK"),
+    ("db", "db"),
+    ("dbx_required", "dbx"),
+];
+
+/// What a UEFI log shows, as `[measured_boot]` writes it down.
+#[derive(Debug, Default)]
+struct BootFacts {
+    /// The PCRs the log extends that a reference replays.
+    pcrs: BTreeSet<u32>,
+    secure_boot: Option<bool>,
+    /// [`SIGNATURE_DBS`]' entries: (`sha256:<hex>`, what it is), once each,
+    /// in log order; `None` when the key is not written.
+    signature_dbs: [Option<Vec<(String, String)>>; 4],
+    crtm_versions: BTreeSet<String>,
+    firmware_blobs: BTreeSet<String>,
+    /// (`sha256:<hex>`, device path), once each, in log order.
+    boot_applications: Vec<(String, String)>,
+    kernel_cmdlines: BTreeSet<String>,
+    /// Each PCR 0-7 with a separator: the event types after it.
+    after_separator: BTreeMap<u32, BTreeSet<String>>,
+    notes: Vec<String>,
+}
+
+fn boot_facts(log: &EventLog) -> BootFacts {
+    let mut f = BootFacts::default();
     let mut notes = Vec::new();
     let proven = |e: &Event, what: &str, notes: &mut Vec<String>| -> bool {
         match check_event_data(e) {
@@ -158,32 +326,19 @@ pub fn measured_boot_section(log: &EventLog) -> String {
             }
         }
     };
-    let pcrs: BTreeSet<u32> = log
+    f.pcrs = log
         .events
         .iter()
         .filter(|e| !e.is_no_action() && replayed_by_reference(e.pcr))
         .map(|e| e.pcr)
         .collect();
-    let pcrs: Vec<String> = pcrs.iter().map(u32::to_string).collect();
-    let _ = writeln!(
-        out,
-        "# PCRs this log extends (10, 11 and 15-23 are extended after boot outside it)\npcrs = [{}]",
-        pcrs.join(", ")
-    );
 
     if let Some((e, v)) = facts::config_variable(log, "SecureBoot") {
         if proven(e, "secure_boot", &mut notes) {
-            if let Some(on) = facts::secure_boot_state(&v.value) {
-                let _ = writeln!(out, "secure_boot = {on}");
-            }
+            f.secure_boot = facts::secure_boot_state(&v.value);
         }
     }
-    for (key, var) in [
-        ("pk", "PK"),
-        ("kek", "KEK"),
-        ("db", "db"),
-        ("dbx_required", "dbx"),
-    ] {
+    for ((key, var), out) in SIGNATURE_DBS.iter().zip(f.signature_dbs.iter_mut()) {
         let Some((e, v)) = facts::config_variable(log, var) else {
             continue;
         };
@@ -199,58 +354,40 @@ pub fn measured_boot_section(log: &EventLog) -> String {
             continue;
         }
         let mut seen = BTreeSet::new();
-        let _ = writeln!(out, "{key} = [");
-        for (fp, what) in entries {
-            if seen.insert(fp) {
-                let _ = writeln!(
-                    out,
-                    "  \"sha256:{}\",  # {}",
-                    hex::encode(fp),
-                    what.replace('\n', " ")
-                );
-            }
-        }
-        out.push_str("]\n");
+        *out = Some(
+            entries
+                .into_iter()
+                .filter(|(fp, _)| seen.insert(*fp))
+                .map(|(fp, what)| (format!("sha256:{}", hex::encode(fp)), what))
+                .collect(),
+        );
     }
 
-    let crtm: BTreeSet<String> = facts::crtm_versions(log)
+    f.crtm_versions = facts::crtm_versions(log)
         .into_iter()
         .filter(|(e, _)| proven(e, "crtm_versions", &mut notes))
         .filter_map(|(_, v)| v.ok())
         .collect();
-    if !crtm.is_empty() {
-        let _ = writeln!(out, "crtm_versions = {}", list(crtm));
-    }
-    let blobs: BTreeSet<String> = log
+    f.firmware_blobs = log
         .events
         .iter()
         .filter(|e| facts::is_firmware_blob(e))
         .filter_map(sha256_of)
         .collect();
-    if !blobs.is_empty() {
-        let _ = writeln!(out, "firmware_blobs = {}", list(blobs));
-    }
-    let mut apps = String::new();
     let mut seen = BTreeSet::new();
     for e in log.events.iter().filter(|e| facts::is_boot_application(e)) {
         if let Some(d) = sha256_of(e) {
             if seen.insert(d.clone()) {
                 let path = facts::image_path(e).unwrap_or_else(|| "no device path".to_string());
-                let _ = writeln!(apps, "  {},  # {}", toml_str(&d), path.replace('\n', " "));
+                f.boot_applications.push((d, path));
             }
         }
     }
-    if !apps.is_empty() {
-        let _ = write!(out, "boot_applications = [\n{apps}]\n");
-    }
-    let cmdlines: BTreeSet<String> = facts::kernel_cmdlines(log)
+    f.kernel_cmdlines = facts::kernel_cmdlines(log)
         .into_iter()
         .filter(|(e, _)| proven(e, "kernel_cmdlines", &mut notes))
         .map(|(_, c)| c)
         .collect();
-    if !cmdlines.is_empty() {
-        let _ = writeln!(out, "kernel_cmdlines = {}", list(cmdlines));
-    }
     let errors = log
         .events
         .iter()
@@ -265,7 +402,6 @@ pub fn measured_boot_section(log: &EventLog) -> String {
     for (e, _) in facts::after_separator(log) {
         after.entry(e.pcr).or_default().insert(event_name(e));
     }
-    out.push_str("\n[measured_boot.after_separator]\n");
     for pcr in log
         .events
         .iter()
@@ -274,22 +410,86 @@ pub fn measured_boot_section(log: &EventLog) -> String {
         .collect::<BTreeSet<u32>>()
     {
         let types = after.remove(&pcr).unwrap_or_default();
+        f.after_separator.insert(pcr, types);
+    }
+    f.notes = notes;
+    f
+}
+
+/// `[measured_boot]` as [`BootFacts`] say; `merged`: they are several logs'.
+fn render_boot(f: &BootFacts, merged: bool) -> String {
+    let mut out = String::from("\n[measured_boot]\n");
+    let pcrs: Vec<String> = f.pcrs.iter().map(u32::to_string).collect();
+    let _ = writeln!(
+        out,
+        "# PCRs {} (10, 11 and 15-23 are extended after boot outside it)\npcrs = [{}]",
+        if merged {
+            "these logs extend"
+        } else {
+            "this log extends"
+        },
+        pcrs.join(", ")
+    );
+    if let Some(on) = f.secure_boot {
+        let _ = writeln!(out, "secure_boot = {on}");
+    }
+    for ((key, _), entries) in SIGNATURE_DBS.iter().zip(&f.signature_dbs) {
+        let Some(entries) = entries else {
+            continue;
+        };
+        let _ = writeln!(out, "{key} = [");
+        for (fp, what) in entries {
+            let _ = writeln!(out, "  {},  # {}", toml_str(fp), comment(what));
+        }
+        out.push_str("]\n");
+    }
+    if !f.crtm_versions.is_empty() {
+        let _ = writeln!(out, "crtm_versions = {}", list(&f.crtm_versions));
+    }
+    if !f.firmware_blobs.is_empty() {
+        let _ = writeln!(out, "firmware_blobs = {}", list(&f.firmware_blobs));
+    }
+    if !f.boot_applications.is_empty() {
+        out.push_str("boot_applications = [\n");
+        for (d, path) in &f.boot_applications {
+            let _ = writeln!(out, "  {},  # {}", toml_str(d), comment(path));
+        }
+        out.push_str("]\n");
+    }
+    if !f.kernel_cmdlines.is_empty() {
+        let _ = writeln!(out, "kernel_cmdlines = {}", list(&f.kernel_cmdlines));
+    }
+    out.push_str("\n[measured_boot.after_separator]\n");
+    for (pcr, types) in &f.after_separator {
         let types: Vec<String> = types.iter().map(|t| toml_str(t)).collect();
         let _ = writeln!(out, "\"{pcr}\" = [{}]", types.join(", "));
     }
-    if !notes.is_empty() {
+    if !f.notes.is_empty() {
         out.push_str("# Notes from generation:\n");
-        for n in notes {
-            let _ = writeln!(out, "# - {}", n.replace('\n', " "));
+        for n in &f.notes {
+            let _ = writeln!(out, "# - {}", comment(n));
         }
     }
     out
 }
 
-/// `[ima]` for this log: every measured file with the digests it was measured
-/// with. Violations and entries whose template hash does not match are left out
-/// with a comment.
-pub fn ima_section(log: &ImaLog) -> String {
+/// `[measured_boot]` for this log: everything it shows, as the verifier reads it.
+/// Facts from events whose data does not match their digest are left out, with
+/// a comment saying so.
+pub fn measured_boot_section(log: &EventLog) -> String {
+    render_boot(&boot_facts(log), false)
+}
+
+/// What an IMA log shows, as `[ima]` writes it down.
+#[derive(Debug, Default)]
+struct ImaFacts {
+    pcr: u32,
+    /// Path → the digests it was measured with (`alg:<hex>`).
+    files: BTreeMap<String, BTreeSet<String>>,
+    notes: Vec<String>,
+}
+
+fn ima_facts(log: &ImaLog) -> ImaFacts {
     let mut files: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut notes = Vec::new();
     for e in &log.entries {
@@ -323,29 +523,54 @@ pub fn ima_section(log: &ImaLog) -> String {
             ));
         }
     }
-    let pcr = log.entries.first().map_or(10, |e| e.pcr);
-    let mut out = format!("\n[ima]\npcr = {pcr}\nexcludes = []\n\n[ima.allowlist]\n");
-    for (path, digests) in files {
-        let digests: Vec<String> = digests.iter().map(|d| toml_str(d)).collect();
-        let _ = writeln!(out, "{} = [{}]", toml_str(&path), digests.join(", "));
+    ImaFacts {
+        pcr: log.entries.first().map_or(10, |e| e.pcr),
+        files,
+        notes,
     }
-    for n in notes {
-        let _ = writeln!(out, "# {n}");
+}
+
+fn render_ima(f: &ImaFacts) -> String {
+    let mut out = format!(
+        "\n[ima]\npcr = {}\nexcludes = []\n\n[ima.allowlist]\n",
+        f.pcr
+    );
+    for (path, digests) in &f.files {
+        let digests: Vec<String> = digests.iter().map(|d| toml_str(d)).collect();
+        let _ = writeln!(out, "{} = [{}]", toml_str(path), digests.join(", "));
+    }
+    for n in &f.notes {
+        let _ = writeln!(out, "# {}", comment(n));
     }
     out
 }
 
-/// `[containers]` for this log: every measured runtime file with its digest and
-/// every measured image by manifest digest. Records whose content is not proven
-/// by their digest are left out with a comment.
-pub fn containers_section(log: &CelLog) -> String {
-    let pcr = log.records.first().map_or(cel::DEFAULT_CEL_PCR, |r| r.pcr);
-    let mut runtime: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut images: BTreeMap<String, String> = BTreeMap::new();
-    let mut notes = Vec::new();
+/// `[ima]` for this log: every measured file with the digests it was measured
+/// with. Violations and entries whose template hash does not match are left out
+/// with a comment.
+pub fn ima_section(log: &ImaLog) -> String {
+    render_ima(&ima_facts(log))
+}
+
+/// What a container measurement log shows, as `[containers]` writes it down.
+#[derive(Debug, Default)]
+struct CelFacts {
+    pcr: u32,
+    /// Runtime file path → its digests (`sha256:<hex>`).
+    runtime: BTreeMap<String, BTreeSet<String>>,
+    /// Manifest digest → the image reference it was measured under (the first).
+    images: BTreeMap<String, String>,
+    notes: Vec<String>,
+}
+
+fn cel_facts(log: &CelLog) -> CelFacts {
+    let mut f = CelFacts {
+        pcr: log.records.first().map_or(cel::DEFAULT_CEL_PCR, |r| r.pcr),
+        ..CelFacts::default()
+    };
     for r in &log.records {
         if !r.content_proven() {
-            notes.push(format!(
+            f.notes.push(format!(
                 "record #{}: content does not match its digest; not used",
                 r.recnum
             ));
@@ -356,7 +581,7 @@ pub fn containers_section(log: &CelLog) -> String {
                 Measurement::RuntimeBinary { path, sha256 }
                 | Measurement::RuntimeConfig { path, sha256 },
             ) => {
-                runtime
+                f.runtime
                     .entry(path)
                     .or_default()
                     .insert(format!("sha256:{}", hex::encode(sha256)));
@@ -366,30 +591,36 @@ pub fn containers_section(log: &CelLog) -> String {
                 manifest_digest,
                 ..
             }) => {
-                images.entry(manifest_digest).or_insert(reference);
+                f.images.entry(manifest_digest).or_insert(reference);
             }
             Ok(Measurement::ContainerStart { .. }) => {}
-            Err(e) => notes.push(format!("record #{}: {e}; not used", r.recnum)),
+            Err(e) => f.notes.push(format!("record #{}: {e}; not used", r.recnum)),
         }
     }
-    let mut out = format!("\n[containers]\npcr = {pcr}\nallowed_images = [\n");
-    for (digest, reference) in &images {
-        let _ = writeln!(
-            out,
-            "  {},  # {}",
-            toml_str(digest),
-            reference.replace('\n', " ")
-        );
+    f
+}
+
+fn render_cel(f: &CelFacts) -> String {
+    let mut out = format!("\n[containers]\npcr = {}\nallowed_images = [\n", f.pcr);
+    for (digest, reference) in &f.images {
+        let _ = writeln!(out, "  {},  # {}", toml_str(digest), comment(reference));
     }
     out.push_str("]\n\n[containers.runtime]\n");
-    for (path, digests) in &runtime {
+    for (path, digests) in &f.runtime {
         let digests: Vec<String> = digests.iter().map(|d| toml_str(d)).collect();
         let _ = writeln!(out, "{} = [{}]", toml_str(path), digests.join(", "));
     }
-    for n in notes {
-        let _ = writeln!(out, "# {n}");
+    for n in &f.notes {
+        let _ = writeln!(out, "# {}", comment(n));
     }
     out
+}
+
+/// `[containers]` for this log: every measured runtime file with its digest and
+/// every measured image by manifest digest. Records whose content is not proven
+/// by their digest are left out with a comment.
+pub fn containers_section(log: &CelLog) -> String {
+    render_cel(&cel_facts(log))
 }
 
 #[cfg(test)]

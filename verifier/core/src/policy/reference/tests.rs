@@ -40,28 +40,30 @@ fn failed(o: &QuoteOutcome) -> Vec<(String, String)> {
 }
 
 fn ima_log() -> ImaLog {
-    let entries = [
-        ("/usr/bin/bash", b"bash".as_slice()),
-        ("/etc/hosts", b"hosts"),
-    ]
-    .iter()
-    .enumerate()
-    .map(|(index, (path, content))| {
-        let mut e = ImaEntry {
-            index,
-            pcr: 10,
-            template_hash: vec![],
-            template: Template::ImaNg(FileMeasurement {
-                hash_alg: "sha256".into(),
-                digest: sha2::Sha256::digest(content).to_vec(),
-                path: (*path).into(),
-                signature: None,
-            }),
-        };
-        e.template_hash = sha1::Sha1::digest(e.template_data().unwrap()).to_vec();
-        e
-    })
-    .collect();
+    ima_log_with(10, &[("/usr/bin/bash", b"bash"), ("/etc/hosts", b"hosts")])
+}
+
+/// An IMA log (ima-ng, sha256 file digests) measuring `files` into `pcr`.
+fn ima_log_with(pcr: u32, files: &[(&str, &[u8])]) -> ImaLog {
+    let entries = files
+        .iter()
+        .enumerate()
+        .map(|(index, (path, content))| {
+            let mut e = ImaEntry {
+                index,
+                pcr,
+                template_hash: vec![],
+                template: Template::ImaNg(FileMeasurement {
+                    hash_alg: "sha256".into(),
+                    digest: sha2::Sha256::digest(content).to_vec(),
+                    path: (*path).into(),
+                    signature: None,
+                }),
+            };
+            e.template_hash = sha1::Sha1::digest(e.template_data().unwrap()).to_vec();
+            e
+        })
+        .collect();
     ImaLog {
         template_hash_alg: HashAlg::Sha1,
         entries,
@@ -69,7 +71,7 @@ fn ima_log() -> ImaLog {
 }
 
 fn cel_log() -> CelLog {
-    let ms = [
+    cel_log_with(&[
         Measurement::RuntimeBinary {
             path: "/usr/bin/containerd".into(),
             sha256: [7; 32],
@@ -79,7 +81,10 @@ fn cel_log() -> CelLog {
             manifest_digest: format!("sha256:{}", "11".repeat(32)),
             config_digest: None,
         },
-    ];
+    ])
+}
+
+fn cel_log_with(ms: &[Measurement]) -> CelLog {
     CelLog {
         records: ms
             .iter()
@@ -290,4 +295,669 @@ fn toml_str_quotes_and_escapes() {
         let t: toml::Table = toml::from_str(&format!("k = {}", toml_str(s))).unwrap();
         assert_eq!(t["k"].as_str(), Some(s), "{}", toml_str(s));
     }
+}
+
+// ---- Several samples, one policy (`generate_many`).
+
+const SECURE_BOOT_RHEL: &str = "keylime/binary_bios_measurements-secureboot";
+const ARCH: &str = "tpm2-tools/event-arch-linux.bin";
+
+fn uefi_sample<'a>(label: &'a str, log: &'a [u8], pcrs: &'a [(u32, Vec<u8>)]) -> Sample<'a> {
+    Sample {
+        label,
+        uefi_log: Some(log),
+        ima_log: None,
+        cel_log: None,
+        pcrs,
+    }
+}
+
+fn golden_sample<'a>(label: &'a str, pcrs: &'a [(u32, Vec<u8>)]) -> Sample<'a> {
+    Sample {
+        label,
+        uefi_log: None,
+        ima_log: None,
+        cel_log: None,
+        pcrs,
+    }
+}
+
+/// What a node that booted `uefi` (and measured `ima` and `cel`) quotes for
+/// `p`'s selection.
+fn quoted_for(
+    p: &Policy,
+    uefi: &[u8],
+    ima: Option<&ImaLog>,
+    cel: Option<&CelLog>,
+) -> Vec<(u32, Vec<u8>)> {
+    let mut quoted = replayed_pcrs_of(&parse_log(uefi), &p.pcr_selection());
+    for (i, v) in &mut quoted {
+        if let Some(ima) = ima.filter(|l| l.entries.first().is_some_and(|e| e.pcr == *i)) {
+            *v = folded(
+                ima.entries
+                    .iter()
+                    .map(|e| e.extend_digest(HashAlg::Sha256).unwrap()),
+            );
+        }
+        if let Some(cel) = cel.filter(|_| *i == cel::DEFAULT_CEL_PCR) {
+            *v = folded(
+                cel.records
+                    .iter()
+                    .map(|r| r.digest(HashAlg::Sha256).unwrap().to_vec()),
+            );
+        }
+    }
+    quoted
+}
+
+/// The core's verdict on a node that booted `uefi` (and measured `ima` and
+/// `cel`) under the policy `text` passes.
+fn assert_passes(text: &str, label: &str, uefi: &[u8], ima: Option<&ImaLog>, cel: Option<&CelLog>) {
+    let p = Policy::parse("merged.toml", text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let quoted = quoted_for(&p, uefi, ima, cel);
+    let ima_bytes = ima.map(|l| to_binary(l).unwrap());
+    let cel_bytes = cel.map(cel::encode);
+    let o = Scenario::with(shared_rsa_ak(), quoted, p).verify_with_all_logs(
+        Some(uefi),
+        ima_bytes.as_deref(),
+        cel_bytes.as_deref(),
+    );
+    assert!(o.verdict.passed, "{label}: {:#?}\n{text}", failed(&o));
+}
+
+fn difference<'g>(g: &'g Generated, key: &str) -> &'g Difference {
+    g.differences
+        .iter()
+        .find(|d| d.key == key)
+        .unwrap_or_else(|| panic!("no difference {key} in {:#?}", g.differences))
+}
+
+fn values(d: &Difference) -> Vec<(Option<&str>, Vec<&str>)> {
+    d.values
+        .iter()
+        .map(|v| (v.value.as_deref(), v.samples.iter().map(|s| &**s).collect()))
+        .collect()
+}
+
+#[test]
+fn two_real_uefi_logs_give_one_policy_that_passes_both() {
+    let gce = corpus(GCE);
+    let rhel = corpus(SECURE_BOOT_RHEL);
+    let (gce_pcrs, rhel_pcrs) = (reported(&gce), reported(&rhel));
+    let g = generate_many(
+        "fleet",
+        &[
+            uefi_sample("gce", &gce, &gce_pcrs),
+            uefi_sample("rhel", &rhel, &rhel_pcrs),
+        ],
+    )
+    .unwrap();
+    assert_passes(&g.text, "gce", &gce, None, None);
+    assert_passes(&g.text, "rhel", &rhel, None, None);
+    assert!(g.text.starts_with(
+        "# Reference policy generated by `assay-verifier policy generate` from 2 known-good\n"
+    ));
+
+    // One node has Secure Boot off, the other on: one value only, so not judged.
+    let sb = difference(&g, "measured_boot.secure_boot");
+    assert_eq!(sb.outcome, Outcome::NotJudged);
+    assert_eq!(
+        values(sb),
+        vec![(Some("false"), vec!["gce"]), (Some("true"), vec!["rhel"])]
+    );
+    assert_eq!(
+        sb.to_string(),
+        "measured_boot.secure_boot: 2 values — false (gce), true (rhel); not judged: samples differ"
+    );
+    assert!(!g.text.contains("\nsecure_boot ="), "{}", g.text);
+    assert!(g
+        .text
+        .contains("# - secure_boot: not judged: samples differ\n"));
+    // Lists take both nodes' values.
+    let p = Policy::parse("fleet.toml", &g.text).unwrap();
+    let mb = p.measured_boot().unwrap();
+    for (bytes, name) in [(&gce, "gce"), (&rhel, "rhel")] {
+        let own = Policy::parse(
+            "own",
+            &generate("own", Some(bytes), None, None, &reported(bytes)).unwrap(),
+        )
+        .unwrap();
+        let own = own.measured_boot().unwrap();
+        for (mine, merged) in [
+            (&own.boot_applications, &mb.boot_applications),
+            (&own.pk, &mb.pk),
+            (&own.kek, &mb.kek),
+            (&own.db, &mb.db),
+        ] {
+            assert!(
+                mine.as_ref().unwrap().is_subset(merged.as_ref().unwrap()),
+                "{name}"
+            );
+        }
+        assert!(own
+            .kernel_cmdlines
+            .as_ref()
+            .unwrap()
+            .is_subset(mb.kernel_cmdlines.as_ref().unwrap()));
+        assert!(own
+            .crtm_versions
+            .as_ref()
+            .unwrap()
+            .is_subset(mb.crtm_versions.as_ref().unwrap()));
+    }
+    let apps = difference(&g, "measured_boot.boot_applications");
+    assert_eq!(apps.outcome, Outcome::Union);
+    assert_eq!(apps.values.len(), 5, "{apps}");
+    assert_eq!(
+        difference(&g, "measured_boot.kernel_cmdlines").outcome,
+        Outcome::Union
+    );
+    // Only the RHEL node measures firmware blobs: a claim GCE would fail.
+    let blobs = difference(&g, "measured_boot.firmware_blobs");
+    assert_eq!(blobs.outcome, Outcome::NotJudged);
+    assert_eq!(
+        blobs.values.last().unwrap(),
+        &DiffValue {
+            value: None,
+            samples: vec!["gce".into()]
+        }
+    );
+    assert!(mb.firmware_blobs.is_none());
+    // GCE's dbx is empty: nothing every node's dbx holds can be required.
+    assert_eq!(
+        difference(&g, "measured_boot.dbx_required").outcome,
+        Outcome::NotJudged
+    );
+    assert!(mb.dbx_required.is_empty());
+    // A note only one sample has names it.
+    assert!(
+        g.text
+            .contains("# - dbx_required: dbx is empty on this node (in gce)\n"),
+        "{}",
+        g.text
+    );
+}
+
+#[test]
+fn every_corpus_log_merged_gives_one_policy_passing_each() {
+    let logs: Vec<(&str, Vec<u8>)> = GOOD_LOGS
+        .iter()
+        .map(|name| (*name, corpus(name)))
+        .filter(|(_, b)| {
+            uefi::replay(&parse_log(b))
+                .pcr(HashAlg::Sha256, 0)
+                .is_some()
+        })
+        .filter(|(_, b)| {
+            !generate("x", Some(b), None, None, &reported(b))
+                .unwrap()
+                .contains("# - allow_error_separators:")
+        })
+        .collect();
+    assert!(logs.len() >= 10, "{}", logs.len());
+    let pcrs: Vec<Vec<(u32, Vec<u8>)>> = logs.iter().map(|(_, b)| reported(b)).collect();
+    let samples: Vec<Sample<'_>> = logs
+        .iter()
+        .zip(&pcrs)
+        .map(|((name, b), p)| uefi_sample(name, b, p))
+        .collect();
+    let g = generate_many("corpus", &samples).unwrap();
+    for (name, b) in &logs {
+        assert_passes(&g.text, name, b, None, None);
+    }
+    assert!(!g.differences.is_empty());
+    for d in &g.differences {
+        assert!(d.key.starts_with("measured_boot."), "{d}");
+        assert!(!d.values.is_empty(), "{d}");
+        for v in &d.values {
+            assert!(!v.samples.is_empty() && v.samples.len() < logs.len(), "{d}");
+        }
+    }
+}
+
+#[test]
+fn samples_that_agree_give_generates_text_and_no_differences() {
+    let uefi_bytes = corpus(GCE);
+    let ima_bytes = to_binary(&ima_log()).unwrap();
+    let cel_bytes = cel::encode(&cel_log());
+    let pcrs = reported(&uefi_bytes);
+    let one = generate(
+        "same",
+        Some(&uefi_bytes),
+        Some(&ima_bytes),
+        Some(&cel_bytes),
+        &pcrs,
+    )
+    .unwrap();
+    let sample = |label| Sample {
+        label,
+        uefi_log: Some(&uefi_bytes),
+        ima_log: Some(&ima_bytes),
+        cel_log: Some(&cel_bytes),
+        pcrs: &pcrs,
+    };
+    for n in [1, 2, 3] {
+        let samples: Vec<Sample<'_>> = ["a", "b", "c"][..n].iter().map(|l| sample(l)).collect();
+        let g = generate_many("same", &samples).unwrap();
+        assert_eq!(g.differences, vec![], "{n}");
+        assert_eq!(g.text, one, "{n}");
+    }
+    let golden = vec![(7, vec![0x07; 32]), (0, vec![0; 32])];
+    let g = generate_many(
+        "g",
+        &[golden_sample("a", &golden), golden_sample("b", &golden)],
+    )
+    .unwrap();
+    assert_eq!(g.differences, vec![]);
+    assert_eq!(g.text, generate("g", None, None, None, &golden).unwrap());
+}
+
+#[test]
+fn golden_samples_that_differ_in_pcr_7_leave_it_out() {
+    let a = vec![(0, vec![0xab; 32]), (7, vec![0x01; 32])];
+    let c = vec![
+        (0, vec![0xab; 32]),
+        (7, vec![0x02; 32]),
+        (4, vec![0x44; 32]),
+    ];
+    let samples = [
+        golden_sample("a", &a),
+        golden_sample("b", &a),
+        golden_sample("c", &c),
+    ];
+    let g = generate_many("golden", &samples).unwrap();
+    assert!(g.text.ends_with(&format!(
+        "\n[pcrs.sha256]\n0 = \"{}\"\n# PCR 7: not judged: samples differ\n# PCR 4: not judged: samples differ\n",
+        "ab".repeat(32)
+    )), "{}", g.text);
+    assert_eq!(g.differences.len(), 2);
+    let seven = difference(&g, "pcrs.sha256.7");
+    assert_eq!(seven.outcome, Outcome::NotJudged);
+    let (one, two) = ("01".repeat(32), "02".repeat(32));
+    assert_eq!(
+        values(seven),
+        vec![
+            (Some(one.as_str()), vec!["a", "b"]),
+            (Some(two.as_str()), vec!["c"])
+        ]
+    );
+    assert_eq!(
+        seven.to_string(),
+        "pcrs.sha256.7: 2 values — 01010101… (a, b), 02020202… (c); not judged: samples differ"
+    );
+    // PCR 4 only one sample reports: not judged either.
+    let four = "44".repeat(32);
+    assert_eq!(
+        values(difference(&g, "pcrs.sha256.4")),
+        vec![(Some(four.as_str()), vec!["c"]), (None, vec!["a", "b"])]
+    );
+    let p = Policy::parse("golden.toml", &g.text).unwrap();
+    assert_eq!(p.pcr_selection(), vec![0]);
+    for s in &samples {
+        let mut quoted = s.pcrs.to_vec();
+        quoted.sort();
+        let o = Scenario::with(shared_rsa_ak(), quoted, p.clone()).verify();
+        assert!(o.verdict.passed, "{}: {:#?}", s.label, failed(&o));
+    }
+
+    // Samples that agree on nothing give no policy, and say on what.
+    let b = vec![(0, vec![0xcd; 32]), (7, vec![0x01; 32])];
+    let e = generate_many(
+        "golden",
+        &[
+            golden_sample("a", &a),
+            golden_sample("b", &b),
+            golden_sample("c", &c),
+        ],
+    )
+    .unwrap_err();
+    let ReferenceError::NothingInCommon { differences } = &e else {
+        panic!("{e:?}");
+    };
+    assert_eq!(
+        differences
+            .iter()
+            .map(|d| d.key.as_str())
+            .collect::<Vec<_>>(),
+        ["pcrs.sha256.0", "pcrs.sha256.7", "pcrs.sha256.4"]
+    );
+    assert!(
+        e.to_string()
+            .starts_with("the samples agree on no claim (3 differences)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn many_labels_and_values_are_cut_short_for_people() {
+    let pcrs: Vec<Vec<(u32, Vec<u8>)>> = (0..20u8)
+        .map(|i| vec![(0, vec![0; 32]), (7, vec![i / 2; 32])])
+        .collect();
+    let labels: Vec<String> = (0..20).map(|i| format!("n{i}")).collect();
+    let samples: Vec<Sample<'_>> = labels
+        .iter()
+        .zip(&pcrs)
+        .map(|(l, p)| golden_sample(l, p))
+        .collect();
+    let g = generate_many("g", &samples).unwrap();
+    let d = difference(&g, "pcrs.sha256.7");
+    assert_eq!(d.values.len(), 10);
+    assert!(
+        d.to_string()
+            .starts_with("pcrs.sha256.7: 10 values — 00000000… (n0, n1), 01010101… (n2, n3), "),
+        "{d}"
+    );
+    let all: Vec<String> = (0..20).map(|i| format!("n{i}")).collect();
+    assert_eq!(
+        super::merge::label_list(&all),
+        "n0, n1, n2, n3, n4, n5, n6, n7 and 12 more"
+    );
+}
+
+#[test]
+fn no_samples_or_too_many_give_no_policy() {
+    assert_eq!(generate_many("x", &[]), Err(ReferenceError::NoSamples));
+    let pcrs = vec![(0, vec![0; 32])];
+    let samples = vec![golden_sample("n", &pcrs); MAX_SAMPLES + 1];
+    assert_eq!(
+        generate_many("x", &samples),
+        Err(ReferenceError::TooManySamples {
+            count: MAX_SAMPLES + 1,
+            max: MAX_SAMPLES
+        })
+    );
+    let g = generate_many("x", &samples[..MAX_SAMPLES]).unwrap();
+    assert_eq!(g.differences, vec![]);
+}
+
+#[test]
+fn samples_with_different_kinds_of_log_are_refused_by_name() {
+    let gce = corpus(GCE);
+    let pcrs = reported(&gce);
+    let ima_bytes = to_binary(&ima_log()).unwrap();
+    let e = generate_many(
+        "x",
+        &[
+            uefi_sample("a", &gce, &pcrs),
+            golden_sample("b", &pcrs),
+            uefi_sample("c", &gce, &pcrs),
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(
+        e,
+        ReferenceError::MixedLogs {
+            log: "a UEFI event log",
+            with: vec!["a".into(), "c".into()],
+            without: vec!["b".into()],
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "the samples differ in the logs they carry: a UEFI event log in a, c but not in b; \
+         generate one policy per kind of node"
+    );
+    let with_ima = Sample {
+        ima_log: Some(&ima_bytes),
+        ..uefi_sample("a", &gce, &pcrs)
+    };
+    assert!(matches!(
+        generate_many("x", &[with_ima, uefi_sample("b", &gce, &pcrs)]),
+        Err(ReferenceError::MixedLogs {
+            log: "an IMA log",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_sample_whose_evidence_is_wrong_is_named() {
+    use std::error::Error as _;
+    let gce = corpus(GCE);
+    let pcrs = reported(&gce);
+    let e = generate_many(
+        "x",
+        &[
+            uefi_sample("good", &gce, &pcrs),
+            uefi_sample("bad", &gce[..10], &pcrs),
+        ],
+    )
+    .unwrap_err();
+    let ReferenceError::Sample { label, error } = &e else {
+        panic!("{e:?}");
+    };
+    assert_eq!(label, "bad");
+    assert!(matches!(**error, ReferenceError::UefiLog(_)), "{error:?}");
+    assert_eq!(e.to_string(), "sample bad");
+    assert_eq!(e.source().unwrap().to_string(), "UEFI event log");
+
+    let mut wrong = pcrs.clone();
+    wrong[4].1 = vec![0x44; 32];
+    let e = generate_many(
+        "x",
+        &[
+            uefi_sample("good", &gce, &pcrs),
+            uefi_sample("wrong", &gce, &wrong),
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, ReferenceError::Sample { label, error } if label == "wrong"
+            && matches!(**error, ReferenceError::ReplayMismatch { pcr: 4, .. })),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_pcr_only_other_samples_logs_extend_must_hold_its_initial_value() {
+    // GCE's log extends PCRs 9 and 14; the Arch Linux node's does not.
+    let gce = corpus(GCE);
+    let arch = corpus(ARCH);
+    let (gce_pcrs, arch_pcrs) = (reported(&gce), reported(&arch));
+    let g = generate_many(
+        "x",
+        &[
+            uefi_sample("gce", &gce, &gce_pcrs),
+            uefi_sample("arch", &arch, &arch_pcrs),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        values(difference(&g, "measured_boot.pcrs")),
+        vec![(Some("9"), vec!["gce"]), (Some("14"), vec!["gce"])]
+    );
+    assert_passes(&g.text, "gce", &gce, None, None);
+    assert_passes(&g.text, "arch", &arch, None, None);
+    // Without PCR 9 in its evidence the Arch node is not checked for it…
+    let without_9: Vec<(u32, Vec<u8>)> =
+        arch_pcrs.iter().filter(|(i, _)| *i != 9).cloned().collect();
+    generate_many(
+        "x",
+        &[
+            uefi_sample("gce", &gce, &gce_pcrs),
+            uefi_sample("arch", &arch, &without_9),
+        ],
+    )
+    .unwrap();
+    // …but one that reports something measured into PCR 9 outside its log
+    // fails a policy replaying PCR 9.
+    let mut odd = arch_pcrs.clone();
+    odd.iter_mut().find(|(i, _)| *i == 9).unwrap().1 = vec![0x99; 32];
+    let e = generate_many(
+        "x",
+        &[
+            uefi_sample("gce", &gce, &gce_pcrs),
+            uefi_sample("arch", &arch, &odd),
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(
+        e,
+        ReferenceError::Sample {
+            label: "arch".into(),
+            error: Box::new(ReferenceError::UnloggedPcr {
+                pcr: 9,
+                initial: vec![0; 32],
+                reported: vec![0x99; 32],
+            }),
+        }
+    );
+    // Alone, it gives its own reference (PCR 9 is not judged).
+    generate("x", Some(&arch), None, None, &odd).unwrap();
+}
+
+#[test]
+fn ima_and_container_samples_merge_their_allowlists() {
+    let uefi_bytes = corpus(GCE);
+    let pcrs = reported(&uefi_bytes);
+    let ima_a = ima_log_with(
+        10,
+        &[("/usr/bin/bash", b"bash 5.1"), ("/etc/hosts", b"hosts")],
+    );
+    let ima_b = ima_log_with(
+        10,
+        &[
+            ("/usr/bin/bash", b"bash 5.2"),
+            ("/etc/hosts", b"hosts"),
+            ("/usr/bin/vim", b"vim"),
+        ],
+    );
+    let image = |reference: &str, d: &str| Measurement::Image {
+        reference: reference.into(),
+        manifest_digest: format!("sha256:{}", d.repeat(32)),
+        config_digest: None,
+    };
+    let runc = |b: u8| Measurement::RuntimeBinary {
+        path: "/usr/bin/runc".into(),
+        sha256: [b; 32],
+    };
+    let cel_a = cel_log_with(&[runc(1), image("docker.io/library/busybox:1.36", "11")]);
+    let cel_b = cel_log_with(&[
+        runc(2),
+        image("docker.io/library/busybox:latest", "11"),
+        image("quay.io/app:1", "22"),
+    ]);
+    let (ia, ib) = (to_binary(&ima_a).unwrap(), to_binary(&ima_b).unwrap());
+    let (ca, cb) = (cel::encode(&cel_a), cel::encode(&cel_b));
+    let samples = [
+        Sample {
+            label: "a",
+            uefi_log: Some(&uefi_bytes),
+            ima_log: Some(&ia),
+            cel_log: Some(&ca),
+            pcrs: &pcrs,
+        },
+        Sample {
+            label: "b",
+            uefi_log: Some(&uefi_bytes),
+            ima_log: Some(&ib),
+            cel_log: Some(&cb),
+            pcrs: &pcrs,
+        },
+    ];
+    let g = generate_many("x", &samples).unwrap();
+    assert_passes(&g.text, "a", &uefi_bytes, Some(&ima_a), Some(&cel_a));
+    assert_passes(&g.text, "b", &uefi_bytes, Some(&ima_b), Some(&cel_b));
+    let keys: Vec<&str> = g.differences.iter().map(|d| d.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "ima.allowlist.\"/usr/bin/bash\"",
+            "ima.allowlist.\"/usr/bin/vim\"",
+            "containers.runtime.\"/usr/bin/runc\"",
+            "containers.allowed_images",
+        ]
+    );
+    assert!(g.differences.iter().all(|d| d.outcome == Outcome::Union));
+    let vim = format!("sha256:{}", hex::encode(sha2::Sha256::digest(b"vim")));
+    assert_eq!(
+        values(difference(&g, "ima.allowlist.\"/usr/bin/vim\"")),
+        vec![(Some(vim.as_str()), vec!["b"]), (None, vec!["a"])]
+    );
+    let bash: Vec<String> = [b"bash 5.1".as_slice(), b"bash 5.2"]
+        .iter()
+        .map(|c| format!("sha256:{}", hex::encode(sha2::Sha256::digest(c))))
+        .collect();
+    let mut sorted = bash.clone();
+    sorted.sort();
+    assert!(
+        g.text.contains(&format!(
+            "\"/usr/bin/bash\" = [\"{}\", \"{}\"]\n",
+            sorted[0], sorted[1]
+        )),
+        "{}",
+        g.text
+    );
+    // An image measured under two references keeps both in its comment.
+    assert!(
+        g.text.contains(&format!(
+        "  \"sha256:{}\",  # docker.io/library/busybox:1.36 | docker.io/library/busybox:latest\n",
+        "11".repeat(32)
+    )),
+        "{}",
+        g.text
+    );
+    assert!(g.text.contains(&format!(
+        "\"/usr/bin/runc\" = [\"sha256:{}\", \"sha256:{}\"]\n",
+        "01".repeat(32),
+        "02".repeat(32)
+    )));
+}
+
+#[test]
+fn ima_logs_on_different_pcrs_leave_ima_out() {
+    let uefi_bytes = corpus(GCE);
+    let pcrs = reported(&uefi_bytes);
+    let (a, b) = (
+        ima_log_with(10, &[("/bin/sh", b"sh")]),
+        ima_log_with(11, &[("/bin/sh", b"sh")]),
+    );
+    let (ia, ib) = (to_binary(&a).unwrap(), to_binary(&b).unwrap());
+    let with_ima = |label, ima| Sample {
+        ima_log: Some(ima),
+        ..uefi_sample(label, &uefi_bytes, &pcrs)
+    };
+    let g = generate_many("x", &[with_ima("a", &ia), with_ima("b", &ib)]).unwrap();
+    let d = difference(&g, "ima.pcr");
+    assert_eq!(d.outcome, Outcome::NotJudged);
+    assert_eq!(
+        values(d),
+        vec![(Some("10"), vec!["a"]), (Some("11"), vec!["b"])]
+    );
+    assert_eq!(g.differences.len(), 1);
+    assert!(g.text.ends_with(
+        "\n# [ima] is left out (not judged): the samples' IMA logs extend different PCRs\n"
+    ));
+    let p = Policy::parse("x.toml", &g.text).unwrap();
+    assert!(p.ima().is_none());
+    assert_passes(&g.text, "a", &uefi_bytes, Some(&a), None);
+    assert_passes(&g.text, "b", &uefi_bytes, Some(&b), None);
+    // With nothing else to judge there is no policy.
+    let ima_only = |label, ima| Sample {
+        ima_log: Some(ima),
+        ..golden_sample(label, &pcrs)
+    };
+    assert!(matches!(
+        generate_many("x", &[ima_only("a", &ia), ima_only("b", &ib)]),
+        Err(ReferenceError::NothingInCommon { differences }) if differences.len() == 1
+    ));
+}
+
+#[test]
+fn log_text_cannot_leave_its_comment() {
+    // A violation's path is written in a comment: a newline in it must not
+    // start a policy line.
+    let mut log = ima_log_with(
+        10,
+        &[(
+            "/tmp/x\nsecure_boot = false\n[pcrs.sha256]\n0 = \"00\"",
+            b"x",
+        )],
+    );
+    log.entries[0].template_hash = vec![0; 20];
+    let section = ima_section(&log);
+    assert!(section.contains("# entry #0 is a violation (/tmp/x secure_boot = false [pcrs.sha256] 0 = \"00\"); not allowed\n"), "{section}");
+    let text = format!("schema = 1\nname = \"x\"\n{section}");
+    let p = Policy::parse("x.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(p.sha256_pcrs().is_empty() && p.measured_boot().is_none());
 }
