@@ -41,6 +41,7 @@ fn record(i: u64) -> HistoryRecord {
         evidence_digest: "e1".repeat(32),
         prev_hash: String::new(),
         kind: String::new(),
+        policy_version: 0,
     }
 }
 

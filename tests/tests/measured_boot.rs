@@ -411,7 +411,9 @@ fn absent_logs_explain_verify_bundle_and_policy_from_an_enrolled_node() -> Resul
     );
     for want in [
         "PASS",
-        "gce-reference",
+        // The verifier's name and version of the policy (the file's own
+        // `name`, gce-reference, is its metadata).
+        "default@1",
         "eventlog.uefi.replay.4",
         "measured_boot.boot_application",
     ] {

@@ -208,13 +208,23 @@ fn named_policies_version_in_order_through_apply_alongside_retire_and_rollback(b
     assert!(s.policy_versions("default").unwrap().is_empty());
     assert!(s.policy_names().unwrap().is_empty());
     // The first version of a name is current, even if asked alongside.
-    let v1 = s.apply_policy(&apply("default", "d1", Alongside)).unwrap();
+    let a1 = s.apply_policy(&apply("default", "d1", Alongside)).unwrap();
+    let v1 = &a1.version;
     assert_eq!((v1.version, v1.status), (1, PolicyStatus::Current));
+    assert!(a1.previous.is_none() && a1.superseded.is_empty());
     assert_eq!(s.policy_text("d1").unwrap().as_deref(), Some("d1"));
     // A rollout: v2 alongside v1, then a newer next (v3) supersedes v2.
     s.apply_policy(&apply("default", "d2", Alongside)).unwrap();
     assert_eq!(statuses(&*s, "default"), [(1, "current"), (2, "alongside")]);
-    s.apply_policy(&apply("default", "d3", Alongside)).unwrap();
+    let a3 = s.apply_policy(&apply("default", "d3", Alongside)).unwrap();
+    assert_eq!(a3.previous.map(|p| p.version), Some(1), "v1 stays current");
+    assert_eq!(
+        a3.superseded
+            .iter()
+            .map(|v| (v.version, v.status))
+            .collect::<Vec<_>>(),
+        [(2, PolicyStatus::Superseded)]
+    );
     assert_eq!(
         statuses(&*s, "default"),
         [(1, "current"), (2, "superseded"), (3, "alongside")]
@@ -254,11 +264,15 @@ fn named_policies_version_in_order_through_apply_alongside_retire_and_rollback(b
         Retired::NotFound
     );
     // Replace supersedes every accepted version; a rollback is a new version.
-    s.apply_policy(&apply("default", "d4", Replace)).unwrap();
+    let a4 = s.apply_policy(&apply("default", "d4", Replace)).unwrap();
+    assert_eq!(
+        a4.previous.map(|p| (p.version, p.digest)),
+        Some((3, "d3".into()))
+    );
     let mut back = apply("default", "d1", Replace);
     back.rollback_of = Some(1);
     back.signature = Some("sig");
-    let v5 = s.apply_policy(&back).unwrap();
+    let v5 = s.apply_policy(&back).unwrap().version;
     assert_eq!(
         (v5.version, v5.rollback_of, v5.signature.as_deref()),
         (5, Some(1), Some("sig"))
@@ -449,6 +463,7 @@ fn hrec(node: &str, time: i64, passed: bool, kind: &str, failed: Option<&str>) -
         evidence_digest: String::new(),
         prev_hash: String::new(),
         kind: kind.into(),
+        policy_version: 0,
     }
 }
 

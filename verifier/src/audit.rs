@@ -221,6 +221,7 @@ mod tests {
             evidence_digest: "e".into(),
             prev_hash,
             kind: String::new(),
+            policy_version: 0,
         }
     }
 

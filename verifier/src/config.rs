@@ -34,6 +34,11 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub policy: Option<PathBuf>,
+    /// Apply only policies signed by one of `policy_signing_keys` (default false).
+    pub require_signed_policies: Option<bool>,
+    /// minisign public key files of the operators who sign policies.
+    #[serde(default)]
+    pub policy_signing_keys: Vec<PathBuf>,
     #[serde(default)]
     pub tls: crate::tls::FileTls,
     #[serde(default)]
@@ -100,7 +105,9 @@ pub struct Overrides {
     /// [default: /var/lib/assay-verifier]
     #[arg(long, env = "ASSAY_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// The golden-value policy file (required here or as `policy` in the config).
+    /// The golden-value policy file: the `default` policy's first version when
+    /// the store holds none (required then, here or as `policy` in the
+    /// config); afterwards policies change with `assay-verifier policy apply`.
     #[arg(long, env = "ASSAY_POLICY", value_name = "FILE")]
     pub policy: Option<PathBuf>,
     /// The server's TLS certificate (PEM) [default: <DATA_DIR>/tls/server.pem]
@@ -155,7 +162,11 @@ pub struct Overrides {
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    pub policy: PathBuf,
+    /// The policy file that becomes the `default` policy's first version when
+    /// the store has none (required then; see `service::policies`).
+    pub policy: Option<PathBuf>,
+    pub require_signed_policies: bool,
+    pub policy_signing_keys: Vec<PathBuf>,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
     /// None: `tls.no_client_auth`, every RPC open (see `roles`).
@@ -217,12 +228,9 @@ impl Config {
             |flag: Vec<PathBuf>, file: Vec<PathBuf>| if flag.is_empty() { file } else { flag };
         let cfg = Config {
             listen,
-            policy: o.policy.or(f.policy).ok_or_else(|| {
-                InvalidKey::new(
-                    "policy",
-                    "no policy file given; set `policy = \"FILE\"` or pass --policy (see policies/)",
-                )
-            })?,
+            policy: o.policy.or(f.policy),
+            require_signed_policies: f.require_signed_policies.unwrap_or(false),
+            policy_signing_keys: f.policy_signing_keys,
             tls_cert: o
                 .tls_cert
                 .or(f.tls.cert)
@@ -261,10 +269,7 @@ impl Config {
                 f.enrollment_ttl_secs,
                 DEFAULT_ENROLLMENT_TTL_SECS,
             )?,
-            enrollment_mode: o
-                .enrollment_mode
-                .or(f.enrollment.mode)
-                .unwrap_or_default(),
+            enrollment_mode: o.enrollment_mode.or(f.enrollment.mode).unwrap_or_default(),
             join: f.join.default_join()?,
             join_groups: f.join.groups()?,
             evidence: f.evidence.validate()?,
@@ -282,6 +287,14 @@ impl Config {
             webhook: f.webhook.validate(),
             data_dir,
         };
+        if cfg.require_signed_policies && cfg.policy_signing_keys.is_empty() {
+            return Err(InvalidKey::new(
+                "require_signed_policies",
+                "set without policy_signing_keys: no policy could be applied. List the \
+                 operators' minisign public key files in `policy_signing_keys`",
+            )
+            .into());
+        }
         // In inventory mode a fleet of TPMs without EK certificates, each
         // registered by its EK's public area, needs no EK root.
         if cfg.ek_roots.is_empty() && cfg.enrollment_mode == EnrollmentMode::Open {
@@ -320,7 +333,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.nonce_ttl, Duration::from_secs(5));
         assert_eq!(c.token_ttl, Duration::from_secs(DEFAULT_TOKEN_TTL_SECS));
-        assert_eq!(c.policy, PathBuf::from("/p.toml"));
+        assert_eq!(c.policy, Some(PathBuf::from("/p.toml")));
         assert_eq!(c.ek_roots, vec![PathBuf::from("/r.pem")]);
         assert_eq!(
             c.tls_cert,
@@ -367,10 +380,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown field") && e.contains("polcy"), "{e}");
+        // No policy file is needed once the store holds one (checked at start).
         let e = Config::load(None, Overrides::default())
             .unwrap_err()
             .to_string();
-        assert!(e.contains("`policy`"), "{e}");
+        assert!(e.contains("trust.ek_roots"), "{e}");
+        let f = write("policy = \"/p.toml\"\nrequire_signed_policies = true\n[trust]\nek_roots = [\"/r.pem\"]\n");
+        let e = Config::load(Some(f.path()), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("require_signed_policies") && e.contains("policy_signing_keys"),
+            "{e}"
+        );
+        let f = write(
+            "require_signed_policies = true\npolicy_signing_keys = [\"/k.pub\"]\n[trust]\nek_roots = [\"/r.pem\"]\n",
+        );
+        let c = Config::load(Some(f.path()), Overrides::default()).unwrap();
+        assert!(c.require_signed_policies && c.policy.is_none());
+        assert_eq!(c.policy_signing_keys, [PathBuf::from("/k.pub")]);
     }
 
     #[test]

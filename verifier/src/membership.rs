@@ -63,9 +63,10 @@ pub async fn after_verdict(
         now_unix: now_unix(),
         history_seq: out.history_seq,
         policy: format!(
-            "{}@{}",
-            v.policy.name,
-            v.policy.digest_hex().get(..8).unwrap_or_default()
+            "{}@{} ({})",
+            out.policy_name,
+            out.policy_version,
+            out.verdict.policy_digest.get(..8).unwrap_or_default()
         ),
     };
     match v.join.issue(to).await {

@@ -6,8 +6,8 @@
 //! |---------------------------|--------------|--------------------------------------------|
 //! | (no client certificate)   | node         | Enroll, Activate, Challenge, Attest, Jwks  |
 //! | `urn:assay:node:<id>`     | node `<id>`  | the same, only for node `<id>`             |
-//! | `urn:assay:role:operator` | operator     | Redeem, Jwks, History, Export, Tokens.List/Revoke, Nodes (all) |
-//! | `urn:assay:role:auditor`  | auditor      | Jwks, History, Export, Tokens.List, Nodes.List/Show (read-only) |
+//! | `urn:assay:role:operator` | operator     | Redeem, Jwks, History, Export, Tokens.List/Revoke, Nodes (all), Policies (all) |
+//! | `urn:assay:role:auditor`  | auditor      | Jwks, History, Export, Tokens.List, Nodes.List/Show, Policies.List/Show (read-only) |
 //! | `urn:assay:role:orchestrator` | orchestrator | Redeem, Jwks                           |
 //!
 //! A node needs no certificate: its identity is its TPM (the EK certificate
@@ -38,10 +38,16 @@ pub enum Rpc {
     ReadNodes,
     /// Nodes.Add, Nodes.Remove and Nodes.Move.
     ChangeNodes,
+    /// Policies.List and Policies.Show.
+    ReadPolicies,
+    /// Policies.Apply, Policies.Retire and Policies.Assign.
+    ChangePolicies,
+    /// Policies.Test (reads every affected node's kept evidence).
+    TestPolicy,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 12] = [
+    pub const ALL: [Rpc; 15] = [
         Rpc::Enroll,
         Rpc::Activate,
         Rpc::Challenge,
@@ -54,6 +60,9 @@ impl Rpc {
         Rpc::Export,
         Rpc::ReadNodes,
         Rpc::ChangeNodes,
+        Rpc::ReadPolicies,
+        Rpc::ChangePolicies,
+        Rpc::TestPolicy,
     ];
 }
 
@@ -93,9 +102,22 @@ pub fn allowed(role: &Role, rpc: Rpc) -> bool {
         Role::Node(_) => matches!(rpc, Enroll | Activate | Challenge | Attest | Jwks),
         Role::Operator => matches!(
             rpc,
-            Redeem | Jwks | ListTokens | RevokeTokens | History | Export | ReadNodes | ChangeNodes
+            Redeem
+                | Jwks
+                | ListTokens
+                | RevokeTokens
+                | History
+                | Export
+                | ReadNodes
+                | ChangeNodes
+                | ReadPolicies
+                | ChangePolicies
+                | TestPolicy
         ),
-        Role::Auditor => matches!(rpc, Jwks | ListTokens | History | Export | ReadNodes),
+        Role::Auditor => matches!(
+            rpc,
+            Jwks | ListTokens | History | Export | ReadNodes | ReadPolicies
+        ),
         Role::Orchestrator => matches!(rpc, Redeem | Jwks),
     }
 }
@@ -252,12 +274,15 @@ mod tests {
                 History,
                 Export,
                 ReadNodes,
-                ChangeNodes
+                ChangeNodes,
+                ReadPolicies,
+                ChangePolicies,
+                TestPolicy
             ]
         );
         assert_eq!(
             may(&Role::Auditor),
-            [Jwks, ListTokens, History, Export, ReadNodes]
+            [Jwks, ListTokens, History, Export, ReadNodes, ReadPolicies]
         );
         assert_eq!(may(&Role::Orchestrator), [Redeem, Jwks]);
     }

@@ -12,7 +12,6 @@ use tracing::{info, warn};
 use crate::api::Api;
 use crate::config::Config;
 use crate::service::{ServiceError, Verifier};
-use crate::store::Storage;
 use crate::token::TokenSigner;
 
 /// Largest gRPC message accepted: a quote is a few KiB, a UEFI log tens of KiB, an
@@ -25,12 +24,37 @@ pub const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 pub fn build(config: Config) -> anyhow::Result<Verifier> {
     let anchors =
         crate::trust::load_anchors(&config.ek_roots, &config.ek_intermediates, &config.ek_crls)?;
-    let (policy, policy_text) = crate::files::read_policy_with_text(&config.policy)?;
+    let policy_file = match &config.policy {
+        Some(path) => Some((crate::files::read_policy_with_text(path)?, path.clone())),
+        None => None,
+    };
+    let policy_keys = if config.policy_signing_keys.is_empty() {
+        None
+    } else {
+        Some(
+            crate::policy_signature::PolicyKeys::load(&config.policy_signing_keys)
+                .map_err(|e| anyhow::anyhow!("policy_signing_keys: {e}"))?,
+        )
+    };
+    let policy_groups = config
+        .join_groups
+        .iter()
+        .map(|g| {
+            crate::join::groups::node_pattern(&g.nodes)
+                .map(|re| (g.name.clone(), re))
+                .map_err(|e| anyhow::anyhow!("join.groups `{}`: {e}", g.name))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("data_dir {}", config.data_dir.display()))?;
     let store = crate::store::open(&config.storage, &config.data_dir)?;
     let tokens = TokenSigner::load_or_create(&config.data_dir.join("token-signing-key.pem"))?;
-    record_policy(&*store, &policy, &policy_text, &config.policy)?;
+    let policies = Verifier::seed_default_policy(
+        &*store,
+        policy_file
+            .as_ref()
+            .map(|((p, text), path)| (p, text.as_str(), path.as_path())),
+    )?;
     let join =
         crate::join::issuer(&config.join, &config.join_groups).map_err(anyhow::Error::msg)?;
     let webhook = match &config.webhook {
@@ -50,7 +74,9 @@ pub fn build(config: Config) -> anyhow::Result<Verifier> {
         webhook,
         config,
         anchors: std::sync::RwLock::new(Arc::new(anchors)),
-        policy,
+        policies: std::sync::RwLock::new(Arc::new(policies)),
+        policy_groups,
+        policy_keys,
         store,
         tokens,
         measured_boot_cache: assay_core::verify::MeasuredBootCache::new(
@@ -101,7 +127,22 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listen: binding {}", verifier.config.listen))?;
     let addr = listener.local_addr()?;
-    info!(policy = %verifier.policy.name, policy_digest = %verifier.policy.digest_hex(), %addr, "assay-verifier serving");
+    let in_force: Vec<String> = {
+        let set = verifier.policy_set();
+        verifier
+            .store
+            .policy_names()
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|n| {
+                set.accepted(n)
+                    .iter()
+                    .map(|a| crate::service::policies::label(&a.version))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    info!(policies = ?in_force, %addr, "assay-verifier serving");
     println!("listening on {addr}");
     let verifier = Arc::new(verifier);
     let sweeper = tokio::spawn(sweep(verifier.clone()));
@@ -109,6 +150,7 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
     let checkpointer = tokio::spawn(checkpoints(verifier.clone()));
     let crl_reloader = tokio::spawn(reload_crls(verifier.clone()));
     let guard = tokio::spawn(limits_upkeep(verifier.clone()));
+    let policy_reloader = tokio::spawn(reload_policies(verifier.clone()));
     let verifier_for_exit = verifier.clone();
     let api = Api(verifier);
     let served = Server::builder()
@@ -139,6 +181,10 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
+            pb::policies_server::PoliciesServer::new(api.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
             pb::history_server::HistoryServer::new(api)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
@@ -156,6 +202,7 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
     checkpointer.abort();
     crl_reloader.abort();
     guard.abort();
+    policy_reloader.abort();
     if let Err(e) = verifier_for_exit.flush_attempts() {
         warn!(error = %e, "recording unauthenticated attempts failed");
     }
@@ -210,50 +257,26 @@ async fn checkpoints(verifier: Arc<Verifier>) {
     }
 }
 
-/// Keeps the policy's text under its digest (so `audit reverify` can re-apply
-/// it), and records a policy change — a verifier started with another policy
-/// than last time — in the history.
-fn record_policy(
-    store: &dyn Storage,
-    policy: &assay_core::policy::Policy,
-    text: &str,
-    path: &std::path::Path,
-) -> anyhow::Result<()> {
-    let digest = policy.digest_hex();
-    let before = store.current_policy()?;
-    store.put_policy(&digest, text)?;
-    if before.as_deref() != Some(digest.as_str()) {
-        let what = match &before {
-            Some(b) => format!(
-                "policy `{}` ({}) in force, replacing {}",
-                policy.name,
-                &digest[..16],
-                b.get(..16).unwrap_or(b)
-            ),
-            None => format!("policy `{}` ({}) in force", policy.name, &digest[..16]),
-        };
-        store.append_history(crate::store::HistoryRecord {
-            seq: 0,
-            node_id: String::new(),
-            time_unix: crate::clock::now_unix(),
-            passed: true,
-            claims: vec![assay_core::verdict::Claim::new(
-                "admin.action",
-                true,
-                "the verifier's configuration",
-                format!("{what} (from {})", path.display()),
-                "assay-verifier serve",
-            )],
-            policy_name: policy.name.clone(),
-            policy_digest: digest.clone(),
-            evidence_digest: String::new(),
-            prev_hash: String::new(),
-            kind: "admin".into(),
-        })?;
-        store.set_current_policy(&digest)?;
-        info!(policy = %policy.name, digest = %digest, "policy change recorded in the history");
+/// Every [`crate::service::POLICY_POLL`]: picks up policy changes made by
+/// another replica (the store's policy epoch moved). One warning per
+/// distinct failure; the policies in force stay until a load succeeds.
+async fn reload_policies(verifier: Arc<Verifier>) {
+    let mut tick = tokio::time::interval(crate::service::POLICY_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_warning = None::<String>;
+    loop {
+        tick.tick().await;
+        let v = verifier.clone();
+        match tokio::task::spawn_blocking(move || v.refresh_policies()).await {
+            Ok(Ok(_)) => last_warning = None,
+            Ok(Err(e)) if last_warning.as_deref() != Some(e.to_string().as_str()) => {
+                warn!(error = %e, "policies not reloaded; the ones in force stay");
+                last_warning = Some(e.to_string());
+            }
+            Ok(Err(_)) => {}
+            Err(e) => warn!(error = %e, "policy reload task failed"),
+        }
     }
-    Ok(())
 }
 
 /// Reloads the EK trust anchors when a CRL file changes (an operator or a

@@ -104,6 +104,7 @@ impl pb::attestation_server::Attestation for Api {
                 passed: out.verdict.passed,
                 claims: out.verdict.claims.iter().map(claim).collect(),
                 policy_name: out.policy_name,
+                policy_version: out.policy_version,
                 policy_digest: out.verdict.policy_digest,
                 evidence_digest: out.verdict.evidence_digest,
                 history_seq: out.history_seq,

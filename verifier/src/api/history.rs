@@ -56,6 +56,7 @@ impl pb::history_server::History for Api {
                     failed_claims: h.claims.iter().filter(|c| !c.passed).map(claim).collect(),
                     policy_name: h.policy_name,
                     policy_digest: h.policy_digest,
+                    policy_version: h.policy_version,
                     evidence_digest: h.evidence_digest,
                     prev_hash: h.prev_hash,
                     kind: h.kind,
@@ -83,6 +84,7 @@ impl pb::history_server::History for Api {
             claims: r.verdict.claims.iter().map(claim).collect(),
             policy_name: r.record.policy_name,
             policy_digest: r.record.policy_digest,
+            policy_version: r.record.policy_version,
         }))
     }
 
@@ -117,6 +119,7 @@ impl pb::history_server::History for Api {
                         time_unix: r.time_unix,
                         policy_name: r.policy_name,
                         policy_digest: r.policy_digest,
+                        policy_version: r.policy_version,
                     },
                 })
                 .collect(),

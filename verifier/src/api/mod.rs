@@ -6,6 +6,7 @@
 mod attestation;
 mod history;
 mod nodes;
+pub mod policies;
 mod tokens;
 
 pub use self::history::{MAX_EXPORT_PAGE, MAX_HISTORY_LIMIT};
@@ -35,7 +36,8 @@ fn status(e: ServiceError) -> Status {
         | ServiceError::RegistrationChanged(_)
         | ServiceError::NoEkCertificate
         | ServiceError::ActivationFailed
-        | ServiceError::Token(_) => Status::permission_denied(msg),
+        | ServiceError::Token(_)
+        | ServiceError::PolicyRefused(_) => Status::permission_denied(msg),
         ServiceError::EnrollmentUnknown(_) => Status::failed_precondition(msg),
         ServiceError::NotEnrolled(_) | ServiceError::UnknownNode(_) => Status::not_found(msg),
         ServiceError::InventoryConflict(_) | ServiceError::NodeIdTaken(_) => {

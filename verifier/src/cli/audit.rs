@@ -89,7 +89,7 @@ async fn reverify(server: &ServerArgs, seq: u64, json: bool) -> anyhow::Result<(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "seq": r.seq, "node_id": r.node_id, "policy_name": r.policy_name,
-                "policy_digest": r.policy_digest,
+                "policy_version": r.policy_version, "policy_digest": r.policy_digest,
                 "recorded": word(r.recorded_passed), "reverified": word(r.reverified_passed),
                 "same": r.differences.is_empty(), "differences": r.differences,
                 "not_rechecked": r.not_rechecked,
@@ -98,10 +98,10 @@ async fn reverify(server: &ServerArgs, seq: u64, json: bool) -> anyhow::Result<(
         );
     } else {
         outln!(
-            "record {} (node {}, policy {}@{}): recorded {}, reverified {}",
+            "record {} (node {}, policy {} sha256:{}): recorded {}, reverified {}",
             r.seq,
             r.node_id,
-            r.policy_name,
+            super::output::policy_ref(&r.policy_name, r.policy_version, &r.policy_digest),
             short(&r.policy_digest),
             word(r.recorded_passed),
             word(r.reverified_passed)

@@ -4,7 +4,7 @@
 use assay_proto::v1 as pb;
 use clap::Args;
 
-use super::output::{claim_json, outln, print_list, short, ListOutput};
+use super::output::{claim_json, outln, policy_ref, print_list, ListOutput};
 use super::remote::{answer, connect, ServerArgs};
 
 #[derive(Args)]
@@ -92,7 +92,8 @@ pub async fn fleet(a: FleetArgs) -> anyhow::Result<()> {
         .nodes;
     let json = |n: &pb::FleetEntry| {
         serde_json::json!({"node_id": n.node_id, "state": n.state, "seq": n.seq,
-            "time_unix": n.time_unix, "policy_name": n.policy_name, "policy_digest": n.policy_digest})
+            "time_unix": n.time_unix, "policy_name": n.policy_name, "policy_version": n.policy_version,
+            "policy_digest": n.policy_digest})
     };
     print_list(&nodes, a.output, json, |nodes| {
         outln!(
@@ -104,13 +105,12 @@ pub async fn fleet(a: FleetArgs) -> anyhow::Result<()> {
         );
         for n in nodes {
             outln!(
-                "{:<24}  {:<8}  {:>6}  {:<12}  {}@{}",
+                "{:<24}  {:<8}  {:>6}  {:<12}  {}",
                 n.node_id,
                 n.state,
                 n.seq,
                 n.time_unix,
-                n.policy_name,
-                short(&n.policy_digest)
+                policy_ref(&n.policy_name, n.policy_version, &n.policy_digest)
             );
         }
     })
@@ -138,7 +138,8 @@ fn record_json(r: &pb::HistoryRecord) -> serde_json::Value {
         "verdict": record_label(r),
         "failed_claims": r.failed_claims.iter().map(claim_json).collect::<Vec<_>>(),
         "details": if r.kind.is_empty() { Vec::new() } else { r.claims.iter().map(claim_json).collect::<Vec<_>>() },
-        "policy_name": r.policy_name, "policy_digest": r.policy_digest,
+        "policy_name": r.policy_name, "policy_version": r.policy_version,
+        "policy_digest": r.policy_digest,
         "evidence_digest": r.evidence_digest, "prev_hash": r.prev_hash,
     })
 }
@@ -175,7 +176,7 @@ fn print_history(recs: &[pb::HistoryRecord]) {
             r.time_unix,
             r.node_id,
             record_label(r),
-            format!("{}@{}", r.policy_name, short(&r.policy_digest)),
+            policy_ref(&r.policy_name, r.policy_version, &r.policy_digest),
             if failed.is_empty() {
                 "-".to_string()
             } else {

@@ -13,11 +13,13 @@
 mod audit;
 mod bundle;
 mod eventlog;
+mod generate;
 mod history;
 mod init;
 mod local;
 mod node;
 pub(crate) mod output;
+mod policies;
 mod policy;
 mod remote;
 mod serve;
@@ -48,7 +50,8 @@ enum Cmd {
     /// Run the verifier.
     Serve(serve::ServeArgs),
     /// Golden-value policies: validate, generate from known-good evidence, explain a verdict,
-    /// sign (minisign) and verify a signature.
+    /// sign (minisign) and verify a signature; the verifier's named policies: apply, list,
+    /// show, diff, rollback, retire, assign, test (dry run).
     #[command(subcommand)]
     Policy(policy::PolicyCmd),
     /// Show the verdict history (most recent first).

@@ -73,6 +73,16 @@ pub fn short(digest: &str) -> &str {
     digest.get(..8).unwrap_or(digest)
 }
 
+/// A policy as verdicts name it: `NAME@VERSION`, or `NAME@DIGEST` for a
+/// record from before policies had versions.
+pub fn policy_ref(name: &str, version: u64, digest: &str) -> String {
+    if version > 0 {
+        format!("{name}@{version}")
+    } else {
+        format!("{name}@{}", short(digest))
+    }
+}
+
 pub fn claim_json(c: &pb::Claim) -> serde_json::Value {
     serde_json::json!({"id": c.id, "passed": c.passed, "expected": c.expected, "actual": c.actual, "location": c.location})
 }

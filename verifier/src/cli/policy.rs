@@ -1,15 +1,16 @@
-//! `policy validate | generate | explain | sign | verify-signature`.
+//! `policy validate | generate | explain | sign | verify-signature`, and the
+//! verifier's named policies (`policies.rs`): `apply | list | show | diff |
+//! rollback | retire | assign | test`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use assay_core::policy::Policy;
+
 use assay_proto::v1 as pb;
 use clap::Subcommand;
 use serde_json::json;
 
-use super::local::StoreArgs;
-use super::output::{claim_json, out, outln, word, Output};
+use super::output::{claim_json, outln, word, Output};
 use super::remote::{answer, connect, ServerArgs};
 use super::Exit;
 
@@ -20,26 +21,11 @@ pub enum PolicyCmd {
         /// The policy file (TOML; schema in policies/README.md).
         file: PathBuf,
     },
-    /// Write a reference policy from a known-good node's evidence: a bundle from
-    /// `assay-attestor collect`, or the evidence kept with an enrolled node's
-    /// newest authentic verdict.
-    #[command(group(clap::ArgGroup::new("source").required(true).args(["from_evidence", "node"])))]
-    Generate {
-        /// An evidence bundle (`assay-attestor collect`).
-        #[arg(long, value_name = "FILE")]
-        from_evidence: Option<PathBuf>,
-        /// An enrolled node whose newest authentic evidence to use (read from the store).
-        #[arg(long, value_name = "ID")]
-        node: Option<String>,
-        #[command(flatten)]
-        store: StoreArgs,
-        /// The policy's name.
-        #[arg(long, default_value = "reference", value_name = "NAME")]
-        name: String,
-        /// Write here [default: standard output]
-        #[arg(long, value_name = "FILE")]
-        out: Option<PathBuf>,
-    },
+    /// Write a reference policy from known-good nodes' evidence: bundles from
+    /// `assay-attestor collect`, or the evidence kept with enrolled nodes' newest
+    /// authentic verdicts; with several, one policy passing each of them, and
+    /// the values on which they differ.
+    Generate(super::generate::GenerateArgs),
     /// Sign a policy file with an operator's minisign secret key (`minisign -G`;
     /// encrypted or, with -W, not): writes a detached minisign signature that
     /// `verify-signature`, the verifier and `minisign -V` check. The password
@@ -76,6 +62,132 @@ pub enum PolicyCmd {
         #[arg(long = "key", value_name = "PUBKEY_FILE", required = true)]
         keys: Vec<PathBuf>,
     },
+    /// Apply a policy file as a new version of a named policy on the verifier
+    /// (operator role): it is in force for the next attestation on every
+    /// replica. Its signature FILE.minisig is sent when it exists.
+    Apply {
+        /// The policy file.
+        file: PathBuf,
+        /// The policy's name in the verifier (`default` serves every node no
+        /// assignment names).
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// Why (kept with the version and in the history).
+        #[arg(long, default_value = "", value_name = "TEXT")]
+        reason: String,
+        /// The detached minisign signature [default: FILE.minisig, if it exists]
+        #[arg(long, value_name = "FILE", conflicts_with = "unsigned")]
+        signature: Option<PathBuf>,
+        /// Send no signature even if FILE.minisig exists.
+        #[arg(long)]
+        unsigned: bool,
+        /// Accept it alongside the current version (a rollout): nodes pass
+        /// under either until one is retired (`policy retire NAME@VERSION`).
+        #[arg(long)]
+        alongside: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// List the verifier's policies: every version with its status, and which
+    /// node groups use which name.
+    List {
+        /// Only this name.
+        name: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Print one version of a policy (NAME: the current one; NAME@VERSION).
+    Show {
+        /// The policy, NAME (its current version) or NAME@VERSION.
+        #[arg(value_name = "NAME[@VERSION]")]
+        reference: String,
+        /// Only the policy's text (no header lines).
+        #[arg(long)]
+        text: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// What changes from one policy to another, claim by claim. Each side is
+    /// NAME@VERSION (or NAME, the current version) on the verifier, or a
+    /// policy file.
+    Diff {
+        /// The first policy (NAME@VERSION, NAME or a file).
+        #[arg(value_name = "FROM")]
+        from: String,
+        /// The second policy (NAME@VERSION, NAME or a file).
+        #[arg(value_name = "TO")]
+        to: String,
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Make an earlier version current again (a new version with its text and
+    /// signature).
+    Rollback {
+        /// The policy's name.
+        name: String,
+        /// The version to restore.
+        #[arg(long, value_name = "VERSION")]
+        to: u64,
+        /// Why (kept with the version and in the history).
+        #[arg(long, default_value = "", value_name = "TEXT")]
+        reason: String,
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// End a rollout: take NAME@VERSION (current or alongside) out; the other
+    /// accepted version stays (becoming current if needed).
+    Retire {
+        /// The version to retire.
+        #[arg(value_name = "NAME@VERSION")]
+        reference: String,
+        /// Why (kept with the version and in the history).
+        #[arg(long, default_value = "", value_name = "TEXT")]
+        reason: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// A node group uses a policy: GROUP is a [join.groups] group or
+    /// label:KEY=VALUE (nodes whose registration carries that label); NAME
+    /// `default` removes the assignment.
+    Assign {
+        /// A [join.groups] group, or label:KEY=VALUE.
+        group: String,
+        /// The policy's name (`default`: remove the assignment).
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Dry run: judge a candidate policy on the evidence kept with each
+    /// affected node's newest authentic verdict (nodes whose policy is
+    /// --name); prints per node pass/fail and the failed claims. Nothing is
+    /// written. Exit 0 when none would fail, 3 when some would.
+    Test {
+        /// The candidate policy file.
+        file: PathBuf,
+        /// The policy it would become a version of: its nodes are judged.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
     /// Show a node's last verdict claim by claim.
     Explain {
         /// The node id.
@@ -97,18 +209,76 @@ pub async fn run(c: PolicyCmd) -> anyhow::Result<()> {
             outln!("quotes PCRs (sha256): {:?}", p.pcr_selection());
             Ok(())
         }
-        PolicyCmd::Generate {
-            from_evidence,
-            node,
-            store,
-            name,
-            out,
-        } => generate(from_evidence, node, &store, &name, out),
+        PolicyCmd::Generate(args) => super::generate::generate_policy(args),
         PolicyCmd::Explain {
             node,
             server,
             output,
         } => explain(&node, &server, output).await,
+        PolicyCmd::Apply {
+            file,
+            name,
+            reason,
+            signature,
+            unsigned,
+            alongside,
+            server,
+            output,
+        } => {
+            super::policies::apply(
+                super::policies::ApplyArgs {
+                    file: &file,
+                    name: &name,
+                    reason: &reason,
+                    signature,
+                    unsigned,
+                    alongside,
+                },
+                &server,
+                output,
+            )
+            .await
+        }
+        PolicyCmd::List {
+            name,
+            server,
+            output,
+        } => super::policies::list(name.as_deref(), &server, output).await,
+        PolicyCmd::Show {
+            reference,
+            text,
+            server,
+            output,
+        } => super::policies::show(&reference, text, &server, output).await,
+        PolicyCmd::Diff {
+            from,
+            to,
+            server,
+            output,
+        } => super::policies::diff(&from, &to, &server, output).await,
+        PolicyCmd::Rollback {
+            name,
+            to,
+            reason,
+            server,
+            output,
+        } => super::policies::rollback(&name, to, &reason, &server, output).await,
+        PolicyCmd::Retire {
+            reference,
+            reason,
+            server,
+        } => super::policies::retire(&reference, &reason, &server).await,
+        PolicyCmd::Assign {
+            group,
+            name,
+            server,
+        } => super::policies::assign(&group, &name, &server).await,
+        PolicyCmd::Test {
+            file,
+            name,
+            server,
+            output,
+        } => super::policies::test(&file, &name, &server, output).await,
         PolicyCmd::Sign {
             file,
             key,
@@ -134,7 +304,7 @@ pub async fn run(c: PolicyCmd) -> anyhow::Result<()> {
 const PASSWORD_ENV: &str = "ASSAY_POLICY_KEY_PASSWORD";
 
 /// `FILE.minisig`, beside the file.
-fn default_signature_path(file: &Path) -> PathBuf {
+pub(super) fn default_signature_path(file: &Path) -> PathBuf {
     let mut name = file.as_os_str().to_owned();
     name.push(".minisig");
     PathBuf::from(name)
@@ -236,79 +406,6 @@ fn verify_signature(
     Ok(())
 }
 
-fn generate(
-    from_evidence: Option<PathBuf>,
-    node: Option<String>,
-    store: &StoreArgs,
-    name: &str,
-    out: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    // PCR values, and the UEFI, IMA and CEL logs.
-    let (pcrs, logs): (Vec<(u32, Vec<u8>)>, assay_verifier::store::Logs) =
-        match (from_evidence, node) {
-            (Some(path), _) => {
-                let e = super::bundle::read_bundle(&path)?
-                    .evidence
-                    .unwrap_or_default();
-                (
-                    e.pcrs_sha256
-                        .into_iter()
-                        .map(|p| (p.index, p.digest))
-                        .collect(),
-                    assay_verifier::store::Logs {
-                        uefi: e.uefi_log,
-                        ima: e.ima_log,
-                        cel: e.cel_log,
-                    },
-                )
-            }
-            (None, Some(node)) => {
-                let s = store.open()?;
-                let (rec, ev, logs) =
-                    assay_verifier::store::latest_authentic_evidence(s.as_ref(), &node)?
-                        .with_context(|| {
-                            format!(
-                                "node {node}: no authentic verdict with kept evidence in {} \
-                                 (it has not attested yet, or [evidence] retention dropped \
-                                 or never kept it)",
-                                store.describe()
-                            )
-                        })?;
-                eprintln!(
-                    "from the evidence of record {} ({})",
-                    rec.seq, rec.time_unix
-                );
-                let pcrs = ev
-                    .pcrs_sha256
-                    .iter()
-                    .map(|(i, d)| Ok((*i, hex::decode(d)?)))
-                    .collect::<Result<_, hex::FromHexError>>()
-                    .context("kept evidence: PCR values")?;
-                (pcrs, logs)
-            }
-            (None, None) => {
-                return Err(Exit::Usage("give --from-evidence FILE or --node ID".into()).into())
-            }
-        };
-    let text = assay_core::policy::reference::generate(
-        name,
-        logs.uefi.as_deref(),
-        logs.ima.as_deref(),
-        logs.cel.as_deref(),
-        &pcrs,
-    )?;
-    // What we write must be a valid policy.
-    Policy::parse("generated policy", &text)?;
-    match out {
-        Some(path) => {
-            std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
-            eprintln!("wrote {}", path.display());
-        }
-        None => out!("{text}"),
-    }
-    Ok(())
-}
-
 async fn explain(node: &str, server: &ServerArgs, output: Output) -> anyhow::Result<()> {
     let ch = connect(server).await?;
     let rec = pb::history_client::HistoryClient::new(ch)
@@ -331,7 +428,8 @@ async fn explain(node: &str, server: &ServerArgs, output: Output) -> anyhow::Res
             serde_json::to_string_pretty(&json!({
                 "seq": rec.seq, "node_id": rec.node_id, "time_unix": rec.time_unix,
                 "verdict": word(rec.passed),
-                "policy_name": rec.policy_name, "policy_digest": rec.policy_digest,
+                "policy_name": rec.policy_name, "policy_version": rec.policy_version,
+                "policy_digest": rec.policy_digest,
                 "claims": rec.claims.iter().map(claim_json).collect::<Vec<_>>(),
             }))?
         );
@@ -343,7 +441,7 @@ async fn explain(node: &str, server: &ServerArgs, output: Output) -> anyhow::Res
         rec.seq,
         rec.time_unix,
         word(rec.passed),
-        rec.policy_name,
+        super::output::policy_ref(&rec.policy_name, rec.policy_version, &rec.policy_digest),
         rec.policy_digest
     );
     for c in &rec.claims {

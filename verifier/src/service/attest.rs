@@ -42,7 +42,9 @@ pub struct AttestInput {
 
 pub struct AttestOutput {
     pub verdict: Verdict,
+    /// The named policy and the version the verdict was judged under.
     pub policy_name: String,
+    pub policy_version: u64,
     pub history_seq: u64,
     /// A join token and its expiry, on a pass only.
     pub token: Option<(String, i64)>,
@@ -91,13 +93,23 @@ impl Verifier {
                 used: false,
             },
         )?;
+        // What every accepted version of the node's policy judges: during a
+        // rollout one quote is judged under the current and the next.
+        let policy = self.node_policy(node_id)?;
+        let accepted = policy.accepted();
+        let mut pcrs: Vec<u32> = accepted
+            .iter()
+            .flat_map(|a| a.policy.pcr_selection())
+            .collect();
+        pcrs.sort_unstable();
+        pcrs.dedup();
         Ok(ChallengeOutput {
             nonce,
-            pcrs_sha256: self.policy.pcr_selection(),
+            pcrs_sha256: pcrs,
             expires_unix,
-            want_uefi_log: self.policy.measured_boot().is_some(),
-            want_ima_log: self.policy.ima().is_some(),
-            want_cel_log: self.policy.containers().is_some(),
+            want_uefi_log: accepted.iter().any(|a| a.policy.measured_boot().is_some()),
+            want_ima_log: accepted.iter().any(|a| a.policy.ima().is_some()),
+            want_cel_log: accepted.iter().any(|a| a.policy.containers().is_some()),
         })
     }
 
@@ -151,14 +163,36 @@ impl Verifier {
             ima_log: input.ima_log.as_deref(),
             cel_log: input.cel_log.as_deref(),
         };
-        let check = QuoteCheck {
-            ak: &ak,
-            expected_nonce: &input.nonce,
-            previous_clock: node.last_clock,
-            policy: &self.policy,
-            cache: Some(&self.measured_boot_cache),
+        // Judged under the current version, and during a rollout under the
+        // alongside one when the current fails: the verdict names the
+        // version it passed under (or the current one, failing both).
+        let policy = self.node_policy(&input.node_id)?;
+        let accepted = policy.accepted();
+        let mut judged = None;
+        for a in accepted {
+            let check = QuoteCheck {
+                ak: &ak,
+                expected_nonce: &input.nonce,
+                previous_clock: node.last_clock,
+                policy: &a.policy,
+                cache: Some(&self.measured_boot_cache),
+            };
+            let outcome = verify_quote(&check, &evidence);
+            let passed = outcome.verdict.passed;
+            if judged.is_none() || passed {
+                judged = Some((a, outcome));
+            }
+            if passed {
+                break;
+            }
+        }
+        let Some((under, outcome)) = judged else {
+            return Err(ServiceError::Internal(format!(
+                "policy `{}` has no accepted version",
+                policy.name
+            )));
         };
-        let outcome = verify_quote(&check, &evidence);
+        let version = &under.version;
         let notes = log_notes(&input.log_notes);
         claims.extend(outcome.verdict.claims.into_iter().map(|mut c| {
             if !c.passed && c.id.ends_with(".present") && !notes.is_empty() {
@@ -172,7 +206,7 @@ impl Verifier {
         // The core hashed the evidence already.
         let verdict = Verdict::from_claims(
             claims,
-            self.policy.digest_hex(),
+            version.digest.clone(),
             outcome.verdict.evidence_digest,
         );
 
@@ -181,7 +215,8 @@ impl Verifier {
             self.count_attempt(input, &verdict, now);
             return Ok(AttestOutput {
                 verdict,
-                policy_name: self.policy.name.clone(),
+                policy_name: version.name.clone(),
+                policy_version: version.version,
                 history_seq: 0,
                 token: None,
                 authentic,
@@ -211,8 +246,9 @@ impl Verifier {
                 time_unix: now,
                 passed: verdict.passed,
                 claims: verdict.claims.clone(),
-                policy_name: self.policy.name.clone(),
+                policy_name: version.name.clone(),
                 policy_digest: verdict.policy_digest.clone(),
+                policy_version: version.version,
                 evidence_digest: verdict.evidence_digest.clone(),
                 prev_hash: String::new(),
                 kind: String::new(),
@@ -245,11 +281,12 @@ impl Verifier {
             }),
         })?;
         let failed: Vec<&str> = verdict.failed().map(|c| c.id.as_str()).collect();
-        info!(node_id = %input.node_id, verdict = if verdict.passed { "pass" } else { "fail" }, seq = rec.seq, failed = ?failed, "attestation verdict");
+        info!(node_id = %input.node_id, verdict = if verdict.passed { "pass" } else { "fail" }, seq = rec.seq, policy = %format!("{}@{}", version.name, version.version), failed = ?failed, "attestation verdict");
 
         Ok(AttestOutput {
             verdict,
-            policy_name: self.policy.name.clone(),
+            policy_name: version.name.clone(),
+            policy_version: version.version,
             history_seq: rec.seq,
             token,
             authentic,

@@ -143,6 +143,7 @@ pub fn validate_entry(
 
 /// The ADMIN record of one act on a node.
 fn admin_record(v: &Verifier, node_id: &str, what: String, by: &str) -> HistoryRecord {
+    let policy = v.policy_of_record(node_id);
     HistoryRecord {
         seq: 0,
         node_id: node_id.into(),
@@ -155,8 +156,9 @@ fn admin_record(v: &Verifier, node_id: &str, what: String, by: &str) -> HistoryR
             format!("{what} (by {by})"),
             "Nodes",
         )],
-        policy_name: v.policy.name.clone(),
-        policy_digest: v.policy.digest_hex(),
+        policy_name: policy.0,
+        policy_digest: policy.1,
+        policy_version: policy.2,
         evidence_digest: String::new(),
         prev_hash: String::new(),
         kind: "admin".into(),

@@ -7,12 +7,16 @@
 mod attest;
 mod enroll;
 mod inventory;
+pub mod policies;
 mod redeem;
 mod reverify;
 
 pub use self::attest::{AttestInput, AttestOutput, ChallengeOutput};
 pub use self::enroll::EnrollOutput;
 pub use self::inventory::{EntryInput, NodeView, Removed, MAX_ENTRIES_PER_ADD, MAX_LABELS};
+pub use self::policies::{
+    ApplyInput, ApplyOutput, DryOutcome, DryRunNode, PolicySet, DEFAULT_POLICY, POLICY_POLL,
+};
 pub use self::redeem::RedeemOutput;
 pub use self::reverify::Reverified;
 
@@ -20,7 +24,6 @@ use std::sync::Arc;
 
 use assay_core::ek::TrustAnchors;
 use assay_core::enroll::EnrollError;
-use assay_core::policy::Policy;
 use assay_core::verdict::Claim;
 use rand::RngCore;
 
@@ -70,6 +73,8 @@ pub enum ServiceError {
     ActivationFailed,
     #[error("node `{0}` is not enrolled (or its AK activation was never completed); run `assay-attestor join` to enroll")]
     NotEnrolled(String),
+    #[error("policy refused: {0}")]
+    PolicyRefused(String),
     #[error("join token refused: {0}")]
     Token(#[from] TokenError),
     #[error("storage: {0}")]
@@ -100,7 +105,13 @@ pub struct Verifier {
     pub config: Config,
     /// EK roots, intermediates and CRLs; replaced whole when a CRL file changes.
     pub anchors: std::sync::RwLock<Arc<TrustAnchors>>,
-    pub policy: Policy,
+    /// The named policies in force (`service::policies`), reloaded when the
+    /// store's policy epoch moves.
+    pub policies: std::sync::RwLock<Arc<PolicySet>>,
+    /// The `[join.groups]` node patterns, by group name (policy assignment).
+    pub policy_groups: Vec<(String, regex::Regex)>,
+    /// `policy_signing_keys`: who may sign policies.
+    pub policy_keys: Option<crate::policy_signature::PolicyKeys>,
     pub store: Box<dyn Storage>,
     /// Measured-boot judgements by (policy, UEFI log, quoted PCRs): a fleet
     /// booted from one image is judged once per distinct log.
@@ -181,7 +192,8 @@ impl Verifier {
     }
 
     /// Appends a record that is not a verdict (`admin`, `stale`, `webhook`)
-    /// under the policy in force, durably; the record as appended.
+    /// under the node's policy in force (`default` for none), durably; the
+    /// record as appended.
     pub fn append_event(
         &self,
         kind: &str,
@@ -190,18 +202,36 @@ impl Verifier {
         claim: Claim,
         evidence_digest: String,
     ) -> Result<HistoryRecord, StoreError> {
+        let (policy_name, policy_digest, policy_version) = self.policy_of_record(&node_id);
         self.store.append_history(HistoryRecord {
             seq: 0,
             node_id,
             time_unix: now_unix(),
             passed,
             claims: vec![claim],
-            policy_name: self.policy.name.clone(),
-            policy_digest: self.policy.digest_hex(),
+            policy_name,
+            policy_digest,
+            policy_version,
             evidence_digest,
             prev_hash: String::new(),
             kind: kind.into(),
         })
+    }
+
+    /// The policy a record that is not a verdict is written under: the
+    /// node's current version (`default`'s for no node).
+    pub fn policy_of_record(&self, node_id: &str) -> (String, String, u64) {
+        let set = self.policy_set();
+        let name = if node_id.is_empty() {
+            DEFAULT_POLICY.to_string()
+        } else {
+            self.node_policy(node_id)
+                .map_or_else(|_| DEFAULT_POLICY.to_string(), |p| p.name)
+        };
+        match set.current(&name) {
+            Some(a) => (name, a.version.digest.clone(), a.version.version),
+            None => (name, String::new(), 0),
+        }
     }
 }
 

@@ -111,16 +111,16 @@ impl Verifier {
 }
 
 /// Kept evidence, decoded from its stored (hex) form.
-struct Kept {
-    ak: assay_core::tpm::public::TpmPublic,
-    nonce: Vec<u8>,
-    attest: Vec<u8>,
-    signature: Vec<u8>,
-    pcrs: Vec<(u32, Vec<u8>)>,
+pub(super) struct Kept {
+    pub ak: assay_core::tpm::public::TpmPublic,
+    pub nonce: Vec<u8>,
+    pub attest: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub pcrs: Vec<(u32, Vec<u8>)>,
 }
 
 impl Kept {
-    fn decode(seq: u64, ev: &StoredEvidence, logs: &Logs) -> Result<Self, ServiceError> {
+    pub(super) fn decode(seq: u64, ev: &StoredEvidence, logs: &Logs) -> Result<Self, ServiceError> {
         let unhex = |what: &str, h: &str| {
             hex::decode(h).map_err(|e| ServiceError::Internal(format!("stored {what}: {e}")))
         };

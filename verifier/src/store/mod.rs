@@ -21,12 +21,12 @@ pub use self::config::{
 pub use self::error::StoreError;
 pub use self::postgres::{PgConfig, PgStore, PgTls, DEFAULT_PG_POOL_SIZE};
 pub(crate) use self::records::{
-    batch_conflicts, changed_versions, from_json, plan_apply, plan_inventory_batch, plan_retire,
-    retired_outcome, to_json, token_key,
+    applied_outcome, batch_conflicts, changed_versions, from_json, plan_apply,
+    plan_inventory_batch, plan_retire, retired_outcome, to_json, token_key,
 };
 pub use self::records::{
-    token_id, ApplyMode, AttemptSource, Checkpoint, Consumed, EkBinding, Found, HistoryQuery,
-    HistoryRecord, InventoryAdded, InventoryConflicts, InventoryEntry, Logs, Moved,
+    token_id, Applied, ApplyMode, AttemptSource, Checkpoint, Consumed, EkBinding, Found,
+    HistoryQuery, HistoryRecord, InventoryAdded, InventoryConflicts, InventoryEntry, Logs, Moved,
     NewPolicyVersion, NodeRecord, NonceRecord, PendingEnrollment, PolicyStatus, PolicyVersion,
     Quarantine, Retired, RevokeOne, StoredEvidence, TokenRecord, UnauthenticatedAttempts,
     VerdictWrite, MAX_ATTEMPT_SOURCES, MAX_CONFLICTS_LISTED, MIN_TOKEN_ID_PREFIX,

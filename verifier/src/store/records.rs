@@ -205,6 +205,15 @@ pub struct HistoryRecord {
     /// written before it existed hash as they did.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub kind: String,
+    /// The version of the named policy `policy_name` the verdict was judged
+    /// under (`policy list`); 0 for records written before policies had
+    /// versions, and left out of the JSON then, so they hash as they did.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub policy_version: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl HistoryRecord {
@@ -674,6 +683,33 @@ pub struct NewPolicyVersion<'a> {
     pub signature: Option<&'a str>,
     pub mode: ApplyMode,
     pub rollback_of: Option<u64>,
+}
+
+/// What [`super::PolicyStore::apply_policy`] did, as decided under its lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The new version as stored.
+    pub version: PolicyVersion,
+    /// The name's current version before the apply (None: a new name).
+    pub previous: Option<PolicyVersion>,
+    /// The versions the apply superseded, with their new status.
+    pub superseded: Vec<PolicyVersion>,
+}
+
+/// An apply's answer from what it read and wrote (`plan_apply`).
+pub(crate) fn applied_outcome(
+    existing: &[PolicyVersion],
+    changes: &[(u64, PolicyStatus)],
+    version: PolicyVersion,
+) -> Applied {
+    Applied {
+        previous: existing
+            .iter()
+            .find(|v| v.status == PolicyStatus::Current)
+            .cloned(),
+        superseded: changed_versions(existing, changes),
+        version,
+    }
 }
 
 /// What [`super::PolicyStore::retire_policy_version`] did.

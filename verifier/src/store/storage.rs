@@ -4,9 +4,9 @@
 use assay_core::tpm::attest::ClockInfo;
 
 use super::records::{
-    Checkpoint, Consumed, Found, HistoryQuery, HistoryRecord, InventoryAdded, InventoryConflicts,
-    InventoryEntry, Logs, Moved, NewPolicyVersion, NodeRecord, NonceRecord, PendingEnrollment,
-    PolicyVersion, Quarantine, Retired, RevokeOne, StoredEvidence, TokenRecord,
+    Applied, Checkpoint, Consumed, Found, HistoryQuery, HistoryRecord, InventoryAdded,
+    InventoryConflicts, InventoryEntry, Logs, Moved, NewPolicyVersion, NodeRecord, NonceRecord,
+    PendingEnrollment, PolicyVersion, Quarantine, Retired, RevokeOne, StoredEvidence, TokenRecord,
     UnauthenticatedAttempts, VerdictWrite,
 };
 use super::StoreError;
@@ -53,8 +53,8 @@ impl<T: NodeStore + SingleUseStore + HistoryStore + EvidenceStore + PolicyStore 
 pub trait PolicyStore: Send + Sync {
     /// Appends a version to `new.name` (created by its first version) and
     /// keeps its text by digest; the status changes of `new.mode`
-    /// (`records::plan_apply`). The new version as stored.
-    fn apply_policy(&self, new: &NewPolicyVersion<'_>) -> Result<PolicyVersion, StoreError>;
+    /// (`records::plan_apply`). The new version as stored, and what it replaced.
+    fn apply_policy(&self, new: &NewPolicyVersion<'_>) -> Result<Applied, StoreError>;
 
     /// A name's versions, oldest first (empty: no such name).
     fn policy_versions(&self, name: &str) -> Result<Vec<PolicyVersion>, StoreError>;

@@ -9,8 +9,8 @@ use tokio_postgres::Transaction;
 use super::rows::json_text;
 use super::{i64_of, pg, PgStore};
 use crate::store::{
-    changed_versions, from_json, plan_apply, plan_retire, retired_outcome, NewPolicyVersion,
-    PolicyStatus, PolicyStore, PolicyVersion, Retired, StoreError,
+    applied_outcome, changed_versions, from_json, plan_apply, plan_retire, retired_outcome,
+    Applied, NewPolicyVersion, PolicyStatus, PolicyStore, PolicyVersion, Retired, StoreError,
 };
 
 fn read_versions(rows: &[tokio_postgres::Row]) -> Result<Vec<PolicyVersion>, StoreError> {
@@ -64,7 +64,7 @@ async fn write_changes(
 }
 
 impl PolicyStore for PgStore {
-    fn apply_policy(&self, new: &NewPolicyVersion<'_>) -> Result<PolicyVersion, StoreError> {
+    fn apply_policy(&self, new: &NewPolicyVersion<'_>) -> Result<Applied, StoreError> {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await.map_err(pg)?;
@@ -85,7 +85,7 @@ impl PolicyStore for PgStore {
             .await
             .map_err(pg)?;
             tx.commit().await.map_err(pg)?;
-            Ok(v)
+            Ok(applied_outcome(&existing, &changes, v))
         })
     }
 

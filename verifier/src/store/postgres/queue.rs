@@ -155,6 +155,7 @@ mod tests {
                 evidence_digest: String::new(),
                 prev_hash: String::new(),
                 kind: String::new(),
+                policy_version: 0,
             },
             evidence: None,
             logs: Logs::default(),

@@ -301,6 +301,7 @@ mod tests {
             evidence_digest: String::new(),
             prev_hash: String::new(),
             kind: kind.into(),
+            policy_version: 0,
         }
     }
 

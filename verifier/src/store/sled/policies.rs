@@ -3,8 +3,8 @@
 //! (one process holds a sled database), then flushed.
 
 use super::super::records::{
-    changed_versions, plan_apply, plan_retire, retired_outcome, NewPolicyVersion, PolicyVersion,
-    Retired,
+    applied_outcome, changed_versions, plan_apply, plan_retire, retired_outcome, Applied,
+    NewPolicyVersion, PolicyVersion, Retired,
 };
 use super::super::{PolicyStore, StoreError};
 use super::{from_json, to_json, SledStore};
@@ -48,7 +48,7 @@ impl SledStore {
 }
 
 impl PolicyStore for SledStore {
-    fn apply_policy(&self, new: &NewPolicyVersion<'_>) -> Result<PolicyVersion, StoreError> {
+    fn apply_policy(&self, new: &NewPolicyVersion<'_>) -> Result<Applied, StoreError> {
         let _one = self.policy_lock.lock().unwrap_or_else(|e| e.into_inner());
         let existing = self.versions_of(new.name)?;
         let (changes, v) = plan_apply(&existing, new);
@@ -60,7 +60,7 @@ impl PolicyStore for SledStore {
             .insert(version_key(new.name, v.version), to_json(&v))?;
         self.add_meta(EPOCH, 1)?;
         self.flush()?;
-        Ok(v)
+        Ok(applied_outcome(&existing, &changes, v))
     }
 
     fn policy_versions(&self, name: &str) -> Result<Vec<PolicyVersion>, StoreError> {
