@@ -1,9 +1,12 @@
-//! The node-facing gRPC requests (Enroll, Activate, Challenge, Attest) as the
-//! server receives them: arbitrary bytes decoded by prost (what tonic's codec
+//! The node-facing gRPC requests (Enroll, Activate, Challenge, Attest) and the
+//! operator's policy requests (Policies: Apply, List, Show, Retire, Assign,
+//! Test) as the server receives them: arbitrary bytes decoded by prost (what tonic's codec
 //! does with a frame's payload), then handed to the service's handlers on a
 //! real verifier (sled store in a temporary directory, default caps lowered so
 //! the exhaustion paths are reached, rate limits off so they do not hide the
-//! handlers). The first byte picks the RPC.
+//! handlers; no client authentication, so every caller is an operator). The
+//! first byte picks the RPC. Applies that change the store stop after
+//! [`MAX_APPLIES`] per process, so a long run keeps the store bounded.
 //!
 //! Checked besides "no panic, no hang, bounded memory": no arbitrary input
 //! passes attestation or obtains a join token (there is no TPM behind it),
@@ -16,6 +19,7 @@ use std::sync::OnceLock;
 
 use assay_proto::v1 as pb;
 use assay_proto::v1::attestation_server::Attestation as _;
+use assay_proto::v1::policies_server::Policies as _;
 use assay_verifier::api::Api;
 use libfuzzer_sys::fuzz_target;
 use prost::Message as _;
@@ -84,6 +88,10 @@ fn world() -> &'static World {
     })
 }
 
+/// Policy applies (each a stored version) per fuzzing process.
+const MAX_APPLIES: usize = 20_000;
+static APPLIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn refused_as_the_callers_error(s: &tonic::Status) {
     assert!(
         !matches!(s.code(), Code::Internal | Code::Unknown),
@@ -99,7 +107,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let w = world();
     w.rt.block_on(async {
-        match rpc % 4 {
+        match rpc % 8 {
             0 => {
                 let Ok(m) = pb::EnrollRequest::decode(body) else {
                     return;
@@ -121,6 +129,49 @@ fuzz_target!(|data: &[u8]| {
                     return;
                 };
                 if let Err(s) = w.api.challenge(Request::new(m)).await {
+                    refused_as_the_callers_error(&s);
+                }
+            }
+            4 => {
+                let Ok(m) = pb::ApplyPolicyRequest::decode(body) else {
+                    return;
+                };
+                if APPLIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= MAX_APPLIES {
+                    return;
+                }
+                if let Err(s) = w.api.apply(Request::new(m)).await {
+                    refused_as_the_callers_error(&s);
+                }
+            }
+            5 => {
+                if let Ok(m) = pb::ShowPolicyRequest::decode(body) {
+                    if let Err(s) = w.api.show(Request::new(m)).await {
+                        refused_as_the_callers_error(&s);
+                    }
+                }
+                if let Ok(m) = pb::ListPoliciesRequest::decode(body) {
+                    if let Err(s) = w.api.list(Request::new(m)).await {
+                        refused_as_the_callers_error(&s);
+                    }
+                }
+            }
+            6 => {
+                if let Ok(m) = pb::RetirePolicyRequest::decode(body) {
+                    if let Err(s) = w.api.retire(Request::new(m)).await {
+                        refused_as_the_callers_error(&s);
+                    }
+                }
+                if let Ok(m) = pb::AssignPolicyRequest::decode(body) {
+                    if let Err(s) = w.api.assign(Request::new(m)).await {
+                        refused_as_the_callers_error(&s);
+                    }
+                }
+            }
+            7 => {
+                let Ok(m) = pb::TestPolicyRequest::decode(body) else {
+                    return;
+                };
+                if let Err(s) = w.api.test(Request::new(m)).await {
                     refused_as_the_callers_error(&s);
                 }
             }
