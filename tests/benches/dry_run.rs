@@ -24,7 +24,6 @@ use assay_proto::v1 as pb;
 use assay_tests::simnode::{self, AkKind, SimNode, SoftEk};
 use assay_tests::{PgDb, VerifierOpts, VerifierProc};
 use pb::attestation_client::AttestationClient;
-use tonic::transport::Channel;
 
 const PCRS: [u32; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
 const GCE_LOG: &str = "eventlogs/tpm2-tools/event-gce-ubuntu-2104-log.bin";

@@ -471,7 +471,8 @@ async fn with_signed_policies_required_only_a_good_signature_by_a_configured_key
     ));
     let v = VerifierProc::start(&opts).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let next = write(dir.path(), "next.toml", &policy("fleet", &extended(), ""));
+    // A signed file names the policy it is for.
+    let next = write(dir.path(), "next.toml", &policy("default", &extended(), ""));
     let f = next.to_str().unwrap();
 
     // Unsigned: refused (exit 3), nothing applied.
@@ -487,7 +488,7 @@ async fn with_signed_policies_required_only_a_good_signature_by_a_configured_key
     let tampered = write(
         dir.path(),
         "tampered.toml",
-        &format!("{}# one more line\n", policy("fleet", &extended(), "")),
+        &format!("{}# one more line\n", policy("default", &extended(), "")),
     );
     std::fs::write(format!("{}.minisig", tampered.display()), &sig).unwrap();
     let o = cli(
@@ -502,8 +503,33 @@ async fn with_signed_policies_required_only_a_good_signature_by_a_configured_key
         3,
     );
     assert!(text(&o).contains("signature refused"), "{}", text(&o));
+    // Well signed, but for another policy: refused as `default`.
+    let gpu = write(dir.path(), "gpu.toml", &policy("gpu", &extended(), ""));
+    sign(&v, &gpu, &ops_key);
+    let o = cli(
+        &v,
+        &[
+            "policy",
+            "apply",
+            gpu.to_str().unwrap(),
+            "--name",
+            "default",
+        ],
+        3,
+    );
+    assert!(
+        text(&o).contains("names policy `gpu`, not `default`"),
+        "{}",
+        text(&o)
+    );
     let list = json(&cli(&v, &["policy", "list", "--output", "json"], 0));
     assert_eq!(list["versions"].as_array().unwrap().len(), 1, "{list}");
+    // Under its own name it applies.
+    cli(
+        &v,
+        &["policy", "apply", gpu.to_str().unwrap(), "--name", "gpu"],
+        0,
+    );
 
     // Signed by the operators' key: applied, the signature kept with the version.
     let o = cli(&v, &["policy", "apply", f, "--name", "default"], 0);
@@ -514,8 +540,16 @@ async fn with_signed_policies_required_only_a_good_signature_by_a_configured_key
         0,
     ));
     assert_eq!(shown["signature"], sig.as_str());
+    let key_id = shown["version"]["signed_by"].as_str().unwrap().to_string();
+    assert!(
+        key_id.len() == 16 && stdout(&o).contains(&format!("signed by key {key_id}")),
+        "{shown}\n{}",
+        text(&o)
+    );
     // Version 1 came from the --policy file unsigned: no rollback to it while
     // signatures are required.
+    // The start-up named the version in force that no configured key signed.
+    assert!(v.log().contains("default@1: unsigned"), "{}", v.log());
     let o = cli(&v, &["policy", "rollback", "default", "--to", "1"], 3);
     assert!(text(&o).contains("signed policies only"), "{}", text(&o));
     // An auditor reads policies but changes none.
@@ -548,7 +582,24 @@ async fn two_node_groups_under_two_policies_and_a_node_moved_between_them_change
     assert!(text(&o).contains("no node group `tpu`"), "{}", text(&o));
     let o = cli(&v, &["policy", "assign", "gpu", "nonesuch"], 2);
     assert!(text(&o).contains("no policy `nonesuch`"), "{}", text(&o));
-    cli(&v, &["policy", "assign", "gpu", "gpu"], 0);
+    cli(
+        &v,
+        &["policy", "assign", "gpu", "gpu", "--reason", "GPU image"],
+        0,
+    );
+    assert!(
+        admin_records(&v).iter().any(|r| r
+            .contains("node group `gpu` uses policy `gpu` (gpu@1, sha256:")
+            && r.contains("was `default` (default@1, sha256:")
+            && r.contains("reason: GPU image")),
+        "{:#?}",
+        admin_records(&v)
+    );
+    // Label groups follow the inventory's label rules.
+    cli(&v, &["policy", "assign", "label:class=gpu", "gpu"], 0);
+    let o = cli(&v, &["policy", "assign", "label:bad key=x", "gpu"], 2);
+    assert!(text(&o).contains("label key"), "{}", text(&o));
+    cli(&v, &["policy", "assign", "label:class=gpu", "default"], 0);
 
     // Both boot the "GPU image" (PCR 16 extended).
     let g = Node::new("gpu-1");
@@ -753,4 +804,71 @@ async fn two_replicas_applying_to_one_name_at_once_keep_every_version_in_order()
         2 * EACH,
         "{admin:#?}"
     );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_policy_text_tampered_in_postgresql_refuses_its_nodes_instead_of_judging_them_under_an_older_version(
+) {
+    let db = PgDb::new().expect("PostgreSQL");
+    let (a, _b) = two_replicas(&db, ZERO);
+    let n = Node::new("node-tamper");
+    n.enroll(&a).await;
+    let dir = tempfile::tempdir().unwrap();
+    let v2 = write(
+        dir.path(),
+        "v2.toml",
+        &policy("replicas", ZERO, "# version 2\n"),
+    );
+    cli(
+        &a,
+        &["policy", "apply", v2.to_str().unwrap(), "--name", "default"],
+        0,
+    );
+    assert_eq!(attest(&n, &a).await.policy_version, 2);
+    // Someone with database access swaps version 2's text (it would now pass
+    // a node with PCR 16 extended) and moves the epoch so replicas reload.
+    let digest = digest_of(&a, "default@2");
+    let forged = policy("replicas", &extended(), "");
+    db.psql(&format!(
+        "UPDATE policies SET text = '{forged}' WHERE digest = '{digest}'; \
+         UPDATE policy_epoch SET epoch = epoch + 1"
+    ))
+    .unwrap();
+    let mut c = n.client(&a).await;
+    let start = Instant::now();
+    let refused = loop {
+        match c
+            .challenge(pb::ChallengeRequest {
+                node_id: n.id.clone(),
+            })
+            .await
+        {
+            Err(s) => break s,
+            Ok(_) => {
+                assert!(
+                    start.elapsed() < Duration::from_secs(2),
+                    "still served: {}",
+                    a.log()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert!(
+        refused.message().contains("cannot be loaded")
+            && refused.message().contains("does not hash"),
+        "{refused:?}"
+    );
+    // A good version applied by an operator ends it.
+    let v3 = write(
+        dir.path(),
+        "v3.toml",
+        &policy("replicas", ZERO, "# version 3\n"),
+    );
+    cli(
+        &a,
+        &["policy", "apply", v3.to_str().unwrap(), "--name", "default"],
+        0,
+    );
+    assert!(attest(&n, &a).await.passed);
 }

@@ -189,6 +189,7 @@ fn apply<'a>(
         subject: "CN=ops",
         reason: "test",
         signature: None,
+        signed_by: None,
         mode,
         rollback_of: None,
     }
@@ -272,11 +273,15 @@ fn named_policies_version_in_order_through_apply_alongside_retire_and_rollback(b
     let mut back = apply("default", "d1", Replace);
     back.rollback_of = Some(1);
     back.signature = Some("sig");
+    back.signed_by = Some("0123456789ABCDEF");
     let v5 = s.apply_policy(&back).unwrap().version;
     assert_eq!(
         (v5.version, v5.rollback_of, v5.signature.as_deref()),
         (5, Some(1), Some("sig"))
     );
+    let stored = s.policy_versions("default").unwrap().pop().unwrap();
+    assert_eq!(stored, v5, "kept as applied");
+    assert_eq!(stored.signed_by.as_deref(), Some("0123456789ABCDEF"));
     assert_eq!(
         statuses(&*s, "default"),
         [

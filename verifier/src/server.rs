@@ -55,6 +55,15 @@ pub fn build(config: Config) -> anyhow::Result<Verifier> {
             .as_ref()
             .map(|((p, text), path)| (p, text.as_str(), path.as_path())),
     )?;
+    if let (true, Some(keys)) = (config.require_signed_policies, &policy_keys) {
+        for v in crate::service::policies::unverified_in_force(&*store, &policies, keys)? {
+            warn!(
+                version = %v,
+                "require_signed_policies: a version in force has no signature that verifies \
+                 under policy_signing_keys; apply it again signed (`policy sign`, `policy apply`)"
+            );
+        }
+    }
     let join =
         crate::join::issuer(&config.join, &config.join_groups).map_err(anyhow::Error::msg)?;
     let webhook = match &config.webhook {

@@ -21,6 +21,7 @@ pub fn version_info(v: &PolicyVersion) -> pb::PolicyVersionInfo {
         signature: v.signature.clone().unwrap_or_default(),
         status: v.status.as_str().into(),
         rollback_of: v.rollback_of.unwrap_or(0),
+        signed_by: v.signed_by.clone().unwrap_or_default(),
     }
 }
 
@@ -159,7 +160,7 @@ impl pb::policies_server::Policies for Api {
         let r = req.into_inner();
         let subject = format!("{} ({})", caller.subject, caller.role);
         let seq = blocking(&self.0, move |v| {
-            v.assign_policy(&r.group, &r.name, &subject)
+            v.assign_policy(&r.group, &r.name, &r.reason, &subject)
         })
         .await?;
         Ok(Response::new(pb::AssignPolicyResponse { history_seq: seq }))

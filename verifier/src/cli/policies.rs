@@ -30,7 +30,8 @@ fn version_json(v: &pb::PolicyVersionInfo) -> serde_json::Value {
     json!({
         "name": v.name, "version": v.version, "digest": v.digest,
         "applied_unix": v.applied_unix, "subject": v.subject, "reason": v.reason,
-        "signed": !v.signature.is_empty(), "status": v.status,
+        "signed": !v.signature.is_empty(),
+        "signed_by": (!v.signed_by.is_empty()).then_some(&v.signed_by), "status": v.status,
         "rollback_of": (v.rollback_of != 0).then_some(v.rollback_of),
     })
 }
@@ -48,8 +49,10 @@ fn version_line(v: &pb::PolicyVersionInfo) -> String {
     if v.rollback_of != 0 {
         s.push_str(&format!("  (rollback to {})", v.rollback_of));
     }
-    if !v.signature.is_empty() {
-        s.push_str("  signed");
+    match (v.signature.is_empty(), v.signed_by.is_empty()) {
+        (false, false) => s.push_str(&format!("  signed by key {}", v.signed_by)),
+        (false, true) => s.push_str("  signature not checked (no policy_signing_keys then)"),
+        _ => {}
     }
     if !v.reason.is_empty() {
         s.push_str(&format!("  — {}", v.reason));
@@ -367,12 +370,18 @@ pub async fn retire(reference: &str, reason: &str, server: &ServerArgs) -> anyho
     Ok(())
 }
 
-pub async fn assign(group: &str, name: &str, server: &ServerArgs) -> anyhow::Result<()> {
+pub async fn assign(
+    group: &str,
+    name: &str,
+    reason: &str,
+    server: &ServerArgs,
+) -> anyhow::Result<()> {
     let r = client(server)
         .await?
         .assign(pb::AssignPolicyRequest {
             group: group.to_string(),
             name: name.to_string(),
+            reason: reason.to_string(),
         })
         .await
         .map_err(|s| answer("policy assign", s))?
@@ -402,6 +411,12 @@ pub async fn test(
         .await
         .map_err(|s| answer("policy test", s))?
         .into_inner();
+    if r.nodes.is_empty() {
+        eprintln!(
+            "note: no enrolled node uses policy `{name}`: nothing was judged (a new name is used \
+             once `policy assign GROUP {name}` names it)"
+        );
+    }
     let count = |o: &str| r.nodes.iter().filter(|n| n.outcome == o).count();
     let (pass, fail, none, undetermined) = (
         count("pass"),

@@ -169,6 +169,9 @@ pub enum PolicyCmd {
         group: String,
         /// The policy's name (`default`: remove the assignment).
         name: String,
+        /// Why (kept in the history).
+        #[arg(long, default_value = "", value_name = "TEXT")]
+        reason: String,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -271,8 +274,9 @@ pub async fn run(c: PolicyCmd) -> anyhow::Result<()> {
         PolicyCmd::Assign {
             group,
             name,
+            reason,
             server,
-        } => super::policies::assign(&group, &name, &server).await,
+        } => super::policies::assign(&group, &name, &reason, &server).await,
         PolicyCmd::Test {
             file,
             name,

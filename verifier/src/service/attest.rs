@@ -77,6 +77,9 @@ impl Verifier {
         if self.store.node(node_id)?.is_none() {
             return Err(ServiceError::NotEnrolled(node_id.into()));
         }
+        // Resolved before a nonce is admitted: a node whose policy cannot be
+        // loaded is refused without using up a place.
+        let policy = self.node_policy(node_id)?;
         let nonce = random::<NONCE_LEN>().to_vec();
         let now = now_unix();
         let expires_unix = now + self.config.nonce_ttl.as_secs() as i64;
@@ -95,7 +98,6 @@ impl Verifier {
         )?;
         // What every accepted version of the node's policy judges: during a
         // rollout one quote is judged under the current and the next.
-        let policy = self.node_policy(node_id)?;
         let accepted = policy.accepted();
         let mut pcrs: Vec<u32> = accepted
             .iter()
@@ -148,6 +150,8 @@ impl Verifier {
         let ak = parse_tpm2b_public(&ak_bytes)
             .map_err(|e| ServiceError::Internal(format!("stored AK: {e}")))?;
         let now = now_unix();
+        // Resolved before the nonce is consumed.
+        let policy = self.node_policy(&input.node_id)?;
 
         let mut claims = self.nonce_claims(&input.node_id, &input.nonce, now)?;
         let passed = |id: &str| claims.iter().any(|c| c.id == id && c.passed);
@@ -166,7 +170,6 @@ impl Verifier {
         // Judged under the current version, and during a rollout under the
         // alongside one when the current fails: the verdict names the
         // version it passed under (or the current one, failing both).
-        let policy = self.node_policy(&input.node_id)?;
         let accepted = policy.accepted();
         let mut judged = None;
         for a in accepted {

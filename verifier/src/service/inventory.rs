@@ -73,7 +73,7 @@ fn sha256_hex(what: &str, node_id: &str, v: &str) -> Result<String, ServiceError
 
 /// A label key: 1 to 63 of `[A-Za-z0-9._/-]`, starting with a letter or digit
 /// (the shape of Kubernetes label keys).
-fn check_label(node_id: &str, k: &str, v: &str) -> Result<(), ServiceError> {
+pub(super) fn check_label(node_id: &str, k: &str, v: &str) -> Result<(), ServiceError> {
     let key_ok = !k.is_empty()
         && k.len() <= MAX_LABEL_KEY
         && k.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())

@@ -41,6 +41,10 @@ pub const MAX_GROUP: usize = 256;
 pub const MAX_REASON: usize = 1024;
 /// Largest detached signature accepted (a `.minisig` file is about 300 bytes).
 pub const MAX_SIGNATURE: usize = 4096;
+/// Most policy names, and most group assignments, a verifier holds (every
+/// replica loads all of them at each change).
+pub const MAX_POLICY_NAMES: usize = 256;
+pub const MAX_ASSIGNMENTS: usize = 1024;
 /// How often a verifier looks at the store's policy epoch for changes made
 /// by another replica.
 pub const POLICY_POLL: Duration = Duration::from_millis(250);
@@ -58,6 +62,10 @@ pub struct PolicySet {
     pub epoch: u64,
     /// Accepted versions by name: the current one first, then the alongside one.
     names: BTreeMap<String, Vec<Accepted>>,
+    /// Names whose versions could not be loaded (a stored text that does not
+    /// parse or hash to its digest): their nodes are refused, never judged
+    /// under versions that were in force before.
+    broken: BTreeMap<String, String>,
     /// `[join.groups]` group → policy name.
     groups: BTreeMap<String, String>,
     /// (label key, label value, policy name), in the order of their group strings.
@@ -70,20 +78,34 @@ impl PolicySet {
     pub fn load(store: &dyn Storage) -> Result<Self, ServiceError> {
         let epoch = store.policy_epoch()?;
         let mut names = BTreeMap::new();
+        let mut broken = BTreeMap::new();
         for name in store.policy_names()? {
             let mut accepted = Vec::new();
+            let mut failure = None;
             for v in store.policy_versions(&name)? {
                 if !v.status.accepted() {
                     continue;
                 }
-                let policy = stored_policy(store, &name, &v.digest)?;
-                accepted.push(Accepted {
-                    version: v,
-                    policy: Arc::new(policy),
-                });
+                match stored_policy(store, &name, &v.digest) {
+                    Ok(policy) => accepted.push(Accepted {
+                        version: v,
+                        policy: Arc::new(policy),
+                    }),
+                    // A store error is the whole load's; a bad text is this name's.
+                    Err(ServiceError::Store(e)) => return Err(ServiceError::Store(e)),
+                    Err(e) => failure = Some(format!("{}: {e}", label(&v))),
+                }
             }
-            accepted.sort_by_key(|a| a.version.status != PolicyStatus::Current);
-            names.insert(name, accepted);
+            match failure {
+                Some(why) => {
+                    warn!(policy = %name, error = %why, "policy not loaded: its nodes are refused until it is fixed");
+                    broken.insert(name, why);
+                }
+                None => {
+                    accepted.sort_by_key(|a| a.version.status != PolicyStatus::Current);
+                    names.insert(name, accepted);
+                }
+            }
         }
         let mut groups = BTreeMap::new();
         let mut labels = Vec::new();
@@ -98,6 +120,7 @@ impl PolicySet {
         Ok(PolicySet {
             epoch,
             names,
+            broken,
             groups,
             labels,
         })
@@ -128,6 +151,11 @@ impl PolicySet {
             .map_or(DEFAULT_POLICY, String::as_str)
     }
 
+    /// Why `name` could not be loaded, if it could not.
+    pub fn broken(&self, name: &str) -> Option<&str> {
+        self.broken.get(name).map(String::as_str)
+    }
+
     /// The current version of `name`.
     pub fn current(&self, name: &str) -> Option<&Accepted> {
         self.accepted(name).first()
@@ -151,6 +179,38 @@ pub fn parse_label_group(group: &str) -> Option<(&str, &str)> {
     let rest = group.strip_prefix(LABEL_GROUP)?;
     let (k, v) = rest.split_once('=')?;
     (!k.is_empty()).then_some((k, v))
+}
+
+/// With `require_signed_policies`: the accepted versions in force whose
+/// kept signature does not verify under the configured keys now (applied
+/// before signatures were required, the first start's `--policy` file, or
+/// signed by a key since removed), as `NAME@VERSION: why`. They stay in
+/// force (refusing them could leave a fleet with no policy); the verifier
+/// warns at start-up, and the operator re-applies them signed.
+pub fn unverified_in_force(
+    store: &dyn Storage,
+    set: &PolicySet,
+    keys: &crate::policy_signature::PolicyKeys,
+) -> Result<Vec<String>, ServiceError> {
+    let mut out = Vec::new();
+    for accepted in set.names.values() {
+        for a in accepted {
+            let v = &a.version;
+            let why = match &v.signature {
+                None => Some("unsigned".to_string()),
+                Some(sig) => {
+                    let text = store.policy_text(&v.digest)?.unwrap_or_default();
+                    keys.verify(text.as_bytes(), sig)
+                        .err()
+                        .map(|e| e.to_string())
+                }
+            };
+            if let Some(why) = why {
+                out.push(format!("{}: {why}", label(v)));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A stored version's policy, parsed and checked against its digest.
@@ -257,8 +317,21 @@ impl DryOutcome {
 
 /// Nodes listed per page while a dry run walks the enrolled nodes.
 const NODE_PAGE: usize = 500;
-/// Most failed claims reported per node in a dry run.
-const MAX_DRY_RUN_CLAIMS: usize = 16;
+/// Most failed claims reported per node in a dry run, and the most
+/// characters of their expected and actual text: the answer stays a few
+/// hundred bytes per node however a node fails.
+const MAX_DRY_RUN_CLAIMS: usize = 8;
+const MAX_DRY_RUN_TEXT: usize = 200;
+
+fn clip(s: &str) -> String {
+    if s.chars().count() <= MAX_DRY_RUN_TEXT {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(MAX_DRY_RUN_TEXT).collect();
+        t.push('…');
+        t
+    }
+}
 
 impl Verifier {
     /// The policies in force.
@@ -283,12 +356,22 @@ impl Verifier {
             .values()
             .flat_map(|a| a.iter().map(|a| label(&a.version)))
             .collect();
-        match self.policies.write() {
-            Ok(mut g) => *g = Arc::new(set),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(set),
+        let loaded = set.epoch;
+        // Never back: a load that began before a change another load has
+        // already installed does not replace it.
+        let installed = {
+            let mut g = self.policies.write().unwrap_or_else(|p| p.into_inner());
+            if loaded > g.epoch {
+                *g = Arc::new(set);
+                true
+            } else {
+                false
+            }
+        };
+        if installed {
+            info!(epoch = loaded, accepted = ?summary, "policies reloaded");
         }
-        info!(epoch, accepted = ?summary, "policies reloaded");
-        Ok(true)
+        Ok(installed)
     }
 
     /// The `[join.groups]` group a node id is in.
@@ -313,6 +396,12 @@ impl Verifier {
         let name = set
             .name_for(self.policy_group_of(node_id), &labels)
             .to_string();
+        if let Some(why) = set.broken(&name) {
+            return Err(ServiceError::Internal(format!(
+                "node {node_id}'s policy `{name}` cannot be loaded ({why}); its nodes are \
+                 refused until an operator applies a good version"
+            )));
+        }
         if set.accepted(&name).is_empty() {
             return Err(ServiceError::Internal(format!(
                 "node {node_id} is assigned policy `{name}`, which has no accepted version"
@@ -367,7 +456,26 @@ impl Verifier {
         };
         let policy = Policy::parse(&input.name, &text)
             .map_err(|e| ServiceError::BadRequest(format!("policy `{}`: {e}", input.name)))?;
+        let names = self.store.policy_names()?;
+        if !names.contains(&input.name) && names.len() >= MAX_POLICY_NAMES {
+            return Err(ServiceError::BadRequest(format!(
+                "{} policy names already; at most {MAX_POLICY_NAMES}: add versions to an \
+                 existing name",
+                names.len()
+            )));
+        }
         let signed_by = self.check_policy_signature(&text, signature.as_deref())?;
+        // A signature covers the text, not where it is applied: under
+        // require_signed_policies the signed text must name its policy, so a
+        // file signed for `lab` cannot be applied as `default`.
+        if self.config.require_signed_policies && policy.name != input.name {
+            return Err(ServiceError::PolicyRefused(format!(
+                "the signed file names policy `{}`, not `{}`: with require_signed_policies a \
+                 signed file applies only under its own `name` (set name = \"{}\" in the file \
+                 and sign it again)",
+                policy.name, input.name, input.name
+            )));
+        }
         let digest = policy.digest_hex();
         let applied = self.store.apply_policy(&NewPolicyVersion {
             name: &input.name,
@@ -377,6 +485,7 @@ impl Verifier {
             subject,
             reason: &input.reason,
             signature: signature.as_deref(),
+            signed_by: signed_by.as_deref(),
             mode: if input.alongside {
                 ApplyMode::Alongside
             } else {
@@ -418,7 +527,7 @@ impl Verifier {
             what.push_str(&format!("; reason: {}", input.reason));
         }
         let rec = self.policy_admin_record(v, what, subject, "Policies.Apply")?;
-        self.refresh_after_change();
+        self.refresh_after_change(rec.seq)?;
         info!(policy = %label(v), digest = %digest, by = subject, "policy applied");
         Ok(ApplyOutput {
             applied,
@@ -512,7 +621,7 @@ impl Verifier {
             subject,
             "Policies.Retire",
         )?;
-        self.refresh_after_change();
+        self.refresh_after_change(rec.seq)?;
         Ok((retired, promoted, rec.seq))
     }
 
@@ -521,20 +630,29 @@ impl Verifier {
         &self,
         group: &str,
         name: &str,
+        reason: &str,
         subject: &str,
     ) -> Result<u64, ServiceError> {
+        if reason.len() > MAX_REASON {
+            return Err(ServiceError::BadRequest(format!(
+                "the reason is {} bytes; at most {MAX_REASON}",
+                reason.len()
+            )));
+        }
         if group.is_empty() || group.len() > MAX_GROUP {
             return Err(ServiceError::BadRequest(format!(
                 "a group is 1 to {MAX_GROUP} bytes"
             )));
         }
         if group.starts_with(LABEL_GROUP) {
-            if parse_label_group(group).is_none() {
+            let Some((k, v)) = parse_label_group(group) else {
                 return Err(ServiceError::BadRequest(format!(
                     "`{}`: a label group is written label:KEY=VALUE",
                     group.escape_debug()
                 )));
-            }
+            };
+            // The inventory's own rules for labels: a group no label can match is refused.
+            super::inventory::check_label("label group", k, v)?;
         } else if !self.policy_groups.iter().any(|(g, _)| g == group) {
             let known: Vec<&str> = self.policy_groups.iter().map(|(g, _)| g.as_str()).collect();
             return Err(ServiceError::BadRequest(format!(
@@ -559,21 +677,34 @@ impl Verifier {
             }
             Some(name)
         };
-        let before = self
-            .store
-            .policy_assignments()?
+        let assignments = self.store.policy_assignments()?;
+        if target.is_some()
+            && !assignments.iter().any(|(g, _)| g == group)
+            && assignments.len() >= MAX_ASSIGNMENTS
+        {
+            return Err(ServiceError::BadRequest(format!(
+                "{} group assignments already; at most {MAX_ASSIGNMENTS}",
+                assignments.len()
+            )));
+        }
+        let before = assignments
             .into_iter()
             .find(|(g, _)| g == group)
             .map(|(_, n)| n);
         self.store.assign_policy(group, target)?;
-        let what = format!(
-            "node group `{group}` uses policy `{name}`{}",
-            match before {
-                Some(b) => format!(", was `{b}`"),
-                None => format!(", was `{DEFAULT_POLICY}`"),
-            }
-        );
         let set = self.policy_set();
+        let describe = |n: &str| match set.current(n) {
+            Some(a) => format!("`{n}` ({}, sha256:{})", label(&a.version), a.version.digest),
+            None => format!("`{n}`"),
+        };
+        let mut what = format!(
+            "node group `{group}` uses policy {}, was {}",
+            describe(name),
+            describe(before.as_deref().unwrap_or(DEFAULT_POLICY))
+        );
+        if !reason.is_empty() {
+            what.push_str(&format!("; reason: {reason}"));
+        }
         let v = set
             .current(name)
             .map(|a| a.version.clone())
@@ -586,15 +717,22 @@ impl Verifier {
                 )))
             }
         };
-        self.refresh_after_change();
+        self.refresh_after_change(rec.seq)?;
         Ok(rec.seq)
     }
 
-    /// After a change made here: in force for the very next attestation.
-    fn refresh_after_change(&self) {
-        if let Err(e) = self.refresh_policies() {
+    /// After a change made here: in force for the very next attestation. A
+    /// reload that fails is the caller's answer (the change is stored and
+    /// recorded; the poll retries the reload).
+    fn refresh_after_change(&self, seq: u64) -> Result<(), ServiceError> {
+        self.refresh_policies().map(drop).map_err(|e| {
             warn!(error = %e, "policies not reloaded after a change; retried every {POLICY_POLL:?}");
-        }
+            ServiceError::Internal(format!(
+                "the change is stored (history record {seq}) but not yet in force here: {e}; \
+                 the verifier retries every {} ms",
+                POLICY_POLL.as_millis()
+            ))
+        })
     }
 
     fn policy_admin_record(
@@ -678,7 +816,22 @@ impl Verifier {
                 failed: Vec::new(),
             });
         };
-        let kept = super::reverify::Kept::decode(rec.seq, &ev, &logs)?;
+        let kept = match super::reverify::Kept::decode(rec.seq, &ev, &logs) {
+            Ok(k) => k,
+            Err(e) => {
+                return Ok(DryRunNode {
+                    node_id: node_id.into(),
+                    outcome: DryOutcome::Undetermined(format!(
+                        "the kept evidence of record {} cannot be read: {e}",
+                        rec.seq
+                    )),
+                    seq: rec.seq,
+                    time_unix: rec.time_unix,
+                    recorded_passed: rec.passed,
+                    failed: Vec::new(),
+                })
+            }
+        };
         let evidence = QuoteEvidence {
             attest: &kept.attest,
             signature: &kept.signature,
@@ -736,7 +889,15 @@ impl Verifier {
             seq: rec.seq,
             time_unix: rec.time_unix,
             recorded_passed: rec.passed,
-            failed: failed.into_iter().take(MAX_DRY_RUN_CLAIMS).collect(),
+            failed: failed
+                .into_iter()
+                .take(MAX_DRY_RUN_CLAIMS)
+                .map(|mut c| {
+                    c.expected = clip(&c.expected);
+                    c.actual = clip(&c.actual);
+                    c
+                })
+                .collect(),
         })
     }
 
@@ -767,6 +928,7 @@ impl Verifier {
                     subject: "assay-verifier serve",
                     reason: &format!("the --policy file {} at first start", path.display()),
                     signature: None,
+                    signed_by: None,
                     mode: ApplyMode::Replace,
                     rollback_of: None,
                 })?;
@@ -852,6 +1014,7 @@ mod tests {
         PolicySet {
             epoch: 1,
             names: BTreeMap::new(),
+            broken: BTreeMap::new(),
             groups,
             labels,
         }
@@ -959,18 +1122,26 @@ mod tests {
         store
             .apply_policy(&NewPolicyVersion {
                 name: "other",
-                digest: &p1.digest_hex(),
+                // Kept under a digest that is not its own.
+                digest: &"ab".repeat(32),
                 text: P2,
                 applied_unix: 0,
                 subject: "t",
                 reason: "",
                 signature: None,
+                signed_by: None,
                 mode: ApplyMode::Replace,
                 rollback_of: None,
             })
             .unwrap();
         // A tampered store: the text kept under a digest is another policy's.
-        let err = PolicySet::load(&*store).expect_err("refused");
-        assert!(err.to_string().contains("does not hash"), "{err}");
+        // That name's nodes are refused; the other names load.
+        let set = PolicySet::load(&*store).unwrap();
+        assert!(
+            set.broken("other").unwrap().contains("does not hash"),
+            "{set:?}"
+        );
+        assert!(set.accepted("other").is_empty());
+        assert_eq!(set.accepted(DEFAULT_POLICY).len(), 1);
     }
 }

@@ -656,6 +656,10 @@ pub struct PolicyVersion {
     pub reason: String,
     /// The detached signature it was applied with, as received.
     pub signature: Option<String>,
+    /// The id of the configured key that verified `signature` (None: not
+    /// verified, e.g. no `policy_signing_keys` then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
     pub status: PolicyStatus,
     /// For a rollback: the version whose text this one restores.
     pub rollback_of: Option<u64>,
@@ -681,6 +685,7 @@ pub struct NewPolicyVersion<'a> {
     pub subject: &'a str,
     pub reason: &'a str,
     pub signature: Option<&'a str>,
+    pub signed_by: Option<&'a str>,
     pub mode: ApplyMode,
     pub rollback_of: Option<u64>,
 }
@@ -766,6 +771,7 @@ pub(crate) fn plan_apply(
         subject: new.subject.to_string(),
         reason: new.reason.to_string(),
         signature: new.signature.map(str::to_string),
+        signed_by: new.signed_by.map(str::to_string),
         status,
         rollback_of: new.rollback_of,
     };

@@ -1,6 +1,9 @@
 //! Named, versioned policies ([`PolicyStore`]): one tree of versions keyed by
-//! (name, 0, version), one of group assignments; every change under one lock
-//! (one process holds a sled database), then flushed.
+//! (name, 0, version), one of group assignments; every change decided under
+//! one lock (one process holds a sled database) and written as one sled
+//! transaction over the text, the versions (or assignments) and the epoch,
+//! then flushed: a crash leaves the change whole or absent, never a name
+//! without an accepted version.
 
 use super::super::records::{
     applied_outcome, changed_versions, plan_apply, plan_retire, retired_outcome, Applied,
@@ -32,18 +35,54 @@ impl SledStore {
             .collect()
     }
 
-    /// Writes the versions `changes` touch; returns them as written.
-    fn write_changes(
+    /// Writes one change atomically: a policy text by digest, version
+    /// records, an assignment (Some(None) removes it), and the epoch moved.
+    fn commit(
         &self,
+        text: Option<(&str, &str)>,
         versions: &[PolicyVersion],
-        changes: &[(u64, super::super::PolicyStatus)],
-    ) -> Result<Vec<PolicyVersion>, StoreError> {
-        let changed = changed_versions(versions, changes);
-        for v in &changed {
-            self.policy_versions
-                .insert(version_key(&v.name, v.version), to_json(v))?;
-        }
-        Ok(changed)
+        assignment: Option<(&str, Option<&str>)>,
+    ) -> Result<(), StoreError> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+        use sled::Transactional as _;
+        let records: Vec<(Vec<u8>, Vec<u8>)> = versions
+            .iter()
+            .map(|v| (version_key(&v.name, v.version), to_json(v)))
+            .collect();
+        let meta: &sled::Tree = &self.db;
+        (
+            &self.policies,
+            &self.policy_versions,
+            &self.policy_groups,
+            meta,
+        )
+            .transaction(|(texts, vs, groups, meta)| {
+                if let Some((digest, text)) = text {
+                    texts.insert(digest.as_bytes(), text.as_bytes())?;
+                }
+                for (k, v) in &records {
+                    vs.insert(k.as_slice(), v.as_slice())?;
+                }
+                match assignment {
+                    Some((g, Some(n))) => {
+                        groups.insert(g.as_bytes(), n.as_bytes())?;
+                    }
+                    Some((g, None)) => {
+                        groups.remove(g.as_bytes())?;
+                    }
+                    None => {}
+                }
+                let n = meta.get(EPOCH)?.map_or(0, |v| {
+                    i64::from_be_bytes(v.as_ref().try_into().unwrap_or_default())
+                });
+                meta.insert(EPOCH, &(n + 1).to_be_bytes())?;
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => StoreError::from(e),
+                TransactionError::Abort(()) => StoreError::Db("policy change aborted".into()),
+            })?;
+        self.flush()
     }
 }
 
@@ -52,14 +91,9 @@ impl PolicyStore for SledStore {
         let _one = self.policy_lock.lock().unwrap_or_else(|e| e.into_inner());
         let existing = self.versions_of(new.name)?;
         let (changes, v) = plan_apply(&existing, new);
-        // The text by digest, in the same flush as the version.
-        self.policies
-            .insert(new.digest.as_bytes(), new.text.as_bytes())?;
-        self.write_changes(&existing, &changes)?;
-        self.policy_versions
-            .insert(version_key(new.name, v.version), to_json(&v))?;
-        self.add_meta(EPOCH, 1)?;
-        self.flush()?;
+        let mut written = changed_versions(&existing, &changes);
+        written.push(v.clone());
+        self.commit(Some((new.digest, new.text)), &written, None)?;
         Ok(applied_outcome(&existing, &changes, v))
     }
 
@@ -89,20 +123,14 @@ impl PolicyStore for SledStore {
             Ok(c) => c,
             Err(refused) => return Ok(refused),
         };
-        let changed = self.write_changes(&existing, &changes)?;
-        self.add_meta(EPOCH, 1)?;
-        self.flush()?;
+        let changed = changed_versions(&existing, &changes);
+        self.commit(None, &changed, None)?;
         retired_outcome(changed).ok_or(StoreError::Db("retired version vanished".into()))
     }
 
     fn assign_policy(&self, group: &str, name: Option<&str>) -> Result<(), StoreError> {
         let _one = self.policy_lock.lock().unwrap_or_else(|e| e.into_inner());
-        match name {
-            Some(n) => self.policy_groups.insert(group.as_bytes(), n.as_bytes())?,
-            None => self.policy_groups.remove(group.as_bytes())?,
-        };
-        self.add_meta(EPOCH, 1)?;
-        self.flush()
+        self.commit(None, &[], Some((group, name)))
     }
 
     fn policy_assignments(&self) -> Result<Vec<(String, String)>, StoreError> {
