@@ -63,6 +63,16 @@ async fn attest(n: &Node, v: &VerifierProc) -> pb::Verdict {
     n.send(v, req).await.verdict.expect("a verdict")
 }
 
+/// A challenge for `id` from `v`, through `n`'s connection.
+async fn challenge(n: &Node, v: &VerifierProc, id: &str) -> pb::ChallengeResponse {
+    n.client(v)
+        .await
+        .challenge(pb::ChallengeRequest { node_id: id.into() })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 fn failed(v: &pb::Verdict) -> Vec<&str> {
     v.claims
         .iter()
@@ -254,14 +264,7 @@ async fn alongside_passes_old_and_new_kernels_during_a_rollout_and_retire_ends_i
         "{}",
         text(&o)
     );
-    let mut c = old.client(&v).await;
-    let chal = c
-        .challenge(pb::ChallengeRequest {
-            node_id: old.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let chal = challenge(&old, &v, &old.id).await;
     assert_eq!(chal.pcrs_sha256, [16, 23]);
 
     let o_v = attest(&old, &v).await;
@@ -619,14 +622,7 @@ async fn two_node_groups_under_two_policies_and_a_node_moved_between_them_change
 
     // gpu-1 renamed out of the gpu group: judged under `default` now.
     cli(&v, &["node", "move", "gpu-1", "cpu-2"], 0);
-    let mut client = g.client(&v).await;
-    let chal = client
-        .challenge(pb::ChallengeRequest {
-            node_id: "cpu-2".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let chal = challenge(&g, &v, "cpu-2").await;
     let mut req = g.quote_for(&chal.nonce, &chal.pcrs_sha256);
     req.node_id = "cpu-2".into();
     let moved = g.send(&v, req).await.verdict.unwrap();

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use assay_core::verdict::Claim;
 use tracing::info;
 
 use super::{validate_node_id, ServiceError, Verifier};
@@ -143,26 +142,13 @@ pub fn validate_entry(
 
 /// The ADMIN record of one act on a node.
 fn admin_record(v: &Verifier, node_id: &str, what: String, by: &str) -> HistoryRecord {
-    let policy = v.policy_of_record(node_id);
-    HistoryRecord {
-        seq: 0,
-        node_id: node_id.into(),
-        time_unix: now_unix(),
-        passed: true,
-        claims: vec![Claim::new(
-            "admin.action",
-            true,
-            "an operator's request",
-            format!("{what} (by {by})"),
-            "Nodes",
-        )],
-        policy_name: policy.0,
-        policy_digest: policy.1,
-        policy_version: policy.2,
-        evidence_digest: String::new(),
-        prev_hash: String::new(),
-        kind: "admin".into(),
-    }
+    super::admin_record(
+        node_id,
+        "an operator's request",
+        format!("{what} (by {by})"),
+        "Nodes",
+        v.policy_of_record(node_id),
+    )
 }
 
 fn describe(e: &InventoryEntry) -> String {

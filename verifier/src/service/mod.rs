@@ -235,6 +235,31 @@ impl Verifier {
     }
 }
 
+/// An `admin` history record: one `admin.action` claim saying what was done
+/// (`actual`) at whose request (`expected`, `location`), under `policy`
+/// (name, digest, version).
+pub(crate) fn admin_record(
+    node_id: &str,
+    expected: &str,
+    actual: String,
+    location: &str,
+    policy: (String, String, u64),
+) -> HistoryRecord {
+    HistoryRecord {
+        seq: 0,
+        node_id: node_id.into(),
+        time_unix: now_unix(),
+        passed: true,
+        claims: vec![Claim::new("admin.action", true, expected, actual, location)],
+        policy_name: policy.0,
+        policy_digest: policy.1,
+        policy_version: policy.2,
+        evidence_digest: String::new(),
+        prev_hash: String::new(),
+        kind: "admin".into(),
+    }
+}
+
 /// Runs `f` on a blocking thread (it does crypto and durable writes) and
 /// waits for it.
 pub async fn blocking<T: Send + 'static>(

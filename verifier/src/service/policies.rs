@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use assay_core::policy::Policy;
 use assay_core::verdict::Claim;
-use assay_core::verify::{verify_quote, QuoteCheck, QuoteEvidence};
+use assay_core::verify::verify_quote;
 use tracing::{info, warn};
 
 use super::{ServiceError, Verifier};
@@ -742,25 +742,13 @@ impl Verifier {
         subject: &str,
         rpc: &str,
     ) -> Result<HistoryRecord, ServiceError> {
-        Ok(self.store.append_history(HistoryRecord {
-            seq: 0,
-            node_id: String::new(),
-            time_unix: now_unix(),
-            passed: true,
-            claims: vec![Claim::new(
-                "admin.action",
-                true,
-                "an operator's request",
-                format!("{what} (by {subject})"),
-                rpc,
-            )],
-            policy_name: v.name.clone(),
-            policy_digest: v.digest.clone(),
-            policy_version: v.version,
-            evidence_digest: String::new(),
-            prev_hash: String::new(),
-            kind: "admin".into(),
-        })?)
+        Ok(self.store.append_history(super::admin_record(
+            "",
+            "an operator's request",
+            format!("{what} (by {subject})"),
+            rpc,
+            (v.name.clone(), v.digest.clone(), v.version),
+        ))?)
     }
 
     /// The dry run: every enrolled node whose policy is `name`, judged under
@@ -832,23 +820,9 @@ impl Verifier {
                 })
             }
         };
-        let evidence = QuoteEvidence {
-            attest: &kept.attest,
-            signature: &kept.signature,
-            pcrs_sha256: &kept.pcrs,
-            uefi_log: logs.uefi.as_deref(),
-            ima_log: logs.ima.as_deref(),
-            cel_log: logs.cel.as_deref(),
-        };
         let outcome = verify_quote(
-            &QuoteCheck {
-                ak: &kept.ak,
-                expected_nonce: &kept.nonce,
-                previous_clock: ev.previous_clock,
-                policy: candidate,
-                cache: Some(cache),
-            },
-            &evidence,
+            &kept.check(&ev, candidate, Some(cache)),
+            &kept.evidence(&logs),
         );
         let failed: Vec<Claim> = outcome.verdict.failed().cloned().collect();
         let quoted: Vec<u32> = kept.pcrs.iter().map(|(i, _)| *i).collect();
@@ -948,25 +922,13 @@ impl Verifier {
                         short(&digest)
                     ),
                 };
-                store.append_history(HistoryRecord {
-                    seq: 0,
-                    node_id: String::new(),
-                    time_unix: now_unix(),
-                    passed: true,
-                    claims: vec![Claim::new(
-                        "admin.action",
-                        true,
-                        "the verifier's configuration",
-                        format!("{what} (from {})", path.display()),
-                        "assay-verifier serve",
-                    )],
-                    policy_name: DEFAULT_POLICY.into(),
-                    policy_digest: digest.clone(),
-                    policy_version: v.version,
-                    evidence_digest: String::new(),
-                    prev_hash: String::new(),
-                    kind: "admin".into(),
-                })?;
+                store.append_history(super::admin_record(
+                    "",
+                    "the verifier's configuration",
+                    format!("{what} (from {})", path.display()),
+                    "assay-verifier serve",
+                    (DEFAULT_POLICY.into(), digest.clone(), v.version),
+                ))?;
                 store.set_current_policy(&digest)?;
                 info!(policy = %label(v), digest = %digest, "policy recorded in the store and the history");
             }

@@ -42,23 +42,9 @@ impl Verifier {
         })?;
         let policy = self.recorded_policy(&rec)?;
         let kept = Kept::decode(seq, &ev, &logs)?;
-        let evidence = QuoteEvidence {
-            attest: &kept.attest,
-            signature: &kept.signature,
-            pcrs_sha256: &kept.pcrs,
-            uefi_log: logs.uefi.as_deref(),
-            ima_log: logs.ima.as_deref(),
-            cel_log: logs.cel.as_deref(),
-        };
-        let check = QuoteCheck {
-            ak: &kept.ak,
-            expected_nonce: &kept.nonce,
-            previous_clock: ev.previous_clock,
-            policy: &policy,
-            // Reverification judges the stored evidence afresh.
-            cache: None,
-        };
-        let outcome = verify_quote(&check, &evidence);
+        let evidence = kept.evidence(&logs);
+        // Reverification judges the stored evidence afresh.
+        let outcome = verify_quote(&kept.check(&ev, &policy, None), &evidence);
         // Nonce claims depend on single-use state at the time, and the EK's
         // revocation on the CRLs then: taken as recorded.
         let mut claims: Vec<Claim> = rec
@@ -120,6 +106,34 @@ pub(super) struct Kept {
 }
 
 impl Kept {
+    /// The kept evidence as the core judges it.
+    pub(super) fn evidence<'a>(&'a self, logs: &'a Logs) -> QuoteEvidence<'a> {
+        QuoteEvidence {
+            attest: &self.attest,
+            signature: &self.signature,
+            pcrs_sha256: &self.pcrs,
+            uefi_log: logs.uefi.as_deref(),
+            ima_log: logs.ima.as_deref(),
+            cel_log: logs.cel.as_deref(),
+        }
+    }
+
+    /// What it is judged against: its AK, nonce and previous clock, under `policy`.
+    pub(super) fn check<'a>(
+        &'a self,
+        ev: &StoredEvidence,
+        policy: &'a Policy,
+        cache: Option<&'a assay_core::verify::MeasuredBootCache>,
+    ) -> QuoteCheck<'a> {
+        QuoteCheck {
+            ak: &self.ak,
+            expected_nonce: &self.nonce,
+            previous_clock: ev.previous_clock,
+            policy,
+            cache,
+        }
+    }
+
     pub(super) fn decode(seq: u64, ev: &StoredEvidence, logs: &Logs) -> Result<Self, ServiceError> {
         let unhex = |what: &str, h: &str| {
             hex::decode(h).map_err(|e| ServiceError::Internal(format!("stored {what}: {e}")))
