@@ -36,15 +36,6 @@ pub fn build(config: Config) -> anyhow::Result<Verifier> {
                 .map_err(|e| anyhow::anyhow!("policy_signing_keys: {e}"))?,
         )
     };
-    let policy_groups = config
-        .join_groups
-        .iter()
-        .map(|g| {
-            crate::join::groups::node_pattern(&g.nodes)
-                .map(|re| (g.name.clone(), re))
-                .map_err(|e| anyhow::anyhow!("join.groups `{}`: {e}", g.name))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("data_dir {}", config.data_dir.display()))?;
     let store = crate::store::open(&config.storage, &config.data_dir)?;
@@ -84,7 +75,6 @@ pub fn build(config: Config) -> anyhow::Result<Verifier> {
         config,
         anchors: std::sync::RwLock::new(Arc::new(anchors)),
         policies: std::sync::RwLock::new(Arc::new(policies)),
-        policy_groups,
         policy_keys,
         store,
         tokens,
@@ -136,22 +126,7 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listen: binding {}", verifier.config.listen))?;
     let addr = listener.local_addr()?;
-    let in_force: Vec<String> = {
-        let set = verifier.policy_set();
-        verifier
-            .store
-            .policy_names()
-            .unwrap_or_default()
-            .iter()
-            .flat_map(|n| {
-                set.accepted(n)
-                    .iter()
-                    .map(|a| crate::service::policies::label(&a.version))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    };
-    info!(policies = ?in_force, %addr, "assay-verifier serving");
+    info!(policies = ?verifier.policy_set().in_force(), %addr, "assay-verifier serving");
     println!("listening on {addr}");
     let verifier = Arc::new(verifier);
     let sweeper = tokio::spawn(sweep(verifier.clone()));

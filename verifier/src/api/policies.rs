@@ -85,9 +85,10 @@ impl pb::policies_server::Policies for Api {
                 .collect(),
             groups: self
                 .0
-                .policy_groups
+                .config
+                .join_groups
                 .iter()
-                .map(|(g, _)| g.clone())
+                .map(|g| g.name.clone())
                 .collect(),
         }))
     }
@@ -139,9 +140,6 @@ impl pb::policies_server::Policies for Api {
         let r = req.into_inner();
         let subject = format!("{} ({})", caller.subject, caller.role);
         let (retired, promoted, seq) = blocking(&self.0, move |v| {
-            if r.reason.len() > crate::service::policies::MAX_REASON {
-                return Err(ServiceError::BadRequest("the reason is too long".into()));
-            }
             v.retire_policy(&r.name, r.version, &r.reason, &subject)
         })
         .await?;
@@ -173,10 +171,7 @@ impl pb::policies_server::Policies for Api {
         self.authorize(&req, Rpc::TestPolicy, None)?;
         let r = req.into_inner();
         let (nodes, digest, current) = blocking(&self.0, move |v| {
-            let nodes = v.dry_run(&r.name, &r.text)?;
-            let digest = assay_core::policy::Policy::parse(&r.name, &r.text)
-                .map(|p| p.digest_hex())
-                .unwrap_or_default();
+            let (digest, nodes) = v.dry_run(&r.name, &r.text)?;
             let current = v.policy_set().current(&r.name).map(|a| a.version.clone());
             Ok((nodes, digest, current))
         })

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use assay_core::policy::Policy;
 use assay_proto::v1 as pb;
 use serde_json::json;
@@ -76,12 +75,10 @@ pub fn parse_ref(s: &str) -> anyhow::Result<(String, u64)> {
     }
 }
 
+/// A policy file's text, read bounded and checked here for a readable error
+/// (the verifier checks again).
 fn read_text(file: &Path) -> anyhow::Result<String> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    // Checked here for a readable error; the verifier checks again.
-    Policy::parse(&file.display().to_string(), &text)?;
-    Ok(text)
+    Ok(assay_verifier::files::read_policy_with_text(file)?.1)
 }
 
 pub struct ApplyArgs<'a> {
@@ -295,8 +292,8 @@ pub async fn show(
 async fn side(s: &str, server: &ServerArgs) -> anyhow::Result<(String, Policy)> {
     let path = Path::new(s);
     if !s.contains('@') && path.exists() {
-        let text = read_text(path)?;
-        return Ok((s.to_string(), Policy::parse(s, &text)?));
+        let (policy, _) = assay_verifier::files::read_policy_with_text(path)?;
+        return Ok((s.to_string(), policy));
     }
     let (name, version) = parse_ref(s)?;
     let r = fetch(&mut client(server).await?, &name, version).await?;

@@ -39,19 +39,12 @@ pub struct Groups {
 }
 
 impl Groups {
-    fn route(&self, node_id: &str) -> &Arc<dyn JoinIssuer> {
-        self.groups
-            .iter()
-            .find(|g| g.nodes.is_match(node_id))
-            .map_or(&self.default, |g| &g.issuer)
+    fn group(&self, node_id: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.nodes.is_match(node_id))
     }
 
-    /// The group a node is in (`None`: the default).
-    pub fn group_of(&self, node_id: &str) -> Option<&str> {
-        self.groups
-            .iter()
-            .find(|g| g.nodes.is_match(node_id))
-            .map(|g| g.name.as_str())
+    fn route(&self, node_id: &str) -> &Arc<dyn JoinIssuer> {
+        self.group(node_id).map_or(&self.default, |g| &g.issuer)
     }
 }
 
@@ -62,6 +55,10 @@ impl JoinIssuer for Groups {
 
     fn name_for(&self, node_id: &str) -> &'static str {
         self.route(node_id).name()
+    }
+
+    fn group_of(&self, node_id: &str) -> Option<&str> {
+        self.group(node_id).map(|g| g.name.as_str())
     }
 
     fn issue<'a>(&'a self, to: IssueFor<'a>) -> BoxFuture<'a, Result<Grant, JoinError>> {

@@ -74,6 +74,11 @@ pub trait JoinIssuer: Send + Sync {
     fn name_for(&self, _node_id: &str) -> &'static str {
         self.name()
     }
+    /// The `[join.groups]` group `node_id` is in (the first whose pattern
+    /// matches; `None`: the default), which also picks its policy.
+    fn group_of(&self, _node_id: &str) -> Option<&str> {
+        None
+    }
     /// On a pass: the grant the node joins with.
     fn issue<'a>(&'a self, to: IssueFor<'a>) -> BoxFuture<'a, Result<Grant, JoinError>>;
     /// On a fail: isolate the node (drain, taint, …). Returns what was done, for the log.

@@ -108,8 +108,6 @@ pub struct Verifier {
     /// The named policies in force (`service::policies`), reloaded when the
     /// store's policy epoch moves.
     pub policies: std::sync::RwLock<Arc<PolicySet>>,
-    /// The `[join.groups]` node patterns, by group name (policy assignment).
-    pub policy_groups: Vec<(String, regex::Regex)>,
     /// `policy_signing_keys`: who may sign policies.
     pub policy_keys: Option<crate::policy_signature::PolicyKeys>,
     pub store: Box<dyn Storage>,
@@ -221,12 +219,12 @@ impl Verifier {
     /// The policy a record that is not a verdict is written under: the
     /// node's current version (`default`'s for no node).
     pub fn policy_of_record(&self, node_id: &str) -> (String, String, u64) {
-        let set = self.policy_set();
-        let name = if node_id.is_empty() {
-            DEFAULT_POLICY.to_string()
-        } else {
-            self.node_policy(node_id)
-                .map_or_else(|_| DEFAULT_POLICY.to_string(), |p| p.name)
+        let node = (!node_id.is_empty())
+            .then(|| self.node_policy(node_id).ok())
+            .flatten();
+        let (set, name) = match node {
+            Some(p) => (p.set, p.name),
+            None => (self.policy_set(), DEFAULT_POLICY.to_string()),
         };
         match set.current(&name) {
             Some(a) => (name, a.version.digest.clone(), a.version.version),

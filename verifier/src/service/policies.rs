@@ -151,6 +151,14 @@ impl PolicySet {
             .map_or(DEFAULT_POLICY, String::as_str)
     }
 
+    /// Every accepted version, as `NAME@VERSION` (for the log).
+    pub fn in_force(&self) -> Vec<String> {
+        self.names
+            .values()
+            .flat_map(|a| a.iter().map(|a| label(&a.version)))
+            .collect()
+    }
+
     /// Why `name` could not be loaded, if it could not.
     pub fn broken(&self, name: &str) -> Option<&str> {
         self.broken.get(name).map(String::as_str)
@@ -246,6 +254,17 @@ pub fn validate_policy_name(name: &str) -> Result<(), ServiceError> {
             name.chars().take(80).collect::<String>().escape_debug()
         )))
     }
+}
+
+/// A reason kept with a change is bounded.
+fn check_reason(reason: &str) -> Result<(), ServiceError> {
+    if reason.len() > MAX_REASON {
+        return Err(ServiceError::BadRequest(format!(
+            "the reason is {} bytes; at most {MAX_REASON}",
+            reason.len()
+        )));
+    }
+    Ok(())
 }
 
 /// `NAME@VERSION` as operators write it.
@@ -351,11 +370,7 @@ impl Verifier {
             return Ok(false);
         }
         let set = PolicySet::load(&*self.store)?;
-        let summary: Vec<String> = set
-            .names
-            .values()
-            .flat_map(|a| a.iter().map(|a| label(&a.version)))
-            .collect();
+        let summary = set.in_force();
         let loaded = set.epoch;
         // Never back: a load that began before a change another load has
         // already installed does not replace it.
@@ -374,17 +389,10 @@ impl Verifier {
         Ok(installed)
     }
 
-    /// The `[join.groups]` group a node id is in.
-    pub fn policy_group_of(&self, node_id: &str) -> Option<&str> {
-        self.policy_groups
-            .iter()
-            .find(|(_, re)| re.is_match(node_id))
-            .map(|(name, _)| name.as_str())
-    }
-
-    /// The policy a node is judged under now.
-    pub fn node_policy(&self, node_id: &str) -> Result<NodePolicy, ServiceError> {
-        let set = self.policy_set();
+    /// The name of the policy `set` gives a node: by its registration's
+    /// labels (read only when some assignment is by label), then its
+    /// `[join.groups]` group (the join router's), else `default`.
+    fn policy_name_in(&self, set: &PolicySet, node_id: &str) -> Result<String, ServiceError> {
         let labels = if set.uses_labels() {
             self.store
                 .inventory(node_id)?
@@ -393,9 +401,15 @@ impl Verifier {
         } else {
             BTreeMap::new()
         };
-        let name = set
-            .name_for(self.policy_group_of(node_id), &labels)
-            .to_string();
+        Ok(set
+            .name_for(self.join.group_of(node_id), &labels)
+            .to_string())
+    }
+
+    /// The policy a node is judged under now.
+    pub fn node_policy(&self, node_id: &str) -> Result<NodePolicy, ServiceError> {
+        let set = self.policy_set();
+        let name = self.policy_name_in(&set, node_id)?;
         if let Some(why) = set.broken(&name) {
             return Err(ServiceError::Internal(format!(
                 "node {node_id}'s policy `{name}` cannot be loaded ({why}); its nodes are \
@@ -418,12 +432,7 @@ impl Verifier {
         subject: &str,
     ) -> Result<ApplyOutput, ServiceError> {
         validate_policy_name(&input.name)?;
-        if input.reason.len() > MAX_REASON {
-            return Err(ServiceError::BadRequest(format!(
-                "the reason is {} bytes; at most {MAX_REASON}",
-                input.reason.len()
-            )));
-        }
+        check_reason(&input.reason)?;
         let (text, signature, rollback_of) = match input.rollback_to {
             None => (input.text, input.signature, None),
             Some(to) => {
@@ -576,6 +585,7 @@ impl Verifier {
         subject: &str,
     ) -> Result<(PolicyVersion, Option<PolicyVersion>, u64), ServiceError> {
         validate_policy_name(name)?;
+        check_reason(reason)?;
         let (retired, promoted) = match self.store.retire_policy_version(name, version)? {
             Retired::Done { retired, promoted } => (*retired, promoted.map(|p| *p)),
             Retired::NotFound => {
@@ -633,12 +643,7 @@ impl Verifier {
         reason: &str,
         subject: &str,
     ) -> Result<u64, ServiceError> {
-        if reason.len() > MAX_REASON {
-            return Err(ServiceError::BadRequest(format!(
-                "the reason is {} bytes; at most {MAX_REASON}",
-                reason.len()
-            )));
-        }
+        check_reason(reason)?;
         if group.is_empty() || group.len() > MAX_GROUP {
             return Err(ServiceError::BadRequest(format!(
                 "a group is 1 to {MAX_GROUP} bytes"
@@ -653,8 +658,13 @@ impl Verifier {
             };
             // The inventory's own rules for labels: a group no label can match is refused.
             super::inventory::check_label("label group", k, v)?;
-        } else if !self.policy_groups.iter().any(|(g, _)| g == group) {
-            let known: Vec<&str> = self.policy_groups.iter().map(|(g, _)| g.as_str()).collect();
+        } else if !self.config.join_groups.iter().any(|g| g.name == group) {
+            let known: Vec<&str> = self
+                .config
+                .join_groups
+                .iter()
+                .map(|g| g.name.as_str())
+                .collect();
             return Err(ServiceError::BadRequest(format!(
                 "no node group `{}` in [join.groups] (groups: {}); or name nodes by an \
                  inventory label with label:KEY=VALUE",
@@ -752,9 +762,13 @@ impl Verifier {
     }
 
     /// The dry run: every enrolled node whose policy is `name`, judged under
-    /// `text` on the evidence kept with its newest authentic verdict.
-    /// Nothing is written.
-    pub fn dry_run(&self, name: &str, text: &str) -> Result<Vec<DryRunNode>, ServiceError> {
+    /// `text` on the evidence kept with its newest authentic verdict; the
+    /// candidate's digest and each node's outcome. Nothing is written.
+    pub fn dry_run(
+        &self,
+        name: &str,
+        text: &str,
+    ) -> Result<(String, Vec<DryRunNode>), ServiceError> {
         validate_policy_name(name)?;
         let candidate = Policy::parse(name, text)
             .map_err(|e| ServiceError::BadRequest(format!("policy `{name}`: {e}")))?;
@@ -767,15 +781,7 @@ impl Verifier {
             let Some(last) = page.last() else { break };
             after = last.node_id.clone();
             for node in &page {
-                let labels = if set.uses_labels() {
-                    self.store
-                        .inventory(&node.node_id)?
-                        .map(|e| e.labels)
-                        .unwrap_or_default()
-                } else {
-                    BTreeMap::new()
-                };
-                if set.name_for(self.policy_group_of(&node.node_id), &labels) != name {
+                if self.policy_name_in(&set, &node.node_id)? != name {
                     continue;
                 }
                 out.push(self.dry_run_node(&node.node_id, &candidate, &cache)?);
@@ -784,7 +790,7 @@ impl Verifier {
                 break;
             }
         }
-        Ok(out)
+        Ok((candidate.digest_hex(), out))
     }
 
     fn dry_run_node(

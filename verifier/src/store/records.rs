@@ -701,10 +701,11 @@ pub struct Applied {
     pub superseded: Vec<PolicyVersion>,
 }
 
-/// An apply's answer from what it read and wrote (`plan_apply`).
+/// An apply's answer from what it read (`existing`) and wrote (the
+/// `superseded` versions `changed_versions` gave, and the new `version`).
 pub(crate) fn applied_outcome(
     existing: &[PolicyVersion],
-    changes: &[(u64, PolicyStatus)],
+    superseded: Vec<PolicyVersion>,
     version: PolicyVersion,
 ) -> Applied {
     Applied {
@@ -712,7 +713,7 @@ pub(crate) fn applied_outcome(
             .iter()
             .find(|v| v.status == PolicyStatus::Current)
             .cloned(),
-        superseded: changed_versions(existing, changes),
+        superseded,
         version,
     }
 }

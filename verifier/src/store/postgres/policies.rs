@@ -77,7 +77,7 @@ impl PolicyStore for PgStore {
             )
             .await
             .map_err(pg)?;
-            write_changes(&tx, &existing, &changes).await?;
+            let superseded = write_changes(&tx, &existing, &changes).await?;
             tx.execute(
                 "INSERT INTO policy_versions (name, version, rec) VALUES ($1, $2, $3)",
                 &[&v.name, &i64_of(v.version), &json_text(&v)],
@@ -85,7 +85,7 @@ impl PolicyStore for PgStore {
             .await
             .map_err(pg)?;
             tx.commit().await.map_err(pg)?;
-            Ok(applied_outcome(&existing, &changes, v))
+            Ok(applied_outcome(&existing, superseded, v))
         })
     }
 

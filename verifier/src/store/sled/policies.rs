@@ -91,10 +91,10 @@ impl PolicyStore for SledStore {
         let _one = self.policy_lock.lock().unwrap_or_else(|e| e.into_inner());
         let existing = self.versions_of(new.name)?;
         let (changes, v) = plan_apply(&existing, new);
-        let mut written = changed_versions(&existing, &changes);
-        written.push(v.clone());
+        let superseded = changed_versions(&existing, &changes);
+        let written = [superseded.as_slice(), std::slice::from_ref(&v)].concat();
         self.commit(Some((new.digest, new.text)), &written, None)?;
-        Ok(applied_outcome(&existing, &changes, v))
+        Ok(applied_outcome(&existing, superseded, v))
     }
 
     fn policy_versions(&self, name: &str) -> Result<Vec<PolicyVersion>, StoreError> {
