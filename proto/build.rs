@@ -1,7 +1,13 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=assay.proto");
     println!("cargo:rerun-if-changed=containerd");
-    tonic_prost_build::configure().compile_protos(&["assay.proto"], &["."])?;
+    // The encoded descriptors of Assay's API, for gRPC server reflection
+    // (grpcurl and other clients that work without the .proto file).
+    let descriptors =
+        std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("assay_descriptor.bin");
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(descriptors)
+        .compile_protos(&["assay.proto"], &["."])?;
     // containerd's API (subset), client side only: the attestor watches images
     // and containers through it.
     tonic_prost_build::configure()

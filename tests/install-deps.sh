@@ -3,11 +3,14 @@
 # tpm2-tss headers, tpm2-tools as test oracle, protoc, openssl/python3 for the
 # scripts, containerd + runc + busybox-static for the container tests, docker.io +
 # iproute2 + util-linux for the Swarm join test, postgresql for the storage
-# suite and the replica tests, minisign as the policy signatures' oracle; with
+# suite and the replica tests, minisign as the policy signatures' oracle,
+# prometheus (scrapes the verifier in the metrics test), chromium + libnss3-tools
+# (the fleet page in a browser), python3-venv (the grpcio health and reflection
+# clients, installed from PyPI into target/grpc-venv); with
 # --vm also QEMU, OVMF, Debian's cloud kernel, cpio and binutils for vm-tests)
 # and, when there is no cargo at all, a stable Rust toolchain via rustup.
 set -euo pipefail
-pkgs=(swtpm swtpm-tools libtss2-dev tpm2-tools pkg-config protobuf-compiler openssl python3 ca-certificates curl build-essential containerd runc busybox-static tar docker.io iproute2 util-linux postgresql minisign)
+pkgs=(swtpm swtpm-tools libtss2-dev tpm2-tools pkg-config protobuf-compiler openssl python3 ca-certificates curl build-essential containerd runc busybox-static tar docker.io iproute2 util-linux postgresql minisign prometheus chromium libnss3-tools python3-venv)
 vm_pkgs=()
 [ "${1:-}" = --vm ] && vm_pkgs=(qemu-system-x86 ovmf linux-image-cloud-amd64 cpio binutils)
 missing=()
@@ -36,4 +39,13 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "installing Rust (rustup, stable)" >&2
   curl -sSf https://sh.rustup.rs | sh -s -- -y -q --profile minimal --component rustfmt,clippy
+fi
+# gRPC clients Assay did not write (health checking, server reflection), for
+# tests/tests/grpc_clients.rs: grpcio from PyPI in a venv.
+GRPC_VENV=${ASSAY_GRPC_VENV:-${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target}/grpc-venv}
+if [ ! -x "$GRPC_VENV/bin/python" ] || ! "$GRPC_VENV/bin/python" -c "import grpc_health.v1, grpc_reflection.v1alpha" 2>/dev/null; then
+  echo "installing grpcio, grpcio-health-checking, grpcio-reflection into $GRPC_VENV" >&2
+  python3 -m venv "$GRPC_VENV"
+  "$GRPC_VENV/bin/pip" install -q --disable-pip-version-check \
+    'grpcio==1.85.*' 'grpcio-health-checking==1.85.*' 'grpcio-reflection==1.85.*'
 fi

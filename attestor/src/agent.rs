@@ -82,13 +82,20 @@ fn measure_all(cfg: &Config, tpm: &mut Tpm, ms: &[Measurement]) -> Result<usize,
             added += 1;
         }
     }
+    crate::metrics::measured(added);
     Ok(added)
 }
 
 async fn attest_and_report(cfg: &Config, tpm: &mut Tpm, why: &str, since: Option<Instant>) {
     match flow::join_with(cfg, tpm, true).await {
-        Ok(o) => report(&o, why, since),
-        Err(e) => warn!(error = %e, why, "attestation failed"),
+        Ok(o) => {
+            crate::metrics::attested(o.trusted);
+            report(&o, why, since)
+        }
+        Err(e) => {
+            crate::metrics::attest_error();
+            warn!(error = %e, why, "attestation failed")
+        }
     }
 }
 
@@ -107,7 +114,13 @@ fn report(o: &Outcome, why: &str, since: Option<Instant>) {
         "ms_since_event": since.map(|t| t.elapsed().as_secs_f64() * 1e3),
     });
     let _ = writeln!(std::io::stdout().lock(), "{line}");
-    info!(trusted = o.trusted, seq = o.history_seq, why, "attested");
+    info!(
+        trusted = o.trusted,
+        seq = o.history_seq,
+        claim = %failed.join(","),
+        why,
+        "attested"
+    );
 }
 
 /// Runs until killed (or, with `max_attestations`, until that many

@@ -33,6 +33,8 @@ pub struct FileConfig {
     pub containerd_socket: Option<PathBuf>,
     pub containerd_namespaces: Option<Vec<String>>,
     pub attest_interval_secs: Option<u64>,
+    /// The agent's Prometheus `/metrics` listener (absent: none).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Values from flags/environment; `None` means "not given".
@@ -57,6 +59,7 @@ pub struct Overrides {
     pub cel_pcr: Option<u32>,
     pub containerd_socket: Option<PathBuf>,
     pub attest_interval_secs: Option<u64>,
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +96,8 @@ pub struct Config {
     pub containerd_namespaces: Vec<String>,
     /// The agent re-attests at least this often.
     pub attest_interval_secs: u64,
+    /// Where the agent serves its Prometheus metrics (None: it does not).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Runtime files measured unless configured: the usual container runtimes,
@@ -232,6 +237,7 @@ impl Config {
                 .attest_interval_secs
                 .or(f.attest_interval_secs)
                 .unwrap_or(300),
+            metrics_listen: o.metrics_listen.or(f.metrics_listen),
         })
     }
 }

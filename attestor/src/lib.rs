@@ -21,5 +21,6 @@ mod files;
 pub mod flow;
 pub mod logs;
 pub mod measure;
+pub mod metrics;
 pub mod retry;
 pub mod tpm;

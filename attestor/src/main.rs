@@ -45,8 +45,19 @@ macro_rules! outln {
     about = "Assay node agent: proves this node's boot state with its TPM"
 )]
 struct Cli {
+    /// Log lines on stderr as `text` or as `json` (one object a line, with
+    /// stable field names: node_id, seq, claim, error).
+    #[arg(long, global = true, env = "ASSAY_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -124,6 +135,10 @@ struct AgentArgs {
     /// Stop after this many attestations (tests, one-off runs).
     #[arg(long)]
     max_attestations: Option<u64>,
+    /// Serve Prometheus metrics (plain HTTP, `/metrics`) on this address, e.g.
+    /// 127.0.0.1:9465 (config key metrics_listen; default: none).
+    #[arg(long, env = "ASSAY_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Args)]
@@ -269,19 +284,24 @@ impl Common {
             cel_pcr: self.cel_pcr,
             containerd_socket: None,
             attest_interval_secs: None,
+            metrics_listen: None,
         }
     }
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    // ASSAY_LOG: a tracing filter (default `warn`).
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ASSAY_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -517,7 +537,11 @@ async fn run_agent(a: &AgentArgs) -> Result<u8, Failure> {
     let mut o = a.common.overrides();
     o.containerd_socket = a.containerd_socket.clone();
     o.attest_interval_secs = a.interval_secs;
+    o.metrics_listen = a.metrics_listen;
     let cfg = Config::load(a.common.config.as_deref(), o).map_err(Failure::Config)?;
+    if let Some(addr) = cfg.metrics_listen {
+        assay_attestor::metrics::install(addr).map_err(Failure::Config)?;
+    }
     assay_attestor::agent::run(&cfg, a.max_attestations).await?;
     Ok(0)
 }

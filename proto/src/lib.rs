@@ -12,6 +12,11 @@ pub mod client;
 #[allow(clippy::all, clippy::pedantic)]
 pub mod v1 {
     tonic::include_proto!("assay.v1");
+
+    /// The encoded `FileDescriptorSet` of `assay.proto`: what the verifier's
+    /// gRPC server reflection answers with.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/assay_descriptor.bin"));
 }
 
 /// The subset of containerd's API the attestor uses (see `containerd/README.md`).

@@ -60,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
         containerd_socket: "/nonexistent/containerd.sock".into(),
         containerd_namespaces: vec![],
         attest_interval_secs: 300,
+        metrics_listen: None,
     };
     let mut tpm = Tpm::open(&cfg.tcti)?;
     let t = Instant::now();

@@ -7,6 +7,7 @@
 //! directories removed on drop). It is not a mock: every test that uses it talks
 //! to a real TPM 2.0 simulator and real binaries.
 
+pub mod grpcio;
 pub mod http;
 pub mod node;
 pub mod pki;

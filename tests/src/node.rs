@@ -47,6 +47,7 @@ impl Node {
             containerd_socket: "/nonexistent/containerd.sock".into(),
             containerd_namespaces: vec![],
             attest_interval_secs: 300,
+            metrics_listen: None,
         }
     }
 

@@ -23,6 +23,8 @@ use anyhow::{bail, Context, Result};
 
 pub struct PgCluster {
     bin: PathBuf,
+    /// Its data directory (`postmaster.pid` names the server).
+    data: PathBuf,
     pub port: u16,
     /// The CA of the server's TLS certificate (for `localhost`).
     pub tls_ca: PathBuf,
@@ -139,6 +141,7 @@ impl PgCluster {
         let port = free_port()?;
         let cluster = Self {
             bin,
+            data: data.clone(),
             port,
             tls_ca: tls.join("ca.pem"),
             run_as,
@@ -207,6 +210,26 @@ impl PgCluster {
             std::thread::sleep(Duration::from_millis(100));
         }
         Ok(cluster)
+    }
+
+    /// Stops the server (fast shutdown: sessions are ended) and waits until
+    /// it no longer answers (bounded: 30 s). The cluster is this test
+    /// process's for good: only for a test binary whose other tests do not
+    /// use PostgreSQL.
+    pub fn stop(&self) -> Result<()> {
+        let pid = std::fs::read_to_string(self.data.join("postmaster.pid"))
+            .context("reading postmaster.pid")?;
+        let pid = pid.lines().next().unwrap_or_default().trim().to_string();
+        let st = Command::new("kill").args(["-INT", &pid]).status()?;
+        anyhow::ensure!(st.success(), "kill -INT {pid} failed");
+        let start = std::time::Instant::now();
+        while self.psql("postgres", "SELECT 1").is_ok() {
+            if start.elapsed() > Duration::from_secs(30) {
+                bail!("postgres still answers 30 s after SIGINT");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
     }
 
     /// Runs SQL with psql as the superuser; its output (unaligned, tuples only).
@@ -295,6 +318,11 @@ impl PgDb {
     /// The server's port on 127.0.0.1 (and `localhost`).
     pub fn port(&self) -> u16 {
         self.cluster.port
+    }
+
+    /// Its cluster (e.g. to stop it).
+    pub fn cluster(&self) -> &'static PgCluster {
+        self.cluster
     }
 
     /// The CA of the server's TLS certificate, which names `localhost` only.

@@ -40,6 +40,8 @@ pub struct VerifierOpts {
     pub token_ttl_secs: u64,
     /// Extra TOML for `--config` (e.g. a `[join]` section).
     pub config: Option<String>,
+    /// More `serve` arguments (e.g. `--log-format json`).
+    pub args: Vec<String>,
 }
 
 impl VerifierOpts {
@@ -53,6 +55,7 @@ impl VerifierOpts {
             nonce_ttl_secs: 60,
             token_ttl_secs: 600,
             config: None,
+            args: Vec::new(),
         }
     }
 }
@@ -60,6 +63,8 @@ impl VerifierOpts {
 /// A running `assay-verifier serve`, killed on drop.
 pub struct VerifierProc {
     child: Child,
+    /// What it printed on stdout before `listening on ADDR`.
+    printed: Vec<String>,
     /// The `serve` command line, for `restart`.
     args: Vec<std::ffi::OsString>,
     /// Shared with replicas ([`VerifierProc::replica`]).
@@ -128,11 +133,13 @@ impl VerifierProc {
         for r in &opts.ek_intermediates {
             cmd.arg("--ek-intermediate").arg(r);
         }
+        cmd.args(&opts.args);
         let args: Vec<std::ffi::OsString> = cmd.get_args().map(|a| a.to_owned()).collect();
         let log_name = "verifier.log".to_string();
-        let (child, addr) = spawn(dir.path(), &log_name, &args)?;
+        let (child, addr, printed) = spawn(dir.path(), &log_name, &args)?;
         Ok(Self {
             child,
+            printed,
             args,
             url: format!("https://{addr}"),
             ca_pem: tls.join("ca.pem"),
@@ -151,9 +158,10 @@ impl VerifierProc {
             "verifier-replica-{}.log",
             N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
-        let (child, addr) = spawn(self.dir.path(), &log_name, &self.args)?;
+        let (child, addr, printed) = spawn(self.dir.path(), &log_name, &self.args)?;
         Ok(Self {
             child,
+            printed,
             args: self.args.clone(),
             url: format!("https://{addr}"),
             ca_pem: self.ca_pem.clone(),
@@ -167,10 +175,20 @@ impl VerifierProc {
     /// (after `kill`); it listens on a new port (`url` is updated).
     pub fn restart(&mut self) -> Result<()> {
         self.kill();
-        let (child, addr) = spawn(self.dir.path(), &self.log_name, &self.args)?;
+        let (child, addr, printed) = spawn(self.dir.path(), &self.log_name, &self.args)?;
         self.child = child;
+        self.printed = printed;
         self.url = format!("https://{addr}");
         Ok(())
+    }
+
+    /// The address of another listener it printed at start-up as `WHAT on
+    /// ADDR` (`metrics`, `fleet page`).
+    pub fn listener(&self, what: &str) -> Option<String> {
+        let prefix = format!("{what} on ");
+        self.printed
+            .iter()
+            .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
     }
 
     /// The verifier's log so far (for assertion messages).
@@ -247,7 +265,11 @@ impl Drop for VerifierProc {
 
 /// Spawns `assay-verifier <args>` logging (appending) to `dir/<log_name>`;
 /// the child and the address it listens on.
-fn spawn(dir: &Path, log_name: &str, args: &[std::ffi::OsString]) -> Result<(Child, String)> {
+fn spawn(
+    dir: &Path,
+    log_name: &str,
+    args: &[std::ffi::OsString],
+) -> Result<(Child, String, Vec<String>)> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -262,18 +284,26 @@ fn spawn(dir: &Path, log_name: &str, args: &[std::ffi::OsString]) -> Result<(Chi
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                let _ = tx.send(addr.to_string());
-            }
+            let _ = tx.send(line);
         }
     });
-    match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(a) => Ok((child, a)),
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            let log = std::fs::read_to_string(dir.join(log_name)).unwrap_or_default();
-            bail!("assay-verifier exited or did not start within 30 s:\n{log}");
+    // Lines before `listening on ADDR` name the other listeners (`metrics on
+    // ADDR`, …).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut printed = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => match line.strip_prefix("listening on ") {
+                Some(a) => return Ok((child, a.to_string(), printed)),
+                None => printed.push(line),
+            },
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = std::fs::read_to_string(dir.join(log_name)).unwrap_or_default();
+                bail!("assay-verifier exited or did not start within 30 s:\n{log}");
+            }
         }
     }
 }

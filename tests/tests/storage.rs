@@ -932,11 +932,21 @@ fn nodes_enrollments_quarantines_policies_and_checkpoints_round_trip(b: Backend)
         }),
     )
     .unwrap();
-    assert_eq!(s.quarantine("q").unwrap(), Some(q));
+    assert_eq!(s.quarantine("q").unwrap(), Some(q.clone()));
     assert_eq!(s.unapplied_quarantines().unwrap(), vec!["q".to_string()]);
+    let all = s.quarantines().unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|(n, q)| (n.as_str(), q.applied))
+            .collect::<Vec<_>>(),
+        vec![("q", false), ("r", true)],
+        "every quarantine, by node id"
+    );
+    assert_eq!(s.quarantined_count().unwrap(), 2);
     s.set_quarantine("q", None).unwrap();
     assert!(s.quarantine("q").unwrap().is_none());
     assert!(s.unapplied_quarantines().unwrap().is_empty());
+    assert_eq!(s.quarantined_count().unwrap(), 1);
 
     assert!(s.current_policy().unwrap().is_none());
     s.put_policy("d1", "name = \"one\"").unwrap();

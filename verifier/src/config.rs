@@ -3,7 +3,7 @@
 //! errors that name the key. Each section is defined, and checked, by the
 //! module that owns it: `[tls]` in `tls`, `[trust]` in `trust`, `[join]` in
 //! `join`, `[evidence]` and `[storage]` in `store`, `[webhook]` in `webhook`,
-//! `[limits]` in `limits`;
+//! `[limits]` in `limits`, `[metrics]` in `metrics`;
 //! this file holds the top-level keys and puts the sections together.
 
 use std::net::SocketAddr;
@@ -62,6 +62,11 @@ pub struct FileConfig {
     pub storage: crate::store::FileStorage,
     #[serde(default)]
     pub limits: crate::limits::FileLimits,
+    #[serde(default)]
+    pub metrics: crate::metrics::FileMetrics,
+    /// Serve gRPC server reflection (default true): clients such as grpcurl
+    /// list and call the API without the .proto file.
+    pub reflection: Option<bool>,
 }
 
 /// `[enrollment]`: who may enroll.
@@ -188,6 +193,9 @@ pub struct Config {
     pub webhook: Option<crate::webhook::WebhookConfig>,
     pub storage: crate::store::StorageConfig,
     pub limits: crate::limits::Limits,
+    /// None: no metrics listener.
+    pub metrics: Option<crate::metrics::MetricsConfig>,
+    pub reflection: bool,
 }
 
 pub const DEFAULT_STALE_AFTER_SECS: u64 = 900;
@@ -284,6 +292,8 @@ impl Config {
             },
             storage: f.storage.validate()?,
             limits: f.limits.validate()?,
+            metrics: f.metrics.validate()?,
+            reflection: f.reflection.unwrap_or(true),
             webhook: f.webhook.validate(),
             data_dir,
         };

@@ -13,12 +13,13 @@
 //! | [`store`] | the storage seam (`Storage`) and its backends, `sled/` and `postgres/` |
 //! | [`join`] | orchestrator join issuers: signed token, Docker Swarm, kubeadm; node groups |
 //! | [`audit`] | re-checking the hash-chained history and its signed checkpoints (pure) |
+//! | [`metrics`] | Prometheus metrics (`[metrics]`): names, bounded labels, the scrape listener |
 //! | [`limits`] | what a hostile network can make it hold: rate limits, caps on nonces and enrollments, transport limits (`[limits]`) |
 //! | [`roles`] | client-certificate roles and the permission table |
 //! | [`token`] | signed join tokens, detached signatures, the JWKS |
 //! | [`policy_signature`] | operator signatures of policy files (minisign: Ed25519, detached `.minisig`) |
 //! | [`config`] | the configuration: top-level keys and the sections owned by `tls`, `trust`, `join`, `store`, `webhook` |
-//! | [`tls`], [`trust`], [`webhook`], [`http`] | TLS material, EK trust anchors, notifications, the HTTP client they share |
+//! | [`tls`], [`trust`], [`webhook`], [`http`], [`http_server`] | TLS material, EK trust anchors, notifications, the HTTP client they share, the small HTTP listeners (metrics, fleet page) |
 //! | [`clock`], [`files`], [`setting`] | the clock, careful file reads and writes, config-key errors |
 //!
 //! The command line (`assay-verifier`) lives beside it in `src/cli/`, one file
@@ -30,9 +31,11 @@ pub mod clock;
 pub mod config;
 pub mod files;
 pub mod http;
+pub mod http_server;
 pub mod join;
 pub mod limits;
 pub mod membership;
+pub mod metrics;
 pub mod policy_signature;
 pub mod roles;
 pub mod server;

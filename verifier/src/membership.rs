@@ -45,12 +45,14 @@ pub async fn after_verdict(
                 tokens_revoked: 0,
             };
             if let Err(e) = isolate(v, event).await {
+                note_join_error(v, node_id, &e);
                 warn!(node_id, error = %e, "isolating the failed node did not complete; retrying");
             }
         }
         return (None, String::new());
     }
     if let Err(e) = restore(v, node_id, out.history_seq).await {
+        note_join_error(v, node_id, &e);
         warn!(node_id, error = %e, "restoring the node failed; retried at its next pass");
     }
     let Some((jws, jws_expires_unix)) = &out.token else {
@@ -80,6 +82,7 @@ pub async fn after_verdict(
             (Some(g), String::new())
         }
         Err(e) => {
+            crate::metrics::join_error(v.join.name_for(node_id));
             warn!(node_id, error = %e, orchestrator = v.join.name_for(node_id), "join grant not issued");
             (
                 None,
@@ -90,6 +93,13 @@ pub async fn after_verdict(
                 ),
             )
         }
+    }
+}
+
+/// Counts an orchestrator's error (not the store's) in the join-error metric.
+fn note_join_error(v: &Verifier, node_id: &str, e: &ServiceError) {
+    if matches!(e, ServiceError::Join(_)) {
+        crate::metrics::join_error(v.join.name_for(node_id));
     }
 }
 
@@ -112,6 +122,7 @@ async fn isolate(v: &Arc<Verifier>, mut event: Event) -> Result<(), ServiceError
         Ok((v.store.revoke_node_tokens(&node)?, was))
     })
     .await?;
+    crate::metrics::tokens_revoked(revoked);
     event.tokens_revoked = revoked;
     let node_id = event.node_id.clone();
     match was {
@@ -283,6 +294,7 @@ fn notify(v: &Arc<Verifier>, event: Event) {
         };
         let digest = hex::encode(Sha256::digest(&body));
         let d = hook.deliver(Bytes::from(body), &signature).await;
+        crate::metrics::webhook_delivery(d.delivered);
         if d.delivered {
             info!(event = event.event, node_id = %event.node_id, attempts = d.attempts, elapsed_ms = d.elapsed.as_millis() as u64, "webhook delivered");
         } else {

@@ -126,9 +126,39 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listen: binding {}", verifier.config.listen))?;
     let addr = listener.local_addr()?;
+    let metrics = match &verifier.config.metrics {
+        Some(m) => {
+            let handle = crate::metrics::install().map_err(anyhow::Error::msg)?;
+            let l = tokio::net::TcpListener::bind(m.listen)
+                .await
+                .with_context(|| format!("metrics.listen: binding {}", m.listen))?;
+            println!("metrics on {}", l.local_addr()?);
+            Some((l, handle))
+        }
+        None => None,
+    };
     info!(policies = ?verifier.policy_set().in_force(), %addr, "assay-verifier serving");
     println!("listening on {addr}");
     let verifier = Arc::new(verifier);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let store_watch = tokio::spawn(watch_store(verifier.clone(), health.clone()));
+    let metrics_server =
+        metrics.map(|(l, handle)| tokio::spawn(crate::metrics::serve(l, handle, verifier.clone())));
+    // Server reflection, v1 and v1alpha (grpcurl and the grpcio clients still
+    // ask v1alpha): the API's shape only, to any TLS client, as health.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let (reflection_v1, reflection_v1alpha) = if verifier.config.reflection {
+        (
+            Some(reflection().build_v1()?),
+            Some(reflection().build_v1alpha()?),
+        )
+    } else {
+        (None, None)
+    };
     let sweeper = tokio::spawn(sweep(verifier.clone()));
     let upkeep = tokio::spawn(join_upkeep(verifier.clone()));
     let checkpointer = tokio::spawn(checkpoints(verifier.clone()));
@@ -152,6 +182,9 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
         .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
         .http2_max_pending_accept_reset_streams(Some(64))
         .tls_config(tls)?
+        .add_service(health_service)
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha)
         .add_service(
             pb::attestation_server::AttestationServer::new(api.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -181,6 +214,10 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
             shutdown(),
         )
         .await;
+    store_watch.abort();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     sweeper.abort();
     upkeep.abort();
     checkpointer.abort();
@@ -198,6 +235,66 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
     served?;
     info!("assay-verifier stopped");
     Ok(())
+}
+
+/// How often the store is asked whether it answers (gRPC health).
+pub const STORE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// A store that has not answered within this is down.
+pub const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The names gRPC health answers for: the server as a whole ("") and each
+/// of Assay's services.
+fn health_names() -> [&'static str; 6] {
+    use tonic::server::NamedService as _;
+    [
+        "",
+        pb::attestation_server::AttestationServer::<Api>::NAME,
+        pb::tokens_server::TokensServer::<Api>::NAME,
+        pb::nodes_server::NodesServer::<Api>::NAME,
+        pb::policies_server::PoliciesServer::<Api>::NAME,
+        pb::history_server::HistoryServer::<Api>::NAME,
+    ]
+}
+
+/// gRPC health (grpc.health.v1): SERVING while the store answers, NOT_SERVING
+/// while it does not (every answer needs it). Each change is logged once.
+async fn watch_store(verifier: Arc<Verifier>, health: tonic_health::server::HealthReporter) {
+    use tonic_health::ServingStatus;
+    let mut tick = tokio::time::interval(STORE_CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut up = None::<bool>;
+    loop {
+        tick.tick().await;
+        let v = verifier.clone();
+        let check = tokio::task::spawn_blocking(move || v.store.policy_epoch().map(drop));
+        let (now_up, why) = match tokio::time::timeout(STORE_CHECK_TIMEOUT, check).await {
+            Ok(Ok(Ok(()))) => (true, String::new()),
+            Ok(Ok(Err(e))) => (false, e.to_string()),
+            Ok(Err(e)) => (false, e.to_string()),
+            Err(_) => (
+                false,
+                format!("no answer within {}s", STORE_CHECK_TIMEOUT.as_secs()),
+            ),
+        };
+        if up == Some(now_up) {
+            continue;
+        }
+        let status = if now_up {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        for name in health_names() {
+            health.set_service_status(name, status).await;
+        }
+        crate::metrics::store_up(now_up);
+        match (up, now_up) {
+            (None, true) => {}
+            (_, true) => info!("the store answers again: health SERVING"),
+            (_, false) => warn!(error = %why, "the store does not answer: health NOT_SERVING"),
+        }
+        up = Some(now_up);
+    }
 }
 
 /// Signs a checkpoint over the history head if it moved since the last one.
@@ -398,6 +495,9 @@ async fn join_upkeep(verifier: Arc<Verifier>) {
         match result {
             Ok(()) => last_warning = None,
             Err(e) if last_warning.as_deref() != Some(e.to_string().as_str()) => {
+                if matches!(e, ServiceError::Join(_)) {
+                    crate::metrics::join_error(verifier.join.name());
+                }
                 warn!(error = %e, orchestrator = verifier.join.name(), "join upkeep failed; retrying every second");
                 last_warning = Some(e.to_string());
             }

@@ -16,6 +16,7 @@ impl pb::attestation_server::Attestation for Api {
         self.authorize(&req, Rpc::Enroll, Some(&req.get_ref().node_id))?;
         self.admit(&req, &req.get_ref().node_id)?;
         let r = req.into_inner();
+        let start = std::time::Instant::now();
         let out = blocking(&self.0, move |v| {
             v.enroll(
                 &r.node_id,
@@ -25,7 +26,9 @@ impl pb::attestation_server::Attestation for Api {
                 &r.ak_public,
             )
         })
-        .await?;
+        .await;
+        crate::metrics::enroll_latency("enroll", out.is_ok(), start.elapsed());
+        let out = out?;
         Ok(Response::new(pb::EnrollResponse {
             enrollment_id: out.enrollment_id,
             credential_blob: out.credential_blob,
@@ -40,10 +43,13 @@ impl pb::attestation_server::Attestation for Api {
         self.authorize(&req, Rpc::Activate, Some(&req.get_ref().node_id))?;
         self.admit(&req, &req.get_ref().node_id)?;
         let r = req.into_inner();
+        let start = std::time::Instant::now();
         let ak_name = blocking(&self.0, move |v| {
             v.activate(&r.node_id, &r.enrollment_id, &r.credential)
         })
-        .await?;
+        .await;
+        crate::metrics::enroll_latency("activate", ak_name.is_ok(), start.elapsed());
+        let ak_name = ak_name?;
         Ok(Response::new(pb::ActivateResponse { ak_name }))
     }
 
@@ -89,8 +95,24 @@ impl pb::attestation_server::Attestation for Api {
             source,
         };
         let node_id = input.node_id.clone();
-        let out = blocking(&self.0, move |v| v.attest(&input)).await?;
+        let start = std::time::Instant::now();
+        let out = blocking(&self.0, move |v| v.attest(&input)).await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => {
+                crate::metrics::attest_latency("error", start.elapsed());
+                return Err(e);
+            }
+        };
         let (grant, join_error) = crate::membership::after_verdict(&self.0, &node_id, &out).await;
+        crate::metrics::attest_latency(
+            match (out.authentic, out.verdict.passed) {
+                (false, _) => "unauthenticated",
+                (true, true) => "pass",
+                (true, false) => "fail",
+            },
+            start.elapsed(),
+        );
         Ok(Response::new(pb::AttestResponse {
             grant: grant.map(|g| pb::JoinGrant {
                 orchestrator: g.orchestrator.to_string(),

@@ -104,17 +104,12 @@ impl pb::history_server::History for Api {
                 .map(|(node_id, r)| match r {
                     None => pb::FleetEntry {
                         node_id,
-                        state: "unknown".into(),
+                        state: crate::service::standing(None).into(),
                         ..Default::default()
                     },
                     Some(r) => pb::FleetEntry {
                         node_id,
-                        state: match (r.kind.as_str(), r.passed) {
-                            ("stale", _) => "stale",
-                            (_, true) => "pass",
-                            (_, false) => "fail",
-                        }
-                        .into(),
+                        state: crate::service::standing(Some(&r)).into(),
                         seq: r.seq,
                         time_unix: r.time_unix,
                         policy_name: r.policy_name,

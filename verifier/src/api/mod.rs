@@ -100,10 +100,10 @@ impl Api {
     ) -> Result<Option<std::net::IpAddr>, Status> {
         crate::service::validate_node_id(node_id).map_err(status)?;
         let source = req.remote_addr().map(|a| a.ip());
-        self.0
-            .rate_limits
-            .check(source, node_id)
-            .map_err(|e| Status::resource_exhausted(e.0))?;
+        self.0.rate_limits.check(source, node_id).map_err(|e| {
+            crate::metrics::rate_limited();
+            Status::resource_exhausted(e.0)
+        })?;
         Ok(source)
     }
 

@@ -17,7 +17,9 @@ impl pb::tokens_server::Tokens for Api {
     ) -> Result<Response<pb::RedeemResponse>, Status> {
         self.authorize(&req, Rpc::Redeem, None)?;
         let r = req.into_inner();
-        let out = blocking(&self.0, move |v| v.redeem(&r.token, &r.node_id)).await?;
+        let out = blocking(&self.0, move |v| v.redeem(&r.token, &r.node_id)).await;
+        crate::metrics::token_redeemed(out.is_ok());
+        let out = out?;
         Ok(Response::new(pb::RedeemResponse {
             node_id: out.node_id,
             ak_name: out.ak_name,
@@ -86,6 +88,7 @@ impl pb::tokens_server::Tokens for Api {
                 let out = blocking(&self.0, move |v| Ok(v.store.revoke_token(&id)?)).await?;
                 match out {
                     RevokeOne::Revoked(t) => {
+                        crate::metrics::tokens_revoked(1);
                         warn!(node_id = %t.node_id, id = %r.id, by = %caller.subject, "token revoked by request");
                         record_admin(
                             &self.0,
@@ -116,6 +119,7 @@ impl pb::tokens_server::Tokens for Api {
             (true, false) => {
                 let node = r.node_id.clone();
                 let n = blocking(&self.0, move |v| Ok(v.store.revoke_node_tokens(&node)?)).await?;
+                crate::metrics::tokens_revoked(n);
                 let actions = self.0.join.revoke(&r.node_id).await.map_err(|e| {
                     Status::unavailable(format!(
                         "{n} token(s) revoked, but the {} grants could not be revoked: {e}",

@@ -36,8 +36,25 @@ use clap::{Parser, Subcommand};
                   (FAIL verdict, refused token or role), 4 verifier unreachable."
 )]
 pub struct Cli {
+    /// Log lines on stderr as `text` or as `json` (one object a line, with
+    /// stable field names: node_id, verdict, seq, claim, policy, error).
+    #[arg(
+        long,
+        global = true,
+        env = "ASSAY_LOG_FORMAT",
+        value_name = "FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]

@@ -463,7 +463,7 @@ impl KubernetesIssuer {
                     }])
                 }
                 StatusCode::CONFLICT => {
-                    info!(node = name, "Node changed while Assay patched it; reading it again");
+                    info!(kubernetes_node = name, "Node changed while Assay patched it; reading it again");
                     continue;
                 }
                 s => return Err(api_error(&Method::PATCH, &path, s, &bytes)),

@@ -216,6 +216,7 @@ impl Verifier {
         let authentic = assay_core::verdict::quote_authentic(&verdict.claims);
         if !authentic {
             self.count_attempt(input, &verdict, now);
+            crate::metrics::unauthenticated_attempt();
             return Ok(AttestOutput {
                 verdict,
                 policy_name: version.name.clone(),
@@ -283,8 +284,23 @@ impl Verifier {
                 )
             }),
         })?;
+        crate::metrics::verdict(
+            verdict.passed,
+            &version.name,
+            verdict.failed().map(|c| c.id.as_str()),
+        );
+        if token.is_some() {
+            crate::metrics::token_issued();
+        }
         let failed: Vec<&str> = verdict.failed().map(|c| c.id.as_str()).collect();
-        info!(node_id = %input.node_id, verdict = if verdict.passed { "pass" } else { "fail" }, seq = rec.seq, policy = %format!("{}@{}", version.name, version.version), failed = ?failed, "attestation verdict");
+        info!(
+            node_id = %input.node_id,
+            verdict = if verdict.passed { "pass" } else { "fail" },
+            seq = rec.seq,
+            policy = %super::policies::label(version),
+            claim = %failed.join(","),
+            "attestation verdict"
+        );
 
         Ok(AttestOutput {
             verdict,

@@ -299,6 +299,7 @@ impl Verifier {
             return Err(ServiceError::UnknownNode(node_id.into()));
         }
         let tokens_revoked = self.store.revoke_node_tokens(node_id)?;
+        crate::metrics::tokens_revoked(tokens_revoked);
         let what = format!(
             "removed the node ({}); {tokens_revoked} unused token(s) revoked",
             match (&registration, was_enrolled) {

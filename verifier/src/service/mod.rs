@@ -258,6 +258,19 @@ pub(crate) fn admin_record(
     }
 }
 
+/// A node's standing from its latest record at some time (see
+/// [`crate::store::Storage::fleet_at`]): "pass", "fail", "stale" (its
+/// latest record says it did not pass again in time) or "unknown" (no
+/// verdict yet).
+pub fn standing(latest: Option<&HistoryRecord>) -> &'static str {
+    match latest.map(|r| (r.kind.as_str(), r.passed)) {
+        None => "unknown",
+        Some(("stale", _)) => "stale",
+        Some((_, true)) => "pass",
+        Some((_, false)) => "fail",
+    }
+}
+
 /// Runs `f` on a blocking thread (it does crypto and durable writes) and
 /// waits for it.
 pub async fn blocking<T: Send + 'static>(

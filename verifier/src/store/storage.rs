@@ -132,8 +132,23 @@ pub trait NodeStore: Send + Sync {
 
     fn quarantine(&self, node_id: &str) -> Result<Option<Quarantine>, StoreError>;
 
+    /// Every quarantined node, by node id.
+    fn quarantines(&self) -> Result<Vec<(String, Quarantine)>, StoreError>;
+
     /// Quarantines the orchestrator has not confirmed yet.
-    fn unapplied_quarantines(&self) -> Result<Vec<String>, StoreError>;
+    fn unapplied_quarantines(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .quarantines()?
+            .into_iter()
+            .filter(|(_, q)| !q.applied)
+            .map(|(n, _)| n)
+            .collect())
+    }
+
+    /// How many nodes are quarantined.
+    fn quarantined_count(&self) -> Result<usize, StoreError> {
+        Ok(self.quarantines()?.len())
+    }
 
     /// Adds attempts seen since the last call (merged, see
     /// [`UnauthenticatedAttempts::merge`]) to the node's record. Counters,

@@ -349,15 +349,26 @@ impl NodeStore for PgStore {
         )
     }
 
-    fn unapplied_quarantines(&self) -> Result<Vec<String>, StoreError> {
+    fn quarantines(&self) -> Result<Vec<(String, Quarantine)>, StoreError> {
         self.run(async {
             let rows = self
                 .query(
-                    "SELECT node_id FROM quarantined WHERE NOT applied ORDER BY node_id",
+                    "SELECT node_id, since_unix, applied FROM quarantined ORDER BY node_id",
                     &[],
                 )
                 .await?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.get(0),
+                        Quarantine {
+                            since_unix: r.get(1),
+                            applied: r.get(2),
+                        },
+                    )
+                })
+                .collect())
         })
     }
 

@@ -80,7 +80,9 @@ impl VerdictQueue {
                 tickets: batch.iter().map(|(t, _)| *t).collect(),
                 results: Vec::new(),
             };
+            let start = std::time::Instant::now();
             written.results = write_each_on_failure(batch, &write_batch);
+            crate::metrics::store_commit("postgres", n, start.elapsed());
             drop(written);
             st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         }

@@ -26,8 +26,11 @@ impl GroupFlush {
             if !st.2 {
                 st.2 = true;
                 let covers = st.0;
+                let writers = covers - st.1;
                 drop(st);
+                let start = std::time::Instant::now();
                 let r = db.flush();
+                crate::metrics::store_commit("sled", writers as usize, start.elapsed());
                 st = self.state.lock().unwrap_or_else(|p| p.into_inner());
                 st.2 = false;
                 if r.is_ok() {

@@ -279,17 +279,18 @@ impl NodeStore for SledStore {
         get(&self.quarantined, "quarantined", node_id.as_bytes())
     }
 
-    /// Quarantines the orchestrator has not confirmed yet.
-    fn unapplied_quarantines(&self) -> Result<Vec<String>, StoreError> {
+    fn quarantines(&self) -> Result<Vec<(String, Quarantine)>, StoreError> {
         let mut out = Vec::new();
         for item in self.quarantined.iter() {
             let (k, v) = item?;
             let q: Quarantine = from_json("quarantined", &k, &v)?;
-            if !q.applied {
-                out.push(String::from_utf8_lossy(&k).into_owned());
-            }
+            out.push((String::from_utf8_lossy(&k).into_owned(), q));
         }
         Ok(out)
+    }
+
+    fn quarantined_count(&self) -> Result<usize, StoreError> {
+        Ok(self.quarantined.len())
     }
 
     fn add_attempts(

@@ -1,0 +1,69 @@
+//! Standard gRPC clients that Assay did not write — grpcio's health-checking
+//! and reflection clients from PyPI (`tests/grpc_clients/health_reflection.py`,
+//! venv by `tests/install-deps.sh`) — against a real `assay-verifier` over
+//! TLS: they list its services, check its health and call an RPC knowing
+//! only what server reflection tells them.
+
+use std::process::Command;
+
+use assay_tests::grpcio::{client, health};
+use assay_tests::{VerifierOpts, VerifierProc};
+
+const POLICY: &str = "schema = 0\nname = \"lab\"\n[pcrs.sha256]\n16 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n";
+
+#[test]
+fn grpcio_lists_the_services_checks_health_and_calls_an_rpc_from_reflection_alone() {
+    let v = VerifierProc::start(&VerifierOpts::new(POLICY)).unwrap();
+    let services = client(&v, None, &["services"]);
+    let listed: Vec<&str> = services["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    for s in [
+        "assay.v1.Attestation",
+        "assay.v1.History",
+        "assay.v1.Nodes",
+        "assay.v1.Policies",
+        "assay.v1.Tokens",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(listed.contains(&s), "{s} not listed: {listed:?}");
+    }
+
+    // The server as a whole and each of Assay's services; an unknown name is NOT_FOUND.
+    assert_eq!(health(&v, ""), "SERVING");
+    assert_eq!(health(&v, "assay.v1.Attestation"), "SERVING");
+    assert_eq!(health(&v, "assay.v1.History"), "SERVING");
+    assert_eq!(health(&v, "no.such.Service"), "error \"NOT_FOUND\"");
+
+    // A call built from reflected descriptors only, with the operator's certificate.
+    let tls = v.dir.path().join("tls");
+    let (cert, key) = (tls.join("test-operator.pem"), tls.join("test-operator.key"));
+    let r = client(&v, Some((&cert, &key)), &["call-jwks"]);
+    assert_eq!(r["input"], "assay.v1.JwksRequest");
+    assert_eq!(r["output"], "assay.v1.JwksResponse");
+    let jwks: serde_json::Value =
+        serde_json::from_str(r["response"]["jwks_json"].as_str().expect("jwks_json")).unwrap();
+    assert!(!jwks["keys"].as_array().unwrap().is_empty(), "{jwks}");
+}
+
+#[test]
+fn with_reflection_off_the_api_shape_is_not_served_and_health_still_is() {
+    let mut opts = VerifierOpts::new(POLICY);
+    opts.config = Some("reflection = false\n".into());
+    let v = VerifierProc::start(&opts).unwrap();
+    let (python, script) = assay_tests::grpcio::grpc_python().unwrap();
+    let out = Command::new(python)
+        .arg(script)
+        .args(["--target", v.url.trim_start_matches("https://"), "--ca"])
+        .arg(&v.ca_pem)
+        .arg("services")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "reflection answered although off");
+    assert!(err.contains("UNIMPLEMENTED"), "{err}");
+    assert_eq!(health(&v, ""), "SERVING");
+}
