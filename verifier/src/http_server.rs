@@ -175,3 +175,125 @@ where
         .serve_connection(TokioIo::new(io), service)
         .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    async fn server(limits: HttpLimits) -> SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(serve(l, None, limits, "test", |req, peer| async move {
+            text(
+                StatusCode::OK,
+                format!("{} from {}\n", req.uri().path(), peer.addr.ip()),
+            )
+        }));
+        addr
+    }
+
+    async fn exchange(addr: SocketAddr, request: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await;
+        out
+    }
+
+    fn small() -> HttpLimits {
+        HttpLimits {
+            max_connections: 2,
+            header_timeout: Duration::from_millis(300),
+            connection_timeout: Duration::from_secs(2),
+            max_header_bytes: 8192,
+        }
+    }
+
+    #[tokio::test]
+    async fn get_is_answered_and_other_methods_are_refused_with_405() {
+        let addr = server(small()).await;
+        let ok = exchange(
+            addr,
+            "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        assert!(ok.ends_with("/x from 127.0.0.1\n"), "{ok}");
+        let head = exchange(
+            addr,
+            "HEAD /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(
+            head.starts_with("HTTP/1.1 200") && !head.contains("from"),
+            "{head}"
+        );
+        let post = exchange(
+            addr,
+            "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+        )
+        .await;
+        assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+        assert!(
+            post.to_ascii_lowercase().contains("allow: get, head"),
+            "{post}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_sends_its_request_head_is_dropped() {
+        let addr = server(small()).await;
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost:").await.unwrap();
+        let mut buf = Vec::new();
+        let start = std::time::Instant::now();
+        let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+        assert!(r.is_ok(), "still open after 5 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_cap_are_closed_at_once_and_a_place_frees_when_one_ends() {
+        let addr = server(small()).await;
+        // Two idle keep-alive connections hold both places.
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
+                .await
+                .unwrap();
+            let mut buf = [0u8; 256];
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+            held.push(s);
+        }
+        let refused = exchange(
+            addr,
+            "GET /b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(refused, "", "a third connection is closed unanswered");
+        drop(held);
+        let ok = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let r = exchange(
+                    addr,
+                    "GET /c HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+                if !r.is_empty() {
+                    return r;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("a place frees");
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    }
+}
