@@ -33,6 +33,32 @@ pub fn testdata(rel: impl AsRef<Path>) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(rel)
 }
 
+/// The verifier's Prometheus exposition (`[metrics] listen`), read with curl.
+pub fn scrape(v: &VerifierProc) -> anyhow::Result<String> {
+    let addr = v
+        .listener("metrics")
+        .ok_or_else(|| anyhow::anyhow!("no `metrics on ADDR` at start-up: set [metrics] listen"))?;
+    let o = std::process::Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "5"])
+        .arg(format!("http://{addr}/metrics"))
+        .output()?;
+    anyhow::ensure!(
+        o.status.success(),
+        "curl /metrics: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// The value of `series` (name and labels as exposed, e.g.
+/// `assay_verifier_nodes{state="pass"}`) in an exposition, if present.
+pub fn metric(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok())?
+    })
+}
+
 /// Polls `f` every 50 ms until it says yes (how long that took) or `within`
 /// passes (an error naming `what`): bounded in time, never a hang.
 pub fn wait_for(

@@ -22,7 +22,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use assay_tests::{attestor, Swtpm, VerifierOpts, VerifierProc};
+use assay_tests::{attestor, wait_for, Swtpm, VerifierOpts, VerifierProc};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
@@ -207,7 +207,8 @@ fn tampered_node_is_quarantined_and_notified_restored_when_it_passes_and_stale_w
         "schema = 0\nname = \"continuous\"\n[pcrs.sha256]\n16 = \"{ZERO}\"\n"
     ));
     opts.config = Some(format!(
-        "stale_after_secs = {STALE_AFTER_SECS}\n[webhook]\nurl = \"{url}\"\n"
+        "stale_after_secs = {STALE_AFTER_SECS}\n[webhook]\nurl = \"{url}\"\n\
+         [metrics]\nlisten = \"127.0.0.1:0\"\nfleet_interval_secs = 1\n"
     ));
     let v = VerifierProc::start(&opts)?;
     let jwks: serde_json::Value =
@@ -312,6 +313,29 @@ fn tampered_node_is_quarantined_and_notified_restored_when_it_passes_and_stale_w
         .context("the event names the failed verdict's record")?;
     assert_eq!(fail["verdict"], "FAIL", "{fail}");
     assert!(fail["seq"].as_u64() < sent["seq"].as_u64());
+    // And in the metrics: one delivery (its 503 was retried, not counted
+    // as a failure), the token revoked, the node quarantined.
+    let m = assay_tests::scrape(&v)?;
+    let series = |s: &str| assay_tests::metric(&m, s);
+    assert_eq!(
+        series("assay_verifier_webhook_deliveries_total{result=\"delivered\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        series("assay_verifier_webhook_deliveries_total{result=\"failed\"}"),
+        None
+    );
+    assert!(
+        series("assay_verifier_tokens_revoked_total") >= Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        series("assay_verifier_failed_claims_total{claim=\"pcr.sha256.16\",policy=\"default\"}")
+            .map(|n| n >= 1.0),
+        Some(true),
+        "{m}"
+    );
 
     // Passes again after a TPM reset: restored.
     agent.stop();
@@ -347,6 +371,12 @@ fn tampered_node_is_quarantined_and_notified_restored_when_it_passes_and_stale_w
         .find(|r| r["verdict"] == "STALE")
         .context("a STALE record")?;
     assert_eq!(stale["kind"], "stale");
+    wait_for("the stale-node gauge", Duration::from_secs(10), || {
+        Ok(assay_tests::metric(
+            &assay_tests::scrape(&v)?,
+            "assay_verifier_nodes{state=\"stale\"}",
+        ) == Some(1.0))
+    })?;
     assert_eq!(
         stale["failed_claims"][0]["id"], "attestation.fresh",
         "{stale}"

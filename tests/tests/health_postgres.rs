@@ -4,27 +4,12 @@
 //! stopped. Its own test binary: stopping the cluster ends it for every
 //! test of the process.
 
-use std::io::{Read as _, Write as _};
 use std::time::Duration;
 
 use assay_tests::grpcio::health;
 use assay_tests::{PgDb, VerifierOpts, VerifierProc};
 
 const POLICY: &str = "schema = 0\nname = \"lab\"\n[pcrs.sha256]\n16 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n";
-
-/// GET /metrics over plain HTTP/1.1 (bounded read).
-fn scrape(addr: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.take(4 << 20).read_to_string(&mut out).unwrap();
-    out
-}
 
 #[test]
 fn health_is_serving_while_postgresql_answers_and_not_serving_once_it_is_stopped() {
@@ -35,13 +20,15 @@ fn health_is_serving_while_postgresql_answers_and_not_serving_once_it_is_stopped
         db.storage_toml()
     ));
     let v = VerifierProc::start(&opts).unwrap();
-    let metrics = v.listener("metrics").expect("metrics on ADDR");
     assay_tests::wait_for("health SERVING", Duration::from_secs(10), || {
         Ok(health(&v, "") == "SERVING")
     })
     .unwrap();
     assert_eq!(health(&v, "assay.v1.Attestation"), "SERVING");
-    assert!(scrape(&metrics).contains("\nassay_verifier_store_up 1\n"));
+    let up = |v: &VerifierProc| {
+        assay_tests::metric(&assay_tests::scrape(v).unwrap(), "assay_verifier_store_up")
+    };
+    assert_eq!(up(&v), Some(1.0));
 
     db.cluster().stop().unwrap();
     let took = assay_tests::wait_for("health NOT_SERVING", Duration::from_secs(15), || {
@@ -54,7 +41,7 @@ fn health_is_serving_while_postgresql_answers_and_not_serving_once_it_is_stopped
     );
     assert_eq!(health(&v, "assay.v1.Attestation"), "NOT_SERVING");
     assert_eq!(health(&v, "assay.v1.History"), "NOT_SERVING");
-    assert!(scrape(&metrics).contains("\nassay_verifier_store_up 0\n"));
+    assert_eq!(up(&v), Some(0.0));
     assert!(
         v.log()
             .contains("the store does not answer: health NOT_SERVING"),

@@ -634,7 +634,7 @@ fn verifier_for(api: &FakeApi, ca: &Path, dir: &Path) -> Result<VerifierProc> {
         "schema = 0\nname = \"k8s\"\n[pcrs.sha256]\n16 = \"{ZERO}\"\n"
     ));
     opts.config = Some(format!(
-        "[join]\norchestrator = \"token\"\n[[join.groups]]\nname = \"cluster\"\nnodes = \"k8s-.*\"\norchestrator = \"kubeadm\"\n[join.kubernetes]\napi_server = \"https://127.0.0.1:{}\"\nca = \"{}\"\ntoken_file = \"{}\"\n",
+        "[join]\norchestrator = \"token\"\n[[join.groups]]\nname = \"cluster\"\nnodes = \"k8s-.*\"\norchestrator = \"kubeadm\"\n[join.kubernetes]\napi_server = \"https://127.0.0.1:{}\"\nca = \"{}\"\ntoken_file = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
         api.port,
         ca.display(),
         token_file.display()
@@ -1140,8 +1140,13 @@ fn a_kube_apiserver_with_a_certificate_from_another_ca_or_for_another_name_is_re
             String::from_utf8_lossy(&out.stderr),
             v.log()
         );
+        let join_errors = assay_tests::metric(
+            &assay_tests::scrape(&v)?,
+            "assay_verifier_join_errors_total{orchestrator=\"kubeadm\"}",
+        );
         match refusal {
             Some(why) => {
+                assert_eq!(join_errors, Some(1.0), "{case}: counted once");
                 assert_ne!(out.status.code(), Some(0), "{text}");
                 assert!(j["grant"].is_null(), "{text}");
                 assert!(text.contains(why), "the refusal names {why}: {text}");
@@ -1151,6 +1156,7 @@ fn a_kube_apiserver_with_a_certificate_from_another_ca_or_for_another_name_is_re
                 );
             }
             None => {
+                assert_eq!(join_errors, None, "{case}: no join error");
                 assert_eq!(out.status.code(), Some(0), "{text}");
                 assert_eq!(j["grant"]["orchestrator"], "kubeadm", "{text}");
                 assert!(!api.state().log.is_empty());
