@@ -260,10 +260,12 @@ async fn outstanding_nonces_and_enrollments_are_capped_with_resource_exhausted()
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_flooding_source_is_rate_limited_and_the_node_itself_is_not() {
-    let v = VerifierProc::start(&opts(
-        "source_rate = 5\nsource_burst = 10\nnode_rate = 2\nnode_burst = 6",
-    ))
-    .unwrap();
+    let mut o = opts("source_rate = 5\nsource_burst = 10\nnode_rate = 2\nnode_burst = 6");
+    o.config = Some(format!(
+        "{}[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        o.config.unwrap()
+    ));
+    let v = VerifierProc::start(&o).unwrap();
     let n = Node::new("limited-1");
     n.enroll(&v).await;
     // One authentic attestation from 127.0.0.1 makes that the node's address.
@@ -286,6 +288,12 @@ async fn a_flooding_source_is_rate_limited_and_the_node_itself_is_not() {
         }
     }
     assert!(refused >= 30, "{refused} of 40 refused");
+    // Each refusal counted.
+    let counted = assay_tests::metric(
+        &assay_tests::scrape(&v).unwrap(),
+        "assay_verifier_rate_limited_requests_total",
+    );
+    assert_eq!(counted, Some(refused as f64));
     // The node, from its own address, is not locked out by the flood in its name.
     let r = n.send(&v, n.quoted_request(&v).await).await;
     assert!(failed(&r).is_empty(), "{r:?}");

@@ -142,6 +142,7 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
     let verifier = Arc::new(verifier);
     let (health, health_service) = tonic_health::server::health_reporter();
     let store_watch = tokio::spawn(watch_store(verifier.clone(), health.clone()));
+    let stop_watching = store_watch.abort_handle();
     let metrics_server =
         metrics.map(|(l, handle)| tokio::spawn(crate::metrics::serve(l, handle, verifier.clone())));
     // Server reflection, v1 and v1alpha (grpcurl and the grpcio clients still
@@ -211,7 +212,17 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                 limits.max_connections,
             ),
-            shutdown(),
+            async move {
+                shutdown().await;
+                // Load balancers and probes see it leave before it stops.
+                stop_watching.abort();
+                for name in health_names() {
+                    health
+                        .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                        .await;
+                }
+                info!("stopping: health NOT_SERVING, finishing requests in flight");
+            },
         )
         .await;
     store_watch.abort();
