@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
@@ -187,7 +187,7 @@ fn describe() {
 /// `value` if it is a plausible label value the label has room for, else
 /// `other`: a label never gets more than [`MAX_LABEL_VALUES`] values.
 fn bounded(label: &'static str, value: &str) -> String {
-    static SEEN: OnceLock<Mutex<HashMap<&'static str, HashSet<String>>>> = OnceLock::new();
+    static SEEN: OnceLock<RwLock<HashMap<&'static str, HashSet<String>>>> = OnceLock::new();
     let plausible = !value.is_empty()
         && value.len() <= 64
         && value
@@ -196,10 +196,17 @@ fn bounded(label: &'static str, value: &str) -> String {
     if !plausible {
         return "other".into();
     }
-    let mut seen = SEEN
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    let seen = SEEN.get_or_init(Default::default);
+    // Every verdict asks: a value seen before is answered under the read lock.
+    if seen
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(label)
+        .is_some_and(|v| v.contains(value))
+    {
+        return value.to_string();
+    }
+    let mut seen = seen.write().unwrap_or_else(|p| p.into_inner());
     let values = seen.entry(label).or_default();
     if values.contains(value) {
         return value.to_string();
