@@ -11,6 +11,10 @@
 # and, when there is no cargo at all, a stable Rust toolchain via rustup.
 set -euo pipefail
 pkgs=(swtpm swtpm-tools libtss2-dev tpm2-tools pkg-config protobuf-compiler openssl python3 ca-certificates curl build-essential containerd runc busybox-static tar docker.io iproute2 util-linux postgresql minisign prometheus chromium libnss3-tools python3-venv)
+# The Debian packages test (tests/tests/packages.rs): what the packages'
+# maintainer scripts use (adduser, deb-systemd-helper), systemd-analyze for
+# their units, tpm-udev (the attestor's tss group).
+pkgs+=(adduser init-system-helpers systemd tpm-udev)
 vm_pkgs=()
 [ "${1:-}" = --vm ] && vm_pkgs=(qemu-system-x86 ovmf linux-image-cloud-amd64 cpio binutils)
 missing=()
@@ -39,6 +43,13 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "installing Rust (rustup, stable)" >&2
   curl -sSf https://sh.rustup.rs | sh -s -- -y -q --profile minimal --component rustfmt,clippy
+fi
+# cargo-deb builds the Debian packages (README, "Install from Debian packages";
+# tests/tests/packages.rs).
+cargo_bin=$(command -v cargo || echo "$HOME/.cargo/bin/cargo")
+if ! "$cargo_bin" deb --version >/dev/null 2>&1; then
+  echo "installing cargo-deb" >&2
+  "$cargo_bin" install --locked cargo-deb --version '^3'
 fi
 # gRPC clients Assay did not write (health checking, server reflection), for
 # tests/tests/grpc_clients.rs: grpcio from PyPI in a venv.

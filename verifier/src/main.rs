@@ -15,7 +15,9 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("ASSAY_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour only on a terminal: never escape codes in the journal or a file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match cli.log_format {
         cli::LogFormat::Text => logs.init(),
         cli::LogFormat::Json => logs.json().flatten_event(true).init(),
