@@ -12,12 +12,14 @@
 //! ASSAY_LOAD_CONCURRENCY (32 attestations in flight), ASSAY_LOAD_AK
 //! (p256 | rsa), ASSAY_LOAD_SETUPS (default
 //! "sled:1,postgres:1,postgres:2,sled:1:uefi,sled:1:pcrs:inventory,postgres:1:pcrs:inventory"):
-//! backend:replicas[:evidence[:mode]], evidence `pcrs` (a quote of 8 PCRs
+//! backend:replicas[:evidence[:mode[:metrics]]], evidence `pcrs` (a quote of 8 PCRs
 //! under golden values) or `uefi` (a quote of the 11 PCRs a real 112-event
 //! UEFI log replays to, the log sent with every quote and judged under every
 //! `[measured_boot]` rule, its evidence kept); mode `open` (the default) or
 //! `inventory` (every node registered first with `node import`, each
-//! enrollment then checked against the inventory).
+//! enrollment then checked against the inventory); `metrics` turns the
+//! verifier's Prometheus metrics on (`[metrics] listen`), to be compared with
+//! the same setup without (e.g. `sled:1,sled:1:pcrs:open:metrics`).
 //!
 //! The generator runs on the same machine as the verifiers and PostgreSQL,
 //! so they share its cores: next to the attestations per second it prints
@@ -176,9 +178,14 @@ async fn main() -> anyhow::Result<()> {
             "inventory" => true,
             other => anyhow::bail!("unknown enrollment mode {other} (open | inventory)"),
         };
+        let metrics = match parts.next() {
+            None => false,
+            Some("metrics") => true,
+            Some(other) => anyhow::bail!("unknown option {other} (metrics)"),
+        };
         all.push(
             run(
-                &ek, backend, replicas, &evidence, inventory, nodes, secs, conc, ak,
+                &ek, backend, replicas, &evidence, inventory, metrics, nodes, secs, conc, ak,
             )
             .await?,
         );
@@ -230,6 +237,7 @@ async fn run(
     replicas: usize,
     evidence: &Evidence,
     inventory: bool,
+    metrics: bool,
     nodes: usize,
     secs: u64,
     conc: usize,
@@ -241,6 +249,9 @@ async fn run(
     };
     if inventory {
         setup.push_str("+inv");
+    }
+    if metrics {
+        setup.push_str("+metrics");
     }
     let db = match backend {
         "postgres" => Some(PgDb::new()?),
@@ -258,6 +269,9 @@ async fn run(
     let mut config = db.as_ref().map(PgDb::storage_toml).unwrap_or_default();
     if inventory {
         config.push_str("\n[enrollment]\nmode = \"inventory\"\n");
+    }
+    if metrics {
+        config.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\nfleet_interval_secs = 15\n");
     }
     // Thousands of simulated nodes share 127.0.0.1: the rate limits stay on
     // (their cost is measured) but far above what the bench sends.
