@@ -3,7 +3,7 @@
 //! errors that name the key. Each section is defined, and checked, by the
 //! module that owns it: `[tls]` in `tls`, `[trust]` in `trust`, `[join]` in
 //! `join`, `[evidence]` and `[storage]` in `store`, `[webhook]` in `webhook`,
-//! `[limits]` in `limits`, `[metrics]` in `metrics`;
+//! `[limits]` in `limits`, `[metrics]` in `metrics`, `[web]` in `web`;
 //! this file holds the top-level keys and puts the sections together.
 
 use std::net::SocketAddr;
@@ -64,6 +64,8 @@ pub struct FileConfig {
     pub limits: crate::limits::FileLimits,
     #[serde(default)]
     pub metrics: crate::metrics::FileMetrics,
+    #[serde(default)]
+    pub web: crate::web::FileWeb,
     /// Serve gRPC server reflection (default true): clients such as grpcurl
     /// list and call the API without the .proto file.
     pub reflection: Option<bool>,
@@ -196,6 +198,8 @@ pub struct Config {
     /// None: no metrics listener.
     pub metrics: Option<crate::metrics::MetricsConfig>,
     pub reflection: bool,
+    /// None: no fleet page (`[web]`).
+    pub web: Option<crate::web::WebConfig>,
 }
 
 pub const DEFAULT_STALE_AFTER_SECS: u64 = 900;
@@ -293,6 +297,7 @@ impl Config {
             storage: f.storage.validate()?,
             limits: f.limits.validate()?,
             metrics: f.metrics.validate()?,
+            web: f.web.validate()?,
             reflection: f.reflection.unwrap_or(true),
             webhook: f.webhook.validate(),
             data_dir,

@@ -13,6 +13,7 @@
 //! | [`store`] | the storage seam (`Storage`) and its backends, `sled/` and `postgres/` |
 //! | [`join`] | orchestrator join issuers: signed token, Docker Swarm, kubeadm; node groups |
 //! | [`audit`] | re-checking the hash-chained history and its signed checkpoints (pure) |
+//! | [`web`] | the fleet page (`[web]`): a read-only HTTPS view for auditors and operators, roles from client certificates |
 //! | [`metrics`] | Prometheus metrics (`[metrics]`): names, bounded labels, the scrape listener |
 //! | [`limits`] | what a hostile network can make it hold: rate limits, caps on nonces and enrollments, transport limits (`[limits]`) |
 //! | [`roles`] | client-certificate roles and the permission table |
@@ -45,4 +46,5 @@ pub mod store;
 pub mod tls;
 pub mod token;
 pub mod trust;
+pub mod web;
 pub mod webhook;

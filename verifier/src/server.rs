@@ -137,6 +137,7 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let web = crate::web::bind(&verifier.config).await?;
     info!(policies = ?verifier.policy_set().in_force(), %addr, "assay-verifier serving");
     println!("listening on {addr}");
     let verifier = Arc::new(verifier);
@@ -166,6 +167,7 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
     let crl_reloader = tokio::spawn(reload_crls(verifier.clone()));
     let guard = tokio::spawn(limits_upkeep(verifier.clone()));
     let policy_reloader = tokio::spawn(reload_policies(verifier.clone()));
+    let web_server = web.map(|w| tokio::spawn(crate::web::serve(w, verifier.clone())));
     let verifier_for_exit = verifier.clone();
     let api = Api(verifier);
     let served = Server::builder()
@@ -235,6 +237,9 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
     crl_reloader.abort();
     guard.abort();
     policy_reloader.abort();
+    if let Some(w) = web_server {
+        w.abort();
+    }
     if let Err(e) = verifier_for_exit.flush_attempts() {
         warn!(error = %e, "recording unauthenticated attempts failed");
     }

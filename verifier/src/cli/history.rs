@@ -4,7 +4,7 @@
 use assay_proto::v1 as pb;
 use clap::Args;
 
-use super::output::{claim_json, outln, policy_ref, print_list, ListOutput};
+use super::output::{claim_json, date, outln, policy_ref, print_list, ListOutput};
 use super::remote::{answer, connect, ServerArgs};
 
 #[derive(Args)]
@@ -97,19 +97,19 @@ pub async fn fleet(a: FleetArgs) -> anyhow::Result<()> {
     };
     print_list(&nodes, a.output, json, |nodes| {
         outln!(
-            "{:<24}  {:<8}  {:>6}  {:<12}  policy",
+            "{:<24}  {:<8}  {:>6}  {:<20}  policy",
             "node",
             "state",
             "seq",
-            "time_unix"
+            "time (UTC)"
         );
         for n in nodes {
             outln!(
-                "{:<24}  {:<8}  {:>6}  {:<12}  {}",
+                "{:<24}  {:<8}  {:>6}  {:<20}  {}",
                 n.node_id,
                 n.state,
                 n.seq,
-                n.time_unix,
+                date(n.time_unix),
                 policy_ref(&n.policy_name, n.policy_version, &n.policy_digest)
             );
         }
@@ -152,7 +152,7 @@ fn print_history(recs: &[pb::HistoryRecord]) {
     outln!(
         "{:>6}  {:<20}  {:<24}  {:<7}  {:<16}  failed claims / details",
         "seq",
-        "time (UTC, unix)",
+        "time (UTC)",
         "node",
         "verdict",
         "policy"
@@ -173,7 +173,7 @@ fn print_history(recs: &[pb::HistoryRecord]) {
         outln!(
             "{:>6}  {:<20}  {:<24}  {:<7}  {:<16}  {}",
             r.seq,
-            r.time_unix,
+            date(r.time_unix),
             r.node_id,
             record_label(r),
             policy_ref(&r.policy_name, r.policy_version, &r.policy_digest),

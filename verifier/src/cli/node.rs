@@ -11,7 +11,7 @@ use clap::Subcommand;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::output::{outln, print_list, ListOutput};
+use super::output::{date, outln, print_list, ListOutput};
 use super::remote::{answer, connect, ServerArgs};
 use super::Exit;
 use assay_verifier::files::read_capped;
@@ -209,7 +209,11 @@ pub async fn run(c: NodeCmd) -> anyhow::Result<()> {
             outln!("node {}", n.node_id);
             match &n.registration {
                 Some(r) => {
-                    outln!("  registered:   yes, by {} at {}", r.added_by, r.added_unix);
+                    outln!(
+                        "  registered:   yes, by {} at {}",
+                        r.added_by,
+                        date(r.added_unix)
+                    );
                     if r.ek_cert_sha256.is_empty() {
                         outln!("  EK public area sha256:{}", r.ek_public_sha256);
                     } else {
@@ -231,27 +235,32 @@ pub async fn run(c: NodeCmd) -> anyhow::Result<()> {
                 None => outln!("  registered:   no"),
             }
             if n.enrolled {
-                outln!("  enrolled:     yes, at {}", n.activated_unix);
+                outln!("  enrolled:     yes, at {}", date(n.activated_unix));
                 outln!("  enrolled EK:  sha256:{}", n.ek_sha256);
                 outln!("  AK name:      {}", n.ak_name);
                 if n.last_pass_unix > 0 {
-                    outln!("  last pass:    {}", n.last_pass_unix);
+                    outln!("  last pass:    {}", date(n.last_pass_unix));
                 }
             } else {
                 outln!("  enrolled:     no");
             }
             if n.quarantined {
-                outln!("  quarantined since {}", n.quarantined_since_unix);
+                outln!("  quarantined since {}", date(n.quarantined_since_unix));
             }
             if let Some(a) = n.unauthenticated.as_ref().filter(|a| a.count > 0) {
                 outln!(
                     "  unauthenticated attempts: {} (not verdicts), first {}, last {}",
                     a.count,
-                    a.first_unix,
-                    a.last_unix
+                    date(a.first_unix),
+                    date(a.last_unix)
                 );
                 for s in &a.sources {
-                    outln!("    from {}: {} (last {})", s.address, s.count, s.last_unix);
+                    outln!(
+                        "    from {}: {} (last {})",
+                        s.address,
+                        s.count,
+                        date(s.last_unix)
+                    );
                 }
                 if !a.last_failed.is_empty() {
                     outln!("    last failed: {}", a.last_failed.join(", "));

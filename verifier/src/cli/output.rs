@@ -68,6 +68,16 @@ pub fn count(n: u64, thing: &str) -> String {
     }
 }
 
+/// A time as tables show it: a date in UTC (`2024-05-03 14:00:00Z`), or
+/// `-` for none (0). JSON output keeps unix seconds.
+pub fn date(unix: i64) -> String {
+    if unix == 0 {
+        "-".into()
+    } else {
+        assay_verifier::web::utc(unix)
+    }
+}
+
 /// The first 8 hex digits of a digest, as tables show it.
 pub fn short(digest: &str) -> &str {
     digest.get(..8).unwrap_or(digest)

@@ -42,7 +42,7 @@ fn version_line(v: &pb::PolicyVersionInfo) -> String {
         v.version,
         v.status,
         short(&v.digest),
-        v.applied_unix,
+        super::output::date(v.applied_unix),
         v.subject
     );
     if v.rollback_of != 0 {

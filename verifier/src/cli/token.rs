@@ -125,7 +125,7 @@ async fn verify(
                     "valid: token issued to node {} (AK {}), expires at {}; now consumed",
                     r.node_id,
                     r.ak_name,
-                    r.expires_unix
+                    super::output::date(r.expires_unix)
                 );
             }
             Ok(())
@@ -182,19 +182,19 @@ async fn list(
         );
     } else {
         outln!(
-            "{:<16}  {:<8}  {:<12}  {:<12}  NODE",
+            "{:<16}  {:<8}  {:<20}  {:<20}  NODE",
             "ID",
             "STATE",
-            "ISSUED_UNIX",
-            "EXPIRES_UNIX"
+            "ISSUED (UTC)",
+            "EXPIRES (UTC)"
         );
         for t in &toks {
             outln!(
-                "{:<16}  {:<8}  {:<12}  {:<12}  {}",
+                "{:<16}  {:<8}  {:<20}  {:<20}  {}",
                 t.id.get(..16).unwrap_or(&t.id),
                 t.state,
-                t.issued_unix,
-                t.expires_unix,
+                super::output::date(t.issued_unix),
+                super::output::date(t.expires_unix),
                 t.node_id
             );
         }
