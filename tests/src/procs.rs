@@ -265,6 +265,19 @@ impl Drop for VerifierProc {
 
 /// Spawns `assay-verifier <args>` logging (appending) to `dir/<log_name>`;
 /// the child and the address it listens on.
+/// The lines `child` writes on its (piped) stdout, as they come, from a
+/// thread of their own.
+pub fn stdout_lines(child: &mut Child) -> Result<mpsc::Receiver<String>> {
+    let stdout = child.stdout.take().context("the child's stdout (piped?)")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    Ok(rx)
+}
+
 fn spawn(
     dir: &Path,
     log_name: &str,
@@ -280,13 +293,7 @@ fn spawn(
         .stderr(log)
         .stdin(Stdio::null())
         .spawn()?;
-    let stdout = child.stdout.take().context("verifier stdout")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = stdout_lines(&mut child)?;
     // Lines before `listening on ADDR` name the other listeners (`metrics on
     // ADDR`, …).
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

@@ -19,11 +19,9 @@
 //! failed run of it left installed (never a package it did not build).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -698,13 +696,7 @@ impl Service {
             .stdout(Stdio::piped())
             .stderr(File::create(&log)?)
             .spawn()?;
-        let stdout = child.stdout.take().context("verifier stdout")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let rx = assay_tests::procs::stdout_lines(&mut child)?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {

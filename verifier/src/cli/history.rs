@@ -116,19 +116,9 @@ pub async fn fleet(a: FleetArgs) -> anyhow::Result<()> {
     })
 }
 
-/// What a history record says, in one word: a verdict's PASS/FAIL, STALE for a
-/// node that missed its window, SENT/UNSENT for a webhook delivery, ADMIN for
-/// an operator's action, ENROLL for an AK bound to a node's EK.
+/// What a history record says, in one word ([`assay_verifier::service::record_label`]).
 fn record_label(r: &pb::HistoryRecord) -> &'static str {
-    match (r.kind.as_str(), r.passed) {
-        ("stale", _) => "STALE",
-        ("admin", _) => "ADMIN",
-        ("enroll", _) => "ENROLL",
-        ("webhook", true) => "SENT",
-        ("webhook", false) => "UNSENT",
-        (_, true) => "PASS",
-        (_, false) => "FAIL",
-    }
+    assay_verifier::service::record_label(&r.kind, r.passed)
 }
 
 fn record_json(r: &pb::HistoryRecord) -> serde_json::Value {

@@ -258,6 +258,22 @@ pub(crate) fn admin_record(
     }
 }
 
+/// What a history record is, in one word (`history`, the fleet page): a
+/// verdict's PASS/FAIL, STALE for a node that missed its window, SENT/UNSENT
+/// for a webhook delivery, ADMIN for an operator's action, ENROLL for an AK
+/// bound to a node's EK.
+pub fn record_label(kind: &str, passed: bool) -> &'static str {
+    match (kind, passed) {
+        ("stale", _) => "STALE",
+        ("admin", _) => "ADMIN",
+        ("enroll", _) => "ENROLL",
+        ("webhook", true) => "SENT",
+        ("webhook", false) => "UNSENT",
+        (_, true) => "PASS",
+        (_, false) => "FAIL",
+    }
+}
+
 /// A node's standing from its latest record at some time (see
 /// [`crate::store::Storage::fleet_at`]): "pass", "fail", "stale" (its
 /// latest record says it did not pass again in time) or "unknown" (no

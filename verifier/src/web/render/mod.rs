@@ -77,15 +77,7 @@ fn policy(h: &mut Html, r: &HistoryRecord) {
 
 /// What a record is, in one word (as `history` prints it).
 pub fn record_label(r: &HistoryRecord) -> &'static str {
-    match (r.kind.as_str(), r.passed) {
-        ("stale", _) => "STALE",
-        ("admin", _) => "ADMIN",
-        ("enroll", _) => "ENROLL",
-        ("webhook", true) => "SENT",
-        ("webhook", false) => "UNSENT",
-        (_, true) => "PASS",
-        (_, false) => "FAIL",
-    }
+    crate::service::record_label(&r.kind, r.passed)
 }
 
 fn all_passed(h: &mut Html, n: usize) {
