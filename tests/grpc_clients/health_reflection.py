@@ -12,6 +12,8 @@ Commands (each prints one JSON object on stdout):
     check SERVICE   grpc.health.v1 Check ("" for the server as a whole)
     call-jwks       assay.v1.Tokens/Jwks, its message types taken from
                     reflection (a dynamic call)
+    watch SERVICE   grpc.health.v1 Watch: one JSON line per status as it
+                    comes, then {"ended": CODE} when the stream ends
 """
 
 import argparse
@@ -43,12 +45,21 @@ def main():
     p.add_argument("--cert")
     p.add_argument("--key")
     p.add_argument("--timeout", type=float, default=10.0)
-    p.add_argument("command", choices=["services", "check", "call-jwks"])
+    p.add_argument("command", choices=["services", "check", "call-jwks", "watch"])
     p.add_argument("arg", nargs="?", default="")
     args = p.parse_args()
     ch = channel(args)
     try:
-        if args.command == "services":
+        if args.command == "watch":
+            stub = health_pb2_grpc.HealthStub(ch)
+            try:
+                for r in stub.Watch(health_pb2.HealthCheckRequest(service=args.arg)):
+                    name = health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)
+                    print(json.dumps({"status": name}), flush=True)
+                out = {"ended": "OK"}
+            except grpc.RpcError as e:
+                out = {"ended": e.code().name}
+        elif args.command == "services":
             db = ProtoReflectionDescriptorDatabase(ch)
             out = {"services": sorted(db.get_services())}
         elif args.command == "check":

@@ -255,6 +255,24 @@ impl VerifierProc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Asks it to stop (SIGTERM) and waits up to `within`: its exit status
+    /// and how long the stop took, or an error (it is killed then).
+    pub fn terminate(&mut self, within: Duration) -> Result<(std::process::ExitStatus, Duration)> {
+        let start = std::time::Instant::now();
+        let st = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(st.success(), "kill -TERM failed");
+        while start.elapsed() < within {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok((status, start.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        bail!("still running {within:?} after SIGTERM")
+    }
 }
 
 impl Drop for VerifierProc {

@@ -67,3 +67,49 @@ fn with_reflection_off_the_api_shape_is_not_served_and_health_still_is() {
     assert!(err.contains("UNIMPLEMENTED"), "{err}");
     assert_eq!(health(&v, ""), "SERVING");
 }
+
+#[test]
+fn a_health_watch_sees_not_serving_at_a_stop_and_does_not_hold_the_stop() {
+    use std::io::BufRead as _;
+    let mut v = VerifierProc::start(&VerifierOpts::new(POLICY)).unwrap();
+    let (python, script) = assay_tests::grpcio::grpc_python().unwrap();
+    let mut watch = Command::new(python)
+        .arg(script)
+        .args(["--target", v.url.trim_start_matches("https://"), "--ca"])
+        .arg(&v.ca_pem)
+        .args(["watch", ""])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = assay_tests::procs::stdout_lines(&mut watch).unwrap();
+    let next = || -> serde_json::Value {
+        let l = lines
+            .recv_timeout(std::time::Duration::from_secs(15))
+            .expect("a line from the watch");
+        serde_json::from_str(&l).unwrap()
+    };
+    assert_eq!(next()["status"], "SERVING");
+    // An open Watch stream is a connection graceful shutdown would wait for.
+    let (status, took) = v.terminate(std::time::Duration::from_secs(20)).unwrap();
+    assert!(status.success(), "{status:?}\n{}", v.log());
+    assert_eq!(next()["status"], "NOT_SERVING", "watchers see it leave");
+    let end = next();
+    assert!(end.get("ended").is_some(), "{end}");
+    assert!(
+        took < std::time::Duration::from_secs(8),
+        "the watch held the stop for {took:?}:\n{}",
+        v.log()
+    );
+    assert!(
+        v.log().contains("stopping: health NOT_SERVING"),
+        "{}",
+        v.log()
+    );
+    assert!(v.log().contains("assay-verifier stopped"), "{}", v.log());
+    let _ = watch.wait();
+    println!(
+        "stopped {} ms after SIGTERM with a health watch open",
+        took.as_millis()
+    );
+}

@@ -90,6 +90,9 @@ pub mod names {
     pub const RATE_LIMITED: &str = "assay_verifier_rate_limited_requests_total";
 }
 
+/// How often the recorder's upkeep runs.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Distinct values one label keeps before the rest count as `other`.
 pub const MAX_LABEL_VALUES: usize = 256;
 
@@ -162,7 +165,7 @@ fn describe() {
     describe_counter!(names::TOKENS_ISSUED, "Join tokens issued on a pass");
     describe_counter!(
         names::TOKENS_REDEEMED,
-        "Join-token redemptions, by result (ok, refused)"
+        "Join-token redemptions, by result (ok, refused, error)"
     );
     describe_counter!(names::TOKENS_REVOKED, "Join tokens revoked");
     describe_counter!(
@@ -175,7 +178,7 @@ fn describe() {
     );
     describe_gauge!(
         names::NODES,
-        "Enrolled nodes by their standing now (pass, fail, stale, unknown); stale: no pass within stale_after_secs"
+        "Enrolled nodes by their standing now (pass, fail, stale, unknown: no verdict yet); stale: no pass within stale_after_secs"
     );
     describe_gauge!(names::QUARANTINED, "Nodes in quarantine");
     describe_counter!(
@@ -188,6 +191,10 @@ fn describe() {
 /// `other`: a label never gets more than [`MAX_LABEL_VALUES`] values.
 fn bounded(label: &'static str, value: &str) -> String {
     static SEEN: OnceLock<RwLock<HashMap<&'static str, HashSet<String>>>> = OnceLock::new();
+    if HANDLE.get().is_none() {
+        // Not installed: the recording is a no-op, the label is not kept.
+        return String::new();
+    }
     let plausible = !value.is_empty()
         && value.len() <= 64
         && value
@@ -256,8 +263,9 @@ pub fn token_issued() {
     counter!(names::TOKENS_ISSUED).increment(1);
 }
 
-pub fn token_redeemed(ok: bool) {
-    let result = if ok { "ok" } else { "refused" };
+/// A redemption's result: `ok`, `refused` (a bad, used, revoked or expired
+/// token) or `error` (the verifier failed).
+pub fn token_redeemed(result: &'static str) {
     counter!(names::TOKENS_REDEEMED, "result" => result).increment(1);
 }
 
@@ -284,16 +292,40 @@ fn refresh_tables(v: &crate::service::Verifier) {
     gauge!(names::ENROLLMENTS).set(v.enrollments.len() as f64);
 }
 
-/// Recounts nodes by standing and quarantined nodes from the store.
+/// Recounts enrolled nodes by standing, and quarantined nodes, from the
+/// store. A removed node is not counted (its history stays).
 pub fn refresh_fleet(v: &crate::service::Verifier) -> Result<(), crate::store::StoreError> {
+    const PAGE: usize = 1000;
     let now = crate::clock::now_unix();
+    let mut enrolled = HashSet::new();
+    let mut after = String::new();
+    loop {
+        let page = v.store.list_nodes(&after, PAGE)?;
+        let full = page.len() == PAGE;
+        if let Some(n) = page.last() {
+            after = n.node_id.clone();
+        }
+        enrolled.extend(page.into_iter().map(|n| n.node_id));
+        if !full {
+            break;
+        }
+    }
     let mut by_state: [(&'static str, u64); 4] =
         [("pass", 0), ("fail", 0), ("stale", 0), ("unknown", 0)];
-    for (_, rec) in v.store.fleet_at(now)? {
-        let state = crate::service::standing(rec.as_ref());
+    let mut count = |state: &str| {
         if let Some(slot) = by_state.iter_mut().find(|(s, _)| *s == state) {
             slot.1 += 1;
         }
+    };
+    let mut judged = 0usize;
+    for (node, rec) in v.store.fleet_at(now)? {
+        if enrolled.contains(&node) {
+            judged += 1;
+            count(crate::service::standing(rec.as_ref()));
+        }
+    }
+    for _ in judged..enrolled.len() {
+        count(crate::service::standing(None));
     }
     for (state, n) in by_state {
         gauge!(names::NODES, "state" => state).set(n as f64);
@@ -320,6 +352,19 @@ pub async fn serve(
         );
     }
     let fleet = tokio::spawn(fleet_gauges(verifier.clone(), cfg.fleet_interval));
+    // The recorder's upkeep (histogram samples drained, descriptions
+    // published) must run whether or not anyone scrapes.
+    handle.run_upkeep();
+    let upkeep = {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+            loop {
+                tick.tick().await;
+                handle.run_upkeep();
+            }
+        })
+    };
     let v = verifier.clone();
     info!(listen = %cfg.listen, "metrics served at /metrics");
     crate::http_server::serve(
@@ -355,6 +400,7 @@ pub async fn serve(
     )
     .await;
     fleet.abort();
+    upkeep.abort();
 }
 
 async fn fleet_gauges(verifier: Arc<crate::service::Verifier>, every: Duration) {
@@ -382,6 +428,7 @@ mod tests {
 
     #[test]
     fn labels_are_bounded_and_sanitized() {
+        install().unwrap();
         assert_eq!(bounded("t1", "pcr.sha256.7"), "pcr.sha256.7");
         assert_eq!(bounded("t1", "node-1 \"x\""), "other");
         assert_eq!(bounded("t1", ""), "other");

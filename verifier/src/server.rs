@@ -144,6 +144,8 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     let store_watch = tokio::spawn(watch_store(verifier.clone(), health.clone()));
     let stop_watching = store_watch.abort_handle();
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let stopping_tx = stopping.clone();
     let metrics_server =
         metrics.map(|(l, handle)| tokio::spawn(crate::metrics::serve(l, handle, verifier.clone())));
     // Server reflection, v1 and v1alpha (grpcurl and the grpcio clients still
@@ -181,6 +183,7 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
         .http2_keepalive_interval(Some(limits.keepalive_interval))
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         .max_connection_age(limits.max_connection_age)
+        .max_connection_age_grace(SHUTDOWN_DRAIN)
         .tcp_keepalive(Some(Duration::from_secs(60)))
         .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
         .http2_max_pending_accept_reset_streams(Some(64))
@@ -216,17 +219,40 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
             ),
             async move {
                 shutdown().await;
-                // Load balancers and probes see it leave before it stops.
+                // Health watchers see NOT_SERVING, then their streams end
+                // (a Watch stream lasts as long as its status is kept).
                 stop_watching.abort();
+                let mut health = health;
                 for name in health_names() {
                     health
                         .set_service_status(name, tonic_health::ServingStatus::NotServing)
                         .await;
+                    health.clear_service_status(name).await;
                 }
-                info!("stopping: health NOT_SERVING, finishing requests in flight");
+                info!(
+                    drain_secs = SHUTDOWN_DRAIN.as_secs(),
+                    "stopping: health NOT_SERVING, finishing requests in flight"
+                );
+                stopping_tx.notify_one();
             },
-        )
-        .await;
+        );
+    // Graceful shutdown waits for every connection to close: a client that
+    // keeps a stream open (reflection, a health watch) must not hold the
+    // stop, and what follows it (the last checkpoint), forever.
+    tokio::pin!(served);
+    let served = tokio::select! {
+        r = &mut served => r,
+        () = async {
+            stopping.notified().await;
+            tokio::time::sleep(SHUTDOWN_DRAIN).await;
+        } => {
+            warn!(
+                drain_secs = SHUTDOWN_DRAIN.as_secs(),
+                "connections still open after the drain: stopping without them"
+            );
+            Ok(())
+        }
+    };
     store_watch.abort();
     if let Some(m) = metrics_server {
         m.abort();
@@ -252,6 +278,10 @@ pub async fn serve(verifier: Verifier) -> anyhow::Result<()> {
     info!("assay-verifier stopped");
     Ok(())
 }
+
+/// How long a stop waits for requests in flight (and a connection past its
+/// maximum age for its streams) before it closes what is left.
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 
 /// How often the store is asked whether it answers (gRPC health).
 pub const STORE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -279,18 +309,29 @@ async fn watch_store(verifier: Arc<Verifier>, health: tonic_health::server::Heal
     let mut tick = tokio::time::interval(STORE_CHECK_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut up = None::<bool>;
+    // One check at a time: a store that hangs holds one blocking thread (and
+    // one connection), not one more every second.
+    let mut pending: Option<tokio::task::JoinHandle<Result<(), crate::store::StoreError>>> = None;
     loop {
         tick.tick().await;
-        let v = verifier.clone();
-        let check = tokio::task::spawn_blocking(move || v.store.policy_epoch().map(drop));
-        let (now_up, why) = match tokio::time::timeout(STORE_CHECK_TIMEOUT, check).await {
+        let mut check = match pending.take() {
+            Some(c) => c,
+            None => {
+                let v = verifier.clone();
+                tokio::task::spawn_blocking(move || v.store.policy_epoch().map(drop))
+            }
+        };
+        let (now_up, why) = match tokio::time::timeout(STORE_CHECK_TIMEOUT, &mut check).await {
             Ok(Ok(Ok(()))) => (true, String::new()),
             Ok(Ok(Err(e))) => (false, e.to_string()),
             Ok(Err(e)) => (false, e.to_string()),
-            Err(_) => (
-                false,
-                format!("no answer within {}s", STORE_CHECK_TIMEOUT.as_secs()),
-            ),
+            Err(_) => {
+                pending = Some(check);
+                (
+                    false,
+                    format!("no answer within {}s", STORE_CHECK_TIMEOUT.as_secs()),
+                )
+            }
         };
         if up == Some(now_up) {
             continue;
@@ -508,12 +549,12 @@ async fn join_upkeep(verifier: Arc<Verifier>) {
             result = crate::membership::mark_stale(&verifier, &mut last_stale_scan).await;
         }
         // One warning per distinct problem, not one a second.
+        if let Err(ServiceError::Join(_)) = &result {
+            crate::metrics::join_error(verifier.join.name());
+        }
         match result {
             Ok(()) => last_warning = None,
             Err(e) if last_warning.as_deref() != Some(e.to_string().as_str()) => {
-                if matches!(e, ServiceError::Join(_)) {
-                    crate::metrics::join_error(verifier.join.name());
-                }
                 warn!(error = %e, orchestrator = verifier.join.name(), "join upkeep failed; retrying every second");
                 last_warning = Some(e.to_string());
             }

@@ -1,7 +1,7 @@
 //! `Tokens`: Redeem, Jwks, List, Revoke.
 
 use assay_proto::v1 as pb;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 use tracing::warn;
 
 use super::{blocking, record_admin, Api, MAX_HISTORY_LIMIT};
@@ -18,7 +18,13 @@ impl pb::tokens_server::Tokens for Api {
         self.authorize(&req, Rpc::Redeem, None)?;
         let r = req.into_inner();
         let out = blocking(&self.0, move |v| v.redeem(&r.token, &r.node_id)).await;
-        crate::metrics::token_redeemed(out.is_ok());
+        crate::metrics::token_redeemed(match &out {
+            Ok(_) => "ok",
+            Err(s) if matches!(s.code(), Code::PermissionDenied | Code::InvalidArgument) => {
+                "refused"
+            }
+            Err(_) => "error",
+        });
         let out = out?;
         Ok(Response::new(pb::RedeemResponse {
             node_id: out.node_id,

@@ -133,11 +133,14 @@ pub fn node_page(
         limit: per_page,
         ..Default::default()
     })?;
-    // The standing: the newest verdict or stale record (as `fleet_at`).
-    let newest = |kind: &str| {
+    // The standing: the newest verdict or stale record (as `fleet_at`). A
+    // stale mark only follows a verdict: it is looked for after the newest
+    // verdict only, so neither read walks the node's whole history.
+    let newest = |kind: &str, from_unix: Option<i64>| {
         v.store
             .query_history(&HistoryQuery {
                 node_id: node.clone(),
+                from_unix,
                 to_unix: q.at_unix,
                 verdict: Some(kind.into()),
                 limit: 1,
@@ -145,9 +148,12 @@ pub fn node_page(
             })
             .map(|(mut r, _)| r.pop())
     };
-    let latest = match (newest("verdict")?, newest("stale")?) {
-        (Some(a), Some(b)) => Some(if a.seq > b.seq { a } else { b }),
-        (a, b) => a.or(b),
+    let latest = match newest("verdict", None)? {
+        None => None,
+        Some(verdict) => match newest("stale", Some(verdict.time_unix))? {
+            Some(stale) if stale.seq > verdict.seq => Some(stale),
+            _ => Some(verdict),
+        },
     };
     let enrolled = v
         .store

@@ -114,7 +114,7 @@ fn tls_config(config: &Config) -> anyhow::Result<rustls::ServerConfig> {
 struct State {
     verifier: Arc<Verifier>,
     config: WebConfig,
-    builds: tokio::sync::Semaphore,
+    builds: Arc<tokio::sync::Semaphore>,
 }
 
 /// Serves the page until the task is dropped.
@@ -128,7 +128,7 @@ pub async fn serve(l: WebListener, verifier: Arc<Verifier>) {
     let state = Arc::new(State {
         verifier,
         config: l.config,
-        builds: tokio::sync::Semaphore::new(MAX_BUILDS),
+        builds: Arc::new(tokio::sync::Semaphore::new(MAX_BUILDS)),
     });
     crate::http_server::serve(
         l.listener,
@@ -211,7 +211,10 @@ async fn build(
     now: i64,
     f: impl FnOnce(&Verifier) -> Result<Option<String>, crate::store::StoreError> + Send + 'static,
 ) -> Answer {
-    let Ok(Ok(_turn)) = tokio::time::timeout(BUILD_WAIT, state.builds.acquire()).await else {
+    // The turn is held by the build itself: a client that leaves does not
+    // free it while its page is still being built.
+    let Ok(Ok(turn)) = tokio::time::timeout(BUILD_WAIT, state.builds.clone().acquire_owned()).await
+    else {
         return html(
             StatusCode::SERVICE_UNAVAILABLE,
             render::message(
@@ -223,7 +226,11 @@ async fn build(
         );
     };
     let v = state.verifier.clone();
-    match tokio::task::spawn_blocking(move || f(&v)).await {
+    let built = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        f(&v)
+    });
+    match built.await {
         Ok(Ok(Some(body))) => html(StatusCode::OK, body),
         Ok(Ok(None)) => html(
             StatusCode::NOT_FOUND,
@@ -238,7 +245,12 @@ async fn build(
             warn!(error = %e, "fleet page: the store did not answer");
             html(
                 StatusCode::SERVICE_UNAVAILABLE,
-                render::message("The store did not answer", &e.to_string(), None, now),
+                render::message(
+                    "The store did not answer",
+                    "The verifier could not read its store; its log says why.",
+                    None,
+                    now,
+                ),
             )
         }
         Err(e) => {
@@ -268,7 +280,8 @@ fn viewer(v: &Verifier, peer: &Peer, path: &str) -> Result<Viewer, String> {
         });
     }
     let refuse = |text: String, subject: &str, role: &str| {
-        warn!(caller = %subject, role, addr = %peer.addr, path, "fleet page refused");
+        // Any TLS client can cause this: not a warning.
+        debug!(caller = %subject, role, addr = %peer.addr, path, "fleet page refused");
         Err(text)
     };
     let caller = match crate::roles::caller(peer.client_cert.as_deref()) {

@@ -349,6 +349,26 @@ impl NodeStore for PgStore {
         )
     }
 
+    /// Asked every second by the join upkeep: filtered in SQL.
+    fn unapplied_quarantines(&self) -> Result<Vec<String>, StoreError> {
+        self.run(async {
+            let rows = self
+                .query(
+                    "SELECT node_id FROM quarantined WHERE NOT applied ORDER BY node_id",
+                    &[],
+                )
+                .await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn quarantined_count(&self) -> Result<usize, StoreError> {
+        self.run(async {
+            let rows = self.query("SELECT count(*) FROM quarantined", &[]).await?;
+            Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0)) as usize)
+        })
+    }
+
     fn quarantines(&self) -> Result<Vec<(String, Quarantine)>, StoreError> {
         self.run(async {
             let rows = self
