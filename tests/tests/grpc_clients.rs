@@ -70,7 +70,6 @@ fn with_reflection_off_the_api_shape_is_not_served_and_health_still_is() {
 
 #[test]
 fn a_health_watch_sees_not_serving_at_a_stop_and_does_not_hold_the_stop() {
-    use std::io::BufRead as _;
     let mut v = VerifierProc::start(&VerifierOpts::new(POLICY)).unwrap();
     let (python, script) = assay_tests::grpcio::grpc_python().unwrap();
     let mut watch = Command::new(python)
