@@ -413,11 +413,27 @@ pub async fn attest_with(
         .map_err(tpm_err)?;
     // Logs are read after the quote: they may then run ahead of the quoted PCRs
     // (the verifier finds the quoted prefix), never behind them.
+    // Only the IMA entries after the verifier's kept state, if this quote
+    // is of the boot that state was kept for.
+    let resume = chal
+        .ima_resume
+        .as_ref()
+        .filter(|r| {
+            assay_core::tpm::attest::parse_quote_attest(&q.attest).is_ok_and(|a| {
+                a.clock_info.reset_count == r.reset_count
+                    && a.clock_info.restart_count == r.restart_count
+            })
+        })
+        .map(|r| logs::ImaResume {
+            from_entry: r.from_entry,
+            first_template_hash: r.first_template_hash.clone(),
+        });
     let mut logs = read_logs(
         cfg,
         chal.want_uefi_log,
         chal.want_ima_log,
         chal.want_cel_log,
+        resume.as_ref(),
     );
     logs.notes.extend(measure_note);
     let r = c
@@ -457,6 +473,8 @@ pub async fn attest_with(
 pub struct Logs {
     pub uefi: Option<Vec<u8>>,
     pub ima: Option<Vec<u8>>,
+    /// The index of `ima`'s first entry (0: the whole log).
+    pub ima_first_entry: u64,
     pub cel: Option<Vec<u8>>,
     pub notes: Vec<String>,
 }
@@ -522,6 +540,7 @@ fn attest_request(
     let Logs {
         uefi: uefi_log,
         ima: ima_log,
+        ima_first_entry,
         cel: cel_log,
         notes: log_notes,
     } = logs;
@@ -539,12 +558,31 @@ fn attest_request(
         ima_log,
         cel_log,
         log_notes,
+        ima_first_entry,
     }
 }
 
 /// Reads the logs that were asked for; a log that cannot be sent gets a note.
-fn read_logs(cfg: &Config, want_uefi: bool, want_ima: bool, want_cel: bool) -> Logs {
+fn read_logs(
+    cfg: &Config,
+    want_uefi: bool,
+    want_ima: bool,
+    want_cel: bool,
+    ima_resume: Option<&logs::ImaResume>,
+) -> Logs {
     let mut notes = Vec::new();
+    let (ima, ima_first_entry) = if want_ima {
+        match logs::read_ima_log(&cfg.ima_log, cfg.max_ima_log_bytes, ima_resume) {
+            (LogRead::Present(b), first) => (Some(b), first),
+            (LogRead::Absent(note), _) => {
+                warn!(log = "ima_log", %note, "log not sent");
+                notes.push(format!("ima_log: {note}"));
+                (None, 0)
+            }
+        }
+    } else {
+        (None, 0)
+    };
     let mut read = |want: bool, path: &Path, cap: u64, key: &str| {
         if !want {
             return None;
@@ -559,7 +597,6 @@ fn read_logs(cfg: &Config, want_uefi: bool, want_ima: bool, want_cel: bool) -> L
         }
     };
     let uefi = read(want_uefi, &cfg.uefi_log, cfg.max_uefi_log_bytes, "uefi_log");
-    let ima = read(want_ima, &cfg.ima_log, cfg.max_ima_log_bytes, "ima_log");
     // The CEL log lives under /run: no file means nothing was measured since boot.
     // An empty log is valid too: the agent created it, nothing is measured yet.
     let cel = match std::fs::metadata(&cfg.cel_log) {
@@ -571,6 +608,7 @@ fn read_logs(cfg: &Config, want_uefi: bool, want_ima: bool, want_cel: bool) -> L
     Logs {
         uefi,
         ima,
+        ima_first_entry,
         cel,
         notes,
     }
@@ -593,7 +631,7 @@ pub fn collect(
     let ek_public = tpm.ek_public().map_err(tpm_err)?;
     let ak = tpm.load_or_create_ak(&cfg.state_dir).map_err(tpm_err)?;
     let q = tpm.quote(&cfg.state_dir, nonce, pcrs).map_err(tpm_err)?;
-    let logs = read_logs(cfg, want_uefi, want_ima, want_cel);
+    let logs = read_logs(cfg, want_uefi, want_ima, want_cel, None);
     let collected_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));

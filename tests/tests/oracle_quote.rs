@@ -133,6 +133,7 @@ fn verify(
         previous_clock: None,
         policy,
         cache: None,
+        ima_state: None,
     };
     verify_quote(
         &check,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use assay_core::tpm::attest::ClockInfo;
 use assay_core::verdict::Claim;
+use assay_core::verify::{ImaProgress, ImaState};
 use assay_tests::PgDb;
 use assay_verifier::store::{
     latest_authentic_evidence, token_id, Checkpoint, Consumed, EkBinding, HistoryQuery,
@@ -1030,6 +1031,7 @@ fn a_verdict_s_writes_land_together(b: Backend) {
             },
             clock: Some(clock),
             passed_at: Some(120),
+            ima_state: ImaProgress::Set(ima_state(40)),
             token: Some(("tok-n", token("n", 999, false))),
         })
         .unwrap();
@@ -1045,6 +1047,7 @@ fn a_verdict_s_writes_land_together(b: Backend) {
     );
     let n = s.node("n").unwrap().unwrap();
     assert_eq!((n.last_clock, n.last_pass_unix), (Some(clock), Some(120)));
+    assert_eq!(n.ima_state, Some(ima_state(40)));
     assert!(matches!(
         s.consume_token("tok-n").unwrap(),
         Consumed::Fresh(_)
@@ -1057,6 +1060,7 @@ fn a_verdict_s_writes_land_together(b: Backend) {
             logs: Logs::default(),
             clock: None,
             passed_at: None,
+            ima_state: ImaProgress::Unchanged,
             token: None,
         })
         .unwrap();
@@ -1064,6 +1068,36 @@ fn a_verdict_s_writes_land_together(b: Backend) {
     assert!(s.evidence(3).unwrap().is_none());
     let n = s.node("n").unwrap().unwrap();
     assert_eq!((n.last_clock, n.last_pass_unix), (Some(clock), Some(120)));
+    assert_eq!(n.ima_state, Some(ima_state(40)), "kept while unchanged");
+    // The IMA state moves with a verdict, and is dropped by one.
+    for (change, expect) in [
+        (ImaProgress::Set(ima_state(90)), Some(ima_state(90))),
+        (ImaProgress::Clear, None),
+    ] {
+        s.record_verdict(VerdictWrite {
+            record: hrec("n", 140, false, "", Some("ima.file")),
+            evidence: None,
+            logs: Logs::default(),
+            clock: None,
+            passed_at: None,
+            ima_state: change,
+            token: None,
+        })
+        .unwrap();
+        assert_eq!(s.node("n").unwrap().unwrap().ima_state, expect);
+    }
+}
+
+fn ima_state(entries: u64) -> ImaState {
+    ImaState {
+        reset_count: 1,
+        restart_count: 0,
+        first_template_hash: "ab".repeat(20),
+        entries,
+        pcr: 10,
+        pcr_value: "cd".repeat(32),
+        rules_digest: "ef".repeat(32),
+    }
 }
 
 /// One EK holds one node id: enrollment looks the holder up by the EK
@@ -1109,6 +1143,7 @@ fn node_record(id: &str) -> NodeRecord {
         last_pass_unix: None,
         ek_certificate: "3082".into(),
         ek_chain: vec!["30aa".into(), "30bb".into()],
+        ima_state: None,
     }
 }
 
@@ -1135,6 +1170,7 @@ fn policy_evidence_is_the_newest_authentic_verdict_s(b: Backend) {
             },
             clock: None,
             passed_at: None,
+            ima_state: ImaProgress::Unchanged,
             token: None,
         })
         .unwrap()
@@ -1199,6 +1235,7 @@ fn verdict_for<'a>(node: &str, i: i64, log: &'a [u8]) -> VerdictWrite<'a> {
             safe: true,
         }),
         passed_at: Some(100 + i),
+        ima_state: ImaProgress::Unchanged,
         token: None,
     }
 }

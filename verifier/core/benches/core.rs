@@ -54,6 +54,7 @@ fn whole_verify_quote(c: &mut Criterion) {
             previous_clock: Some(previous),
             policy: &scenario.policy,
             cache: None,
+            ima_state: None,
         };
         let evidence = QuoteEvidence {
             attest: &attest,

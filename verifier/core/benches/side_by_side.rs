@@ -227,6 +227,7 @@ impl QuoteFiles {
             policy,
             // No measured-boot cache: every run judges the log (as Keylime does).
             cache: None,
+            ima_state: None,
         };
         let evidence = QuoteEvidence {
             attest: &self.attest,
@@ -235,6 +236,7 @@ impl QuoteFiles {
             uefi_log,
             ima_log,
             cel_log: None,
+            ima_first_entry: 0,
         };
         verify_quote(&check, &evidence).verdict
     }

@@ -27,6 +27,9 @@ pub struct QuoteEvidence<'a> {
     pub ima_log: Option<&'a [u8]>,
     /// The container measurement log (TCG CEL TLV), when the policy has `[containers]`.
     pub cel_log: Option<&'a [u8]>,
+    /// The index of the first entry in `ima_log`: 0 for the whole log, or
+    /// where the kept [`ImaState`] ends (incremental attestation).
+    pub ima_first_entry: u64,
 }
 
 /// What the verifier knows and expects.
@@ -42,6 +45,8 @@ pub struct QuoteCheck<'a> {
     /// Measured-boot judgements already reached for the same log (a fleet
     /// booted from one image sends the same UEFI log again and again).
     pub cache: Option<&'a MeasuredBootCache>,
+    /// How far the node's IMA log was verified before (incremental attestation).
+    pub ima_state: Option<&'a ImaState>,
 }
 
 /// `[measured_boot]` claims already reached, keyed by SHA-256 over the
@@ -135,6 +140,8 @@ pub struct QuoteOutcome {
     pub verdict: Verdict,
     /// The quote's clock info, when the AK's signature over it verified.
     pub clock: Option<ClockInfo>,
+    /// What the IMA judgement does to the node's kept [`ImaState`].
+    pub ima: ImaProgress,
 }
 
 /// Verifies a quote. Claims, in order: `quote.signature_format`, `quote.signature`,
@@ -142,20 +149,25 @@ pub struct QuoteOutcome {
 /// `quote.clock` (with a previous clock), then `pcr.sha256.<i>` per policy PCR
 /// (only when every `quote.*` claim passed; otherwise the values are untrusted).
 pub fn verify_quote(check: &QuoteCheck<'_>, evidence: &QuoteEvidence<'_>) -> QuoteOutcome {
-    let (claims, clock) = quote_claims(check, evidence);
+    let (claims, clock, ima) = quote_claims(check, evidence);
     let verdict = Verdict::from_claims(
         claims,
         check.policy.digest_hex(),
         hex::encode(evidence_digest(evidence)),
     );
-    QuoteOutcome { verdict, clock }
+    QuoteOutcome {
+        verdict,
+        clock,
+        ima,
+    }
 }
 
 fn quote_claims(
     check: &QuoteCheck<'_>,
     evidence: &QuoteEvidence<'_>,
-) -> (Vec<Claim>, Option<ClockInfo>) {
+) -> (Vec<Claim>, Option<ClockInfo>, ImaProgress) {
     let mut claims = Vec::new();
+    let mut ima_progress = ImaProgress::Unchanged;
     let sig_expected = "a TPMT_SIGNATURE (RSASSA, RSAPSS or ECDSA)";
     let sig = match parse_tpmt_signature(evidence.signature) {
         Ok(sig) => {
@@ -176,7 +188,7 @@ fn quote_claims(
                 e.to_string(),
                 "TPMT_SIGNATURE",
             ));
-            return (claims, None);
+            return (claims, None, ImaProgress::Unchanged);
         }
     };
     let signer = format!(
@@ -200,7 +212,7 @@ fn quote_claims(
                 e.to_string(),
                 location,
             ));
-            return (claims, None);
+            return (claims, None, ImaProgress::Unchanged);
         }
     }
     let format_expected =
@@ -224,7 +236,7 @@ fn quote_claims(
                 e.to_string(),
                 "TPMS_ATTEST",
             ));
-            return (claims, None);
+            return (claims, None, ImaProgress::Unchanged);
         }
     };
     claims.push(Claim::new(
@@ -287,7 +299,16 @@ fn quote_claims(
             }
         }
         if let Some(rules) = check.policy.ima() {
-            claims.extend(ima::claims(rules, evidence.ima_log, evidence.pcrs_sha256));
+            let (judged, progress) = ima::claims(
+                rules,
+                evidence.ima_log,
+                evidence.ima_first_entry,
+                check.ima_state,
+                evidence.pcrs_sha256,
+                attest.clock_info,
+            );
+            claims.extend(judged);
+            ima_progress = progress;
         }
         if let Some(rules) = check.policy.containers() {
             let boot = match &boot_replay {
@@ -302,7 +323,7 @@ fn quote_claims(
             ));
         }
     }
-    (claims, Some(attest.clock_info))
+    (claims, Some(attest.clock_info), ima_progress)
 }
 
 fn describe_sig(sig: &TpmSignature) -> String {
@@ -476,7 +497,9 @@ impl ParsedUefi {
 /// SHA-256 over an unambiguous encoding of the evidence:
 /// `"assay.evidence.v1\0" || u64 len || attest || u64 len || signature || u64 count ||
 /// (u32 index || u64 len || value)*`, then for each log present
-/// `"uefi\0"`/`"ima\0" || u64 len || log`; all integers big-endian.
+/// `"uefi\0"`/`"ima\0"`/`"cel\0" || u64 len || log`, then, for an IMA log
+/// that starts after entry 0, `"ima-from\0" || u64 first entry`; all integers
+/// big-endian.
 pub fn evidence_digest(evidence: &QuoteEvidence<'_>) -> [u8; 32] {
     let len = |n: usize| u64::try_from(n).unwrap_or(u64::MAX).to_be_bytes();
     let mut h = Sha256::new();
@@ -502,12 +525,18 @@ pub fn evidence_digest(evidence: &QuoteEvidence<'_>) -> [u8; 32] {
             h.update(log);
         }
     }
+    if evidence.ima_first_entry != 0 {
+        h.update(b"ima-from\0");
+        h.update(evidence.ima_first_entry.to_be_bytes());
+    }
     h.finalize().into()
 }
 
 mod containers;
 mod ima;
 mod measured_boot;
+
+pub use ima::{ImaProgress, ImaState};
 
 /// Builders for AKs, quotes, signatures and policies, for tests, benches and fuzzing.
 #[cfg(any(test, feature = "testutil"))]
@@ -911,7 +940,7 @@ mod tests {
         ) {
             let s = rsa();
             let ak = s.ak.public();
-            let check = QuoteCheck { ak: &ak, expected_nonce: &s.nonce, previous_clock: None, policy: &s.policy, cache: None };
+            let check = QuoteCheck { ak: &ak, expected_nonce: &s.nonce, previous_clock: None, policy: &s.policy, cache: None, ima_state: None };
             let o = verify_quote(&check, &QuoteEvidence { attest: &attest, signature: &sig, pcrs_sha256: &pcrs, ..Default::default() });
             prop_assert!(!o.verdict.passed);
         }

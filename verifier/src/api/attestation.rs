@@ -68,6 +68,12 @@ impl pb::attestation_server::Attestation for Api {
             want_uefi_log: c.want_uefi_log,
             want_ima_log: c.want_ima_log,
             want_cel_log: c.want_cel_log,
+            ima_resume: c.ima_resume.map(|r| pb::ImaResume {
+                from_entry: r.entries,
+                reset_count: r.reset_count,
+                restart_count: r.restart_count,
+                first_template_hash: hex::decode(&r.first_template_hash).unwrap_or_default(),
+            }),
         }))
     }
 
@@ -91,6 +97,7 @@ impl pb::attestation_server::Attestation for Api {
             uefi_log: r.uefi_log,
             ima_log: r.ima_log,
             cel_log: r.cel_log,
+            ima_first_entry: r.ima_first_entry,
             log_notes: r.log_notes,
             source,
         };

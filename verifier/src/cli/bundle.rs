@@ -140,6 +140,7 @@ fn verify_bundle(
         previous_clock: None,
         policy,
         cache: None,
+        ima_state: None,
     };
     let evidence = QuoteEvidence {
         attest: &ev.attest,
@@ -148,6 +149,7 @@ fn verify_bundle(
         uefi_log: ev.uefi_log.as_deref(),
         ima_log: ev.ima_log.as_deref(),
         cel_log: ev.cel_log.as_deref(),
+        ima_first_entry: 0,
     };
     Ok(verify_quote(&check, &evidence).verdict)
 }

@@ -4,7 +4,7 @@
 
 use assay_core::tpm::public::parse_tpm2b_public;
 use assay_core::verdict::{Claim, Verdict};
-use assay_core::verify::{verify_quote, QuoteCheck, QuoteEvidence};
+use assay_core::verify::{verify_quote, ImaState, QuoteCheck, QuoteEvidence};
 use tracing::info;
 
 use super::{
@@ -23,6 +23,9 @@ pub struct ChallengeOutput {
     pub want_uefi_log: bool,
     pub want_ima_log: bool,
     pub want_cel_log: bool,
+    /// With `want_ima_log`: the node's kept IMA state, from whose end it may
+    /// send only the entries after it.
+    pub ima_resume: Option<ImaState>,
 }
 
 pub struct AttestInput {
@@ -34,6 +37,8 @@ pub struct AttestInput {
     pub uefi_log: Option<Vec<u8>>,
     pub ima_log: Option<Vec<u8>>,
     pub cel_log: Option<Vec<u8>>,
+    /// The index of `ima_log`'s first entry (0: the whole log).
+    pub ima_first_entry: u64,
     /// The attestor's notes on logs it could not send.
     pub log_notes: Vec<String>,
     /// Where the request came from (None: the transport did not say).
@@ -74,9 +79,9 @@ impl Verifier {
         source: Option<std::net::IpAddr>,
     ) -> Result<ChallengeOutput, ServiceError> {
         validate_node_id(node_id)?;
-        if self.store.node(node_id)?.is_none() {
+        let Some(node) = self.store.node(node_id)? else {
             return Err(ServiceError::NotEnrolled(node_id.into()));
-        }
+        };
         // Resolved before a nonce is admitted: a node whose policy cannot be
         // loaded is refused without using up a place.
         let policy = self.node_policy(node_id)?;
@@ -105,13 +110,24 @@ impl Verifier {
             .collect();
         pcrs.sort_unstable();
         pcrs.dedup();
+        // Only the entries after the kept state are asked for when every
+        // version that may judge this quote judges IMA under the rules the
+        // state was reached under (a changed policy judges the whole log).
+        let ima_rules: Vec<_> = accepted.iter().filter_map(|a| a.policy.ima()).collect();
+        let ima_resume = node.ima_state.filter(|s| {
+            !ima_rules.is_empty()
+                && ima_rules
+                    .iter()
+                    .all(|r| hex::encode(r.digest()) == s.rules_digest && r.pcr == s.pcr)
+        });
         Ok(ChallengeOutput {
             nonce,
             pcrs_sha256: pcrs,
             expires_unix,
             want_uefi_log: accepted.iter().any(|a| a.policy.measured_boot().is_some()),
-            want_ima_log: accepted.iter().any(|a| a.policy.ima().is_some()),
+            want_ima_log: !ima_rules.is_empty(),
             want_cel_log: accepted.iter().any(|a| a.policy.containers().is_some()),
+            ima_resume,
         })
     }
 
@@ -166,6 +182,7 @@ impl Verifier {
             uefi_log: input.uefi_log.as_deref(),
             ima_log: input.ima_log.as_deref(),
             cel_log: input.cel_log.as_deref(),
+            ima_first_entry: input.ima_first_entry,
         };
         // Judged under the current version, and during a rollout under the
         // alongside one when the current fails: the verdict names the
@@ -179,6 +196,7 @@ impl Verifier {
                 previous_clock: node.last_clock,
                 policy: &a.policy,
                 cache: Some(&self.measured_boot_cache),
+                ima_state: node.ima_state.as_ref(),
             };
             let outcome = verify_quote(&check, &evidence);
             let passed = outcome.verdict.passed;
@@ -269,6 +287,7 @@ impl Verifier {
                 cel: input.cel_log.as_deref(),
             },
             clock: outcome.clock.filter(|_| clock_trusted),
+            ima_state: outcome.ima,
             passed_at: verdict.passed.then_some(now),
             token: token.as_ref().map(|(t, exp)| {
                 (
@@ -401,6 +420,9 @@ fn kept_evidence(input: &AttestInput, node: &NodeRecord, now: i64) -> StoredEvid
             .map(|(i, d)| (*i, hex::encode(d)))
             .collect(),
         previous_clock: node.last_clock,
+        ima_first_entry: input.ima_first_entry,
+        // The kept IMA state the judgement read (reverify needs it).
+        ima_state: node.ima_state.clone(),
         ..Default::default()
     }
 }

@@ -263,6 +263,8 @@ impl Verifier {
             last_pass_unix,
             ek_certificate: pending.ek_certificate,
             ek_chain: pending.ek_chain,
+            // A new AK starts IMA over: its first quote judges the whole log.
+            ima_state: None,
         })?;
         if reenrolled {
             let claim = Claim::new(

@@ -838,9 +838,13 @@ impl Verifier {
             .filter(|i| !quoted.contains(i))
             .map(|i| i.to_string())
             .collect();
+        // An incremental IMA judgement kept only the entries after the
+        // node's state: under other IMA rules they cannot be judged alone.
+        let ima_part = kept.ima_first_entry != 0;
         let gap = |c: &Claim| {
             (c.id == "quote.pcr_selection" && !missing.is_empty())
                 || (c.id.starts_with("eventlog.") && c.id.ends_with(".present"))
+                || (c.id == "eventlog.ima.range" && ima_part)
         };
         let outcome = if failed.is_empty() {
             DryOutcome::Pass
@@ -854,6 +858,12 @@ impl Verifier {
             }
             for c in failed.iter().filter(|c| c.id.ends_with(".present")) {
                 why.push(format!("{}: {}", c.id, c.actual));
+            }
+            if failed.iter().any(|c| c.id == "eventlog.ima.range") {
+                why.push(format!(
+                    "the kept IMA log holds only the entries from {} on (an incremental attestation)",
+                    kept.ima_first_entry
+                ));
             }
             DryOutcome::Undetermined(format!(
                 "{} (the policy in force did not ask for it); the node's next attestation under \

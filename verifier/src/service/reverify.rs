@@ -103,6 +103,8 @@ pub(super) struct Kept {
     pub attest: Vec<u8>,
     pub signature: Vec<u8>,
     pub pcrs: Vec<(u32, Vec<u8>)>,
+    pub ima_first_entry: u64,
+    pub ima_state: Option<assay_core::verify::ImaState>,
 }
 
 impl Kept {
@@ -115,6 +117,7 @@ impl Kept {
             uefi_log: logs.uefi.as_deref(),
             ima_log: logs.ima.as_deref(),
             cel_log: logs.cel.as_deref(),
+            ima_first_entry: self.ima_first_entry,
         }
     }
 
@@ -131,6 +134,7 @@ impl Kept {
             previous_clock: ev.previous_clock,
             policy,
             cache,
+            ima_state: self.ima_state.as_ref(),
         }
     }
 
@@ -160,6 +164,8 @@ impl Kept {
                 .iter()
                 .map(|(i, d)| Ok((*i, unhex("PCR", d)?)))
                 .collect::<Result<_, ServiceError>>()?,
+            ima_first_entry: ev.ima_first_entry,
+            ima_state: ev.ima_state.clone(),
         })
     }
 }

@@ -2,6 +2,7 @@
 //! the backends encode them.
 
 use assay_core::tpm::attest::ClockInfo;
+use assay_core::verify::{ImaProgress, ImaState};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -35,6 +36,10 @@ pub struct NodeRecord {
     /// NV range (intermediates of the EK certificate's path).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ek_chain: Vec<String>,
+    /// How far its IMA log was verified in its current boot (incremental
+    /// attestation); moved by each authentic verdict, in the same write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ima_state: Option<ImaState>,
 }
 
 /// How an inventory entry names its node's EK.
@@ -245,6 +250,8 @@ pub struct VerdictWrite<'a> {
     pub logs: Logs<&'a [u8]>,
     /// An authentic quote's clock: the node's new rollback baseline.
     pub clock: Option<ClockInfo>,
+    /// What the IMA judgement does to the node's kept IMA state.
+    pub ima_state: ImaProgress,
     /// A pass at this time: the start of the node's freshness window.
     pub passed_at: Option<i64>,
     /// A pass's join token (stored by its hash) and record.
@@ -348,6 +355,12 @@ pub struct StoredEvidence {
     pub signature: String,
     pub pcrs_sha256: Vec<(u32, String)>,
     pub previous_clock: Option<ClockInfo>,
+    /// The index of the IMA log's first entry (0: the whole log).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ima_first_entry: u64,
+    /// The node's kept IMA state the judgement read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ima_state: Option<ImaState>,
     pub uefi_log: Option<String>,
     pub ima_log: Option<String>,
     pub cel_log: Option<String>,

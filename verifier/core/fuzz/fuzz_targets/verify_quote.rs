@@ -56,7 +56,7 @@ fuzz_target!(|data: &[u8]| {
         (mode & 2 != 0).then_some(ClockInfo { clock: 1 << 20, reset_count: 5, restart_count: 2, safe: true });
     // No measured-boot cache and no logs: this target fuzzes the quote itself
     // (the log parsers have their own targets).
-    let check = QuoteCheck { ak, expected_nonce: &s.nonce, previous_clock, policy: &s.policy, cache: None };
+    let check = QuoteCheck { ak, expected_nonce: &s.nonce, previous_clock, policy: &s.policy, cache: None, ima_state: None };
     let outcome =
         verify_quote(&check, &QuoteEvidence { attest, signature, pcrs_sha256: &pcrs, ..QuoteEvidence::default() });
     if mode & 1 != 0 {

@@ -39,9 +39,43 @@ pub struct ImaRules {
     pub allowlist: BTreeMap<String, BTreeSet<FileDigest>>,
     /// Paths matching any of these are not judged.
     pub excludes: Vec<Pattern>,
+    /// SHA-256 over everything above (see [`ImaRules::digest`]).
+    digest: [u8; 32],
 }
 
 impl ImaRules {
+    /// SHA-256 over a canonical encoding of these rules: an incremental IMA
+    /// state judged under other rules is not continued (the node's whole log
+    /// is judged again under the new ones).
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.digest
+    }
+
+    fn compute_digest(&mut self) {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let field = |h: &mut Sha256, b: &[u8]| {
+            h.update((b.len() as u64).to_be_bytes());
+            h.update(b);
+        };
+        h.update(b"assay.ima-rules.v1\0");
+        h.update(self.pcr.to_be_bytes());
+        h.update((self.allowlist.len() as u64).to_be_bytes());
+        for (path, set) in &self.allowlist {
+            field(&mut h, path.as_bytes());
+            h.update((set.len() as u64).to_be_bytes());
+            for (alg, d) in set {
+                field(&mut h, alg.as_bytes());
+                field(&mut h, d);
+            }
+        }
+        h.update((self.excludes.len() as u64).to_be_bytes());
+        for p in &self.excludes {
+            field(&mut h, p.as_str().as_bytes());
+        }
+        self.digest = h.finalize().into();
+    }
+
     /// True if `path` is excluded from judgement.
     pub fn excluded(&self, path: &str) -> bool {
         self.excludes.iter().any(|p| p.is_match(path))
@@ -107,10 +141,13 @@ impl RawIma {
                 compile_pattern(p).map_err(|reason| invalid(p, format!("ima.excludes: {reason}")))
             })
             .collect::<Result<_, _>>()?;
-        Ok(ImaRules {
+        let mut rules = ImaRules {
             pcr,
             allowlist,
             excludes,
-        })
+            digest: [0; 32],
+        };
+        rules.compute_digest();
+        Ok(rules)
     }
 }

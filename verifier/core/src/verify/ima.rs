@@ -6,58 +6,219 @@
 //! replay equals the quoted PCR; entries after it are not covered by this quote
 //! and are not judged (the next attestation covers them). If no prefix matches,
 //! the log is not the one the TPM measured and nothing in it is judged.
+//!
+//! # Incremental attestation
+//!
+//! A log grows for as long as the node runs, so judging it whole at every
+//! attestation costs more with every hour of uptime. The verifier keeps, per
+//! node, an [`ImaState`]: the boot it belongs to (the quote's resetCount and
+//! restartCount, and the log's first template hash — the boot_aggregate
+//! entry), how many entries were verified, the IMA PCR's value after them and
+//! the digest of the rules they were judged under. The challenge asks the node
+//! for the entries from there on; the node sends them with
+//! `ima_first_entry`; the verifier replays them from the kept value to the
+//! quoted one and judges only them. The kept value was proven by an earlier
+//! quote, so a new entry changed, dropped or reordered, or entries of another
+//! boot, do not reach the quoted PCR and fail as in a whole-log replay.
+//!
+//! The state moves only as far as the judgement passed: up to just before the
+//! first entry that failed, so a disallowed file fails every attestation until
+//! the policy allows it or the node reboots. It is dropped when the log does
+//! not replay, so the next attestation judges the whole log again. A whole
+//! log is always accepted and judged from entry 0; the `eventlog.ima.range`
+//! claim says which entries were judged, and when the whole log was, why.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
 
 use crate::eventlog::ima::{self, ImaEntry, ImaLog};
 use crate::eventlog::uefi::extend;
 use crate::policy::ima::ImaRules;
+use crate::tpm::attest::ClockInfo;
 use crate::tpm::public::HashAlg;
 use crate::verdict::Claim;
 
 /// Most failing entries listed one claim each; the rest are counted in one claim.
 const MAX_LISTED: usize = 32;
 
+/// How far a node's IMA log was verified in its current boot: what the
+/// verifier keeps between attestations to judge only new entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImaState {
+    /// The boot: `TPMS_CLOCK_INFO.resetCount` and `restartCount` of the quote
+    /// that proved `pcr_value`.
+    pub reset_count: u32,
+    pub restart_count: u32,
+    /// Hex template hash of the log's first entry (boot_aggregate).
+    pub first_template_hash: String,
+    /// Entries verified: the next one to judge has this index.
+    pub entries: u64,
+    /// The IMA PCR (sha256 bank) and its hex value after those entries.
+    pub pcr: u32,
+    pub pcr_value: String,
+    /// Hex [`ImaRules::digest`] of the rules the entries were judged under.
+    pub rules_digest: String,
+}
+
+/// What an attestation's IMA judgement does to the node's kept [`ImaState`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ImaProgress {
+    /// Nothing was learnt (no IMA judgement, no log, a log that did not parse).
+    #[default]
+    Unchanged,
+    /// Keep this state.
+    Set(ImaState),
+    /// Drop the state: the next attestation judges the whole log.
+    Clear,
+}
+
+/// Why a kept state does not continue into this quote, if it does not.
+fn continues(kept: &ImaState, rules: &ImaRules, clock: ClockInfo) -> Result<(), String> {
+    if kept.rules_digest != hex::encode(rules.digest()) || kept.pcr != rules.pcr {
+        return Err(format!(
+            "the policy's IMA rules changed since entry {} was verified",
+            kept.entries
+        ));
+    }
+    if kept.reset_count != clock.reset_count || kept.restart_count != clock.restart_count {
+        return Err(format!(
+            "the TPM was reset or restarted since entry {} was verified (resetCount {}, restartCount {} then; {}, {} now): another boot",
+            kept.entries, kept.reset_count, kept.restart_count, clock.reset_count, clock.restart_count
+        ));
+    }
+    Ok(())
+}
+
+/// Where the judgement starts.
+enum Start<'a> {
+    /// The whole log, from entry 0.
+    Whole,
+    /// After the kept state.
+    After(&'a ImaState),
+}
+
 pub(super) fn claims(
     rules: &ImaRules,
     log: Option<&[u8]>,
+    first_entry: u64,
+    kept: Option<&ImaState>,
     quoted: &[(u32, Vec<u8>)],
-) -> Vec<Claim> {
+    clock: ClockInfo,
+) -> (Vec<Claim>, ImaProgress) {
     let present = "an IMA runtime measurement log (ascii or binary)";
     let Some(bytes) = log else {
-        return vec![Claim::new(
-            "eventlog.ima.present",
-            false,
-            present,
-            "no IMA log in the evidence",
-            "evidence",
-        )];
-    };
-    let log = match ima::parse(bytes, &ima::Limits::default()) {
-        Ok(log) => log,
-        Err(e) => {
-            return vec![Claim::new(
-                "eventlog.ima.format",
+        return (
+            vec![Claim::new(
+                "eventlog.ima.present",
                 false,
                 present,
-                e.to_string(),
-                "IMA log",
-            )]
+                "no IMA log in the evidence",
+                "evidence",
+            )],
+            ImaProgress::Unchanged,
+        );
+    };
+    let range_id = "eventlog.ima.range";
+    let range_expected = "the entries after the state kept for this boot, or the whole log";
+    let start = if first_entry == 0 {
+        Start::Whole
+    } else {
+        let refused = match kept {
+            None => Some(format!(
+                "entries from {first_entry} on, but no state is kept for this node: its whole log is needed"
+            )),
+            Some(k) => match continues(k, rules, clock) {
+                Err(why) => Some(format!(
+                    "entries from {first_entry} on, but {why}: its whole log is needed"
+                )),
+                Ok(()) if k.entries != first_entry => Some(format!(
+                    "entries from {first_entry} on, but the state kept is at entry {}: its whole log is needed",
+                    k.entries
+                )),
+                Ok(()) => None,
+            },
+        };
+        match (refused, kept) {
+            (None, Some(k)) => Start::After(k),
+            (why, _) => {
+                let why = why.unwrap_or_default();
+                return (
+                    vec![Claim::new(range_id, false, range_expected, why, "IMA log")],
+                    ImaProgress::Clear,
+                );
+            }
         }
     };
+    let mut log = match ima::parse(bytes, &ima::Limits::default()) {
+        Ok(log) => log,
+        Err(e) => {
+            return (
+                vec![Claim::new(
+                    "eventlog.ima.format",
+                    false,
+                    present,
+                    e.to_string(),
+                    "IMA log",
+                )],
+                ImaProgress::Unchanged,
+            )
+        }
+    };
+    let offset = usize::try_from(first_entry).unwrap_or(usize::MAX);
+    if offset > 0 {
+        for e in &mut log.entries {
+            e.index = e.index.saturating_add(offset);
+        }
+    }
     let pcr = rules.pcr;
     let location = format!("PCR sha256:{pcr}");
     let id = format!("eventlog.ima.replay.{pcr}");
     let Some(quoted) = quoted.iter().find(|(i, _)| *i == pcr).map(|(_, v)| v) else {
-        return vec![Claim::new(
-            id,
-            false,
-            "the IMA PCR in the quote",
-            "not quoted",
-            location,
-        )];
+        return (
+            vec![Claim::new(
+                id,
+                false,
+                "the IMA PCR in the quote",
+                "not quoted",
+                location,
+            )],
+            ImaProgress::Unchanged,
+        );
     };
-    let covered = match covered_prefix(&log, pcr, quoted) {
+    let from_value = match start {
+        Start::Whole => vec![0u8; 32],
+        Start::After(k) => match hex::decode(&k.pcr_value) {
+            Ok(v) if v.len() == 32 => v,
+            _ => {
+                return (
+                    vec![Claim::new(
+                        range_id,
+                        false,
+                        range_expected,
+                        "the kept state's PCR value is not a sha256 value: its whole log is needed",
+                        "IMA log",
+                    )],
+                    ImaProgress::Clear,
+                )
+            }
+        },
+    };
+    let sent = log.entries.iter().filter(|e| e.pcr == pcr).count();
+    let covered = match covered_prefix(&log, pcr, &from_value, quoted) {
         Ok(n) => n,
-        Err(why) => return vec![Claim::new(id, false, hex::encode(quoted), why, location)],
+        Err(why) => {
+            let why = match start {
+                Start::Whole => why,
+                Start::After(k) => {
+                    format!("{why}, replayed from the value kept at entry {}", k.entries)
+                }
+            };
+            return (
+                vec![Claim::new(id, false, hex::encode(quoted), why, location)],
+                ImaProgress::Clear,
+            );
+        }
     };
     let entries: Vec<&ImaEntry> = log
         .entries
@@ -65,24 +226,109 @@ pub(super) fn claims(
         .filter(|e| e.pcr == pcr)
         .take(covered)
         .collect();
+    let replayed = match start {
+        Start::Whole => format!("the first {covered} of {sent} entries replay to it"),
+        Start::After(k) => format!(
+            "{covered} of the {sent} entries sent (from entry {}), replayed from the value kept at entry {}, reach it",
+            first_entry, k.entries
+        ),
+    };
     let mut out = vec![Claim::new(
         id,
         true,
         hex::encode(quoted),
-        format!(
-            "the first {covered} of {} entries replay to it",
-            log.entries.iter().filter(|e| e.pcr == pcr).count()
-        ),
+        replayed,
         location,
     )];
-    out.extend(file_claims(rules, &entries));
-    out
+    let (files, first_bad) = file_claims(rules, &entries);
+
+    // How far the state moves: past every covered entry, or up to the first
+    // that failed.
+    let from_index = match start {
+        Start::Whole => 0,
+        Start::After(k) => k.entries,
+    };
+    let end = match (first_bad, entries.last()) {
+        (Some(bad), _) => bad as u64,
+        (None, Some(last)) => last.index as u64 + 1,
+        (None, None) => from_index,
+    };
+    let first_template_hash = match start {
+        Start::Whole => log
+            .entries
+            .first()
+            .map(|e| hex::encode(&e.template_hash))
+            .unwrap_or_default(),
+        Start::After(k) => k.first_template_hash.clone(),
+    };
+    let value = match first_bad {
+        None if !entries.is_empty() => Some(quoted.clone()),
+        None => Some(from_value.clone()),
+        Some(bad) => value_before(&entries, bad, &from_value),
+    };
+    let progress = match value {
+        Some(v) if end > 0 => ImaProgress::Set(ImaState {
+            reset_count: clock.reset_count,
+            restart_count: clock.restart_count,
+            first_template_hash: first_template_hash.clone(),
+            entries: end,
+            pcr,
+            pcr_value: hex::encode(v),
+            rules_digest: hex::encode(rules.digest()),
+        }),
+        _ => ImaProgress::Clear,
+    };
+
+    let mut range = String::new();
+    match entries.last() {
+        Some(last) => {
+            let _ = write!(range, "entries {from_index}–{} judged", last.index);
+        }
+        None => {
+            let _ = write!(range, "no new entries since entry {from_index}");
+        }
+    }
+    match start {
+        Start::After(k) => {
+            let _ = write!(
+                range,
+                ", continuing from the state kept at entry {} (resetCount {}, restartCount {})",
+                k.entries, k.reset_count, k.restart_count
+            );
+        }
+        Start::Whole => {
+            let why = match kept {
+                None => "no state is kept for this node".to_string(),
+                Some(k) => match continues(k, rules, clock) {
+                    Err(why) => why,
+                    Ok(()) if first_template_hash != k.first_template_hash => format!(
+                        "the log's first entry (boot_aggregate) is not the one kept with entry {}: another boot",
+                        k.entries
+                    ),
+                    Ok(()) => "the node sent its whole log".to_string(),
+                },
+            };
+            let _ = write!(range, ": the whole log, because {why}");
+        }
+    }
+    if let Some(bad) = first_bad {
+        let _ = write!(
+            range,
+            "; entry {bad} failed, the next attestation judges from it again"
+        );
+    }
+    out.insert(
+        0,
+        Claim::new(range_id, true, range_expected, range, "IMA log"),
+    );
+    out.extend(files);
+    (out, progress)
 }
 
-/// How many of the log's entries for `pcr` the quoted value covers.
-fn covered_prefix(log: &ImaLog, pcr: u32, quoted: &[u8]) -> Result<usize, String> {
+/// How many of the log's entries for `pcr` take `from` to `quoted`.
+fn covered_prefix(log: &ImaLog, pcr: u32, from: &[u8], quoted: &[u8]) -> Result<usize, String> {
     let bank = HashAlg::Sha256;
-    let mut value = vec![0u8; bank.digest_len()];
+    let mut value = from.to_vec();
     if value == quoted {
         return Ok(0);
     }
@@ -103,79 +349,40 @@ fn covered_prefix(log: &ImaLog, pcr: u32, quoted: &[u8]) -> Result<usize, String
     ))
 }
 
-fn file_claims(rules: &ImaRules, entries: &[&ImaEntry]) -> Vec<Claim> {
+/// The PCR value after the covered entries before the one with log index `bad`.
+fn value_before(entries: &[&ImaEntry], bad: usize, from: &[u8]) -> Option<Vec<u8>> {
+    let bank = HashAlg::Sha256;
+    let mut value = from.to_vec();
+    for e in entries.iter().take_while(|e| e.index < bad) {
+        value = extend(bank, &value, &e.extend_digest(bank).ok()?);
+    }
+    Some(value)
+}
+
+/// The claims on the judged entries, and the log index of the first that failed.
+fn file_claims(rules: &ImaRules, entries: &[&ImaEntry]) -> (Vec<Claim>, Option<usize>) {
     let id = "ima.file";
     let mut bad = Vec::new();
+    let mut first_bad = None;
     let mut judged = 0usize;
     for e in entries {
-        let location = format!("IMA entry #{} ({})", e.index, e.template.name());
-        if e.is_violation() {
-            let path = e.path().unwrap_or("?");
-            if !rules.excluded(path) {
-                bad.push(Claim::new(
-                    id,
-                    false,
-                    "no measurement violations",
-                    format!("{path}: violation (file opened for write while measured, or ToMToU)"),
-                    location,
-                ));
-            }
-            continue;
-        }
-        if e.template_hash_matches() == Some(false) {
-            bad.push(Claim::new(
-                id,
-                false,
-                "template hash = SHA-1 of the template data",
-                "the entry's data is not what was measured",
-                location,
-            ));
-            continue;
-        }
-        let Some(file) = e.file() else { continue };
-        if rules.excluded(&file.path) {
-            continue;
-        }
-        judged += 1;
-        let allowed = rules.allowlist.get(&file.path);
-        // Sets hold one or two digests: scanning beats building an owned key.
-        let ok = allowed.is_some_and(|set| {
-            set.iter()
-                .any(|(alg, d)| *alg == file.hash_alg && *d == file.digest)
-        });
-        if !ok {
-            let expected = match allowed {
-                Some(set) => format!(
-                    "one of {}",
-                    set.iter()
-                        .map(|(a, d)| format!("{a}:{}", hex::encode(d)))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                None => "a path in the allowlist".to_string(),
-            };
-            bad.push(Claim::new(
-                id,
-                false,
-                expected,
-                format!(
-                    "{} {}:{}",
-                    file.path,
-                    file.hash_alg,
-                    hex::encode(&file.digest)
-                ),
-                location,
-            ));
+        let before = bad.len();
+        judge_entry(rules, e, &mut bad, &mut judged);
+        if bad.len() > before && first_bad.is_none() {
+            first_bad = Some(e.index);
         }
     }
     if bad.is_empty() {
-        return vec![Claim::new(
-            id,
-            true,
-            "every measured file allowed",
-            format!("{judged} files judged, all allowed"),
-            "IMA log",
-        )];
+        return (
+            vec![Claim::new(
+                id,
+                true,
+                "every measured file allowed",
+                format!("{judged} files judged, all allowed"),
+                "IMA log",
+            )],
+            None,
+        );
     }
     if bad.len() > MAX_LISTED {
         let more = bad.len() - MAX_LISTED;
@@ -188,7 +395,71 @@ fn file_claims(rules: &ImaRules, entries: &[&ImaEntry]) -> Vec<Claim> {
             "IMA log",
         ));
     }
-    bad
+    (bad, first_bad)
+}
+
+/// Judges one entry; a failure is pushed to `bad`.
+fn judge_entry(rules: &ImaRules, e: &ImaEntry, bad: &mut Vec<Claim>, judged: &mut usize) {
+    let id = "ima.file";
+    let location = || format!("IMA entry #{} ({})", e.index, e.template.name());
+    if e.is_violation() {
+        let path = e.path().unwrap_or("?");
+        if !rules.excluded(path) {
+            bad.push(Claim::new(
+                id,
+                false,
+                "no measurement violations",
+                format!("{path}: violation (file opened for write while measured, or ToMToU)"),
+                location(),
+            ));
+        }
+        return;
+    }
+    if e.template_hash_matches() == Some(false) {
+        bad.push(Claim::new(
+            id,
+            false,
+            "template hash = SHA-1 of the template data",
+            "the entry's data is not what was measured",
+            location(),
+        ));
+        return;
+    }
+    let Some(file) = e.file() else { return };
+    if rules.excluded(&file.path) {
+        return;
+    }
+    *judged += 1;
+    let allowed = rules.allowlist.get(&file.path);
+    // Sets hold one or two digests: scanning beats building an owned key.
+    let ok = allowed.is_some_and(|set| {
+        set.iter()
+            .any(|(alg, d)| *alg == file.hash_alg && *d == file.digest)
+    });
+    if !ok {
+        let expected = match allowed {
+            Some(set) => format!(
+                "one of {}",
+                set.iter()
+                    .map(|(a, d)| format!("{a}:{}", hex::encode(d)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => "a path in the allowlist".to_string(),
+        };
+        bad.push(Claim::new(
+            id,
+            false,
+            expected,
+            format!(
+                "{} {}:{}",
+                file.path,
+                file.hash_alg,
+                hex::encode(&file.digest)
+            ),
+            location(),
+        ));
+    }
 }
 
 #[cfg(test)]

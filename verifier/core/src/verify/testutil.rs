@@ -340,6 +340,7 @@ impl Scenario {
             previous_clock: self.previous_clock,
             policy: &self.policy,
             cache,
+            ima_state: None,
         };
         verify_quote(
             &check,
@@ -350,6 +351,38 @@ impl Scenario {
                 uefi_log,
                 ima_log,
                 cel_log,
+                ima_first_entry: 0,
+            },
+        )
+    }
+
+    /// Signs the scenario's attest and verifies it with an IMA log that starts
+    /// at entry `first_entry`, against a kept IMA state.
+    pub fn verify_ima_from(
+        &self,
+        ima_log: &[u8],
+        first_entry: u64,
+        ima_state: Option<&crate::verify::ImaState>,
+    ) -> QuoteOutcome {
+        let (attest, signature) = self.signed();
+        let ak = self.ak.public();
+        let check = QuoteCheck {
+            ak: &ak,
+            expected_nonce: &self.nonce,
+            previous_clock: self.previous_clock,
+            policy: &self.policy,
+            cache: None,
+            ima_state,
+        };
+        verify_quote(
+            &check,
+            &QuoteEvidence {
+                attest: &attest,
+                signature: &signature,
+                pcrs_sha256: &self.pcrs,
+                ima_log: Some(ima_log),
+                ima_first_entry: first_entry,
+                ..Default::default()
             },
         )
     }

@@ -39,16 +39,18 @@ impl NodeStore for PgStore {
     fn put_node(&self, node: &NodeRecord) -> Result<(), StoreError> {
         let chain = node.ek_chain.join(",");
         let clock = node.last_clock.as_ref().map(json_text);
+        let ima = node.ima_state.as_ref().map(json_text);
         self.run(async {
             self.execute(
                 "INSERT INTO nodes (node_id, ek_cert_sha256, ek_public, ak_public, ak_name, \
-                 activated_unix, last_clock, last_pass_unix, ek_certificate, ek_chain) \
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) \
+                 activated_unix, last_clock, last_pass_unix, ek_certificate, ek_chain, ima_state) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) \
                  ON CONFLICT (node_id) DO UPDATE SET ek_cert_sha256 = EXCLUDED.ek_cert_sha256, \
                  ek_public = EXCLUDED.ek_public, ak_public = EXCLUDED.ak_public, \
                  ak_name = EXCLUDED.ak_name, activated_unix = EXCLUDED.activated_unix, \
                  last_clock = EXCLUDED.last_clock, last_pass_unix = EXCLUDED.last_pass_unix, \
-                 ek_certificate = EXCLUDED.ek_certificate, ek_chain = EXCLUDED.ek_chain",
+                 ek_certificate = EXCLUDED.ek_certificate, ek_chain = EXCLUDED.ek_chain, \
+                 ima_state = EXCLUDED.ima_state",
                 &[
                     &node.node_id,
                     &node.ek_cert_sha256,
@@ -60,6 +62,7 @@ impl NodeStore for PgStore {
                     &node.last_pass_unix,
                     &node.ek_certificate,
                     &chain,
+                    &ima,
                 ],
             )
             .await

@@ -2,6 +2,7 @@
 
 use super::rows::json_text;
 use crate::store::{HistoryRecord, Logs, StoreError, StoredEvidence, TokenRecord, VerdictWrite};
+use assay_core::verify::ImaProgress;
 
 /// A [`VerdictWrite`] that owns its logs and token, so that whichever
 /// caller writes a batch can write the others' verdicts too.
@@ -12,6 +13,8 @@ pub(super) struct OwnedVerdict {
     pub(super) clock: Option<String>,
     pub(super) passed_at: Option<i64>,
     pub(super) token: Option<(String, TokenRecord)>,
+    /// The node's IMA state: None unchanged, Some(None) dropped, else its JSON.
+    pub(super) ima_state: Option<Option<String>>,
 }
 
 impl From<VerdictWrite<'_>> for OwnedVerdict {
@@ -23,6 +26,11 @@ impl From<VerdictWrite<'_>> for OwnedVerdict {
             clock: w.clock.as_ref().map(json_text),
             passed_at: w.passed_at,
             token: w.token.map(|(t, r)| (t.to_string(), r)),
+            ima_state: match &w.ima_state {
+                ImaProgress::Unchanged => None,
+                ImaProgress::Clear => Some(None),
+                ImaProgress::Set(s) => Some(Some(json_text(s))),
+            },
         }
     }
 }
@@ -164,6 +172,7 @@ mod tests {
             clock: None,
             passed_at: None,
             token: None,
+            ima_state: None,
         }
     }
 

@@ -33,7 +33,12 @@ pub(super) fn node_row(row: &Row) -> Result<NodeRecord, StoreError> {
         Some(j) => Some(from_json("nodes", node_id.as_bytes(), j.as_bytes())?),
         None => None,
     };
+    let ima_state = match row.get::<_, Option<&str>>("ima_state") {
+        Some(j) => Some(from_json("nodes", node_id.as_bytes(), j.as_bytes())?),
+        None => None,
+    };
     Ok(NodeRecord {
+        ima_state,
         ek_cert_sha256: row.get("ek_cert_sha256"),
         ek_public: row.get("ek_public"),
         ak_public: row.get("ak_public"),

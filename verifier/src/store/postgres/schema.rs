@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         8,
         include_str!("../../../migrations/0008_named_policies.sql"),
     ),
+    (9, include_str!("../../../migrations/0009_ima_state.sql")),
 ];
 
 /// Advisory lock keys (transaction scoped).

@@ -21,14 +21,24 @@ pub(super) async fn write_verdicts(
     let tx = c.transaction().await.map_err(pg)?;
     // Per node, what the last of its verdicts in the batch leaves (as
     // transactions one after the other would): one row each.
-    let mut nodes: std::collections::BTreeMap<&str, (Option<&String>, Option<i64>)> =
-        Default::default();
+    #[derive(Default)]
+    struct NodeUpdate<'a> {
+        clock: Option<&'a String>,
+        pass: Option<i64>,
+        ima_changed: bool,
+        ima: Option<&'a String>,
+    }
+    let mut nodes: std::collections::BTreeMap<&str, NodeUpdate<'_>> = Default::default();
     for v in batch {
         let id = v.record.node_id.as_str();
-        if v.clock.is_some() || v.passed_at.is_some() {
+        if v.clock.is_some() || v.passed_at.is_some() || v.ima_state.is_some() {
             let e = nodes.entry(id).or_default();
-            e.0 = v.clock.as_ref().or(e.0);
-            e.1 = v.passed_at.or(e.1);
+            e.clock = v.clock.as_ref().or(e.clock);
+            e.pass = v.passed_at.or(e.pass);
+            if let Some(ima) = &v.ima_state {
+                e.ima_changed = true;
+                e.ima = ima.as_ref();
+            }
         }
     }
     let node_rows = async {
@@ -36,15 +46,19 @@ pub(super) async fn write_verdicts(
             return Ok(());
         }
         let ids: Vec<&str> = nodes.keys().copied().collect();
-        let clocks: Vec<Option<&String>> = nodes.values().map(|v| v.0).collect();
-        let passes: Vec<Option<i64>> = nodes.values().map(|v| v.1).collect();
+        let clocks: Vec<Option<&String>> = nodes.values().map(|v| v.clock).collect();
+        let passes: Vec<Option<i64>> = nodes.values().map(|v| v.pass).collect();
+        let ima_changed: Vec<bool> = nodes.values().map(|v| v.ima_changed).collect();
+        let ima: Vec<Option<&String>> = nodes.values().map(|v| v.ima).collect();
         exec(
             &tx,
             "UPDATE nodes SET last_clock = coalesce(u.c, nodes.last_clock), \
-             last_pass_unix = coalesce(u.p, nodes.last_pass_unix) \
-             FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(n, c, p) \
+             last_pass_unix = coalesce(u.p, nodes.last_pass_unix), \
+             ima_state = CASE WHEN u.ic THEN u.i ELSE nodes.ima_state END \
+             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bool[], $5::text[]) \
+             AS u(n, c, p, ic, i) \
              WHERE nodes.node_id = u.n",
-            &[&ids, &clocks, &passes],
+            &[&ids, &clocks, &passes, &ima_changed, &ima],
         )
         .await
         .map(drop)

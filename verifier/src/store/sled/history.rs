@@ -1,5 +1,6 @@
 //! The hash-chained history, its per-node index and the checkpoints in sled.
 
+use assay_core::verify::ImaProgress;
 use sha2::{Digest, Sha256};
 
 use super::{get, node_key, node_of, Head, SledStore};
@@ -80,10 +81,16 @@ impl HistoryStore for SledStore {
         if let Some(ev) = w.evidence {
             self.put_evidence_unflushed(rec.seq, ev, w.logs)?;
         }
-        if w.clock.is_some() || w.passed_at.is_some() {
+        let ima_changed = w.ima_state != ImaProgress::Unchanged;
+        if w.clock.is_some() || w.passed_at.is_some() || ima_changed {
             if let Some(mut n) = self.node(&node_id)? {
                 n.last_clock = w.clock.or(n.last_clock);
                 n.last_pass_unix = w.passed_at.or(n.last_pass_unix);
+                match w.ima_state {
+                    ImaProgress::Unchanged => {}
+                    ImaProgress::Clear => n.ima_state = None,
+                    ImaProgress::Set(s) => n.ima_state = Some(s),
+                }
                 self.nodes.insert(n.node_id.as_bytes(), to_json(&n))?;
             }
         }

@@ -211,3 +211,259 @@ fn a_missing_or_unquoted_log_fails() {
     let f = failed(&s.verify_with_logs(None, Some(b"10 zz ima-ng\n")));
     assert_eq!(f[0].0, "eventlog.ima.format");
 }
+
+// --- Incremental attestation -------------------------------------------------
+
+use crate::verify::{ImaProgress, ImaState};
+
+fn rules_policy(rules: &str) -> Policy {
+    Policy::parse(
+        "t.toml",
+        &format!("schema = 1\nname = \"t\"\n[ima]\n{rules}"),
+    )
+    .unwrap()
+}
+
+/// A quote over the first `covered` entries of `measured`, judging the
+/// entries of `sent` from `first` on against `kept`.
+fn judge_from(
+    measured: &ImaLog,
+    covered: usize,
+    sent: &ImaLog,
+    first: usize,
+    kept: Option<&ImaState>,
+    rules: &str,
+) -> QuoteOutcome {
+    let s = Scenario::with(
+        shared_rsa_ak(),
+        vec![(10, pcr10(measured, covered))],
+        rules_policy(rules),
+    );
+    let chunk = ImaLog {
+        template_hash_alg: sent.template_hash_alg,
+        entries: sent.entries[first..].to_vec(),
+    };
+    s.verify_ima_from(&to_binary(&chunk).unwrap(), first as u64, kept)
+}
+
+fn state(o: &QuoteOutcome) -> ImaState {
+    match &o.ima {
+        ImaProgress::Set(s) => s.clone(),
+        other => panic!("no state kept: {other:?}; {:#?}", failed(o)),
+    }
+}
+
+fn range(o: &QuoteOutcome) -> String {
+    o.verdict
+        .claims
+        .iter()
+        .find(|c| c.id == "eventlog.ima.range")
+        .map(|c| c.actual.clone())
+        .unwrap_or_default()
+}
+
+fn grown(extra: &[(&'static str, &'static [u8])]) -> ImaLog {
+    let mut files = FILES.to_vec();
+    files.extend_from_slice(extra);
+    log(&files)
+}
+
+#[test]
+fn a_growing_log_is_judged_incrementally_from_the_kept_state() {
+    let first = log(&FILES);
+    let o = judge_from(&first, 3, &first, 0, None, &allowlist());
+    assert!(o.verdict.passed, "{:#?}", failed(&o));
+    assert!(
+        range(&o).contains("entries 0–2 judged: the whole log, because no state is kept"),
+        "{}",
+        range(&o)
+    );
+    let kept = state(&o);
+    assert_eq!(kept.entries, 3);
+    assert_eq!(kept.pcr_value, hex::encode(pcr10(&first, 3)));
+    assert_eq!(
+        kept.first_template_hash,
+        hex::encode(&first.entries[0].template_hash)
+    );
+
+    // Two more files measured; only they are sent and judged.
+    let later = grown(&[("/usr/bin/bash", b"bash"), ("/tmp/x", b"x")]);
+    let o = judge_from(&later, 5, &later, 3, Some(&kept), &allowlist());
+    assert!(o.verdict.passed, "{:#?}", failed(&o));
+    assert!(
+        range(&o).contains("entries 3–4 judged, continuing from the state kept at entry 3"),
+        "{}",
+        range(&o)
+    );
+    let next = state(&o);
+    assert_eq!(next.entries, 5);
+    assert_eq!(next.pcr_value, hex::encode(pcr10(&later, 5)));
+    assert_eq!(next.first_template_hash, kept.first_template_hash);
+
+    // Nothing new: the kept state still reaches the quote.
+    let o = judge_from(&later, 5, &later, 5, Some(&next), &allowlist());
+    assert!(o.verdict.passed, "{:#?}", failed(&o));
+    assert!(
+        range(&o).contains("no new entries since entry 5"),
+        "{}",
+        range(&o)
+    );
+    assert_eq!(state(&o), next);
+}
+
+#[test]
+fn a_new_entry_dropped_or_changed_does_not_replay_from_the_kept_state_and_the_state_is_dropped() {
+    let first = log(&FILES);
+    let kept = state(&judge_from(&first, 3, &first, 0, None, &allowlist()));
+    let measured = grown(&[("/usr/bin/nc", b"netcat"), ("/usr/bin/bash", b"bash")]);
+    // The node hides the netcat entry.
+    let mut sent = measured.clone();
+    sent.entries.remove(3);
+    let o = judge_from(&measured, 5, &sent, 3, Some(&kept), &allowlist());
+    let f = failed(&o);
+    assert_eq!(f[0].0, "eventlog.ima.replay.10", "{f:#?}");
+    assert!(
+        f[0].1.contains("replayed from the value kept at entry 3"),
+        "{f:#?}"
+    );
+    assert_eq!(o.ima, ImaProgress::Clear);
+    // The node renames it to an allowed file.
+    let mut sent = measured.clone();
+    if let Template::ImaNg(f) = &mut sent.entries[3].template {
+        f.path = "/usr/bin/bash".into();
+    }
+    let o = judge_from(&measured, 5, &sent, 3, Some(&kept), &allowlist());
+    assert_eq!(failed(&o)[0].0, "eventlog.ima.replay.10");
+    assert_eq!(o.ima, ImaProgress::Clear);
+}
+
+#[test]
+fn an_edited_old_entry_is_caught_when_the_whole_log_is_judged() {
+    // Entries already judged are never sent again incrementally; a whole log
+    // (which a node may send at any time, and must after a state is dropped)
+    // is replayed from zero, so an edit of an old entry does not replay.
+    let measured = grown(&[("/usr/bin/bash", b"bash")]);
+    let mut sent = measured.clone();
+    if let Template::ImaNg(f) = &mut sent.entries[0].template {
+        f.digest = sha2::Sha256::digest(b"bash-trojaned").to_vec();
+    }
+    let kept = state(&judge_from(&measured, 3, &measured, 0, None, &allowlist()));
+    let o = judge_from(&measured, 4, &sent, 0, Some(&kept), &allowlist());
+    assert_eq!(
+        failed(&o)[0].0,
+        "eventlog.ima.replay.10",
+        "{:#?}",
+        failed(&o)
+    );
+    assert_eq!(o.ima, ImaProgress::Clear);
+}
+
+#[test]
+fn entries_of_another_boot_or_the_wrong_range_are_refused_and_the_state_dropped() {
+    let first = log(&FILES);
+    let kept = state(&judge_from(&first, 3, &first, 0, None, &allowlist()));
+    let later = grown(&[("/usr/bin/bash", b"bash")]);
+    // The TPM was reset since (the quote's resetCount differs).
+    let mut other_boot = kept.clone();
+    other_boot.reset_count = kept.reset_count.wrapping_add(1);
+    let o = judge_from(&later, 4, &later, 3, Some(&other_boot), &allowlist());
+    let f = failed(&o);
+    assert_eq!(f[0].0, "eventlog.ima.range", "{f:#?}");
+    assert!(
+        f[0].1.contains("reset or restarted") && f[0].1.contains("whole log is needed"),
+        "{f:#?}"
+    );
+    assert_eq!(o.ima, ImaProgress::Clear);
+    // The node sends from another entry than the kept one.
+    let o = judge_from(&later, 4, &later, 2, Some(&kept), &allowlist());
+    let f = failed(&o);
+    assert!(f[0].1.contains("the state kept is at entry 3"), "{f:#?}");
+    // No state kept at all.
+    let o = judge_from(&later, 4, &later, 3, None, &allowlist());
+    assert!(
+        failed(&o)[0].1.contains("no state is kept"),
+        "{:#?}",
+        failed(&o)
+    );
+    // A whole log after a reset is judged from 0, saying why.
+    let o = judge_from(&later, 4, &later, 0, Some(&other_boot), &allowlist());
+    assert!(o.verdict.passed, "{:#?}", failed(&o));
+    assert!(range(&o).contains("another boot"), "{}", range(&o));
+    assert_eq!(state(&o).entries, 4);
+    // A whole log whose boot_aggregate (first entry) is not the kept one.
+    let mut other_first = kept.clone();
+    other_first.first_template_hash = "00".repeat(20);
+    let o = judge_from(&later, 4, &later, 0, Some(&other_first), &allowlist());
+    assert!(
+        range(&o).contains("first entry (boot_aggregate) is not the one kept"),
+        "{}",
+        range(&o)
+    );
+}
+
+#[test]
+fn a_state_judged_under_other_ima_rules_is_not_continued() {
+    let first = log(&FILES);
+    let kept = state(&judge_from(&first, 3, &first, 0, None, &allowlist()));
+    let tighter = format!("{}\"/usr/bin/nc\" = [{:?}]\n", allowlist(), digest(b"nc"));
+    let later = grown(&[("/usr/bin/bash", b"bash")]);
+    let o = judge_from(&later, 4, &later, 3, Some(&kept), &tighter);
+    let f = failed(&o);
+    assert!(f[0].1.contains("IMA rules changed"), "{f:#?}");
+    let o = judge_from(&later, 4, &later, 0, Some(&kept), &tighter);
+    assert!(o.verdict.passed);
+    assert!(range(&o).contains("IMA rules changed"), "{}", range(&o));
+    assert_ne!(state(&o).rules_digest, kept.rules_digest);
+}
+
+#[test]
+fn a_disallowed_file_keeps_failing_until_allowed_the_state_stops_before_it() {
+    let first = log(&FILES);
+    let kept = state(&judge_from(&first, 3, &first, 0, None, &allowlist()));
+    let later = grown(&[("/usr/bin/nc", b"netcat"), ("/usr/bin/bash", b"bash")]);
+    let o = judge_from(&later, 5, &later, 3, Some(&kept), &allowlist());
+    assert!(!o.verdict.passed);
+    assert!(failed(&o).iter().any(|f| f.1.starts_with("/usr/bin/nc")));
+    let stopped = state(&o);
+    assert_eq!(
+        stopped.entries, 3,
+        "the state stops before the failing entry"
+    );
+    assert_eq!(stopped.pcr_value, hex::encode(pcr10(&later, 3)));
+    assert!(range(&o).contains("entry 3 failed"), "{}", range(&o));
+    // The next attestation sends from 3 again and fails again.
+    let o = judge_from(&later, 5, &later, 3, Some(&stopped), &allowlist());
+    assert!(!o.verdict.passed);
+    // A whole log failing at entry 1 keeps entries 0..1.
+    let mut files = FILES.to_vec();
+    files[1].1 = b"libc-trojaned";
+    let l = log(&files);
+    let o = judge_from(&l, 3, &l, 0, None, &allowlist());
+    assert_eq!(state(&o).entries, 1);
+    // Failing at entry 0: nothing to keep.
+    let mut files = FILES.to_vec();
+    files[0].1 = b"bash-trojaned";
+    let l = log(&files);
+    assert_eq!(
+        judge_from(&l, 3, &l, 0, None, &allowlist()).ima,
+        ImaProgress::Clear
+    );
+}
+
+#[test]
+fn the_first_entry_is_part_of_the_evidence_digest() {
+    let l = grown(&[("/usr/bin/bash", b"bash")]);
+    let kept = state(&judge_from(&l, 3, &l, 0, None, &allowlist()));
+    let a = judge_from(&l, 4, &l, 3, Some(&kept), &allowlist());
+    let s = Scenario::with(
+        shared_rsa_ak(),
+        vec![(10, pcr10(&l, 4))],
+        rules_policy(&allowlist()),
+    );
+    let chunk = ImaLog {
+        template_hash_alg: l.template_hash_alg,
+        entries: l.entries[3..].to_vec(),
+    };
+    let b = s.verify_ima_from(&to_binary(&chunk).unwrap(), 0, None);
+    assert_ne!(a.verdict.evidence_digest, b.verdict.evidence_digest);
+}
