@@ -79,6 +79,7 @@ for t in "${targets[@]}"; do
   case $t in
     uefi_log) seeds+=("$ROOT/tests/data/eventlogs") ;;
     ima_log) seeds+=("$ROOT/tests/data/ima") ;;
+    ima_signature) seeds+=("$ROOT/verifier/core/tests/data/ima-sig/files") ;;
   esac
   log "$t: ${SECS}s from ${seeds[*]:-(no seeds)}"
   start=$(date +%s)

@@ -31,7 +31,7 @@ fn content(path: &str) -> Vec<u8> {
 
 fn policy() -> String {
     let mut p = String::from(
-        "schema = 1\nname = \"ima-incremental\"\n[ima]\nexcludes = ['boot_aggregate', '/tmp/.*']\n[ima.allowlist]\n",
+        "schema = 1\nname = \"ima-incremental\"\n[ima]\nexcludes = ['/tmp/.*']\n[ima.allowlist]\n",
     );
     for path in ALLOWED {
         p.push_str(&format!(
@@ -81,15 +81,33 @@ impl ImaNode {
         n
     }
 
-    /// A new log starting with a boot_aggregate entry (its own per boot).
+    /// A boot (the TPM was just reset): firmware measures `which` into
+    /// PCR 0, then the kernel starts a log with its boot_aggregate, the
+    /// sha256 of PCRs 0-9 (which the verifier recomputes from the quote).
     fn boot(&mut self, which: &str) {
+        let firmware = HashAlg::Sha256.digest(which.as_bytes());
+        let mut tpm = Tpm::open(&self.node.tpm.tcti()).unwrap();
+        tpm.extend_pcr_sha256(0, &firmware.clone().try_into().unwrap())
+            .unwrap();
+        let pcr0 = HashAlg::Sha256.digest(&[vec![0u8; 32], firmware].concat());
+        let mut boot_pcrs = pcr0;
+        boot_pcrs.extend(std::iter::repeat_n(0u8, 32 * 9));
+        let aggregate = HashAlg::Sha256.digest(&boot_pcrs);
         self.log.entries.clear();
-        self.measure("boot_aggregate", which.as_bytes());
+        let mut e = entry(0, "boot_aggregate", b"");
+        if let Template::ImaNg(f) = &mut e.template {
+            f.digest = aggregate;
+        }
+        e.template_hash = HashAlg::Sha1.digest(&e.template_data().unwrap());
+        self.extend_and_log(e);
     }
 
     /// The kernel measures a file: extend PCR 10, then append to the log.
     fn measure(&mut self, path: &str, data: &[u8]) {
-        let e = entry(self.log.entries.len(), path, data);
+        self.extend_and_log(entry(self.log.entries.len(), path, data));
+    }
+
+    fn extend_and_log(&mut self, e: ImaEntry) {
         let mut tpm = Tpm::open(&self.node.tpm.tcti()).unwrap();
         let d: [u8; 32] = e
             .extend_digest(HashAlg::Sha256)

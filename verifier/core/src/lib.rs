@@ -31,6 +31,7 @@ pub mod ek;
 pub mod ek_service;
 pub mod enroll;
 pub mod eventlog;
+pub mod ima_signature;
 pub mod policy;
 pub mod reader;
 pub mod tpm;

@@ -536,6 +536,7 @@ mod containers;
 mod ima;
 mod measured_boot;
 
+pub(crate) use ima::boot_aggregate_check;
 pub use ima::{ImaProgress, ImaState};
 
 /// Builders for AKs, quotes, signatures and policies, for tests, benches and fuzzing.

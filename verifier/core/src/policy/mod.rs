@@ -242,6 +242,9 @@ impl Policy {
         }
         if let Some(ima) = &self.ima {
             set.insert(ima.pcr);
+            if ima.boot_aggregate {
+                set.extend(ima::BOOT_AGGREGATE_PCRS);
+            }
         }
         if let Some(c) = &self.containers {
             set.insert(c.pcr);

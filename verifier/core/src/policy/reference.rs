@@ -487,6 +487,17 @@ struct ImaFacts {
     /// Path → the digests it was measured with (`alg:<hex>`).
     files: BTreeMap<String, BTreeSet<String>>,
     notes: Vec<String>,
+    /// Why the boot_aggregate cannot be recomputed from the quoted PCRs
+    /// (then it is pinned in the allowlist instead); None: it can.
+    aggregate_problem: Option<String>,
+}
+
+/// [`ima_facts`], with whether the log's boot_aggregate recomputes from the
+/// sample's quoted PCRs.
+fn ima_facts_quoted(log: &ImaLog, pcrs: &[(u32, Vec<u8>)]) -> ImaFacts {
+    let mut f = ima_facts(log);
+    f.aggregate_problem = crate::verify::boot_aggregate_check(log, pcrs).err();
+    f
 }
 
 fn ima_facts(log: &ImaLog) -> ImaFacts {
@@ -527,15 +538,29 @@ fn ima_facts(log: &ImaLog) -> ImaFacts {
         pcr: log.entries.first().map_or(10, |e| e.pcr),
         files,
         notes,
+        aggregate_problem: Some("no quoted PCR values were given".into()),
     }
 }
 
 fn render_ima(f: &ImaFacts) -> String {
-    let mut out = format!(
-        "\n[ima]\npcr = {}\nexcludes = []\n\n[ima.allowlist]\n",
-        f.pcr
-    );
+    let mut out = format!("\n[ima]\npcr = {}\nexcludes = []\n", f.pcr);
+    match &f.aggregate_problem {
+        None => out.push_str(
+            "# boot_aggregate is recomputed from the quoted PCRs 0-9 at every attestation\nboot_aggregate = true\n",
+        ),
+        Some(why) => {
+            let _ = writeln!(
+                out,
+                "# boot_aggregate is pinned in the allowlist, not recomputed: {}\nboot_aggregate = false",
+                comment(why)
+            );
+        }
+    }
+    out.push_str("\n[ima.allowlist]\n");
     for (path, digests) in &f.files {
+        if path == crate::policy::ima::BOOT_AGGREGATE && f.aggregate_problem.is_none() {
+            continue;
+        }
         let digests: Vec<String> = digests.iter().map(|d| toml_str(d)).collect();
         let _ = writeln!(out, "{} = [{}]", toml_str(path), digests.join(", "));
     }

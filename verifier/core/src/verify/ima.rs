@@ -174,6 +174,7 @@ pub(super) fn claims(
     let pcr = rules.pcr;
     let location = format!("PCR sha256:{pcr}");
     let id = format!("eventlog.ima.replay.{pcr}");
+    let quoted_pcrs = quoted;
     let Some(quoted) = quoted.iter().find(|(i, _)| *i == pcr).map(|(_, v)| v) else {
         return (
             vec![Claim::new(
@@ -240,7 +241,19 @@ pub(super) fn claims(
         replayed,
         location,
     )];
-    let (files, first_bad) = file_claims(rules, &entries);
+    // The boot_aggregate (the log's first entry) is judged with the whole log.
+    let aggregate = match (&start, entries.first()) {
+        (Start::Whole, Some(first)) if rules.boot_aggregate => {
+            Some(boot_aggregate_claim(first, quoted_pcrs))
+        }
+        _ => None,
+    };
+    let aggregate_failed = aggregate.as_ref().is_some_and(|c| !c.passed);
+    out.extend(aggregate);
+    let (files, mut first_bad) = file_claims(rules, &entries);
+    if aggregate_failed {
+        first_bad = Some(0);
+    }
 
     // How far the state moves: past every covered entry, or up to the first
     // that failed.
@@ -323,6 +336,77 @@ pub(super) fn claims(
     );
     out.extend(files);
     (out, progress)
+}
+
+/// Whether `log`'s first entry is a boot_aggregate recomputed from `pcrs`
+/// (quoted sha256 values), as `ima.boot_aggregate` judges it; why not.
+pub(crate) fn boot_aggregate_check(log: &ImaLog, pcrs: &[(u32, Vec<u8>)]) -> Result<(), String> {
+    let first = log.entries.first().ok_or("the log is empty")?;
+    let c = boot_aggregate_claim(first, pcrs);
+    if c.passed {
+        Ok(())
+    } else {
+        Err(format!("expected {}, the log has {}", c.expected, c.actual))
+    }
+}
+
+/// `ima.boot_aggregate`: the log's first entry is the kernel's boot_aggregate,
+/// the hash of the boot PCRs in the bank it names (`ima_calc_boot_aggregate`:
+/// PCRs 0-7 in SHA-1, 0-9 in any other bank, hashed one after the other),
+/// recomputed from the quoted sha256 bank.
+fn boot_aggregate_claim(first: &ImaEntry, quoted: &[(u32, Vec<u8>)]) -> Claim {
+    let id = "ima.boot_aggregate";
+    let location = format!("IMA entry #{} ({})", first.index, first.template.name());
+    let fail = |expected: String, actual: String| {
+        Claim::new(id, false, expected, actual, location.clone())
+    };
+    let named = first.path() == Some(crate::policy::ima::BOOT_AGGREGATE);
+    let file = match first.file() {
+        Some(f) if named && first.index == 0 => f,
+        _ => {
+            return fail(
+                "the log's first entry is boot_aggregate".into(),
+                format!(
+                    "entry #{} is {} ({})",
+                    first.index,
+                    first.path().unwrap_or("?"),
+                    first.template.name()
+                ),
+            )
+        }
+    };
+    if file.hash_alg != "sha256" {
+        return fail(
+            "a sha256 boot_aggregate (the quote covers the sha256 bank)".into(),
+            format!(
+                "a {} boot_aggregate: the kernel used its {} bank, which the quote does not cover                  (boot with ima_hash=sha256 on a TPM with a sha256 bank, or set `ima.boot_aggregate = false`)",
+                file.hash_alg, file.hash_alg
+            ),
+        );
+    }
+    let mut h = <sha2::Sha256 as sha2::Digest>::new();
+    for pcr in crate::policy::ima::BOOT_AGGREGATE_PCRS {
+        match quoted.iter().find(|(i, _)| *i == pcr) {
+            Some((_, v)) => sha2::Digest::update(&mut h, v),
+            None => {
+                return fail(
+                    "boot_aggregate = sha256 of the quoted PCRs 0-9".into(),
+                    format!("PCR {pcr} is not quoted"),
+                )
+            }
+        }
+    }
+    let expected = sha2::Digest::finalize(h).to_vec();
+    Claim::new(
+        id,
+        expected == file.digest,
+        format!(
+            "sha256:{} (sha256 of the quoted PCRs 0-9)",
+            hex::encode(&expected)
+        ),
+        format!("sha256:{}", hex::encode(&file.digest)),
+        location,
+    )
 }
 
 /// How many of the log's entries for `pcr` take `from` to `quoted`.
@@ -425,11 +509,30 @@ fn judge_entry(rules: &ImaRules, e: &ImaEntry, bad: &mut Vec<Claim>, judged: &mu
         ));
         return;
     }
-    let Some(file) = e.file() else { return };
+    let Some(file) = e.file() else {
+        if let crate::eventlog::ima::Template::ImaBuf(b) = &e.template {
+            judge_buffer(rules, e, b, bad);
+        }
+        return;
+    };
     if rules.excluded(&file.path) {
         return;
     }
+    // Judged by recomputation (`ima.boot_aggregate`), unless also pinned.
+    if rules.boot_aggregate
+        && e.index == 0
+        && file.path == crate::policy::ima::BOOT_AGGREGATE
+        && !rules.allowlist.contains_key(&file.path)
+    {
+        return;
+    }
     *judged += 1;
+    if let Some(verdict) = judge_signature(rules, e, file) {
+        if let Err(c) = verdict {
+            bad.push(c);
+        }
+        return;
+    }
     let allowed = rules.allowlist.get(&file.path);
     // Sets hold one or two digests: scanning beats building an owned key.
     let ok = allowed.is_some_and(|set| {
@@ -458,6 +561,119 @@ fn judge_entry(rules: &ImaRules, e: &ImaEntry, bad: &mut Vec<Claim>, judged: &mu
                 hex::encode(&file.digest)
             ),
             location(),
+        ));
+    }
+}
+
+/// The `ima-sig` judgement of a file: `Some(Ok)` when a policy key signed it
+/// (the allowlist is not needed), `Some(Err)` when it fails (a broken
+/// signature, or one a `require_signature` rule does not accept), `None`
+/// when the allowlist decides (no keyring, no signature, or a key the policy
+/// does not have, outside `require_signature`).
+fn judge_signature(
+    rules: &ImaRules,
+    e: &ImaEntry,
+    file: &crate::eventlog::ima::FileMeasurement,
+) -> Option<Result<(), Claim>> {
+    use crate::ima_signature::{self, SignatureError};
+    let required = rules.signature_rule(&file.path);
+    let sig = file.signature.as_deref().filter(|s| !s.is_empty());
+    let location = || format!("IMA entry #{} ({})", e.index, e.template.name());
+    let names = |r: &crate::policy::ima::SignatureRule| r.keyring_names.join(", ");
+    let fail = |expected: String, actual: String| {
+        Some(Err(Claim::new(
+            "ima.signature",
+            false,
+            expected,
+            actual,
+            location(),
+        )))
+    };
+    let Some(sig) = sig.filter(|_| !rules.keyrings.is_empty()) else {
+        return match required {
+            Some(r) => fail(
+                format!("{} signed by a key of keyring {}", file.path, names(r)),
+                format!(
+                    "{}: no IMA signature (template {})",
+                    file.path,
+                    e.template.name()
+                ),
+            ),
+            None => None,
+        };
+    };
+    let keyring = match required {
+        Some(r) => &r.keyring.0,
+        None => &rules.keyrings.all,
+    };
+    let expected = || match required {
+        Some(r) => format!("{} signed by a key of keyring {}", file.path, names(r)),
+        None => format!(
+            "{} signed by a key of the policy's keyrings, or allowlisted",
+            file.path
+        ),
+    };
+    match ima_signature::verify(keyring, &file.hash_alg, &file.digest, sig) {
+        Ok(_) => Some(Ok(())),
+        Err(SignatureError::UnknownKey { key_id }) if required.is_none() => {
+            // Another vendor's key: the allowlist decides.
+            let _ = key_id;
+            None
+        }
+        Err(err) => fail(expected(), format!("{}: {err}", file.path)),
+    }
+}
+
+/// An `ima-buf` entry whose name `[ima.buffers]` lists: its buffer must hash
+/// to its digest, and the digest must be listed.
+fn judge_buffer(
+    rules: &ImaRules,
+    e: &ImaEntry,
+    b: &crate::eventlog::ima::BufferMeasurement,
+    bad: &mut Vec<Claim>,
+) {
+    let Some(allowed) = rules.buffers.get(&b.name) else {
+        return;
+    };
+    if rules.excluded(&b.name) {
+        return;
+    }
+    let location = format!("IMA entry #{} (ima-buf)", e.index);
+    let alg = match b.hash_alg.as_str() {
+        "sha1" => Some(HashAlg::Sha1),
+        "sha256" => Some(HashAlg::Sha256),
+        "sha384" => Some(HashAlg::Sha384),
+        "sha512" => Some(HashAlg::Sha512),
+        _ => None,
+    };
+    if alg.is_some_and(|a| a.digest(&b.buf) != b.digest) {
+        bad.push(Claim::new(
+            "ima.buffer",
+            false,
+            format!("{}: the buffer's {} is its digest", b.name, b.hash_alg),
+            "the buffer does not hash to the logged digest",
+            location,
+        ));
+        return;
+    }
+    if !allowed
+        .iter()
+        .any(|(a, d)| *a == b.hash_alg && *d == b.digest)
+    {
+        bad.push(Claim::new(
+            "ima.buffer",
+            false,
+            format!(
+                "{}: one of {}",
+                b.name,
+                allowed
+                    .iter()
+                    .map(|(a, d)| format!("{a}:{}", hex::encode(d)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            format!("{} {}:{}", b.name, b.hash_alg, hex::encode(&b.digest)),
+            location,
         ));
     }
 }

@@ -11,7 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::{
-    boot_facts, cel_facts, header, ima_facts, render_boot, render_cel, render_ima,
+    boot_facts, cel_facts, header, ima_facts_quoted, render_boot, render_cel, render_ima,
     replayed_by_reference, BootFacts, CelFacts, Generated, ImaFacts, ReferenceError, Sample,
     SIGNATURE_DBS,
 };
@@ -547,6 +547,8 @@ struct ImaAcc {
     pcr: Claim<u32>,
     files: BTreeMap<String, Claim<String>>,
     notes: Notes,
+    /// The first sample's reason its boot_aggregate does not recompute.
+    aggregate_problem: Option<String>,
 }
 
 impl ImaAcc {
@@ -561,6 +563,9 @@ impl ImaAcc {
             }
         }
         add_notes(&mut self.notes, i, f.notes);
+        if self.aggregate_problem.is_none() {
+            self.aggregate_problem = f.aggregate_problem;
+        }
     }
 
     /// The section's facts, or `None` when the samples' IMA PCRs differ.
@@ -578,6 +583,7 @@ impl ImaAcc {
             pcr,
             files,
             notes: ctx.notes(&self.notes),
+            aggregate_problem: self.aggregate_problem,
         })
     }
 }
@@ -705,7 +711,7 @@ pub(super) fn merge(name: &str, samples: &[Sample<'_>]) -> Result<Generated, Ref
                 .map_err(|e| in_sample(ReferenceError::ImaLog(e)))?;
             ima_acc
                 .get_or_insert_with(ImaAcc::default)
-                .add(i, ima_facts(&log));
+                .add(i, ima_facts_quoted(&log, s.pcrs));
         }
         if let Some(bytes) = s.cel_log {
             let log = cel::parse(bytes, &cel::Limits::default())

@@ -160,6 +160,61 @@ fn gce_reference_lists_what_the_log_shows() {
 }
 
 #[test]
+fn a_boot_aggregate_that_recomputes_from_the_quoted_pcrs_is_recomputed_not_pinned() {
+    let uefi_bytes = corpus(GCE);
+    let pcrs = reported(&uefi_bytes);
+    let mut h = sha2::Sha256::new();
+    for i in 0..=9u32 {
+        h.update(&pcrs.iter().find(|(p, _)| *p == i).unwrap().1);
+    }
+    let aggregate = h.finalize().to_vec();
+    let mut ima = ima_log_with(10, &[("boot_aggregate", b""), ("/usr/bin/bash", b"bash")]);
+    if let Template::ImaNg(f) = &mut ima.entries[0].template {
+        f.digest = aggregate.clone();
+    }
+    ima.entries[0].template_hash =
+        sha1::Sha1::digest(ima.entries[0].template_data().unwrap()).to_vec();
+    let text = generate(
+        "agg",
+        Some(&uefi_bytes),
+        Some(&to_binary(&ima).unwrap()),
+        None,
+        &pcrs,
+    )
+    .unwrap();
+    assert!(text.contains("boot_aggregate = true\n"), "{text}");
+    assert!(
+        !text.contains("\"boot_aggregate\" = ["),
+        "not pinned: {text}"
+    );
+    assert_passes(&text, "agg", &uefi_bytes, Some(&ima), None);
+    // Another boot_aggregate in the log (another boot's) fails its claim.
+    let mut other = ima.clone();
+    if let Template::ImaNg(f) = &mut other.entries[0].template {
+        f.digest[0] ^= 1;
+    }
+    other.entries[0].template_hash =
+        sha1::Sha1::digest(other.entries[0].template_data().unwrap()).to_vec();
+    let p = Policy::parse("agg.toml", &text).unwrap();
+    let quoted = quoted_for(&p, &uefi_bytes, Some(&other), None);
+    let o = Scenario::with(shared_rsa_ak(), quoted, p).verify_with_all_logs(
+        Some(&uefi_bytes),
+        Some(&to_binary(&other).unwrap()),
+        None,
+    );
+    let f = failed(&o);
+    assert!(
+        f.iter().any(|(id, actual)| id == "ima.boot_aggregate"
+            && actual == &format!("sha256:{}", hex::encode(other_digest(&other)))),
+        "{f:#?}"
+    );
+}
+
+fn other_digest(log: &ImaLog) -> Vec<u8> {
+    log.entries[0].file().unwrap().digest.clone()
+}
+
+#[test]
 fn uefi_ima_and_cel_reference_passes_their_evidence() {
     let uefi_bytes = corpus(GCE);
     let ima = ima_log();
@@ -174,7 +229,15 @@ fn uefi_ima_and_cel_reference_passes_their_evidence() {
         &reported(&uefi_bytes),
     )
     .unwrap();
-    assert!(text.contains("\n[ima]\npcr = 10\nexcludes = []\n\n[ima.allowlist]\n"));
+    // Its first entry is no boot_aggregate: pinned, not recomputed.
+    assert!(
+        text.contains("\n[ima]\npcr = 10\nexcludes = []\n# boot_aggregate is pinned in the allowlist, not recomputed: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("boot_aggregate = false\n\n[ima.allowlist]\n"),
+        "{text}"
+    );
     assert!(text.contains(&format!(
         "\"/usr/bin/bash\" = [\"sha256:{}\"]\n",
         hex::encode(sha2::Sha256::digest(b"bash"))

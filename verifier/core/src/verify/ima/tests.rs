@@ -70,7 +70,7 @@ const FILES: [(&str, &[u8]); 3] = [
 
 fn allowlist() -> String {
     format!(
-        "excludes = ['/tmp/.*']\n[ima.allowlist]\n\"/usr/bin/bash\" = [{:?}]\n\"/usr/lib/libc.so.6\" = [{:?}, {:?}]\n",
+        "boot_aggregate = false\nexcludes = ['/tmp/.*']\n[ima.allowlist]\n\"/usr/bin/bash\" = [{:?}]\n\"/usr/lib/libc.so.6\" = [{:?}, {:?}]\n",
         digest(b"bash"),
         digest(b"libc-old"),
         digest(b"libc")
@@ -466,4 +466,290 @@ fn the_first_entry_is_part_of_the_evidence_digest() {
     };
     let b = s.verify_ima_from(&to_binary(&chunk).unwrap(), 0, None);
     assert_ne!(a.verdict.evidence_digest, b.verdict.evidence_digest);
+}
+
+// --- boot_aggregate ------------------------------------------------------------
+
+/// PCRs 0-9 as some boot left them, PCR 10 from `log`, and the sha256
+/// boot_aggregate over 0-9.
+fn boot_pcrs(log: &ImaLog) -> Vec<(u32, Vec<u8>)> {
+    let mut pcrs: Vec<(u32, Vec<u8>)> = (0..=9u32)
+        .map(|i| (i, sha2::Sha256::digest(format!("boot pcr {i}")).to_vec()))
+        .collect();
+    pcrs.push((10, pcr10(log, log.entries.len())));
+    pcrs
+}
+
+fn aggregate_of(pcrs: &[(u32, Vec<u8>)]) -> Vec<u8> {
+    let mut h = sha2::Sha256::new();
+    for (_, v) in pcrs.iter().filter(|(i, _)| *i <= 9) {
+        h.update(v);
+    }
+    h.finalize().to_vec()
+}
+
+/// A log whose first entry is a boot_aggregate with `digest` (and `alg`).
+fn with_aggregate(alg: &str, digest: Vec<u8>) -> ImaLog {
+    let mut l = log(&[("boot_aggregate", b""), FILES[0], FILES[1]]);
+    if let Template::ImaNg(f) = &mut l.entries[0].template {
+        f.hash_alg = alg.into();
+        f.digest = digest;
+    }
+    l.entries[0].template_hash = sha1::Sha1::digest(l.entries[0].template_data().unwrap()).to_vec();
+    l
+}
+
+fn judge_aggregate(l: &ImaLog, pcrs: Vec<(u32, Vec<u8>)>) -> QuoteOutcome {
+    let rules = allowlist().replace("boot_aggregate = false\n", "");
+    let s = Scenario::with(shared_rsa_ak(), pcrs, rules_policy(&rules));
+    s.verify_with_logs(None, Some(&to_binary(l).unwrap()))
+}
+
+#[test]
+fn the_boot_aggregate_is_recomputed_from_the_quoted_pcrs_0_to_9() {
+    let probe = with_aggregate("sha256", vec![0; 32]);
+    let aggregate = aggregate_of(&boot_pcrs(&probe));
+    let good = with_aggregate("sha256", aggregate);
+    let o = judge_aggregate(&good, boot_pcrs(&good));
+    assert!(o.verdict.passed, "{:#?}", failed(&o));
+    let c = o
+        .verdict
+        .claims
+        .iter()
+        .find(|c| c.id == "ima.boot_aggregate")
+        .unwrap();
+    assert!(c.passed && c.expected.contains("PCRs 0-9"), "{c:?}");
+    // The policy quotes PCRs 0-9 for it.
+    assert_eq!(
+        rules_policy("").pcr_selection(),
+        vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    );
+
+    // A boot_aggregate of another boot (other firmware, kernel or command
+    // line in PCRs 0-9) fails, and the state is not kept.
+    let mut other_pcrs = boot_pcrs(&good);
+    other_pcrs[8].1[0] ^= 1;
+    let o = judge_aggregate(&good, other_pcrs);
+    let f = failed(&o);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].0, "ima.boot_aggregate");
+    assert_eq!(o.ima, ImaProgress::Clear);
+}
+
+#[test]
+fn a_boot_aggregate_the_sha256_quote_cannot_recompute_or_a_missing_one_fails() {
+    let sha1 = with_aggregate("sha1", vec![7; 20]);
+    let f = failed(&judge_aggregate(&sha1, boot_pcrs(&sha1)));
+    assert!(
+        f.iter().any(|(id, actual, _)| id == "ima.boot_aggregate"
+            && actual.contains("sha1 boot_aggregate")
+            && actual.contains("ima.boot_aggregate = false")),
+        "{f:#?}"
+    );
+    // No boot_aggregate first: a log that starts mid-way is not a whole log.
+    let headless = log(&FILES);
+    let f = failed(&judge_aggregate(&headless, boot_pcrs(&headless)));
+    assert!(
+        f.iter().any(|(id, actual, _)| id == "ima.boot_aggregate"
+            && actual.contains("entry #0 is /usr/bin/bash")),
+        "{f:#?}"
+    );
+}
+
+// --- IMA signatures (fixtures signed by evmctl: tests/data/ima-sig) -------------
+
+const SIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ima-sig");
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{SIG_DIR}/{name}")).unwrap()
+}
+
+/// An ima-sig entry for `files/hello.txt` with the signature evmctl made
+/// with `key` (`sha256`).
+fn signed_entry(index: usize, path: &str, key: &str, tamper: bool) -> ImaEntry {
+    let content = fixture("files/hello.txt");
+    let mut sig = fixture(&format!("files/hello.txt.{key}-sha256.sig"));
+    if tamper {
+        let last = sig.len() - 1;
+        sig[last] ^= 1;
+    }
+    let mut e = ImaEntry {
+        index,
+        pcr: 10,
+        template_hash: vec![],
+        template: Template::ImaSig(FileMeasurement {
+            hash_alg: "sha256".into(),
+            digest: sha2::Sha256::digest(&content).to_vec(),
+            path: path.into(),
+            signature: Some(sig),
+        }),
+    };
+    e.template_hash = sha1::Sha1::digest(e.template_data().unwrap()).to_vec();
+    e
+}
+
+fn keyring_toml(name: &str, certs: &[&str]) -> String {
+    let keys: Vec<String> = certs
+        .iter()
+        .map(|c| {
+            format!(
+                "'''{}'''",
+                String::from_utf8(fixture(&format!("{c}.cert.pem"))).unwrap()
+            )
+        })
+        .collect();
+    format!("[ima.keyrings.{name}]\nkeys = [{}]\n", keys.join(", "))
+}
+
+fn judge_signed(entries: Vec<ImaEntry>, rules: &str) -> QuoteOutcome {
+    let l = ImaLog {
+        template_hash_alg: HashAlg::Sha1,
+        entries,
+    };
+    judge(&l, l.entries.len(), &l, rules)
+}
+
+#[test]
+fn a_file_signed_by_a_policy_key_passes_without_the_allowlist() {
+    for key in ["rsa2048", "p256"] {
+        let rules = format!(
+            "boot_aggregate = false\n{}",
+            keyring_toml("vendor", &["rsa2048", "p256"])
+        );
+        let o = judge_signed(vec![signed_entry(0, "/usr/bin/hello", key, false)], &rules);
+        assert!(o.verdict.passed, "{key}: {:#?}", failed(&o));
+    }
+}
+
+#[test]
+fn a_wrong_or_missing_key_or_a_broken_signature_fails() {
+    let only_p256 = format!(
+        "boot_aggregate = false\n{}",
+        keyring_toml("vendor", &["p256"])
+    );
+    // Signed with a key the policy does not have: the allowlist decides, and
+    // this file is not in it.
+    let f = failed(&judge_signed(
+        vec![signed_entry(0, "/usr/bin/hello", "rsa2048", false)],
+        &only_p256,
+    ));
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].0, "ima.file");
+    // Under require_signature the unknown key itself fails, naming its id.
+    let required = format!("{only_p256}[[ima.require_signature]]\npaths = ['/usr/bin/.*']\n");
+    let f = failed(&judge_signed(
+        vec![signed_entry(0, "/usr/bin/hello", "rsa2048", false)],
+        &required,
+    ));
+    assert_eq!(f[0].0, "ima.signature", "{f:#?}");
+    assert!(f[0].1.contains("142c9217"), "{f:#?}");
+    // A broken signature by a policy key fails, allowlisted or not.
+    let allowlisted = format!(
+        "{only_p256}[ima.allowlist]\n\"/usr/bin/hello\" = [\"sha256:{}\"]\n",
+        hex::encode(sha2::Sha256::digest(fixture("files/hello.txt")))
+    );
+    let f = failed(&judge_signed(
+        vec![signed_entry(0, "/usr/bin/hello", "p256", true)],
+        &allowlisted,
+    ));
+    assert_eq!(f[0].0, "ima.signature", "{f:#?}");
+    // The impostor certificate has rsa2048's key id but another key.
+    let impostor = format!(
+        "boot_aggregate = false\n{}[[ima.require_signature]]\npaths = ['/usr/bin/.*']\n",
+        keyring_toml("vendor", &["impostor"])
+    );
+    let f = failed(&judge_signed(
+        vec![signed_entry(0, "/usr/bin/hello", "rsa2048", false)],
+        &impostor,
+    ));
+    assert_eq!(f[0].0, "ima.signature", "{f:#?}");
+    assert!(
+        f[0].1.contains("does not verify") || f[0].1.contains("bad"),
+        "{f:#?}"
+    );
+}
+
+#[test]
+fn require_signature_refuses_an_unsigned_file_even_if_allowlisted_and_names_its_keyrings() {
+    let rules = format!(
+        "boot_aggregate = false\n{}{}[[ima.require_signature]]\npaths = ['/usr/bin/.*']\nkeyrings = ['distro']\n[ima.allowlist]\n\"/usr/bin/bash\" = [{:?}]\n",
+        keyring_toml("distro", &["rsa2048"]),
+        keyring_toml("vendor", &["p256"]),
+        digest(b"bash")
+    );
+    let l = log(&[("/usr/bin/bash", b"bash")]);
+    let f = failed(&judge(&l, 1, &l, &rules));
+    assert_eq!(f[0].0, "ima.signature", "{f:#?}");
+    assert!(f[0].1.contains("no IMA signature"), "{f:#?}");
+    // Signed by the other keyring's key: not the one the rule names.
+    let f = failed(&judge_signed(
+        vec![signed_entry(0, "/usr/bin/hello", "p256", false)],
+        &rules,
+    ));
+    assert_eq!(f[0].0, "ima.signature", "{f:#?}");
+    // By the rule's keyring: passes.
+    let o = judge_signed(
+        vec![signed_entry(0, "/usr/bin/hello", "rsa2048", false)],
+        &rules,
+    );
+    assert!(o.verdict.passed, "{:#?}", failed(&o));
+    // Outside the rule's paths, the allowlist still decides.
+    let o = judge_signed(
+        vec![signed_entry(0, "/opt/hello", "rsa2048", false)],
+        &rules,
+    );
+    assert!(o.verdict.passed, "{:#?}", failed(&o));
+    // A rule naming an unknown keyring, or a bad key, is refused at load.
+    let bad = "[[ima.require_signature]]\npaths = ['/x']\nkeyrings = ['nope']\n";
+    assert!(Policy::parse("t.toml", &format!("schema = 1\nname = \"t\"\n[ima]\n{bad}")).is_err());
+    let bad = "[ima.keyrings.k]\nkeys = ['-----BEGIN CERTIFICATE-----\\nAAAA\\n-----END CERTIFICATE-----\\n']\n";
+    assert!(Policy::parse("t.toml", &format!("schema = 1\nname = \"t\"\n[ima]\n{bad}")).is_err());
+}
+
+#[test]
+fn listed_ima_buf_entries_are_judged_by_digest() {
+    use crate::eventlog::ima::BufferMeasurement;
+    let buf_entry = |buf: &[u8], digest: Vec<u8>| {
+        let mut e = ImaEntry {
+            index: 0,
+            pcr: 10,
+            template_hash: vec![],
+            template: Template::ImaBuf(BufferMeasurement {
+                hash_alg: "sha256".into(),
+                digest,
+                name: "kexec-cmdline".into(),
+                buf: buf.to_vec(),
+            }),
+        };
+        e.template_hash = sha1::Sha1::digest(e.template_data().unwrap()).to_vec();
+        e
+    };
+    let cmdline = b"root=/dev/vda ro";
+    let rules = format!(
+        "boot_aggregate = false\n[ima.buffers]\n\"kexec-cmdline\" = [{:?}]\n",
+        digest(cmdline)
+    );
+    let ok = buf_entry(cmdline, sha2::Sha256::digest(cmdline).to_vec());
+    assert!(judge_signed(vec![ok], &rules).verdict.passed);
+    let other = b"root=/dev/vda ro init=/bin/sh";
+    let f = failed(&judge_signed(
+        vec![buf_entry(other, sha2::Sha256::digest(other).to_vec())],
+        &rules,
+    ));
+    assert_eq!(f[0].0, "ima.buffer", "{f:#?}");
+    // A buffer that does not hash to its logged digest.
+    let f = failed(&judge_signed(
+        vec![buf_entry(other, sha2::Sha256::digest(cmdline).to_vec())],
+        &rules,
+    ));
+    assert!(f[0].1.contains("does not hash"), "{f:#?}");
+    // Unlisted buffers are not judged.
+    assert!(
+        judge_signed(
+            vec![buf_entry(other, sha2::Sha256::digest(other).to_vec())],
+            "boot_aggregate = false\n"
+        )
+        .verdict
+        .passed
+    );
 }
