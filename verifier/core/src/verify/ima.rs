@@ -32,8 +32,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::eventlog::ima::{self, ImaEntry, ImaLog};
-use crate::eventlog::uefi::extend;
+use crate::eventlog::ima::{self, ImaEntry, ImaLog, Value};
 use crate::policy::ima::ImaRules;
 use crate::tpm::attest::ClockInfo;
 use crate::tpm::public::HashAlg;
@@ -206,7 +205,7 @@ pub(super) fn claims(
         },
     };
     let sent = log.entries.iter().filter(|e| e.pcr == pcr).count();
-    let covered = match covered_prefix(&log, pcr, &from_value, quoted) {
+    let (covered, mismatched) = match covered_prefix(&log, pcr, &from_value, quoted) {
         Ok(n) => n,
         Err(why) => {
             let why = match start {
@@ -250,7 +249,7 @@ pub(super) fn claims(
     };
     let aggregate_failed = aggregate.as_ref().is_some_and(|c| !c.passed);
     out.extend(aggregate);
-    let (files, mut first_bad) = file_claims(rules, &entries);
+    let (files, mut first_bad) = file_claims(rules, &entries, &mismatched);
     if aggregate_failed {
         first_bad = Some(0);
     }
@@ -409,49 +408,67 @@ fn boot_aggregate_claim(first: &ImaEntry, quoted: &[(u32, Vec<u8>)]) -> Claim {
     )
 }
 
-/// How many of the log's entries for `pcr` take `from` to `quoted`.
-fn covered_prefix(log: &ImaLog, pcr: u32, from: &[u8], quoted: &[u8]) -> Result<usize, String> {
+/// How many of the log's entries for `pcr` take `from` to `quoted`, and
+/// which of them were extended with a logged template hash their data does
+/// not hash to (a log whose template hashes are sha256 digests). With the
+/// usual SHA-1 template hashes the sha256 bank is extended with the data's
+/// own hash, which the replay proves: the logged SHA-1 is not checked.
+fn covered_prefix(
+    log: &ImaLog,
+    pcr: u32,
+    from: &[u8],
+    quoted: &[u8],
+) -> Result<(usize, Vec<usize>), String> {
     let bank = HashAlg::Sha256;
-    let mut value = from.to_vec();
+    let mut value = Value::from_slice(from);
+    let quoted = Value::from_slice(quoted);
+    let mut mismatched = Vec::new();
     if value == quoted {
-        return Ok(0);
+        return Ok((0, mismatched));
     }
     let mut n = 0usize;
     for entry in log.entries.iter().filter(|e| e.pcr == pcr) {
-        let digest = entry
-            .extend_digest(bank)
+        let (digest, matched) = ima::entry_extend(entry, bank)
             .map_err(|e| format!("entry {} cannot be replayed in sha256: {e}", entry.index))?;
-        value = extend(bank, &value, &digest);
+        if matched == Some(false) {
+            mismatched.push(entry.index);
+        }
+        ima::extend_value(bank, &mut value, &digest);
         n += 1;
         if value == quoted {
-            return Ok(n);
+            return Ok((n, mismatched));
         }
     }
     Err(format!(
         "no prefix of the log's {n} entries replays to the quoted value (full replay {}): an entry was changed, removed, reordered or added",
-        hex::encode(&value)
+        hex::encode(value.as_slice())
     ))
 }
 
 /// The PCR value after the covered entries before the one with log index `bad`.
 fn value_before(entries: &[&ImaEntry], bad: usize, from: &[u8]) -> Option<Vec<u8>> {
     let bank = HashAlg::Sha256;
-    let mut value = from.to_vec();
+    let mut value = Value::from_slice(from);
     for e in entries.iter().take_while(|e| e.index < bad) {
-        value = extend(bank, &value, &e.extend_digest(bank).ok()?);
+        ima::extend_value(bank, &mut value, &ima::entry_extend(e, bank).ok()?.0);
     }
-    Some(value)
+    Some(value.as_slice().to_vec())
 }
 
 /// The claims on the judged entries, and the log index of the first that failed.
-fn file_claims(rules: &ImaRules, entries: &[&ImaEntry]) -> (Vec<Claim>, Option<usize>) {
+fn file_claims(
+    rules: &ImaRules,
+    entries: &[&ImaEntry],
+    mismatched: &[usize],
+) -> (Vec<Claim>, Option<usize>) {
     let id = "ima.file";
     let mut bad = Vec::new();
     let mut first_bad = None;
     let mut judged = 0usize;
     for e in entries {
         let before = bad.len();
-        judge_entry(rules, e, &mut bad, &mut judged);
+        let mismatch = mismatched.binary_search(&e.index).is_ok();
+        judge_entry(rules, e, mismatch, &mut bad, &mut judged);
         if bad.len() > before && first_bad.is_none() {
             first_bad = Some(e.index);
         }
@@ -483,7 +500,13 @@ fn file_claims(rules: &ImaRules, entries: &[&ImaEntry]) -> (Vec<Claim>, Option<u
 }
 
 /// Judges one entry; a failure is pushed to `bad`.
-fn judge_entry(rules: &ImaRules, e: &ImaEntry, bad: &mut Vec<Claim>, judged: &mut usize) {
+fn judge_entry(
+    rules: &ImaRules,
+    e: &ImaEntry,
+    mismatched: bool,
+    bad: &mut Vec<Claim>,
+    judged: &mut usize,
+) {
     let id = "ima.file";
     let location = || format!("IMA entry #{} ({})", e.index, e.template.name());
     if e.is_violation() {
@@ -499,11 +522,11 @@ fn judge_entry(rules: &ImaRules, e: &ImaEntry, bad: &mut Vec<Claim>, judged: &mu
         }
         return;
     }
-    if e.template_hash_matches() == Some(false) {
+    if mismatched {
         bad.push(Claim::new(
             id,
             false,
-            "template hash = SHA-1 of the template data",
+            "template hash = sha256 of the template data",
             "the entry's data is not what was measured",
             location(),
         ));

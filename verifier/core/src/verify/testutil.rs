@@ -365,6 +365,18 @@ impl Scenario {
         ima_state: Option<&crate::verify::ImaState>,
     ) -> QuoteOutcome {
         let (attest, signature) = self.signed();
+        self.verify_signed_ima_from(&attest, &signature, ima_log, first_entry, ima_state)
+    }
+
+    /// [`Self::verify_ima_from`] with an attest already signed ([`Self::signed`]).
+    pub fn verify_signed_ima_from(
+        &self,
+        attest: &[u8],
+        signature: &[u8],
+        ima_log: &[u8],
+        first_entry: u64,
+        ima_state: Option<&crate::verify::ImaState>,
+    ) -> QuoteOutcome {
         let ak = self.ak.public();
         let check = QuoteCheck {
             ak: &ak,
@@ -377,8 +389,8 @@ impl Scenario {
         verify_quote(
             &check,
             &QuoteEvidence {
-                attest: &attest,
-                signature: &signature,
+                attest,
+                signature,
                 pcrs_sha256: &self.pcrs,
                 ima_log: Some(ima_log),
                 ima_first_entry: first_entry,

@@ -16,7 +16,9 @@ pub fn parse_ascii(bytes: &[u8], limits: &Limits) -> Result<ImaLog, ImaError> {
     check_log_size(bytes, limits)?;
     let mut log = ImaLog {
         template_hash_alg: HashAlg::Sha1,
-        entries: Vec::new(),
+        // Lines are at least ~90 bytes (pcr, 40-hex template hash, name,
+        // algorithm and digest): reserved up to 65,536 entries, then it grows.
+        entries: Vec::with_capacity((bytes.len() / 96).min(limits.max_entries).min(1 << 16)),
     };
     if bytes.is_empty() {
         return Ok(log);

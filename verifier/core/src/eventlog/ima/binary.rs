@@ -23,7 +23,10 @@ pub fn parse_binary(
 ) -> Result<ImaLog, ImaError> {
     check_log_size(bytes, limits)?;
     let mut r = Reader::new(bytes);
-    let mut entries = Vec::new();
+    // Records of a usual log are ~70 bytes or more: reserving for one per 64
+    // bytes avoids regrowing (and moving) the entries; bounded by the log's
+    // size, the entry limit and 65,536 (beyond, it grows).
+    let mut entries = Vec::with_capacity((bytes.len() / 64).min(limits.max_entries).min(1 << 16));
     while r.left() > 0 {
         let index = entries.len();
         let at = At::Record {

@@ -60,7 +60,7 @@ use crate::tpm::public::HashAlg;
 
 pub use ascii::parse_ascii;
 pub use binary::{parse_binary, to_binary};
-pub use replay::{replay, ImaReplay};
+pub use replay::{entry_extend, extend_value, replay, ImaReplay, Value};
 
 /// PCR indices must be below this (TPM 2.0 PC Client platforms have 24 PCRs).
 pub const PCR_COUNT: u32 = 24;
@@ -234,8 +234,7 @@ impl ImaEntry {
         if self.is_violation() {
             return None;
         }
-        let data = self.template_data()?;
-        replay::template_hash_matches(self, &data)
+        replay::template_hash_matches(self)
     }
 
     /// What the kernel extends into `bank` for this entry: all-`0xff` for a
@@ -243,7 +242,7 @@ impl ImaEntry {
     /// template data hashed with `bank` (which fails with
     /// [`ImaError::NotRecomputable`] for undecoded templates of ascii logs).
     pub fn extend_digest(&self, bank: HashAlg) -> Result<Vec<u8>, ImaError> {
-        replay::extend_digest(self, bank, self.template_data().as_deref())
+        replay::extend_digest(self, bank)
     }
 }
 

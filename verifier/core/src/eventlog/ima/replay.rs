@@ -1,10 +1,14 @@
 //! Replay of a log into one PCR bank, and the per-entry template-hash check.
+//!
+//! Digests are computed without allocating: template data is streamed into
+//! the hash ([`Sink`]), and values are kept in fixed [`Value`] buffers.
 
 use std::collections::BTreeMap;
 
 use serde::{Serialize, Serializer};
 use sha2::Digest;
 
+use super::template::{write_template_data, HashSink};
 use super::{ser_alg, ImaEntry, ImaError, ImaLog};
 use crate::tpm::public::HashAlg;
 
@@ -26,6 +30,109 @@ pub struct ImaReplay {
     pub unchecked: Vec<usize>,
 }
 
+/// A digest of any bank, without a heap allocation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Value {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl Value {
+    /// `bank`'s initial PCR value (zeros).
+    pub fn zero(bank: HashAlg) -> Self {
+        Self {
+            bytes: [0; 64],
+            len: bank.digest_len(),
+        }
+    }
+
+    /// A value of `bytes` (at most 64 bytes; longer is cut).
+    pub fn from_slice(bytes: &[u8]) -> Self {
+        let mut v = Self {
+            bytes: [0; 64],
+            len: bytes.len().min(64),
+        };
+        if let (Some(dst), Some(src)) = (v.bytes.get_mut(..v.len), bytes.get(..v.len)) {
+            dst.copy_from_slice(src);
+        }
+        v
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+
+    fn filled(len: usize, byte: u8) -> Self {
+        Self {
+            bytes: [byte; 64],
+            len: len.min(64),
+        }
+    }
+}
+
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.as_slice()))
+    }
+}
+
+fn finish<D: Digest>(d: D) -> Value {
+    Value::from_slice(&d.finalize())
+}
+
+/// `bank` over the entry's template data, or None when it is unknown.
+fn hash_template(e: &ImaEntry, bank: HashAlg) -> Option<Value> {
+    fn run<D: Digest>(e: &ImaEntry) -> Option<Value> {
+        let mut sink = HashSink(D::new());
+        write_template_data(&e.template, &mut sink)?;
+        Some(finish(sink.0))
+    }
+    match bank {
+        HashAlg::Sha1 => run::<sha1::Sha1>(e),
+        HashAlg::Sha256 => run::<sha2::Sha256>(e),
+        HashAlg::Sha384 => run::<sha2::Sha384>(e),
+        HashAlg::Sha512 => run::<sha2::Sha512>(e),
+    }
+}
+
+/// `H(pcr || value)`, in place.
+pub fn extend_value(bank: HashAlg, pcr: &mut Value, value: &Value) {
+    fn run<D: Digest>(pcr: &[u8], value: &[u8]) -> Value {
+        let mut h = D::new();
+        h.update(pcr);
+        h.update(value);
+        finish(h)
+    }
+    *pcr = match bank {
+        HashAlg::Sha1 => run::<sha1::Sha1>(pcr.as_slice(), value.as_slice()),
+        HashAlg::Sha256 => run::<sha2::Sha256>(pcr.as_slice(), value.as_slice()),
+        HashAlg::Sha384 => run::<sha2::Sha384>(pcr.as_slice(), value.as_slice()),
+        HashAlg::Sha512 => run::<sha2::Sha512>(pcr.as_slice(), value.as_slice()),
+    };
+}
+
+/// What `bank` is extended with for this entry, and — when that is the
+/// logged template hash (the bank is the log's template-hash algorithm) —
+/// whether the template data hashes to it (`Some(false)`: the data is not
+/// what was extended). For any other bank the value is computed from the
+/// data itself, which the bank's replay then proves, and the logged hash
+/// plays no part (`None`). Violations extend all-`0xff` (`None`).
+pub fn entry_extend(e: &ImaEntry, bank: HashAlg) -> Result<(Value, Option<bool>), ImaError> {
+    if e.is_violation() {
+        return Ok((Value::filled(bank.digest_len(), 0xff), None));
+    }
+    let computed = hash_template(e, bank);
+    if e.template_hash.len() == bank.digest_len() {
+        let logged = Value::from_slice(&e.template_hash);
+        return Ok((logged, computed.map(|c| c == logged)));
+    }
+    let value = computed.ok_or_else(|| ImaError::NotRecomputable {
+        index: e.index,
+        template: e.template.name().to_string(),
+    })?;
+    Ok((value, None))
+}
+
 /// Replays `log` into `bank` as the kernel extends it (each entry's
 /// [`ImaEntry::extend_digest`]), and checks every entry's template hash
 /// against its template data.
@@ -42,24 +149,34 @@ pub fn replay(log: &ImaLog, bank: HashAlg) -> Result<ImaReplay, ImaError> {
         violations: Vec::new(),
         unchecked: Vec::new(),
     };
+    let mut values: BTreeMap<u32, Value> = BTreeMap::new();
     for e in &log.entries {
-        let data = e.template_data();
+        let (value, matched) = entry_extend(e, bank)?;
         if e.is_violation() {
             out.violations.push(e.index);
         } else {
-            match data.as_deref().and_then(|d| template_hash_matches(e, d)) {
+            // The logged hash is checked whatever the bank: with another
+            // bank's replay it is not what was extended, but a log whose
+            // hashes disagree with its data is named.
+            let matched = match matched {
+                Some(m) => Some(m),
+                None => template_hash_alg(e.template_hash.len())
+                    .and_then(|alg| hash_template(e, alg))
+                    .map(|c| c.as_slice() == e.template_hash.as_slice()),
+            };
+            match matched {
                 Some(true) => {}
                 Some(false) => out.mismatched.push(e.index),
                 None => out.unchecked.push(e.index),
             }
         }
-        let value = extend_digest(e, bank, data.as_deref())?;
-        let pcr = out
-            .pcrs
-            .entry(e.pcr)
-            .or_insert_with(|| vec![0; bank.digest_len()]);
-        *pcr = extend(bank, pcr, &value);
+        let pcr = values.entry(e.pcr).or_insert_with(|| Value::zero(bank));
+        extend_value(bank, pcr, &value);
     }
+    out.pcrs = values
+        .into_iter()
+        .map(|(i, v)| (i, v.as_slice().to_vec()))
+        .collect();
     Ok(out)
 }
 
@@ -76,43 +193,13 @@ fn template_hash_alg(len: usize) -> Option<HashAlg> {
     .find(|a| a.digest_len() == len)
 }
 
-pub(super) fn template_hash_matches(e: &ImaEntry, data: &[u8]) -> Option<bool> {
+pub(super) fn template_hash_matches(e: &ImaEntry) -> Option<bool> {
     let alg = template_hash_alg(e.template_hash.len())?;
-    Some(alg.digest(data) == e.template_hash)
+    Some(hash_template(e, alg)?.as_slice() == e.template_hash.as_slice())
 }
 
-pub(super) fn extend_digest(
-    e: &ImaEntry,
-    bank: HashAlg,
-    data: Option<&[u8]>,
-) -> Result<Vec<u8>, ImaError> {
-    if e.is_violation() {
-        return Ok(vec![0xff; bank.digest_len()]);
-    }
-    if e.template_hash.len() == bank.digest_len() {
-        return Ok(e.template_hash.clone());
-    }
-    let data = data.ok_or_else(|| ImaError::NotRecomputable {
-        index: e.index,
-        template: e.template.name().to_string(),
-    })?;
-    Ok(bank.digest(data))
-}
-
-/// `H(pcr || value)`.
-fn extend(bank: HashAlg, pcr: &[u8], value: &[u8]) -> Vec<u8> {
-    fn run<D: Digest>(pcr: &[u8], value: &[u8]) -> Vec<u8> {
-        let mut h = D::new();
-        h.update(pcr);
-        h.update(value);
-        h.finalize().to_vec()
-    }
-    match bank {
-        HashAlg::Sha1 => run::<sha1::Sha1>(pcr, value),
-        HashAlg::Sha256 => run::<sha2::Sha256>(pcr, value),
-        HashAlg::Sha384 => run::<sha2::Sha384>(pcr, value),
-        HashAlg::Sha512 => run::<sha2::Sha512>(pcr, value),
-    }
+pub(super) fn extend_digest(e: &ImaEntry, bank: HashAlg) -> Result<Vec<u8>, ImaError> {
+    entry_extend(e, bank).map(|(v, _)| v.as_slice().to_vec())
 }
 
 fn ser_pcrs<S: Serializer>(pcrs: &BTreeMap<u32, Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {

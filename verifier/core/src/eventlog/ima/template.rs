@@ -125,24 +125,44 @@ pub(super) fn le32(len: usize) -> [u8; 4] {
     u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes()
 }
 
-fn put_field(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&le32(bytes.len()));
-    out.extend_from_slice(bytes);
+/// Where template data is written: a buffer, or a hash that never holds it.
+pub(super) trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl<D: sha2::Digest> Sink for HashSink<D> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+/// A [`Sink`] hashing what is written.
+pub(super) struct HashSink<D>(pub D);
+
+fn put_field(out: &mut impl Sink, bytes: &[u8]) {
+    out.put(&le32(bytes.len()));
+    out.put(bytes);
 }
 
 /// `d-ng`: u32 length, algorithm name, `:`, NUL, raw digest.
-fn put_digest_ng(out: &mut Vec<u8>, alg: &str, digest: &[u8]) {
-    out.extend_from_slice(&le32(alg.len() + 2 + digest.len()));
-    out.extend_from_slice(alg.as_bytes());
-    out.extend_from_slice(b":\0");
-    out.extend_from_slice(digest);
+fn put_digest_ng(out: &mut impl Sink, alg: &str, digest: &[u8]) {
+    out.put(&le32(alg.len() + 2 + digest.len()));
+    out.put(alg.as_bytes());
+    out.put(b":\0");
+    out.put(digest);
 }
 
 /// `n-ng`: u32 length, name, NUL.
-fn put_name_ng(out: &mut Vec<u8>, name: &[u8]) {
-    out.extend_from_slice(&le32(name.len() + 1));
-    out.extend_from_slice(name);
-    out.push(0);
+fn put_name_ng(out: &mut impl Sink, name: &[u8]) {
+    out.put(&le32(name.len() + 1));
+    out.put(name);
+    out.put(&[0]);
 }
 
 /// Length of [`template_data`], without building it.
@@ -170,21 +190,30 @@ pub(super) fn template_data_len(t: &Template) -> Option<usize> {
 /// extend value are computed over.
 pub(super) fn template_data(t: &Template) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(template_data_len(t)?);
-    let ng = |out: &mut Vec<u8>, alg: &str, digest: &[u8], name: &[u8]| {
-        put_digest_ng(out, alg, digest);
-        put_name_ng(out, name);
-    };
+    write_template_data(t, &mut out)?;
+    Some(out)
+}
+
+/// Writes [`template_data`] into `out`; `None` (nothing written) for
+/// undecoded templates of ascii logs.
+pub(super) fn write_template_data(t: &Template, out: &mut impl Sink) -> Option<()> {
     match t {
         Template::Ima(FileMeasurement { digest, path, .. }) => {
             // `ima`: no lengths; the name is zero-padded to 256 bytes.
-            out.extend_from_slice(digest);
-            out.extend_from_slice(path.as_bytes());
-            out.resize(digest.len() + IMA_NAME_FIELD.max(path.len()), 0);
+            const ZEROS: [u8; IMA_NAME_FIELD] = [0; IMA_NAME_FIELD];
+            out.put(digest);
+            out.put(path.as_bytes());
+            let pad = IMA_NAME_FIELD.saturating_sub(path.len());
+            out.put(ZEROS.get(..pad).unwrap_or_default());
         }
-        Template::ImaNg(f) => ng(&mut out, &f.hash_alg, &f.digest, f.path.as_bytes()),
+        Template::ImaNg(f) => {
+            put_digest_ng(out, &f.hash_alg, &f.digest);
+            put_name_ng(out, f.path.as_bytes());
+        }
         Template::ImaSig(f) => {
-            ng(&mut out, &f.hash_alg, &f.digest, f.path.as_bytes());
-            put_field(&mut out, f.signature.as_deref().unwrap_or_default());
+            put_digest_ng(out, &f.hash_alg, &f.digest);
+            put_name_ng(out, f.path.as_bytes());
+            put_field(out, f.signature.as_deref().unwrap_or_default());
         }
         Template::ImaBuf(BufferMeasurement {
             hash_alg,
@@ -192,13 +221,14 @@ pub(super) fn template_data(t: &Template) -> Option<Vec<u8>> {
             name,
             buf,
         }) => {
-            ng(&mut out, hash_alg, digest, name.as_bytes());
-            put_field(&mut out, buf);
+            put_digest_ng(out, hash_alg, digest);
+            put_name_ng(out, name.as_bytes());
+            put_field(out, buf);
         }
         Template::Other(o) => match &o.fields {
-            OtherFields::TemplateData(d) => out.extend_from_slice(d),
+            OtherFields::TemplateData(d) => out.put(d),
             OtherFields::Ascii(_) => return None,
         },
     }
-    Some(out)
+    Some(())
 }
