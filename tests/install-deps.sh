@@ -10,7 +10,7 @@
 # --vm also QEMU, OVMF, Debian's cloud kernel, cpio and binutils for vm-tests)
 # and, when there is no cargo at all, a stable Rust toolchain via rustup.
 set -euo pipefail
-pkgs=(swtpm swtpm-tools libtss2-dev tpm2-tools pkg-config protobuf-compiler openssl python3 ca-certificates curl build-essential containerd runc busybox-static tar docker.io iproute2 util-linux postgresql minisign ima-evm-utils prometheus chromium libnss3-tools python3-venv)
+pkgs=(swtpm swtpm-tools libtss2-dev tpm2-tools pkg-config protobuf-compiler openssl python3 ca-certificates curl build-essential containerd runc busybox-static tar docker.io iproute2 util-linux postgresql minisign ima-evm-utils prometheus chromium libnss3-tools python3-venv python3-gpg)
 # The Debian packages test (tests/tests/packages.rs): what the packages'
 # maintainer scripts use (adduser, deb-systemd-helper), systemd-analyze for
 # their units, tpm-udev (the attestor's tss group).

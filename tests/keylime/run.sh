@@ -16,10 +16,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 OUT_MD=${1:-}
 [ -z "$OUT_MD" ] || OUT_MD=$(realpath -m "$OUT_MD")
-VENV=${ASSAY_KEYLIME_VENV:-$ROOT/target/keylime-venv}
 TESTDATA=${ASSAY_TESTDATA:-$ROOT/tests/data}
 IMA_COUNT=10000
-KEYLIME_VERSION=7.14.3
 log() { echo "[keylime-bench] $*" >&2; }
 
 # --- Debian packages: the TPM, tpm2-tools (Keylime parses event logs with
@@ -37,23 +35,11 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# --- Keylime in a venv on Debian's python3 (so it sees python3-gpg). The PyPI
-# package declares no dependencies: these are the ones its verifier modules import.
-venv_ok() {
-  "$VENV/bin/python" - <<EOF 2>/dev/null
-import importlib.metadata as m, gpg, jsonschema, pyasn1_modules, lark, yaml, cryptography, packaging
-assert m.version("keylime") == "$KEYLIME_VERSION"
-EOF
-}
-if ! venv_ok; then
-  log "creating the Keylime venv in $VENV"
-  rm -rf "$VENV"
-  /usr/bin/python3 -m venv --system-site-packages "$VENV"
-  "$VENV/bin/pip" install -q "keylime==$KEYLIME_VERSION" cryptography pyyaml packaging \
-    pyasn1 pyasn1-modules jsonschema lark
-  venv_ok || { log "the Keylime venv does not import"; exit 1; }
-fi
-PY="$VENV/bin/python"
+# --- Keylime in a venv on Debian's python3 (so it sees python3-gpg): venv.sh
+# sets PY, VENV and KEYLIME_VERSION.
+# shellcheck source=tests/keylime/venv.sh
+source "$HERE/venv.sh"
+keylime_venv || exit 1
 
 # --- The Assay side: one bench binary.
 log "building the Assay bench (cargo build --release -p assay-core --bench side_by_side)"

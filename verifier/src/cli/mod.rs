@@ -16,6 +16,7 @@ mod eventlog;
 mod generate;
 mod history;
 mod init;
+mod keylime_import;
 mod local;
 mod node;
 pub(crate) mod output;

@@ -26,6 +26,14 @@ pub enum PolicyCmd {
     /// authentic verdicts; with several, one policy passing each of them, and
     /// the values on which they differ.
     Generate(super::generate::GenerateArgs),
+    /// Convert a Keylime runtime policy (JSON, Keylime 7.14; a DSSE envelope
+    /// is unwrapped, its signature not checked) into an Assay policy with an
+    /// `[ima]` section: digests become the allowlist, excludes are rewritten
+    /// with the same meaning, keyrings and ima-buf become [ima.buffers],
+    /// verification-keys [ima.keyrings.keylime]. Refuses what Keylime's schema
+    /// refuses or Assay cannot say alike; prints, on standard error, every
+    /// place where the meaning changes.
+    ImportKeylime(super::keylime_import::ImportArgs),
     /// Sign a policy file with an operator's minisign secret key (`minisign -G`;
     /// encrypted or, with -W, not): writes a detached minisign signature that
     /// `verify-signature`, the verifier and `minisign -V` check. The password
@@ -213,6 +221,7 @@ pub async fn run(c: PolicyCmd) -> anyhow::Result<()> {
             Ok(())
         }
         PolicyCmd::Generate(args) => super::generate::generate_policy(args),
+        PolicyCmd::ImportKeylime(args) => super::keylime_import::run(args),
         PolicyCmd::Explain {
             node,
             server,

@@ -268,15 +268,67 @@ impl Diff {
     fn ima(&mut self, a: Option<&super::ima::ImaRules>, b: Option<&super::ima::ImaRules>) {
         self.section("ima", a, b, |d, a, b| {
             d.value("ima.pcr", Some(&a.pcr), Some(&b.pcr));
-            let paths: BTreeSet<&String> = a.allowlist.keys().chain(b.allowlist.keys()).collect();
-            let show = |(alg, bytes): &(String, Vec<u8>)| format!("{alg}:{}", hex::encode(bytes));
-            let empty = BTreeSet::new();
+            let paths: BTreeSet<&str> = a.allowlist.keys().chain(b.allowlist.keys()).collect();
+            let show = |s: &String| s.clone();
+            let set = |x: Option<super::ima::Digests<'_>>| -> BTreeSet<String> {
+                x.map(|x| {
+                    x.iter()
+                        .map(|(alg, bytes)| format!("{}:{}", alg.name(), hex::encode(bytes)))
+                        .collect()
+                })
+                .unwrap_or_default()
+            };
             for p in paths {
                 let key = format!("ima.allowlist.{p:?}");
                 match (a.allowlist.get(p), b.allowlist.get(p)) {
                     (Some(_), None) => d.push(&key, What::NoLongerJudged),
-                    (x, y) => d.members(&key, x.unwrap_or(&empty), y.unwrap_or(&empty), show),
+                    (x, y) => d.members(&key, &set(x), &set(y), show),
                 }
+            }
+            d.value(
+                "ima.boot_aggregate",
+                Some(&a.boot_aggregate),
+                Some(&b.boot_aggregate),
+            );
+            let names = |r: &super::ima::ImaRules| -> BTreeSet<String> {
+                r.keyrings.names().map(str::to_string).collect()
+            };
+            d.members("ima.keyrings", &names(a), &names(b), quoted);
+            for n in names(a).intersection(&names(b)) {
+                if a.keyrings.texts(n) != b.keyrings.texts(n) {
+                    d.push(
+                        &format!("ima.keyrings.{n}.keys"),
+                        What::Changed {
+                            before: format!("{} keys", a.keyrings.texts(n).map_or(0, <[_]>::len)),
+                            after: format!("{} keys", b.keyrings.texts(n).map_or(0, <[_]>::len)),
+                        },
+                    );
+                }
+            }
+            let rules = |r: &super::ima::ImaRules| -> BTreeSet<String> {
+                r.require_signature
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "paths [{}] by keyrings [{}]",
+                            s.paths.iter().map(source).collect::<Vec<_>>().join(", "),
+                            s.keyring_names.join(", ")
+                        )
+                    })
+                    .collect()
+            };
+            d.members("ima.require_signature", &rules(a), &rules(b), quoted);
+            let bufs: BTreeSet<&String> = a.buffers.keys().chain(b.buffers.keys()).collect();
+            let empty = BTreeSet::new();
+            let show_buf =
+                |(alg, bytes): &(String, Vec<u8>)| format!("{alg}:{}", hex::encode(bytes));
+            for n in bufs {
+                d.members(
+                    &format!("ima.buffers.{n:?}"),
+                    a.buffers.get(n).unwrap_or(&empty),
+                    b.buffers.get(n).unwrap_or(&empty),
+                    show_buf,
+                );
             }
             let excl = |r: &super::ima::ImaRules| -> BTreeSet<String> {
                 r.excludes.iter().map(source).collect()
@@ -354,6 +406,29 @@ mod tests {
 
     fn lines(a: &str, b: &str) -> Vec<String> {
         diff(&p(a), &p(b)).iter().map(|c| c.to_string()).collect()
+    }
+
+    #[test]
+    fn ima_signature_rules_buffers_and_boot_aggregate_changes_are_listed() {
+        let cert = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/ima-sig/rsa2048.cert.pem"
+        ))
+        .unwrap();
+        let a = "schema = 1\nname = \"w\"\n[ima]\n".to_string();
+        let b = format!(
+            "schema = 1\nname = \"w\"\n[ima]\nboot_aggregate = false\n[ima.keyrings.distro]\nkeys = ['''{cert}''']\n\
+             [[ima.require_signature]]\npaths = ['/usr/bin/.*']\n[ima.buffers]\n\"kexec-cmdline\" = [\"sha256:{A}\"]\n"
+        );
+        let lines: Vec<String> = diff(&p(&a), &p(&b)).iter().map(|c| c.to_string()).collect();
+        for want in [
+            "ima.boot_aggregate: true → false".to_string(),
+            "ima.keyrings: + \"distro\"".to_string(),
+            "ima.require_signature: + \"paths [/usr/bin/.*] by keyrings [distro]\"".to_string(),
+            format!("ima.buffers.\"kexec-cmdline\": + sha256:{A}"),
+        ] {
+            assert!(lines.contains(&want), "{want:?} not in {lines:#?}");
+        }
     }
 
     #[test]

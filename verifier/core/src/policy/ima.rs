@@ -11,6 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
+mod allowlist;
+
+pub use allowlist::{Allowlist, AllowlistError, DigestAlg, Digests};
+
 use super::measured_boot::{compile_pattern, Pattern};
 use super::PolicyError;
 use crate::ima_signature::Keyring;
@@ -78,6 +82,11 @@ impl Keyrings {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.texts.keys().map(String::as_str)
     }
+
+    /// The PEM texts keyring `name` was built from.
+    pub fn texts(&self, name: &str) -> Option<&[String]> {
+        self.texts.get(name).map(Vec::as_slice)
+    }
 }
 
 impl PartialEq for Keyrings {
@@ -117,8 +126,8 @@ pub type FileDigest = (String, Vec<u8>);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImaRules {
     pub pcr: u32,
-    /// Path → allowed digests (`("sha256", bytes)`).
-    pub allowlist: BTreeMap<String, BTreeSet<FileDigest>>,
+    /// Path → allowed digests.
+    pub allowlist: Allowlist,
     /// Paths matching any of these are not judged.
     pub excludes: Vec<Pattern>,
     /// Recompute the log's first entry (boot_aggregate) from the quoted
@@ -153,11 +162,11 @@ impl ImaRules {
         h.update(self.pcr.to_be_bytes());
         h.update([u8::from(self.boot_aggregate)]);
         h.update((self.allowlist.len() as u64).to_be_bytes());
-        for (path, set) in &self.allowlist {
+        for (path, set) in self.allowlist.iter() {
             field(&mut h, path.as_bytes());
             h.update((set.len() as u64).to_be_bytes());
-            for (alg, d) in set {
-                field(&mut h, alg.as_bytes());
+            for (alg, d) in set.iter() {
+                field(&mut h, alg.name().as_bytes());
                 field(&mut h, d);
             }
         }
@@ -241,7 +250,7 @@ impl RawIma {
                 format!("ima.pcr {pcr} is above {}", super::MAX_PCR_INDEX),
             ));
         }
-        let mut allowlist = BTreeMap::new();
+        let mut allowlist = Allowlist::new();
         for (path, digests) in self.allowlist {
             if !path.starts_with('/') && path != BOOT_AGGREGATE {
                 return Err(invalid(
@@ -254,12 +263,16 @@ impl RawIma {
             let set = digests
                 .iter()
                 .map(|d| {
-                    parse_file_digest(d).ok_or_else(|| {
-                        invalid(d, format!("ima.allowlist.\"{path}\": `{d}` is not a digest like \"sha256:<64 hex>\""))
-                    })
+                    parse_file_digest(d)
+                        .and_then(|(alg, bytes)| Some((DigestAlg::from_name(&alg)?, bytes)))
+                        .ok_or_else(|| {
+                            invalid(d, format!("ima.allowlist.\"{path}\": `{d}` is not a digest like \"sha256:<64 hex>\""))
+                        })
                 })
-                .collect::<Result<BTreeSet<_>, _>>()?;
-            allowlist.insert(path, set);
+                .collect::<Result<Vec<_>, _>>()?;
+            allowlist
+                .insert(&path, set)
+                .map_err(|e| invalid(&path, format!("ima.allowlist: {e}")))?;
         }
         let excludes = self
             .excludes

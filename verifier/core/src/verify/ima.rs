@@ -557,17 +557,13 @@ fn judge_entry(
         return;
     }
     let allowed = rules.allowlist.get(&file.path);
-    // Sets hold one or two digests: scanning beats building an owned key.
-    let ok = allowed.is_some_and(|set| {
-        set.iter()
-            .any(|(alg, d)| *alg == file.hash_alg && *d == file.digest)
-    });
+    let ok = allowed.is_some_and(|set| set.allows(&file.hash_alg, &file.digest));
     if !ok {
         let expected = match allowed {
             Some(set) => format!(
                 "one of {}",
                 set.iter()
-                    .map(|(a, d)| format!("{a}:{}", hex::encode(d)))
+                    .map(|(a, d)| format!("{}:{}", a.name(), hex::encode(d)))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
