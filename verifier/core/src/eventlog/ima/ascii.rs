@@ -69,8 +69,39 @@ fn hex_bytes(text: &[u8], max: usize, at: At, what: &'static str) -> Result<Vec<
             max,
         });
     }
-    hex::decode(text)
-        .map_err(|_| ImaError::malformed(at, what, format!("{} is not hex", shown(text))))
+    decode_hex(text)
+        .ok_or_else(|| ImaError::malformed(at, what, format!("{} is not hex", shown(text))))
+}
+
+/// A byte's value as a hex digit, or 0xff (decoding pairs with this was
+/// several times faster than the `hex` crate's iterator, a third of an ascii
+/// log's parse).
+fn hex_value(b: u8) -> u8 {
+    match b {
+        b'0'..=b'9' => b - b'0',
+        b'a'..=b'f' => b - b'a' + 10,
+        b'A'..=b'F' => b - b'A' + 10,
+        _ => 0xff,
+    }
+}
+
+/// Hex text (either case) decoded; None if it is not.
+fn decode_hex(text: &[u8]) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() / 2);
+    for pair in text.chunks_exact(2) {
+        let (hi, lo) = match pair {
+            [h, l] => (hex_value(*h), hex_value(*l)),
+            _ => return None,
+        };
+        if (hi | lo) & 0xf0 != 0 {
+            return None;
+        }
+        out.push(hi << 4 | lo);
+    }
+    Some(out)
 }
 
 fn template_hash_alg(hex_len: usize) -> Option<HashAlg> {
@@ -252,4 +283,22 @@ fn parse_fields(
             })
         }
     })
+}
+
+#[cfg(test)]
+mod hex_tests {
+    #[test]
+    fn decodes_hex_of_either_case_and_refuses_anything_else() {
+        assert_eq!(super::decode_hex(b"00fFa9"), Some(vec![0x00, 0xff, 0xa9]));
+        assert_eq!(super::decode_hex(b""), Some(vec![]));
+        for bad in [&b"0"[..], b"0g", b"g0", b" 0", b"0\n", b"\xff\xff", b"+1"] {
+            assert_eq!(super::decode_hex(bad), None, "{bad:?}");
+        }
+        for b in 0..=255u8 {
+            for c in [b'0', b'f'] {
+                let pair = [b, c];
+                assert_eq!(super::decode_hex(&pair), hex::decode(pair).ok(), "{pair:?}");
+            }
+        }
+    }
 }
