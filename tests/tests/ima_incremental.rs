@@ -173,6 +173,13 @@ fn range(o: &Outcome) -> String {
         .unwrap_or_else(|| format!("no range claim in {:#?}", o.claims))
 }
 
+/// The range claim says `text`.
+#[track_caller]
+fn assert_range(o: &Outcome, text: &str) {
+    let r = range(o);
+    assert!(r.contains(text), "{r}");
+}
+
 fn failed(o: &Outcome) -> Vec<(String, String)> {
     o.claims
         .iter()
@@ -218,20 +225,18 @@ async fn a_growing_log_is_attested_incrementally_and_tampering_reboots_and_resta
     // First attestation: the whole log, no state yet.
     let o = n.attest(&v).await;
     assert_pass(&o, &v);
-    assert!(
-        range(&o).contains("entries 0–3 judged: the whole log, because no state is kept"),
-        "{}",
-        range(&o)
+    assert_range(
+        &o,
+        "entries 0–3 judged: the whole log, because no state is kept",
     );
 
     // The log grows: only the new entries are sent and judged.
     n.measure_allowed(2);
     let o = n.attest(&v).await;
     assert_pass(&o, &v);
-    assert!(
-        range(&o).contains("entries 4–5 judged, continuing from the state kept at entry 4"),
-        "{}",
-        range(&o)
+    assert_range(
+        &o,
+        "entries 4–5 judged, continuing from the state kept at entry 4",
     );
     // Its kept evidence (the state it continued from and the entries after
     // it) reproduces the verdict.
@@ -239,21 +244,16 @@ async fn a_growing_log_is_attested_incrementally_and_tampering_reboots_and_resta
     // Nothing new.
     let o = n.attest(&v).await;
     assert_pass(&o, &v);
-    assert!(
-        range(&o).contains("no new entries since entry 6"),
-        "{}",
-        range(&o)
-    );
+    assert_range(&o, "no new entries since entry 6");
 
     // A verifier restart keeps the state (it is in the store).
     v.restart().unwrap();
     n.measure_allowed(1);
     let o = n.attest(&v).await;
     assert_pass(&o, &v);
-    assert!(
-        range(&o).contains("entries 6–6 judged, continuing from the state kept at entry 6"),
-        "{}",
-        range(&o)
+    assert_range(
+        &o,
+        "entries 6–6 judged, continuing from the state kept at entry 6",
     );
 
     // A dropped entry: the kernel measured two files, the log hides one.
@@ -274,10 +274,9 @@ async fn a_growing_log_is_attested_incrementally_and_tampering_reboots_and_resta
     // log, and fails on the file the log hid, naming it.
     n.write(&n.log.clone());
     let o = n.attest(&v).await;
-    assert!(
-        range(&o).contains("entries 0–8 judged: the whole log, because no state is kept"),
-        "{}",
-        range(&o)
+    assert_range(
+        &o,
+        "entries 0–8 judged: the whole log, because no state is kept",
     );
     assert!(
         failed(&o)
@@ -290,10 +289,9 @@ async fn a_growing_log_is_attested_incrementally_and_tampering_reboots_and_resta
     n.measure_allowed(1);
     let o = n.attest(&v).await;
     assert!(!o.trusted);
-    assert!(
-        range(&o).contains("entries 7–9 judged, continuing from the state kept at entry 7"),
-        "{}",
-        range(&o)
+    assert_range(
+        &o,
+        "entries 7–9 judged, continuing from the state kept at entry 7",
     );
     reverify(&v, o.history_seq);
 
@@ -318,33 +316,22 @@ async fn a_growing_log_is_attested_incrementally_and_tampering_reboots_and_resta
     n.measure_allowed(2);
     let o = n.attest(&v).await;
     assert_pass(&o, &v);
-    assert!(
-        // (the edited log dropped the state)
-        range(&o).contains("entries 0–2 judged: the whole log, because no state is kept"),
-        "{}",
-        range(&o)
+    // (the edited log dropped the state)
+    assert_range(
+        &o,
+        "entries 0–2 judged: the whole log, because no state is kept",
     );
     n.measure_allowed(1);
     let o = n.attest(&v).await;
     assert_pass(&o, &v);
-    assert!(
-        range(&o).contains("continuing from the state kept at entry 3"),
-        "{}",
-        range(&o)
-    );
+    assert_range(&o, "continuing from the state kept at entry 3");
     // Another reboot, with the state kept: the verdict says why it starts over.
     n.node.tpm.reboot().unwrap();
     n.boot("third boot");
     n.measure_allowed(1);
     let o = n.attest(&v).await;
     assert_pass(&o, &v);
-    assert!(
-        range(&o).contains(
-            "entries 0–1 judged: the whole log, because the TPM was reset or restarted since entry 4 was verified"
-        ),
-        "{}",
-        range(&o)
-    );
+    assert_range(&o, "entries 0–1 judged: the whole log, because the TPM was reset or restarted since entry 4 was verified");
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -395,19 +382,14 @@ async fn entries_of_another_boot_are_refused_and_a_reset_starts_over_from_entry_
     // The honest attestor starts over from entry 0, and continues after.
     let o = n.attest(&v).await;
     assert_pass(&o, &v);
-    assert!(
-        range(&o).contains("entries 0–5 judged: the whole log, because no state is kept"),
-        "{}",
-        range(&o)
+    assert_range(
+        &o,
+        "entries 0–5 judged: the whole log, because no state is kept",
     );
     n.measure_allowed(1);
     let o = n.attest(&v).await;
     assert_pass(&o, &v);
-    assert!(
-        range(&o).contains("entries 6–6 judged, continuing"),
-        "{}",
-        range(&o)
-    );
+    assert_range(&o, "entries 6–6 judged, continuing");
     // Entries from another point than the kept one are refused.
     n.measure_allowed(1);
     let r = n.send_raw(&v, &n.from(5), 5).await;
@@ -438,13 +420,12 @@ async fn a_node_switching_replicas_mid_stream_continues_from_the_shared_state() 
         let o = n.attest(v).await;
         assert_pass(&o, v);
         let from = 4 + 2 * round;
-        assert!(
-            range(&o).contains(&format!(
+        assert_range(
+            &o,
+            &format!(
                 "entries {from}–{} judged, continuing from the state kept at entry {from}",
                 from + 1
-            )),
-            "{}",
-            range(&o)
+            ),
         );
     }
     reverify(&a, n.attest(&b).await.history_seq);

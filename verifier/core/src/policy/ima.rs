@@ -97,27 +97,22 @@ impl PartialEq for Keyrings {
 impl Eq for Keyrings {}
 
 /// Files matching `paths` must carry a signature by a key of `keyrings`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct SignatureRule {
     pub paths: Vec<Pattern>,
     /// The keyring names (all of the policy's when the rule names none).
     pub keyring_names: Vec<String>,
-    /// Their keys together.
-    pub keyring: KeyringEq,
+    /// Their keys together (derived from the names over the policy's
+    /// [`Keyrings`], so equality compares the names).
+    pub keyring: Keyring,
 }
 
-/// A [`Keyring`] compared by the names it was built from (see [`SignatureRule`]).
-#[derive(Debug, Clone, Default)]
-pub struct KeyringEq(pub Keyring);
-
-impl PartialEq for KeyringEq {
-    fn eq(&self, _: &Self) -> bool {
-        // Built from `keyring_names` over the same `Keyrings`, which the
-        // rules compare.
-        true
+impl PartialEq for SignatureRule {
+    fn eq(&self, other: &Self) -> bool {
+        self.paths == other.paths && self.keyring_names == other.keyring_names
     }
 }
-impl Eq for KeyringEq {}
+impl Eq for SignatureRule {}
 
 /// A file digest as the policy lists it: algorithm name and bytes.
 pub type FileDigest = (String, Vec<u8>);
@@ -335,7 +330,7 @@ impl RawIma {
             require_signature.push(SignatureRule {
                 paths,
                 keyring_names: names,
-                keyring: KeyringEq(keyring),
+                keyring,
             });
         }
         let mut buffers = BTreeMap::new();

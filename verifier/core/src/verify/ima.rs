@@ -622,7 +622,7 @@ fn judge_signature(
         };
     };
     let keyring = match required {
-        Some(r) => &r.keyring.0,
+        Some(r) => &r.keyring,
         None => &rules.keyrings.all,
     };
     let expected = || match required {

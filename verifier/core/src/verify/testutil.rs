@@ -333,6 +333,25 @@ impl Scenario {
         cel_log: Option<&[u8]>,
         cache: Option<&MeasuredBootCache>,
     ) -> QuoteOutcome {
+        let evidence = QuoteEvidence {
+            attest,
+            signature,
+            pcrs_sha256: &self.pcrs,
+            uefi_log,
+            ima_log,
+            cel_log,
+            ima_first_entry: 0,
+        };
+        self.verify_evidence(&evidence, cache, None)
+    }
+
+    /// Verifies `evidence` against the scenario's AK, nonce, clock and policy.
+    fn verify_evidence(
+        &self,
+        evidence: &QuoteEvidence<'_>,
+        cache: Option<&MeasuredBootCache>,
+        ima_state: Option<&crate::verify::ImaState>,
+    ) -> QuoteOutcome {
         let ak = self.ak.public();
         let check = QuoteCheck {
             ak: &ak,
@@ -340,20 +359,9 @@ impl Scenario {
             previous_clock: self.previous_clock,
             policy: &self.policy,
             cache,
-            ima_state: None,
+            ima_state,
         };
-        verify_quote(
-            &check,
-            &QuoteEvidence {
-                attest,
-                signature,
-                pcrs_sha256: &self.pcrs,
-                uefi_log,
-                ima_log,
-                cel_log,
-                ima_first_entry: 0,
-            },
-        )
+        verify_quote(&check, evidence)
     }
 
     /// Signs the scenario's attest and verifies it with an IMA log that starts
@@ -377,26 +385,15 @@ impl Scenario {
         first_entry: u64,
         ima_state: Option<&crate::verify::ImaState>,
     ) -> QuoteOutcome {
-        let ak = self.ak.public();
-        let check = QuoteCheck {
-            ak: &ak,
-            expected_nonce: &self.nonce,
-            previous_clock: self.previous_clock,
-            policy: &self.policy,
-            cache: None,
-            ima_state,
+        let evidence = QuoteEvidence {
+            attest,
+            signature,
+            pcrs_sha256: &self.pcrs,
+            ima_log: Some(ima_log),
+            ima_first_entry: first_entry,
+            ..Default::default()
         };
-        verify_quote(
-            &check,
-            &QuoteEvidence {
-                attest,
-                signature,
-                pcrs_sha256: &self.pcrs,
-                ima_log: Some(ima_log),
-                ima_first_entry: first_entry,
-                ..Default::default()
-            },
-        )
+        self.verify_evidence(&evidence, None, ima_state)
     }
 
     /// Signs the scenario's attest and verifies it.

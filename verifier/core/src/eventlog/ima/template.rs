@@ -165,6 +165,12 @@ fn put_name_ng(out: &mut impl Sink, name: &[u8]) {
     out.put(&[0]);
 }
 
+/// `d-ng` then `n-ng`: the fields every template but `ima` starts with.
+fn put_ng(out: &mut impl Sink, alg: &str, digest: &[u8], name: &[u8]) {
+    put_digest_ng(out, alg, digest);
+    put_name_ng(out, name);
+}
+
 /// Length of [`template_data`], without building it.
 pub(super) fn template_data_len(t: &Template) -> Option<usize> {
     let ng = |alg: &str, digest: &[u8], name: &[u8]| {
@@ -206,13 +212,9 @@ pub(super) fn write_template_data(t: &Template, out: &mut impl Sink) -> Option<(
             let pad = IMA_NAME_FIELD.saturating_sub(path.len());
             out.put(ZEROS.get(..pad).unwrap_or_default());
         }
-        Template::ImaNg(f) => {
-            put_digest_ng(out, &f.hash_alg, &f.digest);
-            put_name_ng(out, f.path.as_bytes());
-        }
+        Template::ImaNg(f) => put_ng(out, &f.hash_alg, &f.digest, f.path.as_bytes()),
         Template::ImaSig(f) => {
-            put_digest_ng(out, &f.hash_alg, &f.digest);
-            put_name_ng(out, f.path.as_bytes());
+            put_ng(out, &f.hash_alg, &f.digest, f.path.as_bytes());
             put_field(out, f.signature.as_deref().unwrap_or_default());
         }
         Template::ImaBuf(BufferMeasurement {
@@ -221,8 +223,7 @@ pub(super) fn write_template_data(t: &Template, out: &mut impl Sink) -> Option<(
             name,
             buf,
         }) => {
-            put_digest_ng(out, hash_alg, digest);
-            put_name_ng(out, name.as_bytes());
+            put_ng(out, hash_alg, digest, name.as_bytes());
             put_field(out, buf);
         }
         Template::Other(o) => match &o.fields {
